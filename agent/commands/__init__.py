@@ -1,0 +1,7 @@
+"""One module per `colocd` subcommand; each exposes `register(subparsers)`."""
+
+from agent.commands import classify
+
+COMMANDS = (classify,)
+
+__all__ = ["COMMANDS"]
