@@ -17,8 +17,9 @@ $(STAMP): pyproject.toml
 system-deps:
 	scripts/install-system-deps.sh
 
+# Until `colocd demo` lands: classify the shipped example pods (real work, no cluster).
 demo: install
-	$(BIN)/colocd demo
+	$(BIN)/colocd classify examples/
 
 lint: install
 	$(BIN)/ruff check .
