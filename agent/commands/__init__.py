@@ -1,7 +1,7 @@
 """One module per `colocd` subcommand; each exposes `register(subparsers)`."""
 
-from agent.commands import classify
+from agent.commands import classify, discover, revert
 
-COMMANDS = (classify,)
+COMMANDS = (classify, discover, revert)
 
 __all__ = ["COMMANDS"]

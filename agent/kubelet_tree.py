@@ -1,0 +1,358 @@
+"""A kubelet-like cgroup tree on the real kernel, for tests, the demo and benchmarks.
+
+`KubeletTree` does what kubelet and the runtime would do for a set of pods: it creates
+`kubepods`, the QoS levels, one cgroup per pod and one per container (either driver's naming,
+containerd / CRI-O / docker scopes), sets what kubelet sets (cpu.shares from requests,
+besteffort 2, CFS quota and memory limits from limits) and moves processes in. On a hybrid
+host it mirrors every cgroup into the cgroup2 mount, as systemd does, so per-pod PSI is
+readable. `close()` (or leaving the `with` block) thaws what it created, kills only the
+processes it was given to own, and removes every directory it created, bottom-up, even
+after a failure.
+
+Where it builds: beneath the caller's own cgroup. On v1 that is `<own memory cgroup>/
+colocd-test-<random>`, the same relative path under every controller (the intermediate
+directories missing under the other controllers are created and later removed); on v2 it is
+`<own cgroup>/colocd-test-<random>`. That relative path is kubelet's `--cgroup-root` for the
+tree (`tree.root`), so `detect_layout(hierarchy, tree.root)` finds it.
+
+    with KubeletTree(Driver.SYSTEMD, Runtime.CRIO) as tree:
+        pod = tree.add_pod(pod)                      # container IDs filled in
+        proc = tree.spawn(pod, "app", [sys.executable, "-c", "while True: pass"])
+        tree.cgroups.sample(tree.container_cgroup(pod, "app"))
+
+The cgroupspy package is not used here: it opens a file per access, turns ENOENT/EACCES/EINVAL
+into None and knows nothing of v2; the tree writes through `isolation.cgroups` instead, so
+kubelet's values go through the same knob table colocd enforces with.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import logging
+import os
+import secrets
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from isolation.cgroups import Cgroups
+from isolation.detect import Hierarchy, Mode, detect_hierarchy
+from isolation.errors import IsolationError
+from isolation.knobs import CpuMax
+from isolation.layout import Driver, KubeletLayout, Runtime, join, normalize_cgroup
+from qos.k8s_qos import QOSClass, pod_qos_class
+from qos.pod import ContainerRuntimeID, Pod
+from qos.state import pod_state
+
+__all__ = ["KubeletTree", "own_cgroup"]
+
+log = logging.getLogger(__name__)
+
+CFS_PERIOD_US = 100_000
+V2_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
+
+
+def own_cgroup(hierarchy: Hierarchy, proc_root: str = "/proc") -> str:
+    """The caller's cgroup (relative): the memory controller's on v1, the unified one on v2."""
+    want = "0" if hierarchy.mode is Mode.V2 else "memory"
+    for line in Path(proc_root, "self", "cgroup").read_text().splitlines():
+        ident, controllers, path = line.split(":", 2)
+        if (want == "0" and ident == "0") or want in controllers.split(","):
+            return normalize_cgroup(path)
+    raise IsolationError(f"find own cgroup: no {want} line in {proc_root}/self/cgroup")
+
+
+def milli_to_shares(milli: int) -> int:
+    """kubelet's MilliCPUToShares."""
+    return min(max(milli * 1024 // 1000, 2), 262144)
+
+
+def milli_to_quota(milli: int) -> int:
+    """kubelet's MilliCPUToQuota (period 100 ms, at least 1 ms)."""
+    return max(milli * CFS_PERIOD_US // 1000, 1000)
+
+
+class KubeletTree:
+    def __init__(
+        self,
+        driver: Driver = Driver.CGROUPFS,
+        runtime: Runtime = Runtime.CONTAINERD,
+        *,
+        cgroup_root: str = "/sys/fs/cgroup",
+        proc_root: str = "/proc",
+        hierarchy: Hierarchy | None = None,
+        node_cpus: int | None = None,
+    ) -> None:
+        self.hierarchy = hierarchy or detect_hierarchy(cgroup_root, proc_root)
+        self.cgroups = Cgroups(self.hierarchy)
+        self.runtime = runtime
+        self.root = join(
+            own_cgroup(self.hierarchy, proc_root), f"colocd-test-{secrets.token_hex(4)}"
+        )
+        self.layout = KubeletLayout(driver, self.root)
+        self.node_cpus = node_cpus or os.cpu_count() or 1
+        self.pods: dict[str, Pod] = {}
+        self._created: list[Path] = []  # every directory made, in creation order
+        self._owned: dict[int, subprocess.Popen[Any] | None] = {}
+        self._open = False
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> KubeletTree:
+        self.open()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def open(self) -> None:
+        if self._open:
+            return
+        self._open = True
+        try:
+            self._mkdirs(self.root)
+            self._mkdirs(self.layout.kubepods())
+            self.cgroups.write(
+                "cpu.shares", self.layout.kubepods(), milli_to_shares(self.node_cpus * 1000)
+            )
+            for qos in (QOSClass.BURSTABLE, QOSClass.BEST_EFFORT):
+                self._mkdirs(self.layout.qos_cgroup(qos))
+                self.cgroups.write("cpu.shares", self.layout.qos_cgroup(qos), 2)
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def mounts(self) -> dict[str, Path]:
+        """Every hierarchy the tree is built in (v1 controllers, and the cgroup2 mount)."""
+        return self.hierarchy.mounts()
+
+    def _mkdirs(self, cgroup: str) -> None:
+        """Create `cgroup` (and missing parents) in every hierarchy; remember what was made."""
+        parts = cgroup.split("/")
+        for name, mount in self.mounts.items():
+            for depth in range(1, len(parts) + 1):
+                rel = "/".join(parts[:depth])
+                path = mount / rel
+                try:
+                    path.mkdir()
+                except FileExistsError:
+                    continue
+                self._created.append(path)
+                if name == "cpuset":
+                    self._inherit_cpuset(rel)
+                if name == "unified" and self.hierarchy.mode is Mode.V2:
+                    self._enable_controllers(parts[: depth - 1])
+
+    def _inherit_cpuset(self, rel: str) -> None:
+        """A new v1 cpuset starts empty; copy the parent's cpus and mems, as runc does."""
+        parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
+        for knob_name in ("cpuset.mems", "cpuset.cpus"):
+            self.cgroups.write(knob_name, rel, self.cgroups.read(knob_name, parent).value)
+
+    def _enable_controllers(self, parent_parts: list[str]) -> None:
+        """v2: a cgroup's files appear only when its parent enables the controller."""
+        assert self.hierarchy.unified is not None
+        parent = self.hierarchy.unified.joinpath(*parent_parts)
+        available = (parent / "cgroup.controllers").read_text().split()
+        enabled = (parent / "cgroup.subtree_control").read_text().split()
+        wanted = [c for c in V2_CONTROLLERS if c in available and c not in enabled]
+        if wanted:
+            try:
+                (parent / "cgroup.subtree_control").write_text(" ".join("+" + c for c in wanted))
+            except OSError as err:
+                raise IsolationError(
+                    f"enable {' '.join(wanted)} in {parent}: {err.strerror} (a cgroup that holds "
+                    "processes cannot enable controllers; run from a delegated cgroup)"
+                ) from err
+
+    # --- pods --------------------------------------------------------------------------------
+
+    def pod_cgroup(self, pod: Pod) -> str:
+        return self.layout.pod_cgroup(pod_qos_class(pod), pod.uid)
+
+    def container_cgroup(self, pod: Pod, container: str) -> str:
+        cid = self.pods[pod.uid].container_ids[container]
+        return join(self.pod_cgroup(pod), self.layout.container_name(Runtime(cid.runtime), cid.id))
+
+    def add_pod(self, pod: Pod) -> Pod:
+        """Create the pod's cgroups as kubelet and the runtime would. A missing UID or
+        container ID is generated; the returned pod carries them."""
+        uid = pod.uid or str(uuid.uuid4())
+        ids = dict(pod.container_ids)
+        for c in pod.containers:
+            ids.setdefault(c.name, ContainerRuntimeID(self.runtime.value, secrets.token_hex(32)))
+        pod = dataclasses.replace(pod, uid=uid, container_ids=ids)
+        self.pods[uid] = pod
+        state = pod_state(pod)
+        pod_cg = self.pod_cgroup(pod)
+        self._mkdirs(pod_cg)
+        self._set_kubelet_values(
+            pod_cg, state.requests.cpu_milli, state.limits.cpu_milli, state.limits.memory_bytes
+        )
+        for c in pod.containers:
+            cg = self.container_cgroup(pod, c.name)
+            self._mkdirs(cg)
+            req, lim = c.resources.requests, c.resources.limits
+            self._set_kubelet_values(
+                cg,
+                int(req["cpu"] * 1000) if "cpu" in req else 0,
+                int(lim["cpu"] * 1000) if "cpu" in lim else None,
+                int(lim["memory"]) if "memory" in lim else None,
+            )
+        self._update_burstable_shares()
+        return pod
+
+    def _set_kubelet_values(
+        self, cgroup: str, cpu_request: int | None, cpu_limit: int | None, memory: int | None
+    ) -> None:
+        self.cgroups.write("cpu.shares", cgroup, milli_to_shares(cpu_request or 0))
+        if cpu_limit is not None:
+            self.cgroups.write("cpu.max", cgroup, CpuMax(milli_to_quota(cpu_limit), CFS_PERIOD_US))
+        if memory is not None:
+            self.cgroups.write("memory.max", cgroup, memory)
+
+    def _update_burstable_shares(self) -> None:
+        burstable = [p for p in self.pods.values() if pod_qos_class(p) is QOSClass.BURSTABLE]
+        milli = sum(pod_state(p).requests.cpu_milli or 0 for p in burstable)
+        self.cgroups.write(
+            "cpu.shares", self.layout.qos_cgroup(QOSClass.BURSTABLE), milli_to_shares(milli)
+        )
+
+    def remove_pod(self, pod: Pod) -> None:
+        """What kubelet does when a pod goes: its processes die and its cgroups are removed."""
+        pod_cg = self.pod_cgroup(pod)
+        for pid in self._pids_in(pod_cg):
+            self._kill(pid)
+        self._remove_below(pod_cg, including=True)
+        self.pods.pop(pod.uid, None)
+        self._update_burstable_shares()
+
+    # --- processes ---------------------------------------------------------------------------
+
+    def _procs_files(self, cgroup: str) -> list[str]:
+        return [str(mount / cgroup / "cgroup.procs") for mount in self.mounts.values()]
+
+    def attach(self, pid: int, cgroup: str, *, own: bool = True) -> None:
+        """Move `pid` into `cgroup` in every hierarchy; `own` means close() will kill it."""
+        for procs in self._procs_files(cgroup):
+            with open(procs, "w") as f:
+                f.write(str(pid))
+        if own:
+            self._owned.setdefault(pid, None)
+
+    def spawn(
+        self, pod: Pod, container: str, argv: Sequence[str], **popen: Any
+    ) -> subprocess.Popen[Any]:
+        """Start `argv` inside the container's cgroups (it moves itself before exec); the
+        tree owns the process."""
+        files = self._procs_files(self.container_cgroup(pod, container))
+
+        def enter() -> None:
+            for procs in files:
+                fd = os.open(procs, os.O_WRONLY)
+                try:
+                    os.write(fd, b"0")
+                finally:
+                    os.close(fd)
+
+        proc = subprocess.Popen(argv, preexec_fn=enter, **popen)  # noqa: PLW1509
+        self._owned[proc.pid] = proc
+        return proc
+
+    def _pids_in(self, cgroup: str) -> list[int]:
+        """Owned PIDs anywhere below `cgroup` (read from the first hierarchy)."""
+        mount = next(iter(self.mounts.values()))
+        found = []
+        for dirpath, _dirs, _files in os.walk(mount / cgroup):
+            with contextlib.suppress(OSError):
+                for line in Path(dirpath, "cgroup.procs").read_text().split():
+                    if int(line) in self._owned:
+                        found.append(int(line))
+        return found
+
+    def _kill(self, pid: int) -> None:
+        proc = self._owned.pop(pid, None)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=10)
+            return
+        deadline = time.monotonic() + 10
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    # --- teardown ----------------------------------------------------------------------------
+
+    def _thaw(self) -> None:
+        """A frozen process cannot die: thaw every cgroup made here before killing."""
+        for path in self._created:
+            for name in ("freezer.state", "cgroup.freeze"):
+                target = path / name
+                if target.exists():
+                    with contextlib.suppress(OSError):
+                        target.write_text("THAWED" if name == "freezer.state" else "0")
+
+    def _ours(self, path: Path) -> bool:
+        """Inside the tree's own root (not a parent shared with other users)."""
+        return any(
+            path == m / self.root or m / self.root in path.parents for m in self.mounts.values()
+        )
+
+    def _rmdir(self, path: Path) -> None:
+        deadline = time.monotonic() + 5
+        while True:
+            try:
+                path.rmdir()
+                return
+            except FileNotFoundError:
+                return
+            except OSError as err:
+                # A shared parent still in use by others stays; a task that is dying may
+                # hold one of ours for a moment.
+                if not self._ours(path) and err.errno in (errno.EBUSY, errno.ENOTEMPTY):
+                    return
+                if time.monotonic() > deadline:
+                    log.warning("remove %s: %s", path, err.strerror)
+                    return
+                time.sleep(0.02)
+
+    def _remove_below(self, cgroup: str, *, including: bool) -> None:
+        """rmdir everything under `cgroup` in every hierarchy, deepest first."""
+        for mount in self.mounts.values():
+            top = mount / cgroup
+            if not top.is_dir():
+                continue
+            dirs = [Path(d) for d, _, _ in os.walk(top)]
+            for path in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+                if path != top or including:
+                    self._rmdir(path)
+
+    def close(self) -> None:
+        """Thaw, kill owned processes, remove the tree and the parents made for it."""
+        if not self._open:
+            return
+        self._open = False
+        try:
+            self._thaw()
+            for pid in list(self._owned):
+                self._kill(pid)
+            self._remove_below(self.root, including=False)
+        finally:
+            for path in reversed(self._created):
+                self._rmdir(path)
+            self._created.clear()
+            self.cgroups.close()

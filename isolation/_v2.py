@@ -1,0 +1,113 @@
+"""cgroup v2 backend: one tree; a controller's files exist in a cgroup only when the parent
+enables it in `cgroup.subtree_control`.
+
+Files read per cgroup: `cpu.stat`, `memory.current`, `memory.stat`, `io.stat` and the
+cgroup's own `{cpu,memory,io}.pressure`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from isolation._fds import FdCache, key_int, pressure, single_int
+from isolation._paths import inside
+from isolation.detect import Hierarchy
+from isolation.knobs import Binding
+from isolation.readings import CgroupSample, CpuUsage, IoStat, MemoryUsage, PsiReading
+
+
+class Backend:
+    version = 2
+
+    def __init__(self, hierarchy: Hierarchy) -> None:
+        assert hierarchy.unified is not None
+        self._root = hierarchy.unified
+        self._controllers = hierarchy.v2_controllers
+        self._files: dict[str, tuple[str, ...]] = {}
+
+    def dir(self, controller: str, cgroup: str) -> Path:
+        return inside(self._root, cgroup)
+
+    def dirs(self, cgroup: str) -> dict[str, Path]:
+        return {"unified": inside(self._root, cgroup)}
+
+    def exists(self, cgroup: str) -> bool:
+        return inside(self._root, cgroup).is_dir()
+
+    def host_unsupported(self, binding: Binding) -> str | None:
+        if binding.controller and binding.controller not in self._controllers:
+            return f"the {binding.controller} controller is not available in {self._root}"
+        return None
+
+    def _paths(self, cgroup: str) -> tuple[str, ...]:
+        paths = self._files.get(cgroup)
+        if paths is None:
+            d = str(inside(self._root, cgroup))
+            paths = tuple(
+                f"{d}/{name}"
+                for name in (
+                    "cpu.stat",
+                    "memory.current",
+                    "memory.stat",
+                    "io.stat",
+                    "cpu.pressure",
+                    "memory.pressure",
+                    "io.pressure",
+                )
+            )
+            self._files[cgroup] = paths
+        return paths
+
+    def directories(self, cgroup: str) -> set[str]:
+        return {self._paths(cgroup)[0].rsplit("/", 1)[0]}
+
+    def sample(
+        self, fds: FdCache, cgroup: str, *, memory_stat: bool, io: bool, psi: bool
+    ) -> CgroupSample | None:
+        p = self._paths(cgroup)
+        read = fds.read
+        stat = read(p[0])
+        current = single_int(read(p[1]))
+        if stat is None and current is None:
+            return None
+
+        def usec(key: bytes) -> int | None:
+            v = key_int(stat, key)
+            return None if v is None else v * 1000
+
+        cpu = CpuUsage(
+            usec(b"usage_usec"),
+            usec(b"user_usec"),
+            usec(b"system_usec"),
+            key_int(stat, b"nr_periods"),
+            key_int(stat, b"nr_throttled"),
+            usec(b"throttled_usec"),
+        )
+        memory = MemoryUsage(current)
+        if memory_stat:
+            mstat = read(p[2])
+            inactive = key_int(mstat, b"inactive_file")
+            working = None
+            if current is not None and inactive is not None:
+                working = max(0, current - inactive)
+            memory = MemoryUsage(
+                current, working, inactive, key_int(mstat, b"active_file"), key_int(mstat, b"anon")
+            )
+        io_stat = _io(read(p[3])) if io else None
+        pressure_ = None
+        if psi:
+            pressure_ = PsiReading(pressure(read(p[4])), pressure(read(p[5])), pressure(read(p[6])))
+        return CgroupSample(cgroup, cpu, memory, io_stat, pressure_)
+
+
+def _io(buf: bytes | None) -> IoStat | None:
+    """`MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=.. dbytes=.. dios=..` lines, summed."""
+    if buf is None:
+        return None
+    sums = {b"rbytes": 0, b"wbytes": 0, b"rios": 0, b"wios": 0}
+    for line in buf.split(b"\n"):
+        for pair in line.split()[1:]:
+            key, _, value = pair.partition(b"=")
+            if key in sums:
+                sums[key] += int(value)
+    return IoStat(sums[b"rbytes"], sums[b"wbytes"], sums[b"rios"], sums[b"wios"])

@@ -1,0 +1,64 @@
+"""What the readers return. A value the kernel did not provide is None, never 0."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+__all__ = ["CgroupSample", "CpuUsage", "IoStat", "MemoryUsage", "Pressure", "PsiReading"]
+
+
+class CpuUsage(NamedTuple):
+    """Cumulative CPU time and CFS throttling (nanoseconds, counts)."""
+
+    usage_ns: int | None
+    user_ns: int | None = None
+    system_ns: int | None = None
+    periods: int | None = None
+    throttled_periods: int | None = None
+    throttled_ns: int | None = None
+
+
+class MemoryUsage(NamedTuple):
+    """Bytes. `working_set` is usage minus inactive file cache (what kubelet evicts on)."""
+
+    usage_bytes: int | None
+    working_set_bytes: int | None = None
+    inactive_file_bytes: int | None = None
+    active_file_bytes: int | None = None
+    anon_bytes: int | None = None
+
+
+class IoStat(NamedTuple):
+    """Cumulative bytes and operations, summed over devices."""
+
+    read_bytes: int | None
+    write_bytes: int | None = None
+    read_ops: int | None = None
+    write_ops: int | None = None
+
+
+class Pressure(NamedTuple):
+    """One PSI file: `some`/`full` averages (percent) and totals (microseconds)."""
+
+    some_avg10: float | None
+    some_avg60: float | None = None
+    some_avg300: float | None = None
+    some_total_us: int | None = None
+    full_avg10: float | None = None
+    full_avg60: float | None = None
+    full_avg300: float | None = None
+    full_total_us: int | None = None
+
+
+class PsiReading(NamedTuple):
+    cpu: Pressure | None
+    memory: Pressure | None = None
+    io: Pressure | None = None
+
+
+class CgroupSample(NamedTuple):
+    cgroup: str
+    cpu: CpuUsage
+    memory: MemoryUsage
+    io: IoStat | None = None
+    psi: PsiReading | None = None
