@@ -1,0 +1,221 @@
+"""`decide(snapshot, state, settings, now) -> (Plan, BrainState)`: the whole brain, pure.
+
+One call per tick. `state` is what the previous call returned (`BrainState()` at start):
+the predictor's windows, the margin controller, the last fresh budgets, the eviction
+bookkeeping and the dedicated pods' cores. No clocks: `now` is the loop's monotonic time
+in seconds, on the same clock as the readings' `at`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from qos.budget import (
+    Budget,
+    LastGood,
+    Resource,
+    from_terms,
+    is_stale,
+    unknown,
+    without_fresh_readings,
+)
+from qos.cpus import CpuLayout, assign_dedicated, batch_cpuset, format_cpus, node_cpus
+from qos.demand import Demand, PredictorState, cpu_demand, gpu_capacity, gpu_demand, memory_demand
+from qos.eviction import EvictionState, MemoryPressure, plan_evictions
+from qos.limits import batch_pods, batch_tier, online_pods
+from qos.margin import MarginState, initial_margin, update_margin
+from qos.plan import (
+    BatchTierPlan,
+    Budgets,
+    CpuIdle,
+    CpusetCap,
+    ExtendedResource,
+    MarginReport,
+    Plan,
+    QuotaCap,
+)
+from qos.samples import Snapshot, clean, reading_time
+from qos.settings import CpuMechanism, Indicator, QosSettings
+from qos.units import format_fraction
+
+
+@dataclass(frozen=True, slots=True)
+class BrainState:
+    predictor: PredictorState = field(default_factory=PredictorState)
+    margin: MarginState | None = None  # None: start from settings.margin.initial_fraction
+    cpu: LastGood | None = None
+    memory: LastGood | None = None
+    gpu: LastGood | None = None
+    eviction: EvictionState = field(default_factory=EvictionState)
+    dedicated: tuple[tuple[str, tuple[int, ...]], ...] = ()
+
+
+def _indicator(snapshot: Snapshot, settings: QosSettings) -> tuple[float | None, float | None]:
+    """(value, reading time) of the configured interference indicator, cleaned."""
+    match settings.margin.indicator:
+        case Indicator.CPU_PSI:
+            r = snapshot.cpu_pressure
+            return (None, None) if r is None else (clean(r.some_avg10, 100.0), reading_time(r.at))
+        case Indicator.THROTTLING:
+            t = snapshot.throttling
+            return (
+                (None, None) if t is None else (clean(t.throttled_ratio, 1.0), reading_time(t.at))
+            )
+        case Indicator.LATENCY:
+            lat = snapshot.latency
+            return (None, None) if lat is None else (clean(lat.value), reading_time(lat.at))
+
+
+def _budget(
+    resource: Resource,
+    *,
+    capacity: int,
+    demand: Demand,
+    last: LastGood | None,
+    now: float,
+    settings: QosSettings,
+) -> tuple[Budget, LastGood | None]:
+    if is_stale(demand.at, now, settings.reclaim):
+        return without_fresh_readings(resource, capacity, last, now, settings.reclaim), last
+    assert demand.at is not None
+    if demand.terms is None:
+        return unknown(resource, capacity, demand.missing), last
+    budget = from_terms(resource, capacity, demand.terms)
+    return budget, LastGood(budget.amount, demand.at)
+
+
+def _memory_pressure(snapshot: Snapshot, now: float, settings: QosSettings) -> MemoryPressure:
+    """Fresh memory-pressure evidence only; stale or missing readings are no evidence."""
+    psi = None
+    r = snapshot.memory_pressure
+    if r is not None and not is_stale(reading_time(r.at), now, settings.reclaim):
+        psi = clean(r.some_avg10, 100.0)
+    usage = None
+    m = snapshot.memory
+    cap = snapshot.node.capacity.memory_bytes
+    if m is not None and cap > 0 and not is_stale(reading_time(m.at), now, settings.reclaim):
+        ws = clean(m.node_working_set_bytes, float(cap))
+        usage = None if ws is None else ws / cap
+    return MemoryPressure(psi, usage)
+
+
+def _cpu_cap(
+    budget: Budget, layout: CpuLayout, settings: QosSettings
+) -> CpusetCap | QuotaCap | None:
+    match settings.cpu.mechanism:
+        case CpuMechanism.CPUSET:
+            return batch_cpuset(layout.shared, budget.amount, settings.cpu.cpuset_min_cpus)
+        case CpuMechanism.QUOTA:
+            quota = max(settings.cpu.quota_min_milli, budget.amount)
+            why = f"batch quota {quota}m = batch-cpu {budget.amount}m"
+            if quota > budget.amount:
+                why += f" raised to the floor of {settings.cpu.quota_min_milli}m"
+            return QuotaCap(quota, why)
+        case CpuMechanism.IDLE_ONLY:
+            return None
+
+
+def decide(
+    snapshot: Snapshot, state: BrainState, settings: QosSettings, now: float
+) -> tuple[Plan, BrainState]:
+    node = snapshot.node
+    value, at = _indicator(snapshot, settings)
+    margin_state, margin = update_margin(
+        state.margin or initial_margin(settings.margin), value, at, settings.margin
+    )
+    if settings.cpu.dedicated_cpusets:
+        layout = assign_dedicated(node, snapshot.cpus, state.dedicated)
+    else:
+        layout = CpuLayout((), (), node_cpus(snapshot.cpus, node), ())
+
+    margin_why = f"{format_fraction(margin.fraction)}; {margin.reason}"
+    cpu_d, predictor = cpu_demand(
+        snapshot.cpu,
+        node=node,
+        margin_fraction=margin.fraction,
+        margin_why=margin_why,
+        state=state.predictor,
+        settings=settings,
+    )
+    mem_d, predictor = memory_demand(snapshot.memory, node, predictor, settings)
+    cpu_b, cpu_last = _budget(
+        Resource.CPU,
+        capacity=node.capacity.cpu_milli,
+        demand=cpu_d,
+        last=state.cpu,
+        now=now,
+        settings=settings,
+    )
+    mem_b, mem_last = _budget(
+        Resource.MEMORY,
+        capacity=node.capacity.memory_bytes,
+        demand=mem_d,
+        last=state.memory,
+        now=now,
+        settings=settings,
+    )
+    gpu_b, gpu_last = None, state.gpu
+    gpu_cap = gpu_capacity(snapshot.gpu, node)
+    if settings.gpu.enabled and gpu_cap > 0:
+        gpu_d, predictor = gpu_demand(snapshot.gpu, node, predictor, settings)
+        gpu_b, gpu_last = _budget(
+            Resource.GPU, capacity=gpu_cap, demand=gpu_d, last=state.gpu, now=now, settings=settings
+        )
+    budgets = Budgets(cpu_b, mem_b, gpu_b)
+
+    fresh_mem_terms = (
+        None if mem_b.degraded or is_stale(mem_d.at, now, settings.reclaim) else mem_d.terms
+    )
+    idle = None
+    if settings.cpu.idle:
+        idle = CpuIdle(True, "batch runs as cpu.idle (SCHED_IDLE): online preempts it at once")
+    tier = BatchTierPlan(
+        cpu_idle=idle,
+        cpu_cap=_cpu_cap(cpu_b, layout, settings),
+        memory=batch_tier(mem_b, fresh_mem_terms) if settings.memory.enabled else None,
+    )
+    shared = None
+    if layout.assignments:
+        shared = CpusetCap(
+            layout.shared,
+            f"shared pool {format_cpus(layout.shared)}: all CPUs but the dedicated pods' "
+            "exclusive ones",
+        )
+    outcome = plan_evictions(
+        node,
+        evidence=_memory_pressure(snapshot, now, settings),
+        cpu_budget=cpu_b,
+        now=now,
+        state=state.eviction,
+        settings=settings.eviction,
+    )
+    plan = Plan(
+        now=now,
+        budgets=budgets,
+        margin=MarginReport(
+            margin.fraction,
+            round(margin.fraction * node.capacity.cpu_milli),
+            margin.indicator,
+            margin.reason,
+        ),
+        extended_resources=tuple(
+            ExtendedResource(b.extended_name, b.amount, b.reason) for b in budgets.all()
+        ),
+        batch_tier=tier,
+        shared_cpus=shared,
+        dedicated_pods=layout.dedicated,
+        online_pods=online_pods(node, settings.memory) if settings.memory.enabled else (),
+        batch_pods=batch_pods(node, settings.memory),
+        evictions=outcome.evictions,
+        notes=layout.notes + outcome.notes,
+    )
+    new_state = BrainState(
+        predictor=predictor,
+        margin=margin_state,
+        cpu=cpu_last,
+        memory=mem_last,
+        gpu=gpu_last,
+        eviction=outcome.state,
+        dedicated=layout.assignments,
+    )
+    return plan, new_state

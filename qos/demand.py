@@ -1,0 +1,243 @@
+"""From readings to the budget formula's terms, one resource at a time.
+
+Readings are cleaned first (NaN, inf, negatives become missing; values above capacity are
+cut to it), added to the predictor's series, and turned into `Terms`. A missing current
+value falls back to the window's peak; a tier never read at all makes the online term
+unknown, and then nothing is offered. Dedicated pods are Guaranteed, so they never use more
+than their requests: those requests (their exclusive cores) are counted whole.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from qos.budget import Terms
+from qos.predictor import Window, predict
+from qos.samples import CpuReading, GpuReading, MemoryReading, clean, reading_time
+from qos.settings import QosSettings
+from qos.state import NodeState
+from qos.tiers import Tier
+from qos.units import Unit, format_amount, format_fraction
+
+
+@dataclass(frozen=True, slots=True)
+class PredictorState:
+    """One sliding window of usage per tier and resource."""
+
+    cpu_system: Window = field(default_factory=Window)
+    cpu_online: Window = field(default_factory=Window)
+    memory_system: Window = field(default_factory=Window)
+    memory_online: Window = field(default_factory=Window)
+    gpu_online: Window = field(default_factory=Window)
+    gpu_memory_online: Window = field(default_factory=Window)
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """The terms for one resource, or why they could not be had (`terms` None)."""
+
+    at: float | None  # when the reading was taken; None when there was no usable reading
+    terms: Terms | None
+    missing: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Protected:
+    """The system and online terms of one resource, with their reasons."""
+
+    system: float
+    system_why: str
+    online: float
+    online_why: str
+
+
+def _observe(window: Window, at: float, value: float | None, settings: QosSettings) -> Window:
+    if value is None:
+        return window
+    p = settings.predictor
+    return window.add(at, value, p.window_seconds, p.max_samples)
+
+
+def _protected(
+    system: Window,
+    online: Window,
+    *,
+    system_now: float | None,
+    online_now: float | None,
+    reserved: float,
+    unit: Unit,
+    settings: QosSettings,
+) -> _Protected | None:
+    """None when online use was never read (nothing can be offered then)."""
+    q = settings.predictor.percentile
+    p_online = predict(online, online_now, q)
+    if p_online.value is None:
+        return None
+    p_system = predict(system, system_now, q)
+    if p_system.value is None:
+        sys_term, sys_why = reserved, f"use not read; reserved {format_amount(reserved, unit)}"
+    elif reserved >= p_system.value:
+        sys_term, sys_why = reserved, f"reserved; use {format_amount(p_system.value, unit)}"
+    else:
+        sys_term, sys_why = p_system.value, p_system.describe(q)
+    return _Protected(sys_term, sys_why, p_online.value, p_online.describe(q))
+
+
+def _derived_system(r: CpuReading, cap: float) -> float | None:
+    """System use as node use minus the pods' tiers, when the direct reading is missing."""
+    parts = (r.node_used_milli, r.online_used_milli, r.batch_used_milli)
+    node, online, batch = (clean(v, cap) for v in parts)
+    if node is None or online is None or batch is None:
+        return None
+    return max(0.0, node - online - batch)
+
+
+def cpu_demand(
+    reading: CpuReading | None,
+    *,
+    node: NodeState,
+    margin_fraction: float,
+    margin_why: str,
+    state: PredictorState,
+    settings: QosSettings,
+) -> tuple[Demand, PredictorState]:
+    at = reading_time(reading.at) if reading is not None else None
+    if reading is None or at is None:
+        return Demand(None, None, "no CPU reading"), state
+    cap = float(node.capacity.cpu_milli)
+    system = clean(reading.system_used_milli, cap)
+    if system is None:
+        system = _derived_system(reading, cap)
+    online = clean(reading.online_used_milli, cap)
+    state = replace(
+        state,
+        cpu_system=_observe(state.cpu_system, at, system, settings),
+        cpu_online=_observe(state.cpu_online, at, online, settings),
+    )
+    found = _protected(
+        state.cpu_system,
+        state.cpu_online,
+        system_now=system,
+        online_now=online,
+        reserved=float(settings.reclaim.reserved_system_cpu_milli),
+        unit=Unit.MILLICORES,
+        settings=settings,
+    )
+    if found is None:
+        return Demand(at, None, "online CPU use never read"), state
+    dedicated = node.in_tier(Tier.DEDICATED)
+    ded_milli = float(sum(p.requests.cpu_milli or 0 for p in dedicated))
+    online_why = found.online_why
+    if dedicated:
+        online_why += (
+            f" + dedicated {format_amount(ded_milli, Unit.MILLICORES)}"
+            f" (requests of {len(dedicated)} pods)"
+        )
+    terms = Terms(
+        capacity=cap,
+        max_fraction=settings.reclaim.cpu_max_fraction,
+        system=found.system,
+        online=found.online + ded_milli,
+        margin=margin_fraction * cap,
+        system_why=found.system_why,
+        online_why=online_why,
+        margin_why=margin_why,
+    )
+    return Demand(at, terms), state
+
+
+def memory_demand(
+    reading: MemoryReading | None,
+    node: NodeState,
+    state: PredictorState,
+    settings: QosSettings,
+) -> tuple[Demand, PredictorState]:
+    at = reading_time(reading.at) if reading is not None else None
+    if reading is None or at is None:
+        return Demand(None, None, "no memory reading"), state
+    cap = float(node.capacity.memory_bytes)
+    system = clean(reading.system_working_set_bytes, cap)
+    online = clean(reading.online_working_set_bytes, cap)
+    state = replace(
+        state,
+        memory_system=_observe(state.memory_system, at, system, settings),
+        memory_online=_observe(state.memory_online, at, online, settings),
+    )
+    found = _protected(
+        state.memory_system,
+        state.memory_online,
+        system_now=system,
+        online_now=online,
+        reserved=float(settings.reclaim.reserved_system_memory_bytes),
+        unit=Unit.BYTES,
+        settings=settings,
+    )
+    if found is None:
+        return Demand(at, None, "online memory working set never read"), state
+    fixed = settings.reclaim.memory_margin_fraction
+    terms = Terms(
+        capacity=cap,
+        max_fraction=settings.reclaim.memory_max_fraction,
+        system=found.system,
+        online=found.online,
+        margin=fixed * cap,
+        system_why=found.system_why,
+        online_why="working set, " + found.online_why,
+        margin_why=f"fixed {format_fraction(fixed)}",
+    )
+    return Demand(at, terms), state
+
+
+def gpu_capacity(reading: GpuReading | None, node: NodeState) -> int:
+    """Hundredths of one GPU the node has: the reading's device count, else the node's."""
+    devices = clean(reading.devices) if reading is not None else None
+    count = int(devices) if devices is not None else node.capacity.gpus
+    return max(0, count) * 100
+
+
+def gpu_demand(
+    reading: GpuReading | None,
+    node: NodeState,
+    state: PredictorState,
+    settings: QosSettings,
+) -> tuple[Demand, PredictorState]:
+    at = reading_time(reading.at) if reading is not None else None
+    if reading is None or at is None:
+        return Demand(None, None, "no GPU reading"), state
+    cap = float(gpu_capacity(reading, node))
+    q = settings.predictor.percentile
+    total = clean(reading.memory_total_bytes)
+    online = clean(reading.online_used_hundredths, cap)
+    online_mem = clean(reading.online_memory_bytes, total)
+    state = replace(
+        state,
+        gpu_online=_observe(state.gpu_online, at, online, settings),
+        gpu_memory_online=_observe(state.gpu_memory_online, at, online_mem, settings),
+    )
+    p_online = predict(state.gpu_online, online, q)
+    if p_online.value is None:
+        return Demand(at, None, "online GPU use never read"), state
+    reserve = settings.gpu.reserve_fraction
+    max_fraction = settings.reclaim.gpu_max_fraction
+    bound, bound_why = None, ""
+    p_mem = predict(state.gpu_memory_online, online_mem, q)
+    if total and p_mem.value is not None:
+        free = total * max_fraction - p_mem.value - reserve * total
+        bound = cap * free / total
+        bound_why = (
+            f"GPU memory: online {format_amount(p_mem.value, Unit.BYTES)} "
+            f"({p_mem.describe(q)}) of {format_amount(total, Unit.BYTES)}"
+        )
+    terms = Terms(
+        capacity=cap,
+        max_fraction=max_fraction,
+        system=0.0,
+        online=p_online.value,
+        margin=reserve * cap,
+        system_why="no system GPU use",
+        online_why=p_online.describe(q),
+        margin_why=f"reserve {format_fraction(reserve)}",
+        bound=bound,
+        bound_why=bound_why,
+    )
+    return Demand(at, terms), state

@@ -1,0 +1,83 @@
+"""Limits for pods and the batch tier: memory protection, batch memory and CPU limits.
+
+Online and dedicated pods get memory.min/low from their requests, so reclaim driven by
+batch cannot take their working set (measured here: without it, batch evicted online's page
+cache and online's p99 rose about 9x). Batch pods get memory.max from their
+`colocd.io/batch-memory` request and memory.high below it, so the kernel throttles them by
+reclaim before it kills them. The batch tier as a whole gets memory.high at its budget and
+memory.max at the line online's real use must not be pushed below.
+"""
+
+from __future__ import annotations
+
+import math
+
+from qos.budget import Budget, Terms, clamp_amount
+from qos.plan import BatchPodPlan, MemoryLimits, OnlinePodPlan
+from qos.settings import MemoryQosSettings
+from qos.state import NodeState
+from qos.tiers import Tier
+from qos.units import Unit, format_amount
+
+
+def _mi(v: float) -> str:
+    return format_amount(v, Unit.BYTES)
+
+
+def online_pods(node: NodeState, settings: MemoryQosSettings) -> tuple[OnlinePodPlan, ...]:
+    plans = []
+    for p in node.in_tier(Tier.ONLINE, Tier.DEDICATED):
+        request = p.requests.memory_bytes or 0
+        if request <= 0:
+            continue
+        low = math.floor(request * settings.online_low_fraction)
+        floor = math.floor(request * settings.online_min_fraction)
+        why = (
+            f"{p.tier} pod requests {_mi(request)}: memory.min {_mi(floor)} "
+            f"(x {settings.online_min_fraction:g}), memory.low {_mi(low)} "
+            f"(x {settings.online_low_fraction:g})"
+        )
+        plans.append(OnlinePodPlan(p.pod.key, p.pod.uid, floor, low, why))
+    return tuple(plans)
+
+
+def batch_pods(node: NodeState, settings: MemoryQosSettings) -> tuple[BatchPodPlan, ...]:
+    plans = []
+    for p in node.in_tier(Tier.BATCH):
+        cpu, mem = p.batch.cpu_milli, p.batch.memory_bytes
+        if cpu <= 0 and mem <= 0:
+            continue
+        memory = None
+        parts = []
+        if cpu > 0:
+            parts.append(f"cpu quota {cpu}m from colocd.io/batch-cpu")
+        if mem > 0 and settings.enabled:
+            high = math.floor(mem * settings.batch_high_fraction)
+            memory = MemoryLimits(high, mem, f"memory.high {_mi(high)} below memory.max {_mi(mem)}")
+            parts.append(
+                f"memory.max {_mi(mem)} from colocd.io/batch-memory, memory.high {_mi(high)} "
+                f"(x {settings.batch_high_fraction:g})"
+            )
+        reason = "; ".join(parts) or "no memory limit (memory QoS off)"
+        plans.append(BatchPodPlan(p.pod.key, p.pod.uid, cpu if cpu > 0 else None, memory, reason))
+    return tuple(plans)
+
+
+def batch_tier(budget: Budget, terms: Terms | None) -> MemoryLimits:
+    """memory.high at the memory budget; memory.max at capacity - system - online (the hard
+    line, without max_fraction or margin), or left alone when the terms are not fresh."""
+    high = budget.amount
+    if terms is None:
+        return MemoryLimits(
+            high,
+            None,
+            f"memory.high {_mi(high)} = batch-memory; memory.max left alone "
+            "(no fresh online working set)",
+        )
+    hard = clamp_amount(terms.capacity - terms.system - terms.online, budget.capacity)
+    top = max(high, hard)
+    why = (
+        f"memory.high {_mi(high)} = batch-memory; memory.max {_mi(top)} = capacity "
+        f"{_mi(terms.capacity)} - system {_mi(terms.system)} - online {_mi(terms.online)}"
+    )
+    return MemoryLimits(high, top, why)

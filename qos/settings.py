@@ -1,0 +1,328 @@
+"""`QosSettings`: every knob of the brain, one frozen pydantic model built from sections.
+
+Numbers are in base units: millicores, bytes, seconds, fractions of 1 (0.95, not 95 %),
+percent only where the kernel speaks percent (PSI). Defaults follow the peers' published
+numbers (ANCHORS.md) where those exist, and say so in their description. The Kubernetes
+`ColocationPolicy` (with unit strings such as "500m", "2Gi", "5m") is mapped onto this model
+by `agent/`; `colocd simulate --policy` reads overrides of it from YAML/JSON.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from qos.tiers import DEFAULT_TIER_SETTINGS, TierSettings
+
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class PredictorSettings(_Section):
+    """How online demand is predicted: max(current usage, a percentile over a window)."""
+
+    window_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="Length of the sliding window of past usage (default 5 min, one sample "
+        "per 1-s tick = 300 samples).",
+    )
+    percentile: float = Field(
+        0.95,
+        gt=0.0,
+        le=1.0,
+        description="Percentile of the window taken as the recent peak (0.95 = p95).",
+    )
+    max_samples: int = Field(
+        3600,
+        ge=1,
+        description="Upper bound on samples kept per series, whatever the tick rate.",
+    )
+
+
+class Indicator(StrEnum):
+    """What the margin controller watches on the online tiers."""
+
+    CPU_PSI = "cpu_psi_some_avg10"
+    THROTTLING = "cfs_throttled_ratio"
+    LATENCY = "latency"
+
+
+# PSI some avg10 of 10 %: some online task waits for a CPU a tenth of the time.
+DEFAULT_TARGETS = {Indicator.CPU_PSI: 10.0, Indicator.THROTTLING: 0.05}
+
+
+class MarginSettings(_Section):
+    """The PID controller that sizes the CPU safety margin kept free for online work.
+
+    The controller sees the indicator relative to its target (value/target, so gains are
+    unit-free): above target the margin grows at once (bounded by `max_step_up_fraction`
+    per decision); below target it shrinks slowly (`shrink_per_second`)."""
+
+    indicator: Indicator = Field(
+        Indicator.CPU_PSI,
+        description="Interference indicator: online CPU PSI 'some' avg10 in percent "
+        "(default), online CFS throttled-period ratio, or a user-supplied latency metric.",
+    )
+    target: float | None = Field(
+        None,
+        gt=0,
+        allow_inf_nan=False,
+        description="Indicator value to hold online at or below. Default 10.0 (% PSI some) "
+        "or 0.05 (throttled ratio); required for the latency indicator, in its unit.",
+    )
+    kp: float = Field(
+        0.05,
+        ge=0,
+        allow_inf_nan=False,
+        description="Proportional gain: margin fraction of capacity per unit of relative "
+        "error ((value - target) / target).",
+    )
+    ki: float = Field(
+        0.01,
+        ge=0,
+        allow_inf_nan=False,
+        description="Integral gain: margin fraction per unit of relative error per second.",
+    )
+    kd: float = Field(
+        0.0,
+        ge=0,
+        allow_inf_nan=False,
+        description="Derivative gain (on the measurement), per unit of relative error per "
+        "second; 0 by default since PSI avg10 is already smoothed.",
+    )
+    min_fraction: Fraction = Field(
+        0.05,
+        description="Smallest margin, as a fraction of node CPU capacity (output bound; "
+        "covers bursts between two decisions).",
+    )
+    max_fraction: Fraction = Field(
+        0.5,
+        description="Largest margin, as a fraction of node CPU capacity (output bound and "
+        "anti-windup clamp of the integral).",
+    )
+    initial_fraction: Fraction = Field(
+        0.25,
+        description="Margin at start, before the controller has seen the indicator.",
+    )
+    max_step_up_fraction: Fraction = Field(
+        0.25,
+        description="Largest growth of the margin in one decision (fraction of capacity).",
+    )
+    shrink_per_second: Fraction = Field(
+        0.002,
+        description="Largest shrink of the margin per second while the indicator is below "
+        "target (0.002 = 12 % of capacity per minute).",
+    )
+    max_dt_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="Longest time step fed to the controller; a longer gap (agent paused) "
+        "counts as this much, so one late tick cannot swing the integral.",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.min_fraction > self.max_fraction:
+            raise ValueError("margin.min_fraction must not exceed margin.max_fraction")
+        if not self.min_fraction <= self.initial_fraction <= self.max_fraction:
+            raise ValueError("margin.initial_fraction must lie in [min_fraction, max_fraction]")
+        if self.indicator is Indicator.LATENCY and self.target is None:
+            raise ValueError("margin.target is required with the latency indicator")
+        return self
+
+    @property
+    def effective_target(self) -> float:
+        return self.target if self.target is not None else DEFAULT_TARGETS[self.indicator]
+
+
+class ReclaimSettings(_Section):
+    """`reclaimable = capacity x max_fraction - reserved(system) - predicted online - margin`."""
+
+    cpu_max_fraction: Fraction = Field(
+        0.9,
+        description="Share of node CPU that online and batch together may be planned to use "
+        "(Koordinator's cpu reclaimThresholdPercent, default 60 %, as a fraction).",
+    )
+    memory_max_fraction: Fraction = Field(
+        0.9,
+        description="Share of node memory that online and batch together may be planned to "
+        "use (Koordinator's default 65 %).",
+    )
+    gpu_max_fraction: Fraction = Field(
+        0.9, description="Share of node GPU time that online and batch together may use."
+    )
+    reserved_system_cpu_milli: int = Field(
+        0,
+        ge=0,
+        description="CPU kept for node daemons (kube-reserved + system-reserved), millicores; "
+        "the larger of this and the system tier's predicted use is kept.",
+    )
+    reserved_system_memory_bytes: int = Field(
+        0,
+        ge=0,
+        description="Memory kept for node daemons, bytes; the larger of this and the system "
+        "tier's predicted working set is kept.",
+    )
+    memory_margin_fraction: Fraction = Field(
+        0.05,
+        description="Fixed memory margin, fraction of node memory (memory cannot be taken "
+        "back from batch quickly, so it is not PID-tuned).",
+    )
+    stale_after_seconds: float = Field(
+        10.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="A resource's readings older than this make its budget degrade.",
+    )
+    degrade_seconds: Seconds = Field(
+        20.0,
+        description="Once stale, the budget decays linearly from its last value to 0 over "
+        "this many seconds (0 = drop to 0 at once). Koordinator degrades after 15 min of "
+        "stale metrics in its central loop; colocd decides every second on the node.",
+    )
+
+
+class CpuMechanism(StrEnum):
+    """How batch CPU is held to its budget."""
+
+    CPUSET = "cpuset"
+    QUOTA = "quota"
+    IDLE_ONLY = "idle-only"
+
+
+class CpuSuppressSettings(_Section):
+    """Batch CPU treatment. `cpuset` confines batch to floor(budget) CPUs of the shared pool
+    (Koordinator's default); `quota` puts a CFS quota on the batch tier, which made online
+    p99 about 5x worse on the test kernel (batch throttled every period hurts online
+    wake-ups); `idle-only` leaves batch uncapped under SCHED_IDLE, which gave the best tails
+    there but does not hold batch to its published budget. The default, cpuset + cpu.idle,
+    is the one the reaction benchmark must confirm on the target kernel."""
+
+    idle: bool = Field(
+        True,
+        description="Run the batch tier as cpu.idle (SCHED_IDLE); the loop falls back to "
+        "the lowest weight where the kernel has no cpu.idle.",
+    )
+    mechanism: CpuMechanism = Field(
+        CpuMechanism.CPUSET, description="cpuset | quota | idle-only (see the section)."
+    )
+    cpuset_min_cpus: int = Field(
+        1, ge=1, description="Fewest CPUs left to batch by cpuset shrinking (never empty)."
+    )
+    quota_min_milli: int = Field(
+        100, ge=1, description="Smallest CFS quota left to batch by the quota mechanism."
+    )
+    dedicated_cpusets: bool = Field(
+        True,
+        description="Give dedicated-tier pods exclusive whole CPUs that no other pod, batch "
+        "above all, shares.",
+    )
+
+
+class MemoryQosSettings(_Section):
+    """memory.min/low protect online pods; memory.high throttles batch before memory.max."""
+
+    enabled: bool = Field(True, description="Plan memory protection and batch memory limits.")
+    online_min_fraction: Fraction = Field(
+        0.5, description="Online pod memory.min = request x this (hard protection)."
+    )
+    online_low_fraction: Fraction = Field(
+        1.0, description="Online pod memory.low = request x this (best-effort protection)."
+    )
+    batch_high_fraction: Fraction = Field(
+        0.9,
+        description="Batch pod memory.high = its batch-memory limit x this, so reclaim "
+        "throttles it before memory.max kills it (Koordinator throttlingPercent).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.online_min_fraction > self.online_low_fraction:
+            raise ValueError("memory.online_min_fraction must not exceed online_low_fraction")
+        return self
+
+
+class EvictionSettings(_Section):
+    """Last resort: evict batch pods under sustained memory pressure or CPU starvation."""
+
+    enabled: bool = Field(True, description="Plan evictions at all.")
+    dry_run: bool = Field(
+        False, description="Plan and report evictions, marked dry-run, without evicting."
+    )
+    memory_psi_threshold: float = Field(
+        10.0,
+        ge=0,
+        le=100,
+        description="Node memory PSI 'some' avg10 (%) at or above which memory counts as "
+        "under pressure (the page-cache thrash measured here showed ~19 %).",
+    )
+    memory_psi_hysteresis: float = Field(
+        2.0, ge=0, le=100, description="Pressure ends only below threshold - this (%)."
+    )
+    memory_usage_threshold: Fraction = Field(
+        0.95,
+        description="Node working set / capacity at or above which memory counts as under "
+        "pressure (Koordinator evicts at 0.70, but colocd plans batch up to max_fraction).",
+    )
+    memory_usage_hysteresis: Fraction = Field(
+        0.02, description="Pressure ends only below threshold - this (Koordinator: 2 %)."
+    )
+    sustained_seconds: Seconds = Field(
+        10.0, description="Memory pressure must last this long before the first eviction."
+    )
+    starvation_fraction: Fraction = Field(
+        0.6,
+        description="Batch counts as starved while its CPU budget is below this fraction of "
+        "its pods' batch-cpu requests (Koordinator: 60 % of the request).",
+    )
+    starvation_seconds: Seconds = Field(
+        60.0, description="Starvation must last this long before an eviction."
+    )
+    cooldown_seconds: Seconds = Field(
+        20.0,
+        description="Least time between two evictions, to let freed resources show "
+        "(Koordinator: 4 s memory, 20 s CPU).",
+    )
+    max_evictions: int = Field(3, ge=0, description="At most this many evictions per rate window.")
+    rate_window_seconds: float = Field(
+        300.0, gt=0, description="The window of the eviction rate limit."
+    )
+
+
+class GpuSettings(_Section):
+    """Reclaiming idle GPU time for batch (`colocd.io/batch-gpu`, hundredths of one GPU)."""
+
+    enabled: bool = Field(True, description="Publish batch-gpu when the node has GPUs.")
+    reserve_fraction: Fraction = Field(
+        0.1,
+        description="GPU time and memory kept free for online beyond its predicted use "
+        "(the GPU's fixed margin).",
+    )
+
+
+class QosSettings(_Section):
+    """All of the brain's settings. Sections: tiers, predictor, margin, reclaim, cpu, memory,
+    eviction, gpu."""
+
+    tiers: TierSettings = Field(
+        DEFAULT_TIER_SETTINGS,
+        description="Tier rules (namespaces, priority bands, label selectors) and the QoS "
+        "class fallback.",
+    )
+    predictor: PredictorSettings = Field(default_factory=PredictorSettings)
+    margin: MarginSettings = Field(default_factory=MarginSettings)
+    reclaim: ReclaimSettings = Field(default_factory=ReclaimSettings)
+    cpu: CpuSuppressSettings = Field(default_factory=CpuSuppressSettings)
+    memory: MemoryQosSettings = Field(default_factory=MemoryQosSettings)
+    eviction: EvictionSettings = Field(default_factory=EvictionSettings)
+    gpu: GpuSettings = Field(default_factory=GpuSettings)
+
+
+DEFAULT_QOS_SETTINGS = QosSettings()
