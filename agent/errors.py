@@ -3,6 +3,7 @@
 AgentError
  ├── ManifestError      a document could not be read or is not a valid Pod
  ├── ConfigError        settings or flags are unusable
+ ├── TraceError         a `colocd simulate` trace could not be read
  └── SourceError        a pod or policy source failed (API server away, bad directory)
 """
 
@@ -28,3 +29,12 @@ class ConfigError(AgentError):
 
 class SourceError(AgentError):
     pass
+
+
+class TraceError(AgentError):
+    def __init__(self, source: str, line: int | None, reason: str) -> None:
+        where = source if line is None else f"{source} line {line}"
+        super().__init__(f"read trace {where}: {reason}")
+        self.source = source
+        self.line = line
+        self.reason = reason

@@ -66,9 +66,8 @@ def _indicator(snapshot: Snapshot, settings: QosSettings) -> tuple[float | None,
             return (None, None) if lat is None else (clean(lat.value), reading_time(lat.at))
 
 
-def _budget(
+def _budget(  # noqa: PLR0917 (one call per resource, same argument order)
     resource: Resource,
-    *,
     capacity: int,
     demand: Demand,
     last: LastGood | None,
@@ -138,29 +137,14 @@ def decide(
         settings=settings,
     )
     mem_d, predictor = memory_demand(snapshot.memory, node, predictor, settings)
-    cpu_b, cpu_last = _budget(
-        Resource.CPU,
-        capacity=node.capacity.cpu_milli,
-        demand=cpu_d,
-        last=state.cpu,
-        now=now,
-        settings=settings,
-    )
-    mem_b, mem_last = _budget(
-        Resource.MEMORY,
-        capacity=node.capacity.memory_bytes,
-        demand=mem_d,
-        last=state.memory,
-        now=now,
-        settings=settings,
-    )
+    cap = node.capacity
+    cpu_b, cpu_last = _budget(Resource.CPU, cap.cpu_milli, cpu_d, state.cpu, now, settings)
+    mem_b, mem_last = _budget(Resource.MEMORY, cap.memory_bytes, mem_d, state.memory, now, settings)
     gpu_b, gpu_last = None, state.gpu
     gpu_cap = gpu_capacity(snapshot.gpu, node)
     if settings.gpu.enabled and gpu_cap > 0:
         gpu_d, predictor = gpu_demand(snapshot.gpu, node, predictor, settings)
-        gpu_b, gpu_last = _budget(
-            Resource.GPU, capacity=gpu_cap, demand=gpu_d, last=state.gpu, now=now, settings=settings
-        )
+        gpu_b, gpu_last = _budget(Resource.GPU, gpu_cap, gpu_d, state.gpu, now, settings)
     budgets = Budgets(cpu_b, mem_b, gpu_b)
 
     fresh_mem_terms = (

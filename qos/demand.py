@@ -62,17 +62,21 @@ def _protected(
     system: Window,
     online: Window,
     *,
+    at: float,
     system_now: float | None,
     online_now: float | None,
     reserved: float,
     unit: Unit,
     settings: QosSettings,
-) -> _Protected | None:
-    """None when online use was never read (nothing can be offered then)."""
+) -> tuple[_Protected | None, Window, Window]:
+    """Observe the system and online readings, then predict both. The terms are None when
+    online use was never read (nothing can be offered then)."""
+    system = _observe(system, at, system_now, settings)
+    online = _observe(online, at, online_now, settings)
     q = settings.predictor.percentile
     p_online = predict(online, online_now, q)
     if p_online.value is None:
-        return None
+        return None, system, online
     p_system = predict(system, system_now, q)
     if p_system.value is None:
         sys_term, sys_why = reserved, f"use not read; reserved {format_amount(reserved, unit)}"
@@ -80,7 +84,8 @@ def _protected(
         sys_term, sys_why = reserved, f"reserved; use {format_amount(p_system.value, unit)}"
     else:
         sys_term, sys_why = p_system.value, p_system.describe(q)
-    return _Protected(sys_term, sys_why, p_online.value, p_online.describe(q))
+    found = _Protected(sys_term, sys_why, p_online.value, p_online.describe(q))
+    return found, system, online
 
 
 def _derived_system(r: CpuReading, cap: float) -> float | None:
@@ -109,20 +114,17 @@ def cpu_demand(
     if system is None:
         system = _derived_system(reading, cap)
     online = clean(reading.online_used_milli, cap)
-    state = replace(
-        state,
-        cpu_system=_observe(state.cpu_system, at, system, settings),
-        cpu_online=_observe(state.cpu_online, at, online, settings),
-    )
-    found = _protected(
+    found, sys_w, online_w = _protected(
         state.cpu_system,
         state.cpu_online,
+        at=at,
         system_now=system,
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_cpu_milli),
         unit=Unit.MILLICORES,
         settings=settings,
     )
+    state = replace(state, cpu_system=sys_w, cpu_online=online_w)
     if found is None:
         return Demand(at, None, "online CPU use never read"), state
     dedicated = node.in_tier(Tier.DEDICATED)
@@ -158,20 +160,17 @@ def memory_demand(
     cap = float(node.capacity.memory_bytes)
     system = clean(reading.system_working_set_bytes, cap)
     online = clean(reading.online_working_set_bytes, cap)
-    state = replace(
-        state,
-        memory_system=_observe(state.memory_system, at, system, settings),
-        memory_online=_observe(state.memory_online, at, online, settings),
-    )
-    found = _protected(
+    found, sys_w, online_w = _protected(
         state.memory_system,
         state.memory_online,
+        at=at,
         system_now=system,
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_memory_bytes),
         unit=Unit.BYTES,
         settings=settings,
     )
+    state = replace(state, memory_system=sys_w, memory_online=online_w)
     if found is None:
         return Demand(at, None, "online memory working set never read"), state
     fixed = settings.reclaim.memory_margin_fraction

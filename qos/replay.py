@@ -218,7 +218,7 @@ def replay(rows: Sequence[TraceRow], policy: Policy[S]) -> ReplayResult:
             online_cpu_milli=_seen(row.online_cpu_milli, min(truth.online_cpu, left_cpu)),
             system_cpu_milli=_seen(row.system_cpu_milli, truth.system_cpu),
             batch_cpu_milli=batch_cpu,
-            online_memory_bytes=_seen(row.online_memory_bytes, min(truth.online_mem, left_mem)),
+            online_memory_bytes=_seen(row.online_memory_bytes, truth.online_mem),
             system_memory_bytes=_seen(row.system_memory_bytes, truth.system_mem),
             batch_memory_bytes=batch_mem,
             online_cpu_psi=psi if row.online_cpu_psi is None else row.online_cpu_psi,
@@ -278,3 +278,42 @@ def replay_all(
     rows: Sequence[TraceRow], policies: Iterable[Policy[object]]
 ) -> tuple[ReplayResult, ...]:
     return tuple(replay(rows, p) for p in policies)
+
+
+def _judge(more: float, fewer: float) -> str:
+    """`more`: our reclaim minus theirs; `fewer`: their violation seconds minus ours."""
+    if more >= 0 and fewer >= 0:
+        return "equal" if more == 0 and fewer == 0 else "better or equal on both"
+    if more <= 0 and fewer <= 0:
+        return "worse or equal on both"
+    return "more reclaim, more violations" if more > 0 else "less reclaim, fewer violations"
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    """How one policy compares with another, per resource, in words."""
+
+    baseline: str
+    cpu: str
+    memory: str
+    line: str
+
+    @property
+    def dominates(self) -> bool:
+        ok = ("equal", "better or equal on both")
+        return self.cpu in ok and self.memory in ok
+
+
+def compare(ours: ReplayResult, theirs: ReplayResult) -> Verdict:
+    d_cpu = round(ours.reclaimed_core_hours - theirs.reclaimed_core_hours, 3)
+    d_mem = round(ours.reclaimed_gib_hours - theirs.reclaimed_gib_hours, 3)
+    f_cpu = round(theirs.cpu_violation_seconds - ours.cpu_violation_seconds, 3)
+    f_mem = round(theirs.memory_violation_seconds - ours.memory_violation_seconds, 3)
+    cpu, mem = _judge(d_cpu, f_cpu), _judge(d_mem, f_mem)
+    line = (
+        f"{ours.name} vs {theirs.name}: cpu {d_cpu:+.2f} core-h, violation "
+        f"{ours.cpu_violation_seconds:g}s vs {theirs.cpu_violation_seconds:g}s ({cpu}); "
+        f"memory {d_mem:+.2f} GiB-h, violation {ours.memory_violation_seconds:g}s vs "
+        f"{theirs.memory_violation_seconds:g}s ({mem})"
+    )
+    return Verdict(theirs.name, cpu, mem, line)

@@ -171,9 +171,10 @@ class ReclaimSettings(_Section):
         "tier's predicted working set is kept.",
     )
     memory_margin_fraction: Fraction = Field(
-        0.05,
-        description="Fixed memory margin, fraction of node memory (memory cannot be taken "
-        "back from batch quickly, so it is not PID-tuned).",
+        0.0,
+        description="Extra fixed memory margin beyond max_fraction, fraction of node memory "
+        "(not PID-tuned: memory cannot be taken back from batch within a tick; online's "
+        "memory.min/low and the batch tier's memory.max guard it instead).",
     )
     stale_after_seconds: float = Field(
         10.0,

@@ -1,7 +1,7 @@
 """One module per `colocd` subcommand; each exposes `register(subparsers)`."""
 
-from agent.commands import classify, discover, revert
+from agent.commands import classify, discover, revert, simulate
 
-COMMANDS = (classify, discover, revert)
+COMMANDS = (classify, discover, revert, simulate)
 
 __all__ = ["COMMANDS"]
