@@ -48,6 +48,8 @@ def _number(path: str, line: int, column: str, value: object) -> float | None:
 def _records(path: str, text: str) -> Iterator[tuple[int, Mapping[str, object]]]:
     """(line number, record) pairs, from JSON lines or from CSV (sniffed by the first
     non-blank character)."""
+    if not text.strip():
+        raise TraceError(path, None, "no rows")
     if text.lstrip().startswith("{"):
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():

@@ -85,17 +85,21 @@ def _budget(  # noqa: PLR0917 (one call per resource, same argument order)
 
 def _memory_pressure(snapshot: Snapshot, now: float, settings: QosSettings) -> MemoryPressure:
     """Fresh memory-pressure evidence only; stale or missing readings are no evidence."""
-    psi = None
+    psi = usage = None
+    times: list[float] = []
     r = snapshot.memory_pressure
-    if r is not None and not is_stale(reading_time(r.at), now, settings.reclaim):
+    at = None if r is None else reading_time(r.at)
+    if r is not None and at is not None and not is_stale(at, now, settings.reclaim):
         psi = clean(r.some_avg10, 100.0)
-    usage = None
+        times += [at] if psi is not None else []
     m = snapshot.memory
     cap = snapshot.node.capacity.memory_bytes
-    if m is not None and cap > 0 and not is_stale(reading_time(m.at), now, settings.reclaim):
+    at = None if m is None else reading_time(m.at)
+    if m is not None and at is not None and cap > 0 and not is_stale(at, now, settings.reclaim):
         ws = clean(m.node_working_set_bytes, float(cap))
         usage = None if ws is None else ws / cap
-    return MemoryPressure(psi, usage)
+        times += [at] if usage is not None else []
+    return MemoryPressure(psi, usage, max(times) if times else None)
 
 
 def _cpu_cap(
@@ -169,6 +173,7 @@ def decide(
         node,
         evidence=_memory_pressure(snapshot, now, settings),
         cpu_budget=cpu_b,
+        cpu_at=None if cpu_last is None or cpu_last is state.cpu else cpu_last.at,
         now=now,
         state=state.eviction,
         settings=settings.eviction,

@@ -13,6 +13,7 @@ pressure, then to the name. A pod once chosen is skipped while it is still on th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from qos.budget import Budget
@@ -35,10 +36,12 @@ class EvictionState:
 
 @dataclass(frozen=True, slots=True)
 class MemoryPressure:
-    """Fresh, cleaned evidence of memory pressure; None where not read."""
+    """Fresh, cleaned evidence of memory pressure; None where not read. `at` is the time
+    of the newest reading behind it (None: no fresh evidence at all)."""
 
     psi_some_avg10: float | None
     usage_fraction: float | None
+    at: float | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,20 +56,47 @@ def _pod_id(p: PodState) -> str:
 
 
 def _pressured(evidence: MemoryPressure, was: bool, s: EvictionSettings) -> tuple[bool, str]:
-    psi, usage = evidence.psi_some_avg10, evidence.usage_fraction
-    psi_line = s.memory_psi_threshold - (s.memory_psi_hysteresis if was else 0.0)
-    use_line = s.memory_usage_threshold - (s.memory_usage_hysteresis if was else 0.0)
-    if psi is not None and psi >= psi_line:
-        return True, f"node memory PSI some {psi:.1f}% ≥ {psi_line:g}%"
-    if usage is not None and usage >= use_line:
-        return True, f"node working set {format_fraction(usage)} ≥ {format_fraction(use_line)}"
-    return False, ""
+    """Above threshold, or (once pressured) still above threshold - hysteresis."""
+
+    def check(
+        value: float | None, line: float, gap: float, what: str, fmt: Callable[[float], str]
+    ) -> str:
+        if value is None:
+            return ""
+        if value >= line:
+            return f"{what} {fmt(value)} >= {fmt(line)}"
+        if was and value >= line - gap:
+            return f"{what} {fmt(value)} >= {fmt(line - gap)} (hysteresis below {fmt(line)})"
+        return ""
+
+    why = check(
+        evidence.psi_some_avg10,
+        s.memory_psi_threshold,
+        s.memory_psi_hysteresis,
+        "node memory PSI some",
+        lambda v: f"{v:.1f}%",
+    ) or check(
+        evidence.usage_fraction,
+        s.memory_usage_threshold,
+        s.memory_usage_hysteresis,
+        "node working set",
+        format_fraction,
+    )
+    return bool(why), why
 
 
-def _since(active: bool, since: float | None, now: float) -> float | None:
+def _since(active: bool, since: float | None, at: float | None) -> float | None:
+    """When a condition began, on the readings' clock: durations grow only with new
+    readings. Without fresh evidence (`at` None) the clock neither runs nor resets."""
+    if at is None:
+        return since
     if not active:
         return None
-    return now if since is None else since
+    return at if since is None else since
+
+
+def _lasted(since: float | None, at: float | None) -> float | None:
+    return None if since is None or at is None else at - since
 
 
 def plan_evictions(
@@ -74,6 +104,7 @@ def plan_evictions(
     *,
     evidence: MemoryPressure,
     cpu_budget: Budget,
+    cpu_at: float | None,
     now: float,
     state: EvictionState,
     settings: EvictionSettings,
@@ -87,30 +118,32 @@ def plan_evictions(
     )
     recent = tuple(t for t in state.recent if now - t < settings.rate_window_seconds)
     pressured, pressure_why = _pressured(evidence, state.pressured, settings)
+    if evidence.at is None:
+        pressured = state.pressured
     requested = sum(p.batch.cpu_milli for p in batch)
     # A degraded budget is missing evidence, not starvation.
     budget = cpu_budget.amount
-    starved = (
-        not cpu_budget.degraded
-        and requested > 0
-        and budget < settings.starvation_fraction * requested
-    )
-    pressure_since = _since(pressured, state.pressure_since, now)
-    starved_since = _since(starved, state.starved_since, now)
+    if cpu_budget.degraded:
+        cpu_at = None
+    starved = requested > 0 and budget < settings.starvation_fraction * requested
+    pressure_since = _since(pressured, state.pressure_since, evidence.at)
+    starved_since = _since(starved, state.starved_since, cpu_at)
+    pressure_for = _lasted(pressure_since, evidence.at)
+    starved_for = _lasted(starved_since, cpu_at)
     new_state = EvictionState(
         pressured, pressure_since, starved_since, state.last_eviction_at, recent, chosen
     )
 
     trigger = ""
     memory_first = False
-    if pressure_since is not None and now - pressure_since >= settings.sustained_seconds:
-        trigger = f"{pressure_why} for {now - pressure_since:.0f}s"
+    if pressure_for is not None and pressure_for >= settings.sustained_seconds:
+        trigger = f"{pressure_why} for {pressure_for:.0f}s"
         memory_first = True
-    elif starved_since is not None and now - starved_since >= settings.starvation_seconds:
+    elif starved_for is not None and starved_for >= settings.starvation_seconds:
         trigger = (
             f"batch starved: batch-cpu {budget}m < "
             f"{settings.starvation_fraction:g} x {requested}m requested, "
-            f"for {now - starved_since:.0f}s"
+            f"for {starved_for:.0f}s"
         )
     if not trigger or not settings.enabled:
         return EvictionOutcome((), new_state, ())

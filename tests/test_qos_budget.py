@@ -1,0 +1,173 @@
+"""Budgets: the formula with its numbers, clamping, degrade, and no NaN/inf ever out."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from qos_builders import CAPACITY, GIB, node, snapshot
+
+from qos.budget import LastGood, Resource, Terms, clamp_amount, from_terms, without_fresh_readings
+from qos.decide import BrainState, decide
+from qos.samples import CpuReading, GpuReading, MemoryReading, PressureReading, Snapshot
+from qos.settings import QosSettings, ReclaimSettings
+from qos.state import NodeCapacity
+
+SETTINGS = QosSettings.model_validate({"margin": {"initial_fraction": 0.1}})
+
+
+def test_the_reason_writes_out_the_formula_with_its_numbers():
+    plan, _ = decide(snapshot(10.0), BrainState(), SETTINGS, 10.0)
+    cpu = plan.budgets.cpu
+    # 8000 x 0.9 - system 500 - online 2000 - margin 0.1 x 8000 (the PSI is below target,
+    # so the first step shrinks it by at most 0.002) = 3900..3916
+    assert 3900 <= cpu.amount <= 3916
+    for part in ("colocd.io/batch-cpu", "capacity 8000m x 0.9", "system 500m", "online 2000m"):
+        assert part in cpu.reason
+    assert "margin" in cpu.reason and "below target" in cpu.reason
+    mem = plan.budgets.memory
+    assert mem.amount == math.floor(16 * GIB * 0.9 - 1 * GIB - 4 * GIB)
+    assert "working set" in mem.reason
+
+
+@pytest.mark.parametrize(
+    ("raw", "capacity", "expected"),
+    [
+        (-5.0, 100, 0),
+        (50.9, 100, 50),
+        (150.0, 100, 100),
+        (math.nan, 100, 0),
+        (math.inf, 100, 0),
+        (-math.inf, 100, 0),
+        (10.0, 0, 0),
+    ],
+)
+def test_clamp_amount(raw, capacity, expected):
+    assert clamp_amount(raw, capacity) == expected
+
+
+def test_a_negative_formula_is_clamped_to_zero_and_says_so():
+    terms = Terms(capacity=1000, max_fraction=0.9, system=500, online=800, margin=100)
+    b = from_terms(Resource.CPU, 1000, terms)
+    assert b.amount == 0 and "clamped" in b.reason
+
+
+def test_degrade_holds_until_the_limit_then_decays_linearly_to_zero():
+    r = ReclaimSettings(stale_after_seconds=10, degrade_seconds=20)
+    last = LastGood(4000, at=100.0)
+
+    def amount(now):
+        return without_fresh_readings(Resource.CPU, 8000, last, now, r)
+
+    assert amount(110.0).amount == 4000 and not amount(110.0).degraded
+    assert amount(120.0).amount == 2000 and amount(120.0).degraded
+    assert "degraded" in amount(120.0).reason and "20s old" in amount(120.0).reason
+    assert amount(130.0).amount == 0
+    assert amount(1e9).amount == 0
+    at_once = ReclaimSettings(stale_after_seconds=10, degrade_seconds=0)
+    assert without_fresh_readings(Resource.CPU, 8000, last, 110.5, at_once).amount == 0
+
+
+def test_decide_degrades_at_the_stated_staleness():
+    s = QosSettings.model_validate({"reclaim": {"stale_after_seconds": 5, "degrade_seconds": 10}})
+    plan, state = decide(snapshot(0.0), BrainState(), s, 0.0)
+    fresh = plan.budgets.cpu.amount
+    assert fresh > 0 and not plan.degraded
+    stale = snapshot(0.0)  # the same readings, never refreshed
+    plan, state = decide(stale, state, s, 5.0)
+    assert plan.budgets.cpu.amount == fresh and not plan.budgets.cpu.degraded
+    plan, state = decide(stale, state, s, 10.0)
+    assert plan.budgets.cpu.degraded
+    assert plan.budgets.cpu.amount == pytest.approx(fresh / 2, abs=1)
+    assert any("degraded" in r for r in plan.degraded)
+    plan, _ = decide(stale._replace(cpu=None, memory=None), state, s, 15.0)
+    assert plan.budgets.cpu.amount == 0 and plan.budgets.memory.amount == 0
+
+
+def test_nothing_is_offered_before_online_use_was_ever_read():
+    plan, _ = decide(snapshot(1.0, online=None, online_ws=None), BrainState(), SETTINGS, 1.0)
+    assert plan.budgets.cpu.amount == 0 and plan.budgets.memory.amount == 0
+    assert "never read" in plan.budgets.cpu.reason
+
+
+def test_a_missing_current_reading_counts_as_the_window_peak():
+    state = BrainState()
+    for t, online in enumerate([1000.0, 5000.0, 1000.0]):
+        _, state = decide(snapshot(float(t), online=online), state, SETTINGS, float(t))
+    plan, _ = decide(snapshot(3.0, online=None), state, SETTINGS, 3.0)
+    assert "online 5000m (window peak" in plan.budgets.cpu.reason
+
+
+weird = st.one_of(
+    st.none(),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-1e12, 1e12),
+    st.integers(-(10**15), 10**15),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(
+        st.tuples(weird, weird, weird, weird, weird, weird, weird, weird, weird),
+        min_size=1,
+        max_size=6,
+    ),
+    st.integers(0, 64_000),
+    st.integers(0, 2**40),
+    st.integers(0, 4),
+)
+def test_budgets_stay_in_range_whatever_the_readings(rows, cpu_cap, mem_cap, gpus):
+    capacity = NodeCapacity(cpu_cap, mem_cap, gpus)
+    state = BrainState()
+    for i, (online, system, batch, psi, ows, sws, nws, gpu_use, gpu_mem) in enumerate(rows):
+        now = float(i)
+        snap = Snapshot(
+            node=node(capacity=capacity),
+            cpu=CpuReading(
+                now,
+                node_used_milli=batch,
+                system_used_milli=system,
+                online_used_milli=online,
+                batch_used_milli=batch,
+            ),
+            memory=MemoryReading(
+                now,
+                node_working_set_bytes=nws,
+                system_working_set_bytes=sws,
+                online_working_set_bytes=ows,
+            ),
+            cpu_pressure=PressureReading(now, some_avg10=psi),
+            memory_pressure=PressureReading(now, some_avg10=psi),
+            gpu=GpuReading(
+                now,
+                devices=gpus,
+                online_used_hundredths=gpu_use,
+                online_memory_bytes=gpu_mem,
+                memory_total_bytes=80 * GIB,
+            ),
+        )
+        plan, state = decide(snap, state, QosSettings(), now)
+        for b in plan.budgets.all():
+            assert isinstance(b.amount, int)
+            assert 0 <= b.amount <= b.capacity
+            assert "nan" not in b.reason and "inf" not in b.reason
+        for e in plan.extended_resources:
+            assert isinstance(e.value, int) and e.value >= 0
+        assert 0.05 <= plan.margin.fraction <= 0.5
+        cap = plan.batch_tier.cpu_cap
+        assert cap is not None and len(cap.cpus) >= 1
+        mem = plan.batch_tier.memory
+        assert mem is not None and 0 <= mem.high_bytes <= capacity.memory_bytes
+        assert mem.max_bytes is None or mem.high_bytes <= mem.max_bytes <= capacity.memory_bytes
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0, -math.inf])
+def test_a_bad_reading_counts_as_missing_not_as_zero(bad):
+    state = BrainState()
+    _, state = decide(snapshot(0.0, online=6000.0), state, SETTINGS, 0.0)
+    plan, _ = decide(snapshot(1.0, online=bad), state, SETTINGS, 1.0)
+    # 0 would free 6000m for batch; missing keeps the window's peak of 6000m.
+    assert plan.budgets.cpu.amount < CAPACITY.cpu_milli * 0.9 - 500 - 6000 + 1
