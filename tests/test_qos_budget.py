@@ -171,3 +171,38 @@ def test_a_bad_reading_counts_as_missing_not_as_zero(bad):
     plan, _ = decide(snapshot(1.0, online=bad), state, SETTINGS, 1.0)
     # 0 would free 6000m for batch; missing keeps the window's peak of 6000m.
     assert plan.budgets.cpu.amount < CAPACITY.cpu_milli * 0.9 - 500 - 6000 + 1
+
+
+def gpu_snapshot(at, **gpu):
+    return snapshot(at)._replace(gpu=GpuReading(at, **gpu))
+
+
+def test_gpu_budget_in_hundredths_bounded_by_gpu_memory():
+    snap = gpu_snapshot(
+        1.0,
+        devices=2,
+        online_used_hundredths=50.0,
+        online_memory_bytes=20 * GIB,
+        memory_total_bytes=80 * GIB,
+    )
+    plan, _ = decide(snap, BrainState(), QosSettings(), 1.0)
+    gpu = plan.budgets.gpu
+    # time: 200 x 0.9 - 50 - 20 (reserve 10 %) = 110; memory: 80 x 0.9 - 20 - 8 = 44 GiB
+    # free of 80 -> 110 hundredths as well; the smaller wins.
+    assert gpu is not None and gpu.amount == 110
+    snap = snap._replace(gpu=snap.gpu._replace(online_memory_bytes=60 * GIB))
+    plan, _ = decide(snap, BrainState(), QosSettings(), 1.0)
+    assert plan.budgets.gpu.amount == 10 and "capped at 10" in plan.budgets.gpu.reason
+    names = [e.name for e in plan.extended_resources]
+    assert "colocd.io/batch-gpu" in names
+
+
+def test_no_gpu_or_gpu_reclaim_off_publishes_no_batch_gpu():
+    plan, _ = decide(snapshot(1.0), BrainState(), QosSettings(), 1.0)
+    assert plan.budgets.gpu is None
+    off = QosSettings.model_validate({"gpu": {"enabled": False}})
+    plan, _ = decide(
+        gpu_snapshot(1.0, devices=1, online_used_hundredths=0.0), BrainState(), off, 1.0
+    )
+    assert plan.budgets.gpu is None
+    assert "colocd.io/batch-gpu" not in [e.name for e in plan.extended_resources]
