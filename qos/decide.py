@@ -102,6 +102,14 @@ def _memory_pressure(snapshot: Snapshot, now: float, settings: QosSettings) -> M
     return MemoryPressure(psi, usage, max(times) if times else None)
 
 
+def _batch_demand(snapshot: Snapshot, now: float, settings: QosSettings) -> float | None:
+    """What batch wants of the CPU, from a fresh reading only."""
+    d = snapshot.batch_demand
+    if d is None or is_stale(reading_time(d.at), now, settings.reclaim):
+        return None
+    return clean(d.cpu_milli)
+
+
 def _cpu_cap(
     budget: Budget, layout: CpuLayout, settings: QosSettings
 ) -> CpusetCap | QuotaCap | None:
@@ -174,6 +182,7 @@ def decide(
         evidence=_memory_pressure(snapshot, now, settings),
         cpu_budget=cpu_b,
         cpu_at=None if cpu_last is None or cpu_last is state.cpu else cpu_last.at,
+        batch_demand_milli=_batch_demand(snapshot, now, settings),
         now=now,
         state=state.eviction,
         settings=settings.eviction,

@@ -2,7 +2,8 @@
 
 Two triggers, each of which must be sustained: memory pressure (node memory PSI or working
 set above a threshold, ending only below threshold - hysteresis) and CPU starvation (batch's
-CPU budget below a fraction of what its pods requested). Missing or stale readings are no
+CPU budget below a fraction of what it wants: its measured demand when read, else what its
+pods requested). Missing or stale readings are no
 evidence: they never trigger an eviction. A budget that degrades to 0 throttles batch and
 never counts as starvation, so an agent that loses its readings cannot start an eviction
 storm (Koordinator #2118).
@@ -105,6 +106,7 @@ def plan_evictions(
     evidence: MemoryPressure,
     cpu_budget: Budget,
     cpu_at: float | None,
+    batch_demand_milli: float | None,
     now: float,
     state: EvictionState,
     settings: EvictionSettings,
@@ -120,7 +122,10 @@ def plan_evictions(
     pressured, pressure_why = _pressured(evidence, state.pressured, settings)
     if evidence.at is None:
         pressured = state.pressured
-    requested = sum(p.batch.cpu_milli for p in batch)
+    wants = "requested"
+    requested = float(sum(p.batch.cpu_milli for p in batch))
+    if batch and batch_demand_milli is not None:
+        wants, requested = "demanded", batch_demand_milli
     # A degraded budget is missing evidence, not starvation.
     budget = cpu_budget.amount
     if cpu_budget.degraded:
@@ -142,7 +147,7 @@ def plan_evictions(
     elif starved_for is not None and starved_for >= settings.starvation_seconds:
         trigger = (
             f"batch starved: batch-cpu {budget}m < "
-            f"{settings.starvation_fraction:g} x {requested}m requested, "
+            f"{settings.starvation_fraction:g} x {requested:.0f}m {wants}, "
             f"for {starved_for:.0f}s"
         )
     if not trigger or not settings.enabled:

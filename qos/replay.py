@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol, TypeVar
 
@@ -272,12 +272,6 @@ class ColocdPolicy:
         )
         plan, state = decide(snapshot, state, self.settings, obs.t)
         return Offer(plan.budgets.cpu.amount, plan.budgets.memory.amount), state
-
-
-def replay_all(
-    rows: Sequence[TraceRow], policies: Iterable[Policy[object]]
-) -> tuple[ReplayResult, ...]:
-    return tuple(replay(rows, p) for p in policies)
 
 
 def _judge(more: float, fewer: float) -> str:

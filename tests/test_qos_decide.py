@@ -10,6 +10,7 @@ from qos_builders import GIB, node, pod, snapshot
 from qos.cpus import format_cpus
 from qos.decide import BrainState, decide
 from qos.plan import CpusetCap, QuotaCap
+from qos.samples import LatencyReading, ThrottleReading
 from qos.settings import QosSettings
 
 S = QosSettings()
@@ -214,3 +215,42 @@ def test_a_nearly_full_node_counts_as_memory_pressure_too():
     plans = run(snaps)
     assert evicted(plans)[0][0] == 5.0
     assert "node working set 96.9% >= 95.0%" in plans[5].evictions[0].reason
+
+
+def test_starvation_measures_batch_demand_when_it_is_read():
+    from qos.samples import BatchDemand
+
+    s = QosSettings.model_validate({"eviction": {"starvation_seconds": 2}})
+
+    # Budget ~ 8000 x 0.9 - 500 - (2000 + 2000 dedicated) - 2000 margin = 700m: above
+    # 0.6 x 1000m demanded, below 0.6 x 3000m requested by the pods.
+    def snaps(demand):
+        for t in range(5):
+            snap = snapshot(float(t), state=node(*PODS), online=2000.0)
+            yield float(t), snap._replace(batch_demand=BatchDemand(float(t), demand))
+
+    assert evicted(run(snaps(1000.0), settings=s)) == []
+    plans = run(snaps(9000.0), settings=s)
+    assert evicted(plans) and "9000m demanded" in plans[2].evictions[0].reason
+
+
+@pytest.mark.parametrize(
+    ("settings", "reading", "name"),
+    [
+        (
+            {"margin": {"indicator": "cfs_throttled_ratio"}},
+            {"throttling": ThrottleReading(1.0, throttled_ratio=0.4)},
+            "online CFS throttled ratio 0.4 above target 0.05",
+        ),
+        (
+            {"margin": {"indicator": "latency", "target": 0.02}},
+            {"latency": LatencyReading(1.0, value=0.01)},
+            "online latency 0.01 below target 0.02",
+        ),
+        ({}, {"cpu_pressure": None}, "online CPU PSI some avg10 not read"),
+    ],
+)
+def test_the_configured_indicator_drives_the_margin(settings, reading, name):
+    s = QosSettings.model_validate(settings)
+    plan, _ = decide(snapshot(1.0)._replace(**reading), BrainState(), s, 1.0)
+    assert name in plan.margin.reason

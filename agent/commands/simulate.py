@@ -14,7 +14,7 @@ from agent.output import emit
 from agent.trace import read_trace
 from qos.baselines import Crane, Koordinator
 from qos.replay import ColocdPolicy, compare, replay
-from qos.settings import QosSettings
+from qos.settings import DEFAULT_QOS_SETTINGS, QosSettings
 
 HELP = "replay a usage trace through colocd's brain and the peers' reclaim formulas"
 DESCRIPTION = """\
@@ -90,7 +90,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def load_settings(path: str | None) -> QosSettings:
     if path is None:
-        return QosSettings()
+        return DEFAULT_QOS_SETTINGS
     try:
         data = yaml.safe_load(Path(path).read_text())
     except (OSError, UnicodeDecodeError) as err:
