@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from decimal import Decimal
-
-from qos.pod import BATCH_CPU, BATCH_MEMORY, Container, Pod, Resources
+from qos.pod import BATCH_CPU, BATCH_MEMORY, Pod
 from qos.samples import CpuReading, MemoryReading, PressureReading, Snapshot
 from qos.state import NodeCapacity, NodeState
+from tests.builders import c
 
 GIB = 1024**3
 CAPACITY = NodeCapacity(cpu_milli=8000, memory_bytes=16 * GIB)
@@ -15,7 +14,7 @@ CAPACITY = NodeCapacity(cpu_milli=8000, memory_bytes=16 * GIB)
 def pod(
     name: str,
     *,
-    cpu: str | None = None,  # cores, e.g. "0.5"
+    cpu: str | None = None,
     memory: int | None = None,
     guaranteed: bool = False,
     tier: str | None = None,
@@ -23,15 +22,16 @@ def pod(
     batch_memory: int = 0,
     priority: int | None = None,
 ) -> Pod:
-    requests: dict[str, Decimal] = {}
+    """One single-container pod; `guaranteed` (or batch-* requests) sets limits = requests."""
+    requests: dict[str, object] = {}
     if cpu is not None:
-        requests["cpu"] = Decimal(cpu)
+        requests["cpu"] = cpu
     if memory is not None:
-        requests["memory"] = Decimal(memory)
+        requests["memory"] = memory
     if batch_cpu:
-        requests[BATCH_CPU] = Decimal(batch_cpu)
+        requests[BATCH_CPU] = batch_cpu
     if batch_memory:
-        requests[BATCH_MEMORY] = Decimal(batch_memory)
+        requests[BATCH_MEMORY] = batch_memory
     limits = dict(requests) if guaranteed or batch_cpu or batch_memory else {}
     return Pod(
         namespace="default",
@@ -39,7 +39,7 @@ def pod(
         uid=f"uid-{name}",
         annotations={"colocd.io/tier": tier} if tier else {},
         priority=priority,
-        containers=(Container("main", Resources(requests, limits)),),
+        containers=(c("main", requests, limits),),
     )
 
 

@@ -7,13 +7,13 @@ import math
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from qos_builders import CAPACITY, GIB, node, snapshot
 
 from qos.budget import LastGood, Resource, Terms, clamp_amount, from_terms, without_fresh_readings
 from qos.decide import BrainState, decide
 from qos.samples import CpuReading, GpuReading, MemoryReading, PressureReading, Snapshot
 from qos.settings import QosSettings, ReclaimSettings
 from qos.state import NodeCapacity
+from tests.qos_builders import CAPACITY, GIB, node, snapshot
 
 SETTINGS = QosSettings.model_validate({"margin": {"initial_fraction": 0.1}})
 

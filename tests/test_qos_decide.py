@@ -5,18 +5,18 @@ from __future__ import annotations
 import copy
 
 import pytest
-from qos_builders import GIB, node, pod, snapshot
 
 from qos.cpus import format_cpus
 from qos.decide import BrainState, decide
 from qos.plan import CpusetCap, QuotaCap
 from qos.samples import LatencyReading, ThrottleReading
 from qos.settings import QosSettings
+from tests.qos_builders import GIB, node, pod, snapshot
 
 S = QosSettings()
 PODS = (
     pod("payments", cpu="2", memory=2 * GIB, guaranteed=True, tier="dedicated"),
-    pod("web", cpu="0.5", memory=1 * GIB),
+    pod("web", cpu="500m", memory=1 * GIB),
     pod("spark-1", batch_cpu=2000, batch_memory=4 * GIB, priority=100),
     pod("spark-2", batch_cpu=1000, batch_memory=2 * GIB, priority=5),
     pod("scratch"),  # plain BestEffort: batch, with no batch-* requests

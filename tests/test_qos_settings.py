@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from pydantic import ValidationError
-from qos_builders import pod
 
 from qos.settings import CpuMechanism, Indicator, QosSettings
 from qos.tiers import Tier, classify
+from tests.qos_builders import pod
 
 
 def test_defaults_are_valid_and_follow_the_design():
