@@ -69,6 +69,13 @@ class Cgroups:
         assert binding is not None
         return k, binding
 
+    def normalize(self, name: str, value: Any) -> Any:
+        """`value` as it will read back from this host's files (page-rounded memory, the
+        weight a shares value converts to, ...): what diffs compare against."""
+        _, binding = self.binding(name)
+        texts = binding.format(value, None)
+        return binding.parse(tuple(t or "" for t in texts))
+
     def paths(self, name: str, cgroup: str) -> tuple[Path, ...]:
         _, binding = self.binding(name)
         directory = self._backend.dir(binding.controller, cgroup)
