@@ -50,27 +50,34 @@ class FdCache:
 
     def read(self, path: str) -> bytes | None:
         fd = self._fds.get(path)
-        fresh = fd is None
         if fd is None:
-            fd = self._open(path)
-            if fd is None:
-                return None
+            return self._first_read(path)
         try:
             data = os.pread(fd, _BUF, 0)
         except OSError as err:
             self._close(path, fd)
-            if err.errno not in _GONE or fresh:
-                if err.errno in _GONE:
-                    return None
-                raise
-            return self.read(path)
+            if err.errno in _GONE:
+                return self._first_read(path)  # removed, maybe re-created: one fresh try
+            raise
+        return data if len(data) < _BUF else self._read_all(fd)
+
+    def _first_read(self, path: str) -> bytes | None:
+        fd = self._open(path)
+        if fd is None:
+            return None
+        try:
+            data = os.pread(fd, _BUF, 0)
+        except OSError as err:
+            os.close(fd)
+            if err.errno in _GONE:
+                return None
+            raise
         if len(data) == _BUF:
             data = self._read_all(fd)
-        if fresh:
-            if len(self._fds) < self._max:
-                self._fds[path] = fd
-            else:
-                os.close(fd)
+        if len(self._fds) < self._max:
+            self._fds[path] = fd
+        else:
+            os.close(fd)
         return data
 
     @staticmethod

@@ -7,85 +7,97 @@ hybrid hosts `<unified>/<cgroup>/{cpu,memory,io}.pressure` when that directory e
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from isolation._fds import FdCache, key_int, pressure, single_int
-from isolation._paths import inside
+from isolation._fds import FdCache, key_int, pressure
+from isolation._paths import MAX_REMEMBERED, Root
 from isolation.detect import Hierarchy
 from isolation.knobs import Binding
-from isolation.readings import CgroupSample, CpuUsage, IoStat, MemoryUsage, PsiReading
+from isolation.readings import (
+    CgroupSample,
+    CpuUsage,
+    IoStat,
+    MemoryUsage,
+    PsiReading,
+    ReadSet,
+)
 
 
 class Backend:
     version = 1
 
     def __init__(self, hierarchy: Hierarchy) -> None:
-        self._mounts = dict(hierarchy.v1)
-        self._unified = hierarchy.unified
+        self._roots = {c: Root(m) for c, m in sorted(hierarchy.v1.items())}
+        self._unified = Root(hierarchy.unified) if hierarchy.unified else None
+        self._exists_in = self._roots.get("cpu") or next(iter(self._roots.values()))
         self._files: dict[str, tuple[str, ...]] = {}
 
-    def dir(self, controller: str, cgroup: str) -> Path:
-        return inside(self._mounts[controller], cgroup)
+    def dir(self, controller: str, cgroup: str) -> str:
+        return self._roots[controller].dir(cgroup)
 
     def dirs(self, cgroup: str) -> dict[str, Path]:
-        return {c: inside(m, cgroup) for c, m in sorted(self._mounts.items())}
+        return {c: Path(r.dir(cgroup)) for c, r in self._roots.items()}
 
     def exists(self, cgroup: str) -> bool:
-        mount = self._mounts.get("cpu") or next(iter(self._mounts.values()))
-        return inside(mount, cgroup).is_dir()
+        return os.path.isdir(self._exists_in.dir(cgroup))
 
     def host_unsupported(self, binding: Binding) -> str | None:
-        if binding.controller not in self._mounts:
+        if binding.controller not in self._roots:
             return f"the {binding.controller} controller is not mounted"
         return None
 
     def _paths(self, cgroup: str) -> tuple[str, ...]:
-        paths = self._files.get(cgroup)
-        if paths is None:
-            m = self._mounts
-            acct = str(inside(m["cpuacct"], cgroup)) if "cpuacct" in m else None
-            cpu = str(inside(m["cpu"], cgroup)) if "cpu" in m else None
-            mem = str(inside(m["memory"], cgroup)) if "memory" in m else None
-            blk = str(inside(m["blkio"], cgroup)) if "blkio" in m else None
-            psi = str(inside(self._unified, cgroup)) if self._unified else None
-            paths = (
-                f"{acct}/cpuacct.usage" if acct else "",
-                f"{cpu}/cpu.stat" if cpu else "",
-                f"{mem}/memory.usage_in_bytes" if mem else "",
-                f"{mem}/memory.stat" if mem else "",
-                f"{blk}/blkio.throttle.io_service_bytes_recursive" if blk else "",
-                f"{blk}/blkio.throttle.io_serviced_recursive" if blk else "",
-                f"{psi}/cpu.pressure" if psi else "",
-                f"{psi}/memory.pressure" if psi else "",
-                f"{psi}/io.pressure" if psi else "",
-            )
-            self._files[cgroup] = paths
+        def at(root: Root | None, name: str) -> str:
+            return f"{root.dir(cgroup)}/{name}" if root is not None else ""
+
+        r = self._roots.get
+        paths = (
+            at(r("cpuacct"), "cpuacct.usage"),
+            at(r("cpu"), "cpu.stat"),
+            at(r("memory"), "memory.usage_in_bytes"),
+            at(r("memory"), "memory.stat"),
+            at(r("blkio"), "blkio.throttle.io_service_bytes_recursive"),
+            at(r("blkio"), "blkio.throttle.io_serviced_recursive"),
+            at(self._unified, "cpu.pressure"),
+            at(self._unified, "memory.pressure"),
+            at(self._unified, "io.pressure"),
+        )
+        if len(self._files) >= MAX_REMEMBERED:
+            self._files.clear()
+        self._files[cgroup] = paths
         return paths
 
-    def directories(self, cgroup: str) -> set[str]:
-        return {p.rsplit("/", 1)[0] for p in self._paths(cgroup) if p}
+    def retain(self, cgroups: list[str]) -> set[str]:
+        """Forget what is known of other cgroups; returns the directories still in use."""
+        keep = set(cgroups)
+        self._files = {c: p for c, p in self._files.items() if c in keep}
+        for root in (*self._roots.values(), self._unified):
+            if root is not None:
+                root.retain(keep)
+        return {p.rsplit("/", 1)[0] for paths in self._files.values() for p in paths if p}
 
-    def sample(
-        self, fds: FdCache, cgroup: str, *, memory_stat: bool, io: bool, psi: bool
-    ) -> CgroupSample | None:
-        p = self._paths(cgroup)
+    def sample(self, fds: FdCache, cgroup: str, what: ReadSet) -> CgroupSample | None:
+        p = self._files.get(cgroup) or self._paths(cgroup)
         read = fds.read
-        usage = single_int(read(p[0])) if p[0] else None
-        cpu_stat = read(p[1]) if p[1] else None
-        mem_usage = single_int(read(p[2])) if p[2] else None
-        if usage is None and cpu_stat is None and mem_usage is None:
+        usage = read(p[0]) if p[0] else None
+        mem = read(p[2]) if p[2] else None
+        if usage is None and mem is None:
             return None  # the cgroup is gone (or was never there)
-        throttled = key_int(cpu_stat, b"throttled_time")
-        cpu = CpuUsage(
-            usage,
-            None,
-            None,
-            key_int(cpu_stat, b"nr_periods"),
-            key_int(cpu_stat, b"nr_throttled"),
-            throttled,
-        )
+        mem_usage = None if mem is None else int(mem)
+        cpu = CpuUsage(None if usage is None else int(usage))
+        if what.throttling and p[1]:
+            stat = read(p[1])
+            cpu = CpuUsage(
+                cpu.usage_ns,
+                None,
+                None,
+                key_int(stat, b"nr_periods"),
+                key_int(stat, b"nr_throttled"),
+                key_int(stat, b"throttled_time"),
+            )
         memory = MemoryUsage(mem_usage)
-        if memory_stat and p[3]:
+        if what.memory_stat and p[3]:
             stat = read(p[3])
             inactive = key_int(stat, b"total_inactive_file")
             working = None
@@ -98,11 +110,11 @@ class Backend:
                 key_int(stat, b"total_active_file"),
                 key_int(stat, b"total_rss"),
             )
-        io_stat = _io(read(p[4]), read(p[5])) if io and p[4] else None
-        pressure_ = None
-        if psi and p[6]:
-            pressure_ = PsiReading(pressure(read(p[6])), pressure(read(p[7])), pressure(read(p[8])))
-        return CgroupSample(cgroup, cpu, memory, io_stat, pressure_)
+        io_stat = _io(read(p[4]), read(p[5])) if what.io and p[4] else None
+        psi = None
+        if what.psi and p[6]:
+            psi = PsiReading(pressure(read(p[6])), pressure(read(p[7])), pressure(read(p[8])))
+        return CgroupSample(cgroup, cpu, memory, io_stat, psi)
 
 
 def _total(buf: bytes | None, op: bytes) -> int | None:

@@ -7,13 +7,21 @@ cgroup's own `{cpu,memory,io}.pressure`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from isolation._fds import FdCache, key_int, pressure, single_int
-from isolation._paths import inside
+from isolation._paths import MAX_REMEMBERED, Root
 from isolation.detect import Hierarchy
 from isolation.knobs import Binding
-from isolation.readings import CgroupSample, CpuUsage, IoStat, MemoryUsage, PsiReading
+from isolation.readings import (
+    CgroupSample,
+    CpuUsage,
+    IoStat,
+    MemoryUsage,
+    PsiReading,
+    ReadSet,
+)
 
 
 class Backend:
@@ -21,50 +29,54 @@ class Backend:
 
     def __init__(self, hierarchy: Hierarchy) -> None:
         assert hierarchy.unified is not None
-        self._root = hierarchy.unified
+        self._root = Root(hierarchy.unified)
+        self._where = hierarchy.unified
         self._controllers = hierarchy.v2_controllers
         self._files: dict[str, tuple[str, ...]] = {}
 
-    def dir(self, controller: str, cgroup: str) -> Path:
-        return inside(self._root, cgroup)
+    def dir(self, controller: str, cgroup: str) -> str:
+        return self._root.dir(cgroup)
 
     def dirs(self, cgroup: str) -> dict[str, Path]:
-        return {"unified": inside(self._root, cgroup)}
+        return {"unified": Path(self._root.dir(cgroup))}
 
     def exists(self, cgroup: str) -> bool:
-        return inside(self._root, cgroup).is_dir()
+        return os.path.isdir(self._root.dir(cgroup))
 
     def host_unsupported(self, binding: Binding) -> str | None:
         if binding.controller and binding.controller not in self._controllers:
-            return f"the {binding.controller} controller is not available in {self._root}"
+            return f"the {binding.controller} controller is not available in {self._where}"
         return None
 
     def _paths(self, cgroup: str) -> tuple[str, ...]:
-        paths = self._files.get(cgroup)
-        if paths is None:
-            d = str(inside(self._root, cgroup))
-            paths = tuple(
-                f"{d}/{name}"
-                for name in (
-                    "cpu.stat",
-                    "memory.current",
-                    "memory.stat",
-                    "io.stat",
-                    "cpu.pressure",
-                    "memory.pressure",
-                    "io.pressure",
-                )
+        d = self._root.dir(cgroup)
+        paths = tuple(
+            f"{d}/{name}"
+            for name in (
+                "cpu.stat",
+                "memory.current",
+                "memory.stat",
+                "io.stat",
+                "cpu.pressure",
+                "memory.pressure",
+                "io.pressure",
             )
-            self._files[cgroup] = paths
+        )
+        if len(self._files) >= MAX_REMEMBERED:
+            self._files.clear()
+        self._files[cgroup] = paths
         return paths
 
-    def directories(self, cgroup: str) -> set[str]:
-        return {self._paths(cgroup)[0].rsplit("/", 1)[0]}
+    def retain(self, cgroups: list[str]) -> set[str]:
+        """Forget what is known of other cgroups; returns the directories still in use."""
+        keep = set(cgroups)
+        self._files = {c: p for c, p in self._files.items() if c in keep}
+        self._root.retain(keep)
+        return {paths[0].rsplit("/", 1)[0] for paths in self._files.values()}
 
-    def sample(
-        self, fds: FdCache, cgroup: str, *, memory_stat: bool, io: bool, psi: bool
-    ) -> CgroupSample | None:
-        p = self._paths(cgroup)
+    def sample(self, fds: FdCache, cgroup: str, what: ReadSet) -> CgroupSample | None:
+        # cpu.stat carries usage and throttling together on v2: one file either way.
+        p = self._files.get(cgroup) or self._paths(cgroup)
         read = fds.read
         stat = read(p[0])
         current = single_int(read(p[1]))
@@ -75,16 +87,19 @@ class Backend:
             v = key_int(stat, key)
             return None if v is None else v * 1000
 
-        cpu = CpuUsage(
-            usec(b"usage_usec"),
-            usec(b"user_usec"),
-            usec(b"system_usec"),
-            key_int(stat, b"nr_periods"),
-            key_int(stat, b"nr_throttled"),
-            usec(b"throttled_usec"),
-        )
+        if what.throttling:
+            cpu = CpuUsage(
+                usec(b"usage_usec"),
+                usec(b"user_usec"),
+                usec(b"system_usec"),
+                key_int(stat, b"nr_periods"),
+                key_int(stat, b"nr_throttled"),
+                usec(b"throttled_usec"),
+            )
+        else:
+            cpu = CpuUsage(usec(b"usage_usec"))
         memory = MemoryUsage(current)
-        if memory_stat:
+        if what.memory_stat:
             mstat = read(p[2])
             inactive = key_int(mstat, b"inactive_file")
             working = None
@@ -93,11 +108,11 @@ class Backend:
             memory = MemoryUsage(
                 current, working, inactive, key_int(mstat, b"active_file"), key_int(mstat, b"anon")
             )
-        io_stat = _io(read(p[3])) if io else None
-        pressure_ = None
-        if psi:
-            pressure_ = PsiReading(pressure(read(p[4])), pressure(read(p[5])), pressure(read(p[6])))
-        return CgroupSample(cgroup, cpu, memory, io_stat, pressure_)
+        io_stat = _io(read(p[3])) if what.io else None
+        psi = None
+        if what.psi:
+            psi = PsiReading(pressure(read(p[4])), pressure(read(p[5])), pressure(read(p[6])))
+        return CgroupSample(cgroup, cpu, memory, io_stat, psi)
 
 
 def _io(buf: bytes | None) -> IoStat | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -15,7 +16,7 @@ from isolation._fds import FdCache
 from isolation.detect import Hierarchy
 from isolation.errors import CgroupGoneError, UnsupportedKnobError, WriteError
 from isolation.knobs import Binding, Knob, knob
-from isolation.readings import CgroupSample
+from isolation.readings import POD_TICK, CgroupSample, ReadSet
 
 __all__ = ["Cgroups", "KnobValue"]
 
@@ -30,13 +31,14 @@ class KnobValue(NamedTuple):
 
 
 class Cgroups:
-    def __init__(self, hierarchy: Hierarchy) -> None:
+    def __init__(self, hierarchy: Hierarchy, *, max_open_files: int | None = None) -> None:
         self.hierarchy = hierarchy
         self.version = hierarchy.version
         self._backend: _v1.Backend | _v2.Backend = (
             _v2.Backend(hierarchy) if self.version == 2 else _v1.Backend(hierarchy)
         )
-        self._fds = FdCache()
+        # Descriptors kept open by the readers (None: as many as RLIMIT_NOFILE allows).
+        self._fds = FdCache(max_open_files)
 
     # --- structure ---------------------------------------------------------------------------
 
@@ -45,7 +47,7 @@ class Cgroups:
         return self._backend.dirs(cgroup)
 
     def dir(self, controller: str, cgroup: str) -> Path:
-        return self._backend.dir(controller, cgroup)
+        return Path(self._backend.dir(controller, cgroup))
 
     def exists(self, cgroup: str) -> bool:
         return self._backend.exists(cgroup)
@@ -69,27 +71,39 @@ class Cgroups:
         assert binding is not None
         return k, binding
 
-    def paths(self, name: str, cgroup: str) -> tuple[Path, ...]:
+    def normalize(self, name: str, value: Any) -> Any:
+        """`value` as it will read back from this host's files (page-rounded memory, the
+        weight a shares value converts to, ...): what diffs compare against."""
+        _, binding = self.binding(name)
+        texts = binding.format(value, None)
+        return binding.parse(tuple(t or "" for t in texts))
+
+    def paths(self, name: str, cgroup: str) -> tuple[str, ...]:
+        """The knob's files in `cgroup`, resolved and checked inside the hierarchy."""
         _, binding = self.binding(name)
         directory = self._backend.dir(binding.controller, cgroup)
-        return tuple(directory / f for f in binding.files)
+        return tuple(f"{directory}/{f}" for f in binding.files)
 
-    def _missing(self, name: str, path: Path, err: OSError) -> Exception:
-        if err.errno == errno.ENODEV or not path.parent.is_dir():
-            return CgroupGoneError(str(path.parent))
-        return UnsupportedKnobError(name, f"{path.name} does not exist in {path.parent}")
+    def _missing(self, name: str, path: str, err: OSError) -> Exception:
+        directory, _, file = path.rpartition("/")
+        if err.errno == errno.ENODEV or not os.path.isdir(directory):
+            return CgroupGoneError(directory)
+        return UnsupportedKnobError(name, f"{file} does not exist in {directory}")
 
     def read(self, name: str, cgroup: str) -> KnobValue:
         _, binding = self.binding(name)
         texts = []
         for path in self.paths(name, cgroup):
             try:
-                with open(path) as f:
-                    texts.append(f.read())
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    texts.append(os.read(fd, 65536).decode())
+                finally:
+                    os.close(fd)
             except OSError as err:
                 if err.errno in _GONE:
                     raise self._missing(name, path, err) from err
-                raise WriteError(str(path), "", err.errno, f"read: {err.strerror}") from err
+                raise WriteError(path, "", err.errno, f"read: {err.strerror}") from err
         return KnobValue(binding.parse(tuple(texts)), tuple(texts))
 
     def write(
@@ -104,43 +118,51 @@ class Cgroups:
             if text is None or (current is not None and text.strip() == current.texts[i].strip()):
                 continue
             self._write_file(name, path, text)
-            written.append(str(path))
+            written.append(path)
         return written
 
-    def _write_file(self, name: str, path: Path, text: str) -> None:
+    def _write_file(self, name: str, path: str, text: str) -> None:
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
         except OSError as err:
             if err.errno in _GONE:
                 raise self._missing(name, path, err) from err
-            raise WriteError(str(path), text, err.errno, err.strerror or "open failed") from err
+            raise WriteError(path, text, err.errno, err.strerror or "open failed") from err
         try:
-            # cgroup files take one entry per write(2) (io.max, throttle files).
-            for line in text.split("\n"):
-                if line:
-                    os.write(fd, line.encode())
+            # cgroup files take one entry per write(2) (io.max, throttle files); an empty
+            # value (a v2 cpuset inheriting its parent's) is written as a bare newline.
+            for line in [ln for ln in text.split("\n") if ln] or ["\n"]:
+                os.write(fd, line.encode())
         except OSError as err:
             if err.errno in _GONE:
                 raise self._missing(name, path, err) from err
-            raise WriteError(str(path), text, err.errno, err.strerror or "write failed") from err
+            raise WriteError(path, text, err.errno, err.strerror or "write failed") from err
         finally:
             os.close(fd)
 
     # --- readers -----------------------------------------------------------------------------
 
-    def sample(
-        self, cgroup: str, *, memory_stat: bool = True, io: bool = False, psi: bool = True
-    ) -> CgroupSample | None:
+    def sample(self, cgroup: str, what: ReadSet = POD_TICK) -> CgroupSample | None:
         """Usage, throttling and pressure of one cgroup; None when it does not exist.
-        Descriptors stay open between calls (see `retain`)."""
-        return self._backend.sample(self._fds, cgroup, memory_stat=memory_stat, io=io, psi=psi)
+        `what` picks the files beyond CPU and memory usage. Descriptors stay open between
+        calls (see `retain`)."""
+        return self._backend.sample(self._fds, cgroup, what)
 
-    def retain(self, cgroups: list[str]) -> None:
-        """Close the descriptors of every cgroup not in `cgroups` (call once per tick)."""
-        keep: set[str] = set()
-        for cgroup in cgroups:
-            keep |= self._backend.directories(cgroup)
-        self._fds.retain(keep)
+    def sample_many(
+        self, cgroups: Iterable[str], what: ReadSet = POD_TICK
+    ) -> list[CgroupSample | None]:
+        sample, fds = self._backend.sample, self._fds
+        return [sample(fds, c, what) for c in cgroups]
+
+    @property
+    def open_files(self) -> int:
+        """Descriptors kept open by the readers."""
+        return len(self._fds)
+
+    def retain(self, cgroups: Iterable[str]) -> None:
+        """Forget every cgroup not in `cgroups`: close its descriptors, drop its checked
+        paths (call once per tick with the cgroups still wanted)."""
+        self._fds.retain(self._backend.retain(list(cgroups)))
 
     def close(self) -> None:
         self._fds.close()

@@ -41,6 +41,7 @@ from isolation.errors import (
 from isolation.journal import Journal
 from isolation.knobs import ORDER, Knob, Merge, knob
 from isolation.layout import normalize_cgroup
+from isolation.settings import IsolationSettings
 
 __all__ = ["ApplyReport", "Executor", "Level", "Outcome", "Result", "Write"]
 
@@ -152,18 +153,35 @@ class Executor:
         journal: Journal | None,
         *,
         force_rewrite_s: float = 60.0,
+        revert_on_exit: bool = False,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.cgroups = cgroups
         self.journal = journal
         self.force_rewrite_s = force_rewrite_s
+        self.revert_on_exit = revert_on_exit
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[Any, float]] = {}
         self._journaling = journal is not None
         # Cumulative outcomes since start (for metrics): Outcome -> count.
         self.totals: Counter[Outcome] = Counter()
 
+    @classmethod
+    def from_settings(cls, cgroups: Cgroups, settings: IsolationSettings) -> Executor:
+        """The executor the agent runs with: journal in the state dir, settings applied."""
+        journal = Journal(settings.state_dir, str(cgroups.hierarchy.root), cgroups.version)
+        return cls(
+            cgroups,
+            journal,
+            force_rewrite_s=settings.force_rewrite_s,
+            revert_on_exit=settings.revert_on_exit,
+        )
+
     # --- public ------------------------------------------------------------------------------
+
+    def close(self) -> ApplyReport | None:
+        """On shutdown: revert everything when configured to (`revert_on_exit`)."""
+        return self.revert() if self.revert_on_exit else None
 
     def apply(self, writes: Iterable[Write]) -> ApplyReport:
         writes = list(writes)
@@ -238,11 +256,7 @@ class Executor:
         reason = self.cgroups.unsupported(k.name)
         if reason is not None:
             return Result(w, Outcome.UNSUPPORTED, reason)
-        binding = k.binding(self.cgroups.version)
-        assert binding is not None
-        texts = binding.format(value, None)
-        desired = binding.parse(tuple(t or "" for t in texts))
-        return _Item(w, k, cgroup, desired)
+        return _Item(w, k, cgroup, self.cgroups.normalize(k.name, value))
 
     def _dedupe(self, items: dict[int, _Item], results: dict[int, Result]) -> None:
         first: dict[tuple[str, str], int] = {}

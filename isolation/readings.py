@@ -4,7 +4,34 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-__all__ = ["CgroupSample", "CpuUsage", "IoStat", "MemoryUsage", "Pressure", "PsiReading"]
+__all__ = [
+    "CONTAINER_TICK",
+    "EVERYTHING",
+    "POD_TICK",
+    "CgroupSample",
+    "CpuUsage",
+    "IoStat",
+    "MemoryUsage",
+    "Pressure",
+    "PsiReading",
+    "ReadSet",
+]
+
+
+class ReadSet(NamedTuple):
+    """Which files a sample reads beyond CPU and memory usage (each costs a file per cgroup;
+    see benchmarks/bench_cgroup_read.py). What is not read is None in the sample."""
+
+    throttling: bool = True  # cpu.stat: periods, throttled periods and time
+    memory_stat: bool = True  # memory.stat: working set, file cache, anon
+    io: bool = False  # io.stat / blkio throttle counters
+    psi: bool = True  # {cpu,memory,io}.pressure
+
+
+# A tick reads pods in detail and containers cheaply; everything is for diagnostics.
+POD_TICK = ReadSet()
+CONTAINER_TICK = ReadSet(throttling=False, memory_stat=False, io=False, psi=False)
+EVERYTHING = ReadSet(io=True)
 
 
 class CpuUsage(NamedTuple):

@@ -40,12 +40,12 @@ def _skip_reason(marker: str) -> str | None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test marked with both versions runs where either is available."""
     for item in items:
-        for marker in ("cgroup_v1", "cgroup_v2"):
-            if item.get_closest_marker(marker):
-                reason = _skip_reason(marker)
-                if reason:
-                    item.add_marker(pytest.mark.skip(reason=reason))
+        markers = [m for m in ("cgroup_v1", "cgroup_v2") if item.get_closest_marker(m)]
+        reasons = [r for r in map(_skip_reason, markers) if r]
+        if markers and len(reasons) == len(markers):
+            item.add_marker(pytest.mark.skip(reason=reasons[0]))
 
 
 @pytest.fixture
