@@ -1,0 +1,60 @@
+"""Errors raised by uplink shaping (`isolation.network`). Each prints as one line:
+"<action> <target>: <reason>".
+
+NetworkError                  root; to be re-parented under IsolationError
+ ├── ShapingSpecError         the desired state is inconsistent (also a ValueError); nothing touched
+ ├── LinkNotFoundError        a device or network namespace is missing; nothing touched
+ ├── ForeignQdiscError        a device carries a qdisc colocd did not create; nothing touched
+ └── NetlinkOperationError    the kernel refused one change; see `.reverted`
+"""
+
+from __future__ import annotations
+
+
+class NetworkError(Exception):
+    """Root of every error uplink shaping raises."""
+
+
+class ShapingSpecError(NetworkError, ValueError):
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"validate shaping {target}: {reason}")
+        self.target = target
+        self.reason = reason
+
+
+class LinkNotFoundError(NetworkError):
+    """`target` is "link up0", "link up0 in netns X" or "netns X"."""
+
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"find {target}: {reason}")
+        self.target = target
+        self.reason = reason
+
+
+class ForeignQdiscError(NetworkError):
+    def __init__(self, device: str, kind: str, handle: str) -> None:
+        super().__init__(
+            f"shape {device}: it carries a {kind} qdisc {handle} that colocd did not create"
+        )
+        self.device = device
+        self.kind = kind
+        self.handle = handle
+
+
+class NetlinkOperationError(NetworkError):
+    """The kernel refused `action` on `target`. `reverted` is set once colocd has removed its
+    half-built shaping (it does, so that no online pod is left in a wrong class)."""
+
+    def __init__(self, action: str, target: str, device: str, errno: int, reason: str) -> None:
+        super().__init__(action, target, device, errno, reason)
+        self.action = action
+        self.target = target
+        self.device = device
+        self.errno = errno
+        self.reason = reason
+        self.reverted = False
+
+    def __str__(self) -> str:
+        undo = "; shaping reverted" if self.reverted else ""
+        what = f"{self.action} {self.target} on {self.device}"
+        return f"{what}: {self.reason} (errno {self.errno}){undo}"
