@@ -66,6 +66,10 @@ from qos.tiers import Tier
 DEFAULT_LEAF_LIMIT_BYTES = 256 * 1024
 MIN_LEAF_LIMIT_BYTES = 64 * 1024
 MAX_LEAF_LIMIT_BYTES = 64 * 1024 * 1024
+# Below 100 kbit/s a 64 kB burst no longer fits HTB's 32-bit tick counters; above, rates
+# are only bounded by what a node plausibly has.
+MIN_RATE_BPS = 100_000
+MAX_RATE_BPS = 1_000_000_000_000
 IFNAMSIZ = 15
 EGRESS_KEY_OFFSET = 12  # IPv4 source address
 INGRESS_KEY_OFFSET = 16  # IPv4 destination address
@@ -91,9 +95,11 @@ class TierShaping:
 
     def __post_init__(self) -> None:
         name = f"tier {self.tier}"
-        if not 8 <= self.rate_bps <= self.ceil_bps:
+        if not MIN_RATE_BPS <= self.rate_bps <= self.ceil_bps <= MAX_RATE_BPS:
             raise ShapingSpecError(
-                name, f"need 8 <= rate <= ceil, got rate {self.rate_bps} ceil {self.ceil_bps}"
+                name,
+                f"need {MIN_RATE_BPS} <= rate <= ceil <= {MAX_RATE_BPS} bit/s, "
+                f"got rate {self.rate_bps} ceil {self.ceil_bps}",
             )
         if not 0 <= self.prio <= MAX_PRIO:
             raise ShapingSpecError(name, f"prio {self.prio} is outside 0..{MAX_PRIO}")
@@ -120,8 +126,11 @@ class UplinkShaping:
                 raise ShapingSpecError(target, f"device name {name!r} is not 1..15 characters")
         if self.ifb == self.uplink:
             raise ShapingSpecError(target, "the ifb must be another device than the uplink")
-        if self.root_rate_bps < 8:
-            raise ShapingSpecError(target, f"root rate {self.root_rate_bps} bit/s is too low")
+        if not MIN_RATE_BPS <= self.root_rate_bps <= MAX_RATE_BPS:
+            raise ShapingSpecError(
+                target,
+                f"root rate {self.root_rate_bps} bit/s is outside {MIN_RATE_BPS}..{MAX_RATE_BPS}",
+            )
         if not MIN_LEAF_LIMIT_BYTES <= self.leaf_limit_bytes <= MAX_LEAF_LIMIT_BYTES:
             raise ShapingSpecError(
                 target,

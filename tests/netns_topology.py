@@ -62,6 +62,14 @@ class Topology:
         return IPv4Address("10.99.3.2" if self.wire_mbit else "10.99.0.2")
 
     def up(self) -> Topology:
+        """Build the topology; if any step fails, remove what was built and re-raise."""
+        try:
+            return self._build()
+        except BaseException:
+            self.close()
+            raise
+
+    def _build(self) -> Topology:
         roles = ["node", "peer", "online", "batch"] + (["wire"] if self.wire_mbit else [])
         for role in roles:
             _sh("ip", "netns", "add", self.ns(role))
@@ -69,18 +77,21 @@ class Topology:
             _sh("ip", "-n", self.ns(role), "link", "set", "lo", "up")
         node = self.node
         for dev, pod, subnet in (("on0", "online", 1), ("ba0", "batch", 2)):
-            self._link(node, dev, f"10.99.{subnet}.1/24", self.ns(pod), "eth0", f"10.99.{subnet}.2/24")
-            _sh("ip", "-n", self.ns(pod), "route", "add", "default", "via", f"10.99.{subnet}.1")
+            pod_ns = self.ns(pod)
+            self._link(
+                (node, dev, f"10.99.{subnet}.1/24"), (pod_ns, "eth0", f"10.99.{subnet}.2/24")
+            )
+            _sh("ip", "-n", pod_ns, "route", "add", "default", "via", f"10.99.{subnet}.1")
         _sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         peer = self.ns("peer")
         if self.wire_mbit is None:
-            self._link(node, UPLINK, "10.99.0.1/24", peer, "eth0", "10.99.0.2/24")
+            self._link((node, UPLINK, "10.99.0.1/24"), (peer, "eth0", "10.99.0.2/24"))
             _sh("ip", "-n", node, "route", "add", "default", "via", "10.99.0.2")
             _sh("ip", "-n", peer, "route", "add", "10.99.0.0/16", "via", "10.99.0.1")
             return self
         wire = self.ns("wire")
-        self._link(node, UPLINK, "10.99.0.1/24", wire, "w0", "10.99.0.2/24")
-        self._link(wire, "w1", "10.99.3.1/24", peer, "eth0", "10.99.3.2/24")
+        self._link((node, UPLINK, "10.99.0.1/24"), (wire, "w0", "10.99.0.2/24"))
+        self._link((wire, "w1", "10.99.3.1/24"), (peer, "eth0", "10.99.3.2/24"))
         _sh("ip", "netns", "exec", wire, "sysctl", "-qw", "net.ipv4.ip_forward=1")
         _sh("ip", "-n", node, "route", "add", "default", "via", "10.99.0.2")
         _sh("ip", "-n", wire, "route", "add", "10.99.0.0/16", "via", "10.99.0.1")
@@ -91,12 +102,18 @@ class Topology:
                 "rate", f"{self.wire_mbit}mbit", "burst", "64kb", "latency", "50ms")  # fmt: skip
         return self
 
-    def _link(self, ns_a: str, dev_a: str, ip_a: str, ns_b: str, dev_b: str, ip_b: str) -> None:
-        _sh("ip", "-n", ns_a, "link", "add", dev_a, "type", "veth", "peer", "name", dev_b,
-            "netns", ns_b)  # fmt: skip
-        for ns, dev, ip in ((ns_a, dev_a, ip_a), (ns_b, dev_b, ip_b)):
+    @staticmethod
+    def _link(a: tuple[str, str, str], b: tuple[str, str, str]) -> None:
+        """A veth pair between two (namespace, device, address) ends."""
+        _sh("ip", "-n", a[0], "link", "add", a[1], "type", "veth", "peer", "name", b[1],
+            "netns", b[0])  # fmt: skip
+        for ns, dev, ip in (a, b):
             _sh("ip", "-n", ns, "addr", "add", ip, "dev", dev)
             _sh("ip", "-n", ns, "link", "set", dev, "up")
+
+    def links(self, role: str) -> list[str]:
+        out = _sh("ip", "-n", self.ns(role), "-br", "link")
+        return [line.split()[0].split("@")[0] for line in out.splitlines()]
 
     def close(self) -> None:
         for proc in self._procs:
