@@ -148,16 +148,21 @@ class Topology:
     def tc(self, role: str, *argv: str) -> str:
         return _sh("tc", "-n", self.ns(role), *argv)
 
+    def wait_for_port(self, role: str, port: int, proto: str = "tcp") -> None:
+        """Wait until something in `role` listens on `port` ("tcp" or "udp")."""
+        flag = "-Hltn" if proto == "tcp" else "-Hlun"
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            if _sh("ip", "netns", "exec", self.ns(role), "ss", flag, f"sport = :{port}").strip():
+                return
+            time.sleep(0.05)
+        raise RuntimeError(f"nothing in {role} listens on {proto} port {port}")
+
     def iperf_server(self, role: str, port: int) -> subprocess.Popen:
         """A one-off iperf3 server in `role`, once it listens."""
         proc = self.spawn(role, "iperf3", "-s", "-1", "-p", str(port))
-        deadline = time.monotonic() + 5
-        while time.monotonic() < deadline:
-            out = _sh("ip", "netns", "exec", self.ns(role), "ss", "-Hltn", f"sport = :{port}")
-            if out.strip():
-                return proc
-            time.sleep(0.05)
-        raise RuntimeError(f"iperf3 server in {role} did not listen on {port}")
+        self.wait_for_port(role, port)
+        return proc
 
     def iperf_client(
         self,
