@@ -4,7 +4,7 @@
 NetworkError                  root; to be re-parented under IsolationError
  ├── ShapingSpecError         the desired state is inconsistent (also a ValueError); nothing touched
  ├── LinkNotFoundError        a device or network namespace is missing; nothing touched
- ├── ForeignQdiscError        a device carries a qdisc colocd did not create; nothing touched
+ ├── ForeignStateError        a qdisc or device colocd did not create is in the way; nothing touched
  └── NetlinkOperationError    the kernel refused one change; see `.reverted`
 """
 
@@ -31,14 +31,14 @@ class LinkNotFoundError(NetworkError):
         self.reason = reason
 
 
-class ForeignQdiscError(NetworkError):
-    def __init__(self, device: str, kind: str, handle: str) -> None:
-        super().__init__(
-            f"shape {device}: it carries a {kind} qdisc {handle} that colocd did not create"
-        )
+class ForeignStateError(NetworkError):
+    """A device carries something colocd did not create and will not replace: a root or
+    ingress qdisc, filters, or a device of another kind under the ifb's name."""
+
+    def __init__(self, device: str, reason: str) -> None:
+        super().__init__(f"shape {device}: {reason}")
         self.device = device
-        self.kind = kind
-        self.handle = handle
+        self.reason = reason
 
 
 class NetlinkOperationError(NetworkError):

@@ -292,17 +292,8 @@ class Netlink:
                     limit=limit,
                 )
             case PutFilter(handle, ip, class_id, new):
-                ipr.tc(
-                    "add-filter" if new else "replace-filter",
-                    "u32",
-                    index=index,
-                    parent=ROOT_HANDLE,
-                    prio=FILTER_PRIO,
-                    protocol=ETH_P_IP,
-                    handle=handle,
-                    target=class_id,
-                    keys=[f"0x{int(ip):08x}/0xffffffff+{key_offset}"],
-                )
+                key = f"0x{int(ip):08x}/0xffffffff+{key_offset}"
+                self._put_u32(index, ROOT_HANDLE, handle, target=class_id, key=key, new=new)
             case DeleteFilter(handle):
                 self._delete_u32(index, ROOT_HANDLE, FILTER_PRIO, handle)
 
@@ -317,27 +308,45 @@ class Netlink:
     def put_redirect(self, device: str, index: int, ifb: str, ifb_index: int, new: bool) -> None:
         """Send every IPv4 packet arriving on the device to the ifb, where it is shaped."""
         with _translated("add" if new else "replace", f"redirect to {ifb}", device):
-            self._ipr.tc(
-                "add-filter" if new else "replace-filter",
-                "u32",
-                index=index,
-                parent=INGRESS_HANDLE,
-                prio=FILTER_PRIO,
-                protocol=ETH_P_IP,
-                handle=REDIRECT_HANDLE,
-                target=0,
-                keys=["0x0/0x0+0"],
-                action={
-                    "kind": "mirred",
-                    "direction": "egress",
-                    "action": "redirect",
-                    "ifindex": ifb_index,
-                },
-            )
+            redirect = {
+                "kind": "mirred",
+                "direction": "egress",
+                "action": "redirect",
+                "ifindex": ifb_index,
+            }
+            self._put_u32(
+                index, INGRESS_HANDLE, REDIRECT_HANDLE,
+                target=0, key="0x0/0x0+0", new=new, action=redirect,
+            )  # fmt: skip
 
     def delete_redirect(self, device: str, index: int) -> None:
         with _translated("delete", "ingress redirect", device):
             self._delete_u32(index, INGRESS_HANDLE, FILTER_PRIO, REDIRECT_HANDLE)
+
+    def _put_u32(
+        self,
+        index: int,
+        parent: int,
+        handle: int,
+        *,
+        target: int,
+        key: str,
+        new: bool,
+        action: dict | None = None,
+    ) -> None:
+        """A u32 filter with one key, at colocd's prio, IPv4 only."""
+        self._ipr.tc(
+            "add-filter" if new else "replace-filter",
+            "u32",
+            index=index,
+            parent=parent,
+            prio=FILTER_PRIO,
+            protocol=ETH_P_IP,
+            handle=handle,
+            target=target,
+            keys=[key],
+            **({} if action is None else {"action": action}),
+        )
 
     def _delete_u32(self, index: int, parent: int, prio: int, handle: int) -> None:
         # pyroute2 builds u32 options even for a delete, so it needs a target (ignored).

@@ -30,7 +30,7 @@ from ipaddress import IPv4Address
 from typing import NamedTuple
 
 from isolation._net_errors import (
-    ForeignQdiscError,
+    ForeignStateError,
     LinkNotFoundError,
     NetlinkOperationError,
     NetworkError,
@@ -260,7 +260,7 @@ class UplinkShaper:
         if spec.ifb is not None and ifb is not None:
             kind = _require(nl.link(ifb), spec.ifb).kind
             if kind != "ifb":
-                raise LinkNotFoundError(f"ifb {spec.ifb}", f"it is a {kind} device, not an ifb")
+                raise ForeignStateError(spec.ifb, f"it is a {kind or 'plain'} device, not an ifb")
             ifb_ours = self._root_is_ours(spec.ifb, ifb)
         ingress = self._ingress(spec.uplink, uplink)
 
@@ -347,32 +347,32 @@ class UplinkShaper:
 
     def _root_is_ours(self, device: str, index: int, strict: bool = True) -> bool:
         """True for colocd's htb; False for no root qdisc or the kernel's default one
-        (handle 0:). Any other raises ForeignQdiscError when `strict`."""
+        (handle 0:). Any other raises ForeignStateError when `strict`."""
         for q in self._nl.qdiscs(device, index):
             if q.parent != TC_H_ROOT:
                 continue
             if q.kind == "htb" and q.handle == ROOT_HANDLE:
                 return True
             if strict and q.handle >> 16 != 0:
-                raise ForeignQdiscError(device, q.kind, handle_str(q.handle))
+                raise ForeignStateError(device, _not_ours(q.kind, q.handle))
         return False
 
     def _ingress(self, device: str, index: int, strict: bool = True) -> _Ingress | None:
         """The uplink's ingress qdisc, None if there is none. One colocd did not set up (a
-        clsact, or filters of others) raises ForeignQdiscError when `strict`."""
+        clsact, or filters of others) raises ForeignStateError when `strict`."""
         found = [q for q in self._nl.qdiscs(device, index) if q.parent == TC_H_INGRESS]
         if not found:
             return None
         q = found[0]
         if q.kind != "ingress":
             if strict:
-                raise ForeignQdiscError(device, q.kind, handle_str(q.handle))
+                raise ForeignStateError(device, _not_ours(q.kind, q.handle))
             return None
         filters = self._nl.ingress_filters(device, index, INGRESS_HANDLE)
         ours = [f.redirect_to for f in filters if _is_our_redirect(f)]
         others = len(filters) - len(ours)
         if strict and others:
-            raise ForeignQdiscError(device, "ingress with others' filters", handle_str(q.handle))
+            raise ForeignStateError(device, "its ingress qdisc carries filters colocd did not add")
         return _Ingress(redirect_to=ours[0] if ours else None, others=others)
 
     def _redirect(
@@ -413,6 +413,10 @@ class UplinkShaper:
 
 def _is_our_redirect(f: IngressFilter) -> bool:
     return f.kind == "u32" and f.prio == FILTER_PRIO and f.handle == REDIRECT_HANDLE
+
+
+def _not_ours(kind: str, handle: int) -> str:
+    return f"it carries a {kind} qdisc {handle_str(handle)} that colocd did not create"
 
 
 def _require(link: Link | None, name: str) -> Link:

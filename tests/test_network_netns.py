@@ -15,7 +15,7 @@ from dataclasses import replace
 import pytest
 
 from isolation._net_errors import (
-    ForeignQdiscError,
+    ForeignStateError,
     LinkNotFoundError,
     NetlinkOperationError,
 )
@@ -213,12 +213,41 @@ def test_egress_only_spec_removes_ingress_shaping(topo, shaper):
     assert "qdisc htb c01d:" in topo.tc("node", "qdisc", "show", "dev", UPLINK)
 
 
-def test_foreign_root_qdisc_is_refused_and_nothing_changes(topo, shaper):
-    topo.tc("node", "qdisc", "add", "dev", UPLINK, "root", "handle", "1:", "tbf",
-            "rate", "1gbit", "burst", "64kb", "latency", "10ms")  # fmt: skip
+FOREIGN = [
+    (
+        "a tbf at the root",
+        [["tc", "qdisc", "add", "dev", UPLINK, "root", "handle", "1:", "tbf", "rate", "1gbit",
+          "burst", "64kb", "latency", "10ms"]],
+        "shape up0: it carries a tbf qdisc 1: that colocd did not create",
+    ),
+    (
+        "a clsact on the uplink",
+        [["tc", "qdisc", "add", "dev", UPLINK, "clsact"]],
+        "shape up0: it carries a clsact qdisc ffff: that colocd did not create",
+    ),
+    (
+        "someone's filter on the ingress qdisc",
+        [["tc", "qdisc", "add", "dev", UPLINK, "ingress"],
+         ["tc", "filter", "add", "dev", UPLINK, "parent", "ffff:", "protocol", "ip", "prio", "5",
+          "u32", "match", "ip", "dst", "10.0.0.1/32", "flowid", ":1"]],
+        "shape up0: its ingress qdisc carries filters colocd did not add",
+    ),
+    (
+        "the ifb's name taken by a veth",
+        [["ip", "link", "add", IFB, "type", "veth", "peer", "name", "x0"]],
+        "shape ifbup0: it is a veth device, not an ifb",
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("case", "setup", "message"), FOREIGN, ids=[f[0] for f in FOREIGN])
+def test_foreign_state_is_refused_and_nothing_changes(topo, shaper, case, setup, message):
+    for argv in setup:
+        subprocess.run([argv[0], "-n", topo.node, *argv[1:]], check=True)
     before = tc_dump(topo)
-    with pytest.raises(ForeignQdiscError, match="shape up0: it carries a tbf qdisc 1: that colocd"):
+    with pytest.raises(ForeignStateError) as caught:
         shaper.apply(shaping())
+    assert str(caught.value) == message
     assert tc_dump(topo) == before
 
 
