@@ -1,16 +1,19 @@
-"""Errors raised by GPU readings (`isolation.gpu`). Each prints as one line:
-"<action> <target>: <reason>". A machine without NVML is not an error: it is a state
-(`GpuMonitor.state.available` is False).
+"""Errors raised by GPU readings (`isolation.gpu`), a branch of the isolation error tree.
+Each prints as one line: "<action> <target>: <reason>". A machine without NVML is not an
+error: it is a state (`GpuMonitor.state.available` is False).
 
-GpuError                root; to be re-parented under IsolationError
- └── NvmlCallError      an NVML call failed (function, GPU index, NVML code)
-      └── GpuLostError  the GPU fell off the bus or needs a reset
+IsolationError               isolation.errors
+ └── GpuError
+      └── NvmlCallError      an NVML call failed (function, GPU index, NVML code)
+           └── GpuLostError  the GPU fell off the bus or needs a reset
 """
 
 from __future__ import annotations
 
+from isolation.errors import IsolationError
 
-class GpuError(Exception):
+
+class GpuError(IsolationError):
     """Root of every error GPU readings raise."""
 
 

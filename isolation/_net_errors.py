@@ -1,17 +1,22 @@
-"""Errors raised by uplink shaping (`isolation.network`). Each prints as one line:
-"<action> <target>: <reason>".
+"""Errors raised by uplink shaping (`isolation.network`), a branch of the isolation error
+tree. Each prints as one line: "<action> <target>: <reason>".
 
-NetworkError                  root; to be re-parented under IsolationError
- ├── ShapingSpecError         the desired state is inconsistent (also a ValueError); nothing touched
- ├── LinkNotFoundError        a device or network namespace is missing; nothing touched
- ├── ForeignStateError        a qdisc or device colocd did not create is in the way; nothing touched
- └── NetlinkOperationError    the kernel refused one change; see `.reverted`
+IsolationError                    isolation.errors
+ └── NetworkError
+      ├── ShapingSpecError        the desired state is inconsistent (also a ValueError);
+      │                           nothing touched
+      ├── LinkNotFoundError       a device or network namespace is missing; nothing touched
+      ├── ForeignStateError       a qdisc or device colocd did not create is in the way;
+      │                           nothing touched
+      └── NetlinkOperationError   the kernel refused one change; see `.reverted`
 """
 
 from __future__ import annotations
 
+from isolation.errors import IsolationError
 
-class NetworkError(Exception):
+
+class NetworkError(IsolationError):
     """Root of every error uplink shaping raises."""
 
 

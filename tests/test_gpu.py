@@ -6,6 +6,7 @@ import pynvml
 import pytest
 
 from isolation._gpu_errors import GpuError, GpuLostError, NvmlCallError
+from isolation.errors import IsolationError
 from isolation.gpu import GpuMonitor, GpuProcess, GpuReading
 from tests.fake_nvml import FakeGpu, FakeNvml
 
@@ -100,6 +101,7 @@ def test_nvml_failures_are_translated_naming_the_gpu(code, error, message):
         gpus.readings()
     assert type(caught.value) is error
     assert isinstance(caught.value, GpuError)
+    assert isinstance(caught.value, IsolationError)
     assert str(caught.value) == message
     assert caught.value.gpu == 1
     assert isinstance(caught.value.__cause__, pynvml.NVMLError)

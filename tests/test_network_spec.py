@@ -10,6 +10,7 @@ import pytest
 
 from isolation._net_errors import NetworkError, ShapingSpecError
 from isolation._tc_tree import PARENT_CLASSID
+from isolation.errors import IsolationError
 from isolation.network import TierShaping, UplinkShaping, desired_tree, tier_classid
 from qos.tiers import Tier
 
@@ -74,6 +75,7 @@ def test_bad_spec_is_refused_with_one_line(case, build, message):
     assert text.startswith("validate shaping ")
     assert "\n" not in text
     assert isinstance(caught.value, NetworkError)
+    assert isinstance(caught.value, IsolationError)
     assert isinstance(caught.value, ValueError)
 
 
