@@ -1,0 +1,204 @@
+"""Online latency and throughput next to batch traffic, without and with colocd's shaping.
+
+Run as root from the repository root (not a timed test):
+
+    .venv/bin/python -m benchmarks.bench_network [--link-mbit 500] [--seconds 3] [--repeats 3]
+
+Prints a table and writes benchmarks/results/network.json.
+
+The topology (tests/netns_topology.py) puts online and batch pods behind a node whose uplink
+crosses a "wire" namespace: a tbf at --link-mbit with a 50 ms switch buffer, the true
+bottleneck. Each run gets a fresh topology; the scenarios are interleaved, and each figure
+is the median of --repeats runs (this machine is shared). While batch runs 4 TCP streams (upload, or
+download for the ingress rows), online is measured twice: its round trip to the peer (a UDP
+probe every 10 ms) and its throughput (one TCP stream paced at 30 % of the link).
+
+Shaping: root at 90 % of the link (headroom, so the node owns the bottleneck); online rate
+60 %, prio 0; batch rate 5 %, prio 1; both may borrow up to the root. The "root above link"
+row sets the root at 110 %, to show why the headroom matters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from isolation.network import TierShaping, UplinkShaper, UplinkShaping
+from qos.tiers import Tier
+from tests.netns_topology import (
+    BATCH_IP,
+    IFB,
+    ONLINE_IP,
+    UPLINK,
+    Topology,
+    iperf_result,
+    netns_unavailable,
+)
+
+RESULTS = Path(__file__).parent / "results" / "network.json"
+PROBE = Path(__file__).with_name("_rtt_probe.py")
+PROBE_PORT, ONLINE_PORT, BATCH_PORT = 7000, 5201, 5202
+BATCH_STREAMS = 4
+ONLINE_SHARE = 0.3
+RAMP_S = 1.0  # batch fills the queues before online is measured
+
+# (name, batch direction or None, root rate as a share of the link or None for no shaping)
+SCENARIOS = [
+    ("online alone", None, None),
+    ("batch upload, no shaping", "upload", None),
+    ("batch upload, colocd", "upload", 0.9),
+    ("batch upload, colocd root above link", "upload", 1.1),
+    ("batch download, no shaping", "download", None),
+    ("batch download, colocd (ifb)", "download", 0.9),
+]
+
+
+def shaping(link_bps: int, root_share: float) -> UplinkShaping:
+    root = int(link_bps * root_share)
+    return UplinkShaping(
+        uplink=UPLINK,
+        ifb=IFB,
+        root_rate_bps=root,
+        default_tier=Tier.BATCH,
+        tiers=(
+            TierShaping(Tier.SYSTEM, int(link_bps * 0.02), root, 0),
+            TierShaping(Tier.ONLINE, int(link_bps * 0.6), root, 0, frozenset({ONLINE_IP})),
+            TierShaping(Tier.BATCH, int(link_bps * 0.05), root, 1, frozenset({BATCH_IP})),
+        ),
+    )
+
+
+def start_batch(topo: Topology, direction: str, seconds: float):
+    topo.iperf_server("peer", BATCH_PORT)
+    extra = ["-P", str(BATCH_STREAMS)] + (["-R"] if direction == "download" else [])
+    return topo.iperf_client("batch", topo.peer_ip, BATCH_PORT, seconds, *extra)
+
+
+def online_rtt(topo: Topology, seconds: float) -> dict:
+    probe = topo.spawn(
+        "online", sys.executable, str(PROBE), "client", str(topo.peer_ip), str(PROBE_PORT),
+        str(seconds),
+    )  # fmt: skip
+    out, err = probe.communicate(timeout=seconds + 10)
+    if probe.returncode != 0:
+        raise RuntimeError(f"rtt probe failed: {err.strip()}")
+    return json.loads(out)
+
+
+def online_stream(topo: Topology, seconds: float, mbit: float, download: bool) -> float:
+    topo.iperf_server("peer", ONLINE_PORT)
+    extra = ["-b", f"{mbit:.0f}M"] + (["-R"] if download else [])
+    client = topo.iperf_client("online", topo.peer_ip, ONLINE_PORT, seconds, *extra)
+    return iperf_result(client, seconds + 15).mbit
+
+
+def scenario(name: str, batch: str | None, root_share: float | None, args) -> dict:
+    link_bps = args.link_mbit * 1_000_000
+    row: dict = {"name": name, "batch": batch, "root_mbit": None}
+    with Topology(wire_mbit=args.link_mbit) as topo:
+        if root_share is not None:
+            spec = shaping(link_bps, root_share)
+            row["root_mbit"] = spec.root_rate_bps / 1e6
+            with UplinkShaper(netns=topo.node) as shaper:
+                shaper.apply(spec)
+        topo.spawn("peer", sys.executable, str(PROBE), "server", str(PROBE_PORT))
+        topo.wait_for_port("peer", PROBE_PORT, "udp")
+        target = args.link_mbit * ONLINE_SHARE
+        runs = {}
+        for phase in ("rtt", "stream"):
+            flood = None
+            if batch is not None:
+                flood = start_batch(topo, batch, args.seconds + RAMP_S + 1)
+                time.sleep(RAMP_S)
+            if phase == "rtt":
+                row["online_rtt_ms"] = online_rtt(topo, args.seconds)
+            else:
+                download = batch == "download"
+                row["online_mbit"] = online_stream(topo, args.seconds, target, download)
+                row["online_target_mbit"] = target
+            if flood is not None:
+                runs[phase] = iperf_result(flood, args.seconds + 20).mbit
+        row["batch_mbit"] = runs or None
+    return row
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
+def summarise(name: str, runs: list[dict]) -> dict:
+    """Medians over the repeats of one scenario."""
+    batch = [r["batch_mbit"]["stream"] for r in runs if r["batch_mbit"]]
+    return {
+        "name": name,
+        "online_rtt_p50_ms": median([r["online_rtt_ms"]["p50_ms"] for r in runs]),
+        "online_rtt_p99_ms": median([r["online_rtt_ms"]["p99_ms"] for r in runs]),
+        "online_rtt_max_ms": median([r["online_rtt_ms"]["max_ms"] for r in runs]),
+        "online_mbit": median([r["online_mbit"] for r in runs]),
+        "online_target_mbit": runs[0]["online_target_mbit"],
+        "batch_mbit": median(batch) if batch else None,
+        "root_mbit": runs[0]["root_mbit"],
+    }
+
+
+def show(summary: list[dict], repeats: int) -> None:
+    head = f"{'scenario':40} {'rtt p50':>8} {'p99':>8} {'max':>8} {'online':>8} {'batch':>8}"
+    print(head)
+    print("-" * len(head))
+    for r in summary:
+        batch = "-" if r["batch_mbit"] is None else f"{r['batch_mbit']:.1f}"
+        print(
+            f"{r['name']:40} {r['online_rtt_p50_ms']:>8.2f} {r['online_rtt_p99_ms']:>8.2f}"
+            f" {r['online_rtt_max_ms']:>8.2f} {r['online_mbit']:>8.1f} {batch:>8}"
+        )
+    print(
+        f"medians of {repeats} runs; rtt in ms (UDP probe every 10 ms, online pod → peer);"
+        " online (paced TCP) and batch in Mbit/s"
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--link-mbit", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    why = netns_unavailable()
+    if why is not None:
+        print(f"bench_network: cannot run: {why}", file=sys.stderr)
+        return 1
+    runs: dict[str, list[dict]] = {name: [] for name, _, _ in SCENARIOS}
+    for round_ in range(1, args.repeats + 1):
+        for name, batch, root_share in SCENARIOS:
+            runs[name].append(scenario(name, batch, root_share, args))
+            print(f"round {round_}/{args.repeats} done: {name}", file=sys.stderr)
+    summary = [summarise(name, runs[name]) for name, _, _ in SCENARIOS]
+    show(summary, args.repeats)
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    result = {
+        "benchmark": "network",
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "link_mbit": args.link_mbit,
+        "seconds": args.seconds,
+        "repeats": args.repeats,
+        "batch_streams": BATCH_STREAMS,
+        "summary": summary,
+        "runs": runs,
+    }
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

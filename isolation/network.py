@@ -1,0 +1,438 @@
+"""Per-tier shaping of a node's uplink: one HTB class per tier, pods classified by IP.
+
+Egress (pods → network) is shaped on the uplink itself, classified by source IP. Ingress
+(network → pods) is shaped on an ifb device that every IPv4 packet arriving on the uplink is
+redirected to, classified by destination IP. Unclassified traffic goes to the default tier's
+class. The root rate must sit below the true link rate so that the queue forms here, where
+the tiers are told apart, and not beyond the node.
+
+`UplinkShaper.apply` diffs the desired `UplinkShaping` against what the kernel carries and
+changes only what differs (applying twice changes nothing); `clear` removes exactly what
+colocd added. A qdisc colocd did not create is never replaced: apply refuses instead. When the
+kernel refuses a change half-way, apply removes colocd's shaping rather than leave online pods
+in a wrong class, and raises.
+
+    spec = UplinkShaping(uplink="eth0", ifb="colocd-ifb0", root_rate_bps=9 * 10**9,
+                         default_tier=Tier.BATCH, tiers=(...))
+    with UplinkShaper() as shaper:
+        shaper.apply(spec)
+        shaper.apply(spec.with_ceil(Tier.BATCH, 2 * 10**9))   # at runtime
+        shaper.clear("eth0")
+
+Errors: see `isolation._net_errors` (NetworkError and its subclasses).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address
+from typing import NamedTuple
+
+from isolation._net_errors import (
+    ForeignStateError,
+    LinkNotFoundError,
+    NetlinkOperationError,
+    NetworkError,
+    ShapingSpecError,
+)
+from isolation._tc_netlink import (
+    IFB_ALIAS,
+    INGRESS_HANDLE,
+    REDIRECT_HANDLE,
+    TC_H_INGRESS,
+    TC_H_ROOT,
+    IngressFilter,
+    Link,
+    Netlink,
+    htb_class,
+)
+from isolation._tc_tree import (
+    FILTER_PRIO,
+    MAX_FILTERS,
+    PARENT_CLASSID,
+    ROOT_HANDLE,
+    DeleteRoot,
+    DesiredTree,
+    TreeOp,
+    classid,
+    handle_str,
+    plan,
+)
+from qos.tiers import Tier
+
+# A few hundred kB per leaf: a GSO packet is up to 64 kB, so a pfifo's "100 packets" can be
+# megabytes of queue; a byte-limited fifo keeps throughput without a tier's own bufferbloat.
+DEFAULT_LEAF_LIMIT_BYTES = 256 * 1024
+MIN_LEAF_LIMIT_BYTES = 64 * 1024
+MAX_LEAF_LIMIT_BYTES = 64 * 1024 * 1024
+# Below 100 kbit/s a 64 kB burst no longer fits HTB's 32-bit tick counters; above, rates
+# are only bounded by what a node plausibly has.
+MIN_RATE_BPS = 100_000
+MAX_RATE_BPS = 1_000_000_000_000
+IFNAMSIZ = 15
+EGRESS_KEY_OFFSET = 12  # IPv4 source address
+INGRESS_KEY_OFFSET = 16  # IPv4 destination address
+MAX_PRIO = 7
+
+
+def tier_classid(tier: Tier) -> int:
+    """Fixed per tier (c01d:10 system, :20 dedicated, :30 online, :40 batch), so adding or
+    removing a tier never renumbers the others."""
+    return classid(0x10 * (list(Tier).index(tier) + 1))
+
+
+@dataclass(frozen=True)
+class TierShaping:
+    """One tier's class: `rate_bps` guaranteed, up to `ceil_bps` when the link has room;
+    spare bandwidth goes to the lowest `prio` first (0 is served first)."""
+
+    tier: Tier
+    rate_bps: int
+    ceil_bps: int
+    prio: int
+    pod_ips: frozenset[IPv4Address] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        name = f"tier {self.tier}"
+        if not MIN_RATE_BPS <= self.rate_bps <= self.ceil_bps <= MAX_RATE_BPS:
+            raise ShapingSpecError(
+                name,
+                f"need {MIN_RATE_BPS} <= rate <= ceil <= {MAX_RATE_BPS} bit/s, "
+                f"got rate {self.rate_bps} ceil {self.ceil_bps}",
+            )
+        if not 0 <= self.prio <= MAX_PRIO:
+            raise ShapingSpecError(name, f"prio {self.prio} is outside 0..{MAX_PRIO}")
+        for ip in self.pod_ips:
+            if not isinstance(ip, IPv4Address):
+                raise ShapingSpecError(name, f"pod IP {ip!r} is not an IPv4Address")
+
+
+@dataclass(frozen=True)
+class UplinkShaping:
+    """The desired shaping of one uplink. `ifb` None shapes egress only."""
+
+    uplink: str
+    root_rate_bps: int
+    tiers: tuple[TierShaping, ...]
+    default_tier: Tier
+    ifb: str | None = None
+    leaf_limit_bytes: int = DEFAULT_LEAF_LIMIT_BYTES
+
+    def __post_init__(self) -> None:
+        target = f"uplink {self.uplink}"
+        for name in (self.uplink, self.ifb):
+            if name is not None and not 0 < len(name) <= IFNAMSIZ:
+                raise ShapingSpecError(target, f"device name {name!r} is not 1..15 characters")
+        if self.ifb == self.uplink:
+            raise ShapingSpecError(target, "the ifb must be another device than the uplink")
+        if not MIN_RATE_BPS <= self.root_rate_bps <= MAX_RATE_BPS:
+            raise ShapingSpecError(
+                target,
+                f"root rate {self.root_rate_bps} bit/s is outside {MIN_RATE_BPS}..{MAX_RATE_BPS}",
+            )
+        if not MIN_LEAF_LIMIT_BYTES <= self.leaf_limit_bytes <= MAX_LEAF_LIMIT_BYTES:
+            raise ShapingSpecError(
+                target,
+                f"leaf limit {self.leaf_limit_bytes} B is outside "
+                f"{MIN_LEAF_LIMIT_BYTES}..{MAX_LEAF_LIMIT_BYTES}",
+            )
+        tiers = [t.tier for t in self.tiers]
+        if not tiers or len(set(tiers)) != len(tiers):
+            raise ShapingSpecError(target, "give each tier exactly once, and at least one")
+        if self.default_tier not in tiers:
+            raise ShapingSpecError(target, f"default tier {self.default_tier} has no class")
+        for t in self.tiers:
+            if t.ceil_bps > self.root_rate_bps:
+                raise ShapingSpecError(
+                    target, f"tier {t.tier} ceil {t.ceil_bps} exceeds root {self.root_rate_bps}"
+                )
+        guaranteed = sum(t.rate_bps for t in self.tiers)
+        if guaranteed > self.root_rate_bps:
+            raise ShapingSpecError(
+                target, f"tier rates add up to {guaranteed}, above root {self.root_rate_bps}"
+            )
+        seen: dict[IPv4Address, Tier] = {}
+        for t in self.tiers:
+            for ip in t.pod_ips:
+                if ip in seen:
+                    raise ShapingSpecError(target, f"pod IP {ip} is in {seen[ip]} and {t.tier}")
+                seen[ip] = t.tier
+        if len(seen) > MAX_FILTERS:
+            raise ShapingSpecError(target, f"{len(seen)} pod IPs, at most {MAX_FILTERS}")
+
+    def tier(self, tier: Tier) -> TierShaping:
+        for t in self.tiers:
+            if t.tier is tier:
+                return t
+        raise ShapingSpecError(f"uplink {self.uplink}", f"tier {tier} has no class")
+
+    def with_ceil(self, tier: Tier, ceil_bps: int) -> UplinkShaping:
+        """The same shaping with `tier`'s ceil changed (e.g. batch's, at runtime)."""
+        tiers = tuple(replace(t, ceil_bps=ceil_bps) if t.tier is tier else t for t in self.tiers)
+        self.tier(tier)
+        return replace(self, tiers=tiers)
+
+
+class ShapingChange(NamedTuple):
+    device: str
+    action: str  # add, change, replace, delete
+    target: str  # e.g. "class c01d:40 (batch)"
+
+
+class ShapingReport(NamedTuple):
+    changes: tuple[ShapingChange, ...]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+class TierTraffic(NamedTuple):
+    """Counters of one tier's class in one direction; None where the class is missing."""
+
+    tier: Tier
+    direction: str  # "egress" (on the uplink) or "ingress" (on the ifb)
+    device: str
+    sent_bytes: int | None
+    sent_packets: int | None
+    dropped_packets: int | None
+    overlimits: int | None
+    backlog_bytes: int | None
+
+
+def desired_tree(spec: UplinkShaping) -> DesiredTree:
+    root_rate = spec.root_rate_bps // 8
+    classes = {PARENT_CLASSID: htb_class(ROOT_HANDLE, root_rate, root_rate, prio=0)}
+    routes = {}
+    for t in spec.tiers:
+        cid = tier_classid(t.tier)
+        classes[cid] = htb_class(PARENT_CLASSID, t.rate_bps // 8, t.ceil_bps // 8, t.prio)
+        routes.update(dict.fromkeys(t.pod_ips, cid))
+    return DesiredTree(
+        default_minor=tier_classid(spec.default_tier) & 0xFFFF,
+        classes=classes,
+        leaf_limits={tier_classid(t.tier): spec.leaf_limit_bytes for t in spec.tiers},
+        routes=routes,
+    )
+
+
+class _Device(NamedTuple):
+    """A device a tree goes on, and where its u32 filters look for the pod IP."""
+
+    name: str
+    index: int
+    key_offset: int
+
+
+class _Ingress(NamedTuple):
+    """The uplink's ingress side: colocd's redirect (the ifindex it points at, or None when
+    there is no redirect) and how many filters there are that are not colocd's."""
+
+    redirect_to: int | None
+    others: int
+
+
+class UplinkShaper:
+    """Applies `UplinkShaping` through rtnetlink, in the caller's network namespace or in
+    `netns` (a name under /var/run/netns)."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self._nl = Netlink(netns)
+        self._changes: list[ShapingChange] = []
+
+    def close(self) -> None:
+        self._nl.close()
+
+    def __enter__(self) -> UplinkShaper:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def apply(self, spec: UplinkShaping) -> ShapingReport:
+        nl = self._nl
+        uplink = nl.require_link(spec.uplink)
+        ifb = None if spec.ifb is None else nl.link_index(spec.ifb)
+        # Everything that makes apply refuse is checked before the first change.
+        egress_ours = self._root_is_ours(spec.uplink, uplink)
+        ifb_ours = False
+        if spec.ifb is not None and ifb is not None:
+            kind = _require(nl.link(ifb), spec.ifb).kind
+            if kind != "ifb":
+                raise ForeignStateError(spec.ifb, f"it is a {kind or 'plain'} device, not an ifb")
+            ifb_ours = self._root_is_ours(spec.ifb, ifb)
+        ingress = self._ingress(spec.uplink, uplink)
+
+        self._changes = []
+        tree = desired_tree(spec)
+        labels = {tier_classid(t.tier): str(t.tier) for t in spec.tiers}
+        try:
+            self._converge(
+                _Device(spec.uplink, uplink, EGRESS_KEY_OFFSET), tree, egress_ours, labels
+            )
+            if spec.ifb is None:
+                self._drop_ingress(spec.uplink, uplink, ingress)
+            else:
+                if ifb is None:
+                    ifb = nl.add_ifb(spec.ifb)
+                    self._note(spec.ifb, "add", f"ifb {spec.ifb}")
+                elif not _require(nl.link(ifb), spec.ifb).up:
+                    nl.set_up(spec.ifb, ifb)
+                    self._note(spec.ifb, "change", f"link {spec.ifb} up")
+                # The ifb's tree is complete before the first packet is redirected to it.
+                self._converge(_Device(spec.ifb, ifb, INGRESS_KEY_OFFSET), tree, ifb_ours, labels)
+                self._redirect(spec.uplink, uplink, spec.ifb, ifb, ingress)
+        except NetlinkOperationError as err:
+            try:
+                self.clear(spec.uplink, spec.ifb)
+                err.reverted = True
+            except NetworkError as undo:
+                err.add_note(f"revert failed: {undo}")
+            raise
+        return ShapingReport(tuple(self._changes))
+
+    def clear(self, uplink: str, ifb: str | None = None) -> ShapingReport:
+        """Remove colocd's qdiscs from `uplink` and from its ifb (`ifb`, or the one its
+        ingress redirect points at), and the ifb itself if colocd created it. Anything
+        colocd did not add stays."""
+        nl = self._nl
+        self._changes = []
+        index = nl.link_index(uplink)
+        if index is not None:
+            ingress = self._ingress(uplink, index, strict=False)
+            if ifb is None and ingress is not None and ingress.redirect_to is not None:
+                link = nl.link(ingress.redirect_to)
+                ifb = None if link is None else link.name
+            if self._root_is_ours(uplink, index, strict=False):
+                self._run(_Device(uplink, index, EGRESS_KEY_OFFSET), DeleteRoot())
+            self._drop_ingress(uplink, index, ingress)
+        ifb_index = None if ifb is None else nl.link_index(ifb)
+        if ifb is not None and ifb_index is not None:
+            self._drop_ifb(ifb, ifb_index)
+        return ShapingReport(tuple(self._changes))
+
+    def traffic(self, spec: UplinkShaping) -> tuple[TierTraffic, ...]:
+        """Per tier and direction: what each class sent, dropped and holds queued."""
+        devices = [("egress", spec.uplink)] + ([("ingress", spec.ifb)] if spec.ifb else [])
+        readings = []
+        for direction, device in devices:
+            index = self._nl.link_index(device)
+            stats = {} if index is None else self._nl.class_stats(device, index)
+            for t in spec.tiers:
+                s = stats.get(tier_classid(t.tier))
+                if s is None:
+                    readings.append(TierTraffic(t.tier, direction, device, *(None,) * 5))
+                else:
+                    readings.append(TierTraffic(t.tier, direction, device, *s))
+        return tuple(readings)
+
+    # --- steps -----------------------------------------------------------------------------
+
+    def _note(self, device: str, action: str, target: str) -> None:
+        self._changes.append(ShapingChange(device, action, target))
+
+    def _run(self, dev: _Device, op: TreeOp, labels: Mapping[int, str] | None = None) -> None:
+        self._nl.run(dev.name, dev.index, op, dev.key_offset)
+        action, target = op.describe()
+        label = (labels or {}).get(getattr(op, "class_id", 0))
+        self._note(dev.name, action, f"{target} ({label})" if label else target)
+
+    def _converge(
+        self, dev: _Device, tree: DesiredTree, ours: bool, labels: Mapping[int, str]
+    ) -> None:
+        observed = self._nl.read_tree(dev.name, dev.index, dev.key_offset) if ours else None
+        for op in plan(tree, observed):
+            self._run(dev, op, labels)
+
+    def _root_is_ours(self, device: str, index: int, strict: bool = True) -> bool:
+        """True for colocd's htb; False for no root qdisc or the kernel's default one
+        (handle 0:). Any other raises ForeignStateError when `strict`."""
+        for q in self._nl.qdiscs(device, index):
+            if q.parent != TC_H_ROOT:
+                continue
+            if q.kind == "htb" and q.handle == ROOT_HANDLE:
+                return True
+            if strict and q.handle >> 16 != 0:
+                raise ForeignStateError(device, _not_ours(q.kind, q.handle))
+        return False
+
+    def _ingress(self, device: str, index: int, strict: bool = True) -> _Ingress | None:
+        """The uplink's ingress qdisc, None if there is none. One colocd did not set up (a
+        clsact, or filters of others) raises ForeignStateError when `strict`."""
+        found = [q for q in self._nl.qdiscs(device, index) if q.parent == TC_H_INGRESS]
+        if not found:
+            return None
+        q = found[0]
+        if q.kind != "ingress":
+            if strict:
+                raise ForeignStateError(device, _not_ours(q.kind, q.handle))
+            return None
+        filters = self._nl.ingress_filters(device, index, INGRESS_HANDLE)
+        ours = [f.redirect_to for f in filters if _is_our_redirect(f)]
+        others = len(filters) - len(ours)
+        if strict and others:
+            raise ForeignStateError(device, "its ingress qdisc carries filters colocd did not add")
+        return _Ingress(redirect_to=ours[0] if ours else None, others=others)
+
+    def _redirect(
+        self, device: str, index: int, ifb: str, ifb_index: int, ingress: _Ingress | None
+    ) -> None:
+        if ingress is None:
+            self._nl.add_ingress(device, index)
+            self._note(device, "add", "qdisc ingress ffff:")
+        if ingress is None or ingress.redirect_to is None:
+            self._nl.put_redirect(device, index, ifb, ifb_index, new=True)
+            self._note(device, "add", f"redirect to {ifb}")
+        elif ingress.redirect_to != ifb_index:
+            self._nl.put_redirect(device, index, ifb, ifb_index, new=False)
+            self._note(device, "replace", f"redirect to {ifb}")
+            old = self._nl.link(ingress.redirect_to)
+            if old is not None:
+                self._drop_ifb(old.name, ingress.redirect_to)
+
+    def _drop_ingress(self, device: str, index: int, ingress: _Ingress | None) -> None:
+        """Remove colocd's redirect, and the ingress qdisc when nothing else is on it."""
+        if ingress is None:
+            return
+        if ingress.others == 0:
+            self._nl.delete_ingress(device, index)
+            self._note(device, "delete", "qdisc ingress ffff:")
+        elif ingress.redirect_to is not None:
+            self._nl.delete_redirect(device, index)
+            self._note(device, "delete", "ingress redirect")
+
+    def _drop_ifb(self, name: str, index: int) -> None:
+        link = self._nl.link(index)
+        if link is not None and link.alias == IFB_ALIAS:
+            self._nl.delete_link(name, index)
+            self._note(name, "delete", f"ifb {name}")
+        elif self._root_is_ours(name, index, strict=False):
+            self._run(_Device(name, index, INGRESS_KEY_OFFSET), DeleteRoot())
+
+
+def _is_our_redirect(f: IngressFilter) -> bool:
+    return f.kind == "u32" and f.prio == FILTER_PRIO and f.handle == REDIRECT_HANDLE
+
+
+def _not_ours(kind: str, handle: int) -> str:
+    return f"it carries a {kind} qdisc {handle_str(handle)} that colocd did not create"
+
+
+def _require(link: Link | None, name: str) -> Link:
+    if link is None:
+        raise LinkNotFoundError(f"link {name}", "it disappeared while being shaped")
+    return link
+
+
+__all__ = [
+    "DEFAULT_LEAF_LIMIT_BYTES",
+    "ShapingChange",
+    "ShapingReport",
+    "TierShaping",
+    "TierTraffic",
+    "UplinkShaper",
+    "UplinkShaping",
+    "desired_tree",
+    "tier_classid",
+]
