@@ -2,9 +2,18 @@
 
 AgentError
  ├── ManifestError      a document could not be read or is not a valid Pod
+ ├── PolicyError        a ColocationPolicy document is invalid (file, document, field path)
  ├── ConfigError        settings or flags are unusable
  ├── TraceError         a `colocd simulate` trace could not be read
- └── SourceError        a pod or policy source failed (API server away, bad directory)
+ ├── SourceError        a pod or policy source failed (API server away, bad directory)
+ └── KubeError          the Kubernetes API refused or did not answer (only agent.kube raises it)
+      ├── APIUnavailable    no usable answer: connection refused/reset, timeout, 5xx; retry later
+      ├── APIForbidden      401/403: credentials or RBAC do not allow the call
+      ├── APINotFound       404: the object (or the resource type) does not exist
+      ├── APIConflict       409: already exists, or a stale resourceVersion
+      ├── APIGone           410: the resourceVersion is too old; list again
+      ├── APIInvalid        400/422: the server rejected the body
+      └── TooManyRequests   429: back off (`retry_after_s` when the server said Retry-After)
 """
 
 from __future__ import annotations
@@ -23,6 +32,21 @@ class ManifestError(AgentError):
         self.reason = reason
 
 
+class PolicyError(AgentError):
+    """`where` names the file and document (or the API object); `path` the field.
+    `problems` holds every (path, reason) found when there were several."""
+
+    def __init__(
+        self, where: str, reason: str, path: str = "", problems: tuple[tuple[str, str], ...] = ()
+    ) -> None:
+        field = f"{path}: " if path else ""
+        super().__init__(f"validate {where}: {field}{reason}")
+        self.where = where
+        self.path = path
+        self.reason = reason
+        self.problems = problems or ((path, reason),)
+
+
 class ConfigError(AgentError):
     pass
 
@@ -38,3 +62,50 @@ class TraceError(AgentError):
         self.source = source
         self.line = line
         self.reason = reason
+
+
+class KubeError(AgentError):
+    """`status` is the HTTP status (None when no answer came); `reason` is cut short."""
+
+    def __init__(
+        self,
+        action: str,
+        target: str,
+        reason: str,
+        status: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(f"{action} {target}: {reason}")
+        self.action = action
+        self.target = target
+        self.reason = reason
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+class APIUnavailable(KubeError):
+    pass
+
+
+class APIForbidden(KubeError):
+    pass
+
+
+class APINotFound(KubeError):
+    pass
+
+
+class APIConflict(KubeError):
+    pass
+
+
+class APIGone(KubeError):
+    pass
+
+
+class APIInvalid(KubeError):
+    pass
+
+
+class TooManyRequests(KubeError):
+    pass
