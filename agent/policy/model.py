@@ -1,0 +1,576 @@
+"""The ColocationPolicy spec, defined once as pydantic models.
+
+The same models validate files (`colocd policy validate`), objects from the API server
+(the policy watcher) and generate the CRD's OpenAPI schema (`agent.policy.crd`).
+
+Every setting is optional: `None` means "this policy does not set it", so layers merge field
+by field (see `agent.policy.resolve`). A few small objects are merged as a whole because
+their fields only make sense together (`rate`/`ceil` of a traffic class, a PID margin's
+`min`/`max`, a label selector, a priority band, a tier rule); they derive from `Atomic`.
+Lists (`tiers.rules`, `nodeNames`, `workloads`) are replaced whole, never concatenated,
+except `workloads`, which every applying policy contributes to (strongest first).
+
+Units are written as people write them and kept as written, so provenance shows what the
+author typed: quantities ("500m", "2Gi") via `agent.quantity.parse_quantity`, durations
+("30s", "5m") and bit rates ("200Mbit") via `agent.units`. Converters to base units live on
+the models (`seconds()`, `bits_per_second()`, ...).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    WithJsonSchema,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from agent.errors import PolicyError
+from agent.quantity import parse_quantity
+from agent.units import BITRATE_PATTERN, DURATION_PATTERN, parse_bitrate, parse_duration
+from qos.k8s_qos import QOSClass
+from qos.selector import LabelSelector, Operator, Requirement
+from qos.tiers import Tier, TierRule, TierSettings
+
+API_GROUP = "colocd.io"
+API_VERSION = "v1alpha1"
+KIND = "ColocationPolicy"
+PLURAL = "colocationpolicies"
+GROUP_VERSION = f"{API_GROUP}/{API_VERSION}"
+
+# Kubernetes' own quantity grammar, as controller-gen writes it into CRDs.
+QUANTITY_PATTERN = (
+    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
+    r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+# --- unit-carrying strings ---------------------------------------------------------------
+
+
+def _quantity_text(value: object) -> str:
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise ValueError(f"quantity must be a string or number, got {value!r}")
+    text = str(value).strip()
+    if parse_quantity(text) < 0:
+        raise ValueError(f"negative quantity {value!r}")
+    return text
+
+
+def _checked(parse: Any) -> Any:
+    def check(value: object) -> str:
+        parse(value)
+        return str(value).strip()
+
+    return check
+
+
+Quantity = Annotated[
+    str,
+    BeforeValidator(_quantity_text),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string"}],
+            "pattern": QUANTITY_PATTERN,
+            "x-kubernetes-int-or-string": True,
+        }
+    ),
+]
+Duration = Annotated[
+    str,
+    BeforeValidator(_checked(parse_duration)),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN}),
+]
+Bitrate = Annotated[
+    str,
+    BeforeValidator(_checked(parse_bitrate)),
+    WithJsonSchema({"type": "string", "pattern": BITRATE_PATTERN}),
+]
+Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+def _dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
+        raise ValueError(f"{value!r} is not a DNS-1123 subdomain")
+    return value
+
+
+DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
+
+
+# --- bases -------------------------------------------------------------------------------
+
+
+class Section(BaseModel):
+    """A group of settings merged field by field across layers."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        alias_generator=to_camel,
+        populate_by_name=True,
+        frozen=True,
+        use_attribute_docstrings=True,
+    )
+    atomic: ClassVar[bool] = False
+
+
+class Atomic(Section):
+    """Settings that only make sense together: a layer that sets it replaces it whole."""
+
+    atomic: ClassVar[bool] = True
+
+
+# --- selectors and tier rules --------------------------------------------------------------
+
+
+class SelectorRequirement(Atomic):
+    key: str = Field(min_length=1)
+    operator: Literal["In", "NotIn", "Exists", "DoesNotExist"]
+    values: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _values_fit_operator(self) -> SelectorRequirement:
+        wants_values = self.operator in ("In", "NotIn")
+        if wants_values and not self.values:
+            raise ValueError(f"operator {self.operator} needs values")
+        if not wants_values and self.values:
+            raise ValueError(f"operator {self.operator} takes no values")
+        return self
+
+
+class LabelSelectorSpec(Atomic):
+    """A Kubernetes label selector; an empty one matches everything."""
+
+    match_labels: dict[str, str] | None = None
+    match_expressions: list[SelectorRequirement] | None = None
+
+    def to_selector(self) -> LabelSelector:
+        return LabelSelector(
+            match_labels=tuple(sorted((self.match_labels or {}).items())),
+            match_expressions=tuple(
+                Requirement(r.key, Operator(r.operator), tuple(r.values or ()))
+                for r in self.match_expressions or ()
+            ),
+        )
+
+
+class PriorityBand(Atomic):
+    """Pod priority values, both ends included."""
+
+    min: int | None = None
+    max: int | None = None
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PriorityBand:
+        if self.min is None and self.max is None:
+            raise ValueError("give min, max or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class TierRuleSpec(Atomic):
+    """Pods matching every condition given go to `tier` (first matching rule wins)."""
+
+    name: str = Field(min_length=1, max_length=63)
+    tier: Tier
+    namespaces: list[str] | None = None
+    priority: PriorityBand | None = None
+    selector: LabelSelectorSpec | None = None
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> TierRuleSpec:
+        if not self.namespaces and self.priority is None and self.selector is None:
+            raise ValueError(f"rule {self.name!r} needs namespaces, priority or selector")
+        return self
+
+    def to_rule(self) -> TierRule:
+        return TierRule(
+            name=self.name,
+            tier=self.tier,
+            namespaces=tuple(self.namespaces or ()),
+            min_priority=self.priority.min if self.priority else None,
+            max_priority=self.priority.max if self.priority else None,
+            selector=self.selector.to_selector() if self.selector else None,
+        )
+
+    @classmethod
+    def from_rule(cls, rule: TierRule) -> TierRuleSpec:
+        priority = None
+        if rule.min_priority is not None or rule.max_priority is not None:
+            priority = PriorityBand(min=rule.min_priority, max=rule.max_priority)
+        selector = None
+        if rule.selector is not None:
+            selector = LabelSelectorSpec(
+                match_labels=dict(rule.selector.match_labels) or None,
+                match_expressions=[
+                    SelectorRequirement(
+                        key=r.key, operator=r.operator.value, values=list(r.values) or None
+                    )
+                    for r in rule.selector.match_expressions
+                ]
+                or None,
+            )
+        return cls(
+            name=rule.name,
+            tier=rule.tier,
+            namespaces=list(rule.namespaces) or None,
+            priority=priority,
+            selector=selector,
+        )
+
+
+class QosClassDefaults(Section):
+    """The tier of a pod no annotation or rule placed, by its Kubernetes QoS class."""
+
+    guaranteed: Tier | None = None
+    burstable: Tier | None = None
+    best_effort: Tier | None = None
+
+
+class TiersSpec(Section):
+    rules: list[TierRuleSpec] | None = None
+    """Classification rules, first match wins; a layer that sets them replaces the list."""
+    qos_class_defaults: QosClassDefaults | None = None
+
+    @model_validator(mode="after")
+    def _unique_rule_names(self) -> TiersSpec:
+        names = [r.name for r in self.rules or ()]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate rule names: {', '.join(duplicates)}")
+        return self
+
+    def to_tier_settings(self) -> TierSettings:
+        """Only for a complete (resolved) section."""
+        d = self.qos_class_defaults
+        assert self.rules is not None and d is not None
+        assert d.guaranteed and d.burstable and d.best_effort
+        return TierSettings(
+            rules=tuple(r.to_rule() for r in self.rules),
+            fallback=(
+                (QOSClass.GUARANTEED, d.guaranteed),
+                (QOSClass.BURSTABLE, d.burstable),
+                (QOSClass.BEST_EFFORT, d.best_effort),
+            ),
+        )
+
+
+# --- reclaim and prediction ------------------------------------------------------------------
+
+
+class ResourcePercents(Section):
+    cpu: Percent | None = None
+    memory: Percent | None = None
+    gpu: Percent | None = None
+
+
+class ReservedResources(Section):
+    """Kept for the system (kubelet, runtime, daemons) before anything goes to batch."""
+
+    cpu: Quantity | None = None
+    memory: Quantity | None = None
+
+
+class ReclaimSpec(Section):
+    enabled: bool | None = None
+    """Offer idle capacity to batch pods at all."""
+    max_percent: ResourcePercents | None = None
+    """At most this share of the node's capacity is ever offered to batch."""
+    reserved: ReservedResources | None = None
+    degrade_after: Duration | None = None
+    """When usage samples are older than this, batch budgets decay to 0."""
+
+
+class MarginPercent(Atomic):
+    """Bounds of the PID-tuned safety margin, in percent of capacity."""
+
+    min: Percent
+    max: Percent
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MarginPercent:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class PidSpec(Section):
+    """The controller that sets the safety margin from an interference indicator."""
+
+    enabled: bool | None = None
+    indicator: Literal["cpuPressure", "cfsThrottling", "latency"] | None = None
+    """cpuPressure: online CPU PSI some avg10 (%); cfsThrottling: throttled periods ratio;
+    latency: a user-supplied latency metric (seconds)."""
+    target: float | None = Field(default=None, ge=0)
+    kp: float | None = Field(default=None, ge=0)
+    ki: float | None = Field(default=None, ge=0)
+    kd: float | None = Field(default=None, ge=0)
+    margin_percent: MarginPercent | None = None
+    max_step_percent: int | None = Field(default=None, ge=1, le=100)
+    """The margin moves at most this many percent of capacity per tick."""
+
+
+class PredictorSpec(Section):
+    window: Duration | None = None
+    """Online demand is the larger of current usage and a percentile over this window."""
+    percentile: float | None = Field(default=None, ge=50, le=100)
+    pid: PidSpec | None = None
+
+
+# --- isolation, network, GPU -----------------------------------------------------------------
+
+
+class CpuIsolation(Section):
+    suppress: Literal["cpuset", "quota", "none"] | None = None
+    """How batch is held to its CPU budget: shrink its cpuset off online's CPUs, a CFS quota
+    on the besteffort level, or not at all."""
+    batch_idle: bool | None = None
+    """Run batch as SCHED_IDLE (cpu.idle) where the kernel has it."""
+
+
+class MemoryIsolation(Section):
+    online_min_percent: Percent | None = None
+    """memory.min of online pods, in percent of their memory request."""
+    online_low_percent: Percent | None = None
+    """memory.low of online pods, in percent of their memory request."""
+    batch_high_percent: Percent | None = None
+    """memory.high of batch pods, in percent of their memory limit (throttle before OOM)."""
+
+
+class IsolationSpec(Section):
+    cpu: CpuIsolation | None = None
+    memory: MemoryIsolation | None = None
+
+
+class ShapingClass(Atomic):
+    """One HTB class: guaranteed `rate`, borrowing up to `ceil` (default: the link rate)."""
+
+    rate: Bitrate
+    ceil: Bitrate | None = None
+
+    @model_validator(mode="after")
+    def _rate_within_ceil(self) -> ShapingClass:
+        if self.ceil is not None and parse_bitrate(self.rate) > parse_bitrate(self.ceil):
+            raise ValueError(f"rate {self.rate} is above ceil {self.ceil}")
+        return self
+
+
+class NetworkTiers(Section):
+    system: ShapingClass | None = None
+    online: ShapingClass | None = None
+    """Also used by the dedicated tier."""
+    batch: ShapingClass | None = None
+
+
+class NetworkSpec(Section):
+    enabled: bool | None = None
+    link_rate: Bitrate | None = None
+    """Shape below the true link rate, so the queue forms on this node, not beyond it."""
+    tiers: NetworkTiers | None = None
+
+
+class GpuSpec(Section):
+    enabled: bool | None = None
+    reserve_percent: Percent | None = None
+    """GPU time kept for online work; the rest may be offered as colocd.io/batch-gpu."""
+
+
+# --- eviction and reporting -------------------------------------------------------------------
+
+
+class EvictionSpec(Section):
+    enabled: bool | None = None
+    dry_run: bool | None = None
+    """Decide and report evictions, but call no Eviction API."""
+    memory_threshold_percent: Percent | None = None
+    """Evict batch when node memory use stays above this."""
+    memory_hysteresis_percent: Percent | None = None
+    """Stop evicting once memory use is this far below the threshold."""
+    cpu_starvation_percent: Percent | None = None
+    """Evict batch that gets less than this share of its CPU request."""
+    sustained_for: Duration | None = None
+    cool_down: Duration | None = None
+    max_per_minute: int | None = Field(default=None, ge=0, le=600)
+
+
+class NodeResourcesSpec(Section):
+    """How often colocd.io/batch-* on the Node are rewritten (API server load)."""
+
+    change_threshold_percent: Percent | None = None
+    min_interval: Duration | None = None
+    max_interval: Duration | None = None
+
+
+# --- the whole spec ---------------------------------------------------------------------------
+
+
+class PolicySettings(Section):
+    """Everything a policy can tune; the effective policy of a node has all of it set."""
+
+    tiers: TiersSpec | None = None
+    reclaim: ReclaimSpec | None = None
+    predictor: PredictorSpec | None = None
+    isolation: IsolationSpec | None = None
+    network: NetworkSpec | None = None
+    gpu: GpuSpec | None = None
+    eviction: EvictionSpec | None = None
+    node_resources: NodeResourcesSpec | None = None
+
+
+class WorkloadOverride(Atomic):
+    """Service-level overrides for the pods a selector picks, whatever the node."""
+
+    name: str = Field(min_length=1, max_length=63)
+    pod_selector: LabelSelectorSpec
+    namespaces: list[str] | None = None
+    tier: Tier | None = None
+    memory_min_percent: Percent | None = None
+    memory_low_percent: Percent | None = None
+    evictable: bool | None = None
+
+    @model_validator(mode="after")
+    def _overrides_something(self) -> WorkloadOverride:
+        fields = (self.tier, self.memory_min_percent, self.memory_low_percent, self.evictable)
+        if all(f is None for f in fields):
+            raise ValueError(
+                f"workload {self.name!r} overrides nothing "
+                "(set tier, memoryMinPercent, memoryLowPercent or evictable)"
+            )
+        return self
+
+
+Scope = Literal["Cluster", "NodePool", "Node"]
+
+
+class ColocationPolicySpec(PolicySettings):
+    """Cluster: the default for every node (one is expected). NodePool: nodes matching
+    nodeSelector, ordered by priority (higher wins) when pools overlap. Node: named nodes."""
+
+    scope: Scope
+    node_selector: LabelSelectorSpec | None = None
+    priority: int | None = Field(default=None, ge=-1000, le=1000)
+    node_names: list[str] | None = None
+    workloads: list[WorkloadOverride] | None = None
+
+    @model_validator(mode="after")
+    def _scope_fields(self) -> ColocationPolicySpec:
+        has = {
+            "nodeSelector": self.node_selector is not None,
+            "priority": self.priority is not None,
+            "nodeNames": bool(self.node_names),
+        }
+        needs = {
+            "Cluster": (),
+            "NodePool": ("nodeSelector", "priority"),
+            "Node": ("nodeNames",),
+        }[self.scope]
+        missing = [f for f in needs if not has[f]]
+        extra = [f for f, present in has.items() if present and f not in needs]
+        if missing:
+            raise ValueError(f"scope {self.scope} needs {' and '.join(missing)}")
+        if extra:
+            raise ValueError(f"scope {self.scope} takes no {' or '.join(extra)}")
+        names = [w.name for w in self.workloads or ()]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate workload names: {', '.join(duplicates)}")
+        return self
+
+    def settings(self) -> PolicySettings:
+        """The mergeable part of the spec."""
+        return PolicySettings.model_validate(
+            {name: getattr(self, name) for name in PolicySettings.model_fields}
+        )
+
+
+class PolicyMeta(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
+
+    name: DnsSubdomain
+    uid: str = ""
+    generation: int | None = None
+    resource_version: str = Field(default="", alias="resourceVersion")
+
+
+class ColocationPolicy(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    api_version: Literal["colocd.io/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["ColocationPolicy"]
+    metadata: PolicyMeta
+    spec: ColocationPolicySpec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+# --- status (written by `colocd policy controller`) -------------------------------------------
+
+
+class Condition(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    type: str
+    status: Literal["True", "False", "Unknown"]
+    reason: str
+    message: str = ""
+    last_transition_time: str = Field(json_schema_extra={"format": "date-time"})
+    observed_generation: int | None = None
+
+
+class PolicyStatus(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    observed_generation: int | None = None
+    matched_nodes: int | None = None
+    """How many nodes this policy applies to (its last valid version, if the newest is not)."""
+    conditions: list[Condition] | None = None
+
+
+# --- parsing with readable errors -----------------------------------------------------------
+
+_MESSAGES = {
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+}
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def problems(err: ValidationError) -> tuple[tuple[str, str], ...]:
+    """(field path, message) for each problem pydantic found, in document order."""
+    found = []
+    for e in err.errors(include_url=False):
+        message = _MESSAGES.get(e["type"]) or str(e["msg"]).removeprefix("Value error, ")
+        found.append((_path(tuple(e["loc"])), message))
+    return tuple(found)
+
+
+def parse_policy(body: object, where: str) -> ColocationPolicy:
+    """A validated ColocationPolicy; raises PolicyError naming `where` and the field path.
+    `error.problems` lists every (path, message) when there are several."""
+    if not isinstance(body, dict):
+        raise PolicyError(where, f"expected an object, got {type(body).__name__}")
+    try:
+        return ColocationPolicy.model_validate(body)
+    except ValidationError as err:
+        found = problems(err)
+        path, message = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise PolicyError(where, message + more, path, found) from None
