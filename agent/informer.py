@@ -262,3 +262,18 @@ class Informer(Generic[T]):
     def _notify(self) -> None:
         if self._on_change is not None:
             self._on_change()
+
+
+class InformerBacked(Generic[T]):
+    """`start`/`stop`/`wait_synced` for the watchers built on one informer."""
+
+    _informer: Informer[T]
+
+    def start(self) -> None:
+        self._informer.start()
+
+    def stop(self) -> None:
+        self._informer.stop()
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        return self._informer.wait_synced(timeout_s)

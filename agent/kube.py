@@ -13,6 +13,7 @@ models: the agent keeps hundreds of pods in memory, and the dicts have exactly t
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -144,8 +145,8 @@ def translate(
     if not isinstance(err, k8s.ApiException):
         return APIUnavailable(action, target, _cut(f"API server unreachable: {err}"))
     status = err.status or None
-    message = _cut(_status_message(err))
-    reason = f"{status} {message}" if status else message
+    message = _status_message(err)
+    reason = _cut(f"{status} {message}" if status else message)
     if status is None or status >= 500:
         return APIUnavailable(action, target, reason or "no answer", status)
     cls = _BY_STATUS.get(status, KubeError)
@@ -337,46 +338,38 @@ class KubeClient:
 
     # --- writes ------------------------------------------------------------------------
 
+    def _send(self, action: str, target: str, call: Callable[..., Any], *args: Any) -> None:
+        """Make one write call (raw response, our timeouts) and translate its failure."""
+        try:
+            _drain(call(*args, _preload_content=False, _request_timeout=self._timeout))
+        except _CLIENT_ERRORS as err:
+            raise translate(err, action, target) from err
+
     def patch_node_status(self, name: str, patch: Mapping[str, Any]) -> None:
         """JSON merge patch of `nodes/<name>/status`."""
-        try:
-            response = self._core.patch_node_status(
-                name,
-                dict(patch),
-                _content_type=MERGE_PATCH,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-            _drain(response)
-        except _CLIENT_ERRORS as err:
-            raise translate(err, "patch status of", f"node {name}") from err
+        call = functools.partial(self._core.patch_node_status, _content_type=MERGE_PATCH)
+        self._send("patch status of", f"node {name}", call, name, dict(patch))
 
     def patch_policy_status(self, name: str, patch: Mapping[str, Any]) -> None:
         """JSON merge patch of `colocationpolicies/<name>/status`."""
         r = POLICIES
-        try:
-            response = self._custom.patch_cluster_custom_object_status(
-                r.group,
-                r.version,
-                r.plural,
-                name,
-                dict(patch),
-                _content_type=MERGE_PATCH,
-                _preload_content=False,
-                _request_timeout=self._timeout,
-            )
-            _drain(response)
-        except _CLIENT_ERRORS as err:
-            raise translate(err, "patch status of", f"{r.kind} {name}") from err
+        call = functools.partial(
+            self._custom.patch_cluster_custom_object_status, _content_type=MERGE_PATCH
+        )
+        self._send(
+            "patch status of",
+            f"{r.kind} {name}",
+            call,
+            r.group,
+            r.version,
+            r.plural,
+            name,
+            dict(patch),
+        )
 
     def create_event(self, namespace: str, event: Mapping[str, Any]) -> None:
-        try:
-            response = self._core.create_namespaced_event(
-                namespace, dict(event), _preload_content=False, _request_timeout=self._timeout
-            )
-            _drain(response)
-        except _CLIENT_ERRORS as err:
-            raise translate(err, "create event in", f"namespace {namespace}") from err
+        call = self._core.create_namespaced_event
+        self._send("create event in", f"namespace {namespace}", call, namespace, dict(event))
 
     def evict_pod(self, namespace: str, name: str, *, grace_period_s: int | None = None) -> None:
         """POST a policy/v1 Eviction: the API server checks PodDisruptionBudgets (429 when
@@ -388,13 +381,8 @@ class KubeClient:
         }
         if grace_period_s is not None:
             body["deleteOptions"] = {"gracePeriodSeconds": grace_period_s}
-        try:
-            response = self._core.create_namespaced_pod_eviction(
-                name, namespace, body, _preload_content=False, _request_timeout=self._timeout
-            )
-            _drain(response)
-        except _CLIENT_ERRORS as err:
-            raise translate(err, "evict", f"pod {namespace}/{name}") from err
+        call = self._core.create_namespaced_pod_eviction
+        self._send("evict", f"pod {namespace}/{name}", call, name, namespace, body)
 
 
 def _selected(resource: Resource, field_selector: str | None, label_selector: str | None) -> str:

@@ -14,7 +14,7 @@ from decimal import ROUND_FLOOR
 from typing import Any
 
 from agent.backoff import Backoff
-from agent.informer import Informer
+from agent.informer import Informer, InformerBacked
 from agent.kube import NODES, KubeClient
 from agent.kube_metrics import KubeMetrics
 from agent.quantity import parse_quantity
@@ -66,7 +66,7 @@ def parse_node(obj: Mapping[str, Any]) -> NodeInfo:
     )
 
 
-class NodeWatcher:
+class NodeWatcher(InformerBacked[NodeInfo]):
     """This node's object, kept current by an informer."""
 
     def __init__(
@@ -76,7 +76,6 @@ class NodeWatcher:
         metrics: KubeMetrics,
         *,
         backoff: Backoff | None = None,
-        watch_timeout_s: int = 300,
     ) -> None:
         self.node_name = node_name
         self._informer: Informer[NodeInfo] = Informer(
@@ -86,17 +85,7 @@ class NodeWatcher:
             metrics=metrics,
             field_selector=f"metadata.name={node_name}",
             backoff=backoff,
-            watch_timeout_s=watch_timeout_s,
         )
-
-    def start(self) -> None:
-        self._informer.start()
-
-    def stop(self) -> None:
-        self._informer.stop()
-
-    def wait_synced(self, timeout_s: float) -> bool:
-        return self._informer.wait_synced(timeout_s)
 
     def info(self) -> NodeInfo | None:
         """The last known state of this node (None until it was seen)."""

@@ -24,7 +24,7 @@ from typing import Protocol
 
 from agent.backoff import Backoff
 from agent.errors import ConfigError
-from agent.informer import Informer
+from agent.informer import Informer, InformerBacked
 from agent.kube import PODS, KubeClient
 from agent.kube_metrics import KubeMetrics
 from agent.manifests import MANIFEST_SUFFIXES, load_pods
@@ -76,7 +76,7 @@ def _sorted(pods: Mapping[str, Pod]) -> tuple[Pod, ...]:
     return tuple(pods[k] for k in sorted(pods))
 
 
-class ApiPodSource:
+class ApiPodSource(InformerBacked[Pod]):
     """The pods the API server has bound to `node_name`."""
 
     def __init__(
@@ -86,7 +86,6 @@ class ApiPodSource:
         metrics: KubeMetrics,
         *,
         backoff: Backoff | None = None,
-        watch_timeout_s: int = 300,
     ) -> None:
         self.node_name = node_name
         self._informer: Informer[Pod] = Informer(
@@ -96,17 +95,7 @@ class ApiPodSource:
             metrics=metrics,
             field_selector=f"spec.nodeName={node_name}",
             backoff=backoff,
-            watch_timeout_s=watch_timeout_s,
         )
-
-    def start(self) -> None:
-        self._informer.start()
-
-    def stop(self) -> None:
-        self._informer.stop()
-
-    def wait_synced(self, timeout_s: float) -> bool:
-        return self._informer.wait_synced(timeout_s)
 
     def snapshot(self) -> PodSnapshot:
         snap = self._informer.snapshot()

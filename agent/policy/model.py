@@ -18,11 +18,9 @@ the models (`seconds()`, `bits_per_second()`, ...).
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -34,6 +32,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from agent.errors import PolicyError
+from agent.pod_manifest import DnsSubdomain
 from agent.quantity import parse_quantity
 from agent.units import BITRATE_PATTERN, DURATION_PATTERN, parse_bitrate, parse_duration
 from qos.k8s_qos import QOSClass
@@ -51,7 +50,6 @@ QUANTITY_PATTERN = (
     r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|"
     r"([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 # --- unit-carrying strings ---------------------------------------------------------------
@@ -96,15 +94,6 @@ Bitrate = Annotated[
     WithJsonSchema({"type": "string", "pattern": BITRATE_PATTERN}),
 ]
 Percent = Annotated[int, Field(ge=0, le=100)]
-
-
-def _dns_subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN.match(value):
-        raise ValueError(f"{value!r} is not a DNS-1123 subdomain")
-    return value
-
-
-DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
 
 
 # --- bases -------------------------------------------------------------------------------

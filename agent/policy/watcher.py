@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 from agent.backoff import Backoff
 from agent.events import EventRecorder, EventType, ObjectRef
-from agent.informer import Informer
+from agent.informer import Informer, InformerBacked
 from agent.kube import POLICIES, KubeClient
 from agent.kube_metrics import KubeMetrics
 from agent.node_info import NodeWatcher
@@ -27,7 +27,7 @@ from agent.policy.tracker import NodePolicy, PolicyDocument, PolicyTracker, pars
 log = logging.getLogger(__name__)
 
 
-class PolicyWatcher:
+class PolicyWatcher(InformerBacked[PolicyDocument]):
     def __init__(
         self,
         client: KubeClient,
@@ -36,7 +36,6 @@ class PolicyWatcher:
         recorder: EventRecorder | None = None,
         *,
         backoff: Backoff | None = None,
-        watch_timeout_s: int = 300,
     ) -> None:
         self._node = node
         self._metrics = metrics
@@ -47,22 +46,12 @@ class PolicyWatcher:
             parse=parse_document,
             metrics=metrics,
             backoff=backoff,
-            watch_timeout_s=watch_timeout_s,
         )
         self._tracker = PolicyTracker()
         self._lock = threading.Lock()
         self._key: tuple[int, int] | None = None
         self._current: NodePolicy | None = None
         self._rejected: set[tuple[str, int | None]] = set()
-
-    def start(self) -> None:
-        self._informer.start()
-
-    def stop(self) -> None:
-        self._informer.stop()
-
-    def wait_synced(self, timeout_s: float) -> bool:
-        return self._informer.wait_synced(timeout_s)
 
     def current(self) -> NodePolicy:
         snap = self._informer.snapshot()
