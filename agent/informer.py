@@ -81,7 +81,6 @@ class Informer(Generic[T]):
         watch_timeout_s: int = 300,
         metadata_only: bool = False,
         backoff: Backoff | None = None,
-        on_change: Callable[[], None] | None = None,
     ) -> None:
         self._client = client
         self._resource = resource
@@ -92,7 +91,6 @@ class Informer(Generic[T]):
         self._watch_timeout_s = watch_timeout_s
         self._metadata_only = metadata_only
         self._backoff = backoff or Backoff()
-        self._on_change = on_change
         self._lock = threading.Lock()
         self._items: dict[str, T] = {}
         self._problems: dict[str, str] = {}
@@ -191,8 +189,6 @@ class Informer(Generic[T]):
         self._metrics.informer_connected.labels(self._label).set(1)
         self._metrics.informer_synced.labels(self._label).set(1)
         self._synced.set()
-        if changed:
-            self._notify()
         return listing.resource_version
 
     def _watch(self, resource_version: str) -> tuple[str, bool]:
@@ -238,8 +234,6 @@ class Informer(Generic[T]):
                 self._generation += 1
             count = len(self._items)
         self._metrics.informer_objects.labels(self._label).set(count)
-        if changed:
-            self._notify()
 
     def _parse_into(
         self, obj: dict[str, Any], items: dict[str, T], problems: dict[str, str]
@@ -258,10 +252,6 @@ class Informer(Generic[T]):
         with self._lock:
             self._connected = connected
         self._metrics.informer_connected.labels(self._label).set(int(connected))
-
-    def _notify(self) -> None:
-        if self._on_change is not None:
-            self._on_change()
 
 
 class InformerBacked(Generic[T]):

@@ -71,7 +71,6 @@ class Resource:
 
 PODS = Resource("", "v1", "pods", "Pod", namespaced=True)
 NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
-EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
 POLICIES = Resource(
     "colocd.io", "v1alpha1", "colocationpolicies", "ColocationPolicy", namespaced=False
 )
