@@ -43,6 +43,21 @@ def parse_duration(value: object) -> float:
     return float(total)
 
 
+def format_duration(seconds: float) -> str:
+    """The shortest spelling `parse_duration` reads back ("5m", "1h30m", "250ms")."""
+    if seconds < 0:
+        raise ValueError(f"negative duration {seconds}")
+    millis = round(seconds * 1000)
+    if millis % 1000:
+        return f"{millis}ms"
+    rest, parts = millis // 1000, []
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
 def parse_bitrate(value: object) -> int:
     """Bits per second in `value` ("200Mbit" → 200_000_000), tc's units, no bare numbers."""
     if not isinstance(value, str):

@@ -2,9 +2,10 @@
 
 pydantic writes JSON Schema; a CRD needs a *structural* OpenAPI v3 schema. `structural()`
 converts: it inlines `$ref`s, turns `Optional[X]` (anyOf X|null) into X, `const` into a
-one-value `enum`, drops titles, defaults (the API server would apply them, and an unset
-field must stay unset so layers merge) and `additionalProperties: false` (structural schemas
-prune unknown fields by themselves), and refuses any keyword it does not know how to carry.
+one-value `enum` and numeric exclusive bounds into OpenAPI 3.0's boolean ones. It drops
+titles, defaults (the API server would apply them, and an unset field must stay unset so
+layers merge) and `additionalProperties: false` (structural schemas prune unknown fields by
+themselves), and refuses any keyword it does not know how to carry.
 
 `colocd policy crd > deploy/crd.yaml` writes it; a test checks the committed file is current.
 """
@@ -79,6 +80,9 @@ def structural(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "const":
             out["enum"] = [value]
+        elif key in ("exclusiveMinimum", "exclusiveMaximum"):  # JSON Schema -> OpenAPI 3.0
+            out["minimum" if key == "exclusiveMinimum" else "maximum"] = value
+            out[key] = True
         elif key == "properties":
             out["properties"] = {k: structural(v, defs) for k, v in value.items()}
         elif key in ("items", "additionalProperties"):

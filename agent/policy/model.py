@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -93,7 +94,20 @@ Bitrate = Annotated[
     BeforeValidator(_checked(parse_bitrate)),
     WithJsonSchema({"type": "string", "pattern": BITRATE_PATTERN}),
 ]
-Percent = Annotated[int, Field(ge=0, le=100)]
+
+
+def _percent(value: int | float) -> int | float:
+    if not 0 <= value <= 100:
+        raise ValueError(f"{value} is not a percentage between 0 and 100")
+    return value
+
+
+# An int stays an int (60, not 60.0) and a fraction of a percent is allowed (0.2).
+Percent = Annotated[
+    int | float,
+    AfterValidator(_percent),
+    WithJsonSchema({"type": "number", "minimum": 0, "maximum": 100}),
+]
 
 
 # --- bases -------------------------------------------------------------------------------
@@ -254,7 +268,7 @@ class TiersSpec(Section):
         )
 
 
-# --- reclaim and prediction ------------------------------------------------------------------
+# --- reclaim, prediction and the safety margin -----------------------------------------------
 
 
 class ResourcePercents(Section):
@@ -264,70 +278,99 @@ class ResourcePercents(Section):
 
 
 class ReservedResources(Section):
-    """Kept for the system (kubelet, runtime, daemons) before anything goes to batch."""
+    """Kept for node daemons (kubelet, runtime, system) before anything goes to batch."""
 
     cpu: Quantity | None = None
     memory: Quantity | None = None
 
 
 class ReclaimSpec(Section):
-    enabled: bool | None = None
-    """Offer idle capacity to batch pods at all."""
+    """`batch = capacity x maxPercent - reserved - predicted online - margin`, per resource."""
+
     max_percent: ResourcePercents | None = None
-    """At most this share of the node's capacity is ever offered to batch."""
+    """Online and batch together are planned to use at most this share of capacity."""
     reserved: ReservedResources | None = None
-    degrade_after: Duration | None = None
-    """When usage samples are older than this, batch budgets decay to 0."""
-
-
-class MarginPercent(Atomic):
-    """Bounds of the PID-tuned safety margin, in percent of capacity."""
-
-    min: Percent
-    max: Percent
-
-    @model_validator(mode="after")
-    def _ordered(self) -> MarginPercent:
-        if self.min > self.max:
-            raise ValueError(f"min {self.min} is above max {self.max}")
-        return self
-
-
-class PidSpec(Section):
-    """The controller that sets the safety margin from an interference indicator."""
-
-    enabled: bool | None = None
-    indicator: Literal["cpuPressure", "cfsThrottling", "latency"] | None = None
-    """cpuPressure: online CPU PSI some avg10 (%); cfsThrottling: throttled periods ratio;
-    latency: a user-supplied latency metric (seconds)."""
-    target: float | None = Field(default=None, ge=0)
-    kp: float | None = Field(default=None, ge=0)
-    ki: float | None = Field(default=None, ge=0)
-    kd: float | None = Field(default=None, ge=0)
-    margin_percent: MarginPercent | None = None
-    max_step_percent: int | None = Field(default=None, ge=1, le=100)
-    """The margin moves at most this many percent of capacity per tick."""
+    memory_margin_percent: Percent | None = None
+    """A fixed memory margin beyond maxPercent (memory is not PID-tuned)."""
+    stale_after: Duration | None = None
+    """Usage readings older than this make the budget degrade."""
+    degrade_over: Duration | None = None
+    """Once stale, the budget decays linearly to 0 over this long ("0s": at once)."""
 
 
 class PredictorSpec(Section):
     window: Duration | None = None
     """Online demand is the larger of current usage and a percentile over this window."""
-    percentile: float | None = Field(default=None, ge=50, le=100)
-    pid: PidSpec | None = None
+    percentile: Percent | None = None
+    """The percentile of the window taken as the recent peak (95 = p95)."""
+
+
+class IndicatorSpec(Atomic):
+    """What the margin controller watches on the online tiers, and the value to hold."""
+
+    type: Literal["cpuPressure", "cfsThrottling", "latency"]
+    """cpuPressure: online CPU PSI some avg10 (%); cfsThrottling: ratio of throttled
+    periods; latency: a user-supplied latency metric."""
+    target: float | None = Field(default=None, gt=0)
+    """Default 10 (% PSI) or 0.05 (throttled ratio); required for latency, in its unit."""
+
+    @model_validator(mode="after")
+    def _latency_needs_target(self) -> IndicatorSpec:
+        if self.type == "latency" and self.target is None:
+            raise ValueError("the latency indicator needs a target")
+        return self
+
+
+class MarginBounds(Atomic):
+    """Bounds of the PID-tuned CPU safety margin, in percent of capacity."""
+
+    min: Percent
+    max: Percent
+
+    @model_validator(mode="after")
+    def _ordered(self) -> MarginBounds:
+        if self.min > self.max:
+            raise ValueError(f"min {self.min} is above max {self.max}")
+        return self
+
+
+class MarginSpec(Section):
+    """The PID controller that sizes the CPU margin kept free for online work: above target
+    the margin grows at once, below it shrinks slowly. Gains act on the relative error
+    (value - target) / target, in fractions of capacity."""
+
+    indicator: IndicatorSpec | None = None
+    kp: float | None = Field(default=None, ge=0)
+    ki: float | None = Field(default=None, ge=0)
+    kd: float | None = Field(default=None, ge=0)
+    bounds_percent: MarginBounds | None = None
+    initial_percent: Percent | None = None
+    """The margin at start, before the controller has seen the indicator."""
+    max_step_up_percent: Percent | None = None
+    """The margin grows by at most this much of capacity in one decision."""
+    shrink_percent_per_second: Percent | None = None
+    """...and shrinks by at most this much per second while the indicator is below target."""
 
 
 # --- isolation, network, GPU -----------------------------------------------------------------
 
 
 class CpuIsolation(Section):
-    suppress: Literal["cpuset", "quota", "none"] | None = None
-    """How batch is held to its CPU budget: shrink its cpuset off online's CPUs, a CFS quota
-    on the besteffort level, or not at all."""
+    suppress: Literal["cpuset", "quota", "idle-only"] | None = None
+    """How batch is held to its CPU budget: confine it to fewer CPUs (cpuset), a CFS quota
+    (made online p99 about 5x worse on the test kernel), or not at all (idle-only)."""
     batch_idle: bool | None = None
     """Run batch as SCHED_IDLE (cpu.idle) where the kernel has it."""
+    min_batch_cpus: int | None = Field(default=None, ge=1)
+    """Fewest CPUs the cpuset mechanism leaves to batch."""
+    min_batch_quota: Quantity | None = None
+    """Smallest CFS quota the quota mechanism leaves to batch ("100m")."""
+    dedicated_cpusets: bool | None = None
+    """Give dedicated-tier pods exclusive whole CPUs."""
 
 
 class MemoryIsolation(Section):
+    enabled: bool | None = None
     online_min_percent: Percent | None = None
     """memory.min of online pods, in percent of their memory request."""
     online_low_percent: Percent | None = None
@@ -371,25 +414,34 @@ class NetworkSpec(Section):
 class GpuSpec(Section):
     enabled: bool | None = None
     reserve_percent: Percent | None = None
-    """GPU time kept for online work; the rest may be offered as colocd.io/batch-gpu."""
+    """GPU time kept free for online beyond its predicted use."""
 
 
 # --- eviction and reporting -------------------------------------------------------------------
 
 
 class EvictionSpec(Section):
+    """The last resort: evict batch under sustained memory pressure or CPU starvation."""
+
     enabled: bool | None = None
     dry_run: bool | None = None
-    """Decide and report evictions, but call no Eviction API."""
-    memory_threshold_percent: Percent | None = None
-    """Evict batch when node memory use stays above this."""
-    memory_hysteresis_percent: Percent | None = None
-    """Stop evicting once memory use is this far below the threshold."""
-    cpu_starvation_percent: Percent | None = None
-    """Evict batch that gets less than this share of its CPU request."""
+    """Plan and report evictions, but call no Eviction API."""
+    memory_pressure_percent: Percent | None = None
+    """Node memory PSI some avg10 (%) at or above which memory counts as under pressure."""
+    memory_pressure_hysteresis_percent: Percent | None = None
+    memory_usage_percent: Percent | None = None
+    """Node working set in percent of capacity at or above which memory is under pressure."""
+    memory_usage_hysteresis_percent: Percent | None = None
     sustained_for: Duration | None = None
+    """Memory pressure must last this long before the first eviction."""
+    cpu_starvation_percent: Percent | None = None
+    """Batch is starved while its CPU budget is below this share of its batch-cpu requests."""
+    starvation_for: Duration | None = None
     cool_down: Duration | None = None
-    max_per_minute: int | None = Field(default=None, ge=0, le=600)
+    """Least time between two evictions."""
+    max_evictions: int | None = Field(default=None, ge=0)
+    """At most this many evictions per rateWindow."""
+    rate_window: Duration | None = None
 
 
 class NodeResourcesSpec(Section):
@@ -409,6 +461,7 @@ class PolicySettings(Section):
     tiers: TiersSpec | None = None
     reclaim: ReclaimSpec | None = None
     predictor: PredictorSpec | None = None
+    margin: MarginSpec | None = None
     isolation: IsolationSpec | None = None
     network: NetworkSpec | None = None
     gpu: GpuSpec | None = None
@@ -417,25 +470,15 @@ class PolicySettings(Section):
 
 
 class WorkloadOverride(Atomic):
-    """Service-level overrides for the pods a selector picks, whatever the node."""
+    """Put the pods a selector picks into a tier, on every node the policy applies to.
+
+    Overrides come before the tier rules, strongest layer first; the pod annotation
+    colocd.io/tier and requests for colocd.io/batch-* still come before them."""
 
     name: str = Field(min_length=1, max_length=63)
     pod_selector: LabelSelectorSpec
     namespaces: list[str] | None = None
-    tier: Tier | None = None
-    memory_min_percent: Percent | None = None
-    memory_low_percent: Percent | None = None
-    evictable: bool | None = None
-
-    @model_validator(mode="after")
-    def _overrides_something(self) -> WorkloadOverride:
-        fields = (self.tier, self.memory_min_percent, self.memory_low_percent, self.evictable)
-        if all(f is None for f in fields):
-            raise ValueError(
-                f"workload {self.name!r} overrides nothing "
-                "(set tier, memoryMinPercent, memoryLowPercent or evictable)"
-            )
-        return self
+    tier: Tier
 
 
 Scope = Literal["Cluster", "NodePool", "Node"]

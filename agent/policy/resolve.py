@@ -16,12 +16,15 @@ callers keep the last good resolution instead (`agent.policy.tracker`).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import IntEnum
 from types import MappingProxyType
 from typing import Any, get_args
 
+from pydantic import ValidationError
+
+from agent.node_resources import PublishSettings
 from agent.policy.defaults import BUILTIN
 from agent.policy.model import (
     ColocationPolicy,
@@ -29,8 +32,11 @@ from agent.policy.model import (
     PolicySettings,
     Section,
     WorkloadOverride,
+    problems,
 )
+from agent.policy.to_settings import to_publish_settings, to_qos_settings
 from agent.units import parse_bitrate, parse_duration
+from qos.settings import QosSettings
 
 
 class Layer(IntEnum):
@@ -110,6 +116,14 @@ class Resolution:
     @property
     def valid(self) -> bool:
         return not self.problems
+
+    def qos_settings(self) -> QosSettings:
+        """The brain's settings (workload overrides first among the tier rules)."""
+        return to_qos_settings(self.settings, (w.override for w in self.workloads))
+
+    def publish_settings(self) -> PublishSettings:
+        """The node publisher's settings (`nodeResources`)."""
+        return to_publish_settings(self.settings)
 
 
 # --- the field tree ------------------------------------------------------------------------
@@ -220,21 +234,35 @@ def resolve(
 # --- consistency of the merged result ----------------------------------------------------------
 
 
+# (lower, upper, strictly below?, how to compare): pairs of fields layers may set apart.
+_ORDERED: tuple[tuple[str, str, bool, Callable[[Any], float]], ...] = (
+    ("isolation.memory.onlineMinPercent", "isolation.memory.onlineLowPercent", False, float),
+    ("eviction.memoryPressureHysteresisPercent", "eviction.memoryPressurePercent", True, float),
+    ("eviction.memoryUsageHysteresisPercent", "eviction.memoryUsagePercent", True, float),
+    ("nodeResources.minInterval", "nodeResources.maxInterval", False, parse_duration),
+)
+
+
 def check_effective(settings: PolicySettings, provenance: Mapping[str, Source]) -> tuple[str, ...]:
-    """Rules that span fields different layers may set; one line per broken rule.
-    `settings` is complete (every field set), as `resolve` makes it."""
+    """Rules that span fields different layers may set; one line per broken rule, naming the
+    policies that set the fields. `settings` is complete, as `resolve` makes it."""
 
     def cite(*paths: str) -> str:
         return "; ".join(f"{p} from {provenance[p]}" for p in paths)
 
+    values = dict(leaves(settings))
     found = []
-    memory = settings.isolation.memory
-    if memory.online_min_percent > memory.online_low_percent:
+    for low, high, strict, key in _ORDERED:
+        lv, hv = values[low], values[high]
+        if key(lv) > key(hv) or (strict and key(lv) == key(hv)):
+            relation = "below" if strict else "at most"
+            found.append(f"{low} {lv} must be {relation} {high} {hv} ({cite(low, high)})")
+    bounds, initial = settings.margin.bounds_percent, settings.margin.initial_percent
+    if not bounds.min <= initial <= bounds.max:
+        where = cite("margin.initialPercent", "margin.boundsPercent")
         found.append(
-            f"isolation.memory: onlineMinPercent {memory.online_min_percent} is above "
-            f"onlineLowPercent {memory.online_low_percent} ("
-            + cite("isolation.memory.onlineMinPercent", "isolation.memory.onlineLowPercent")
-            + ")"
+            f"margin.initialPercent {initial} is outside margin.boundsPercent "
+            f"[{bounds.min}, {bounds.max}] ({where})"
         )
     net = settings.network
     link = parse_bitrate(net.link_rate)
@@ -252,20 +280,11 @@ def check_effective(settings: PolicySettings, provenance: Mapping[str, Source]) 
                 f"network.tiers.{tier}: ceil {shaping.ceil} is above linkRate {net.link_rate} "
                 f"({cite('network.linkRate', f'network.tiers.{tier}')})"
             )
-    evict = settings.eviction
-    if evict.memory_hysteresis_percent >= evict.memory_threshold_percent:
-        found.append(
-            f"eviction: memoryHysteresisPercent {evict.memory_hysteresis_percent} is not below "
-            f"memoryThresholdPercent {evict.memory_threshold_percent} ("
-            + cite("eviction.memoryHysteresisPercent", "eviction.memoryThresholdPercent")
-            + ")"
-        )
-    nodes = settings.node_resources
-    if parse_duration(nodes.min_interval) > parse_duration(nodes.max_interval):
-        found.append(
-            f"nodeResources: minInterval {nodes.min_interval} is above maxInterval "
-            f"{nodes.max_interval} ("
-            + cite("nodeResources.minInterval", "nodeResources.maxInterval")
-            + ")"
-        )
+    if not found:  # the last word is with the settings' own validation
+        try:
+            to_qos_settings(settings)
+            to_publish_settings(settings)
+        except (ValidationError, ValueError) as err:
+            reason = problems(err)[0][1] if isinstance(err, ValidationError) else str(err)
+            found.append(f"the resulting settings are refused: {reason}")
     return tuple(found)

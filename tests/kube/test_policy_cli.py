@@ -33,18 +33,16 @@ def test_resolve_shows_provenance_of_every_field(capsys: pytest.CaptureFixture[s
         for line in out.splitlines()
         if line.startswith(("reclaim.", "gpu.", "eviction."))
     }
-    assert rows["reclaim.maxPercent.cpu"].split()[1:] == [
-        "NodePool",
-        "gpu-pool",
-        "(priority",
-        "100)",
-        "50",
-    ]
-    assert rows["reclaim.maxPercent.memory"].split()[1:] == ["Cluster", "cluster-default", "65"]
-    assert rows["reclaim.maxPercent.gpu"].split()[1:] == ["Node", "node-gpu-node-7", "40"]
-    assert rows["eviction.dryRun"].split()[1:] == ["Node", "node-gpu-node-7", "true"]
-    assert rows["reclaim.degradeAfter"].split()[1:] == ["built-in", "defaults", "1m"]
-    assert "payments:" in out and "[Cluster cluster-default]" in out
+
+    def row(field: str) -> str:
+        return " ".join(rows[field].split()[1:])
+
+    assert row("reclaim.maxPercent.cpu") == "NodePool gpu-pool (priority 100) 75"
+    assert row("reclaim.maxPercent.memory") == "Cluster cluster-default 80"
+    assert row("reclaim.maxPercent.gpu") == "Node node-gpu-node-7 60"
+    assert row("eviction.dryRun") == "Node node-gpu-node-7 true"
+    assert row("reclaim.degradeOver") == "built-in defaults 20s"
+    assert '"tier":"dedicated"}  [Cluster cluster-default]' in out
 
 
 def test_resolve_for_a_plain_node_uses_the_cluster_default(
@@ -54,13 +52,13 @@ def test_resolve_for_a_plain_node_uses_the_cluster_default(
     doc = json.loads(out)
     assert code == 0
     assert [a["policy"] for a in doc["applied"]] == ["cluster-default"]
-    assert doc["effective"]["gpu"]["enabled"] is False
-    assert doc["provenance"]["gpu.enabled"] == {"layer": "built-in", "policy": "built-in"}
+    assert doc["effective"]["gpu"]["reservePercent"] == 10
+    assert doc["provenance"]["gpu.reservePercent"] == {"layer": "built-in", "policy": "built-in"}
     assert doc["provenance"]["reclaim.maxPercent.cpu"] == {
         "layer": "Cluster",
         "policy": "cluster-default",
     }
-    assert doc["effective"]["reclaim"]["maxPercent"]["cpu"] == 70
+    assert doc["effective"]["reclaim"]["maxPercent"]["cpu"] == 85
 
 
 def test_resolve_yaml_is_the_same_document(capsys: pytest.CaptureFixture[str]) -> None:

@@ -106,7 +106,7 @@ def problems_of(spec: dict[str, Any]) -> tuple[tuple[str, str], ...]:
         (
             {"scope": "Cluster", "reclaim": {"maxPercent": {"cpu": 120}}},
             "spec.reclaim.maxPercent.cpu",
-            "less than or equal to 100",
+            "120 is not a percentage between 0 and 100",
         ),
         (
             {"scope": "Cluster", "reclaim": {"reserved": {"cpu": "lots"}}},
@@ -159,14 +159,14 @@ def problems_of(spec: dict[str, Any]) -> tuple[tuple[str, str], ...]:
             "'system', 'dedicated', 'online' or 'batch'",
         ),
         (
-            {"scope": "Cluster", "predictor": {"pid": {"marginPercent": {"min": 50, "max": 5}}}},
-            "spec.predictor.pid.marginPercent",
+            {"scope": "Cluster", "margin": {"boundsPercent": {"min": 50, "max": 5}}},
+            "spec.margin.boundsPercent",
             "min 50 is above max 5",
         ),
         (
             {"scope": "Cluster", "workloads": [{"name": "w", "podSelector": {}}]},
-            "spec.workloads[0]",
-            "overrides nothing",
+            "spec.workloads[0].tier",
+            "required field is missing",
         ),
         (
             {

@@ -27,8 +27,8 @@ def node_policy(name: str, nodes: list[str], **settings: Any) -> dict[str, Any]:
 
 
 POLICIES = parsed(
-    cluster(reclaim={"maxPercent": {"cpu": 60, "memory": 60}}, gpu={"enabled": False}),
-    pool("gpu", 100, GPU, reclaim={"maxPercent": {"cpu": 50}}, gpu={"enabled": True}),
+    cluster(reclaim={"maxPercent": {"cpu": 60, "memory": 60}}, gpu={"reservePercent": 5}),
+    pool("gpu", 100, GPU, reclaim={"maxPercent": {"cpu": 50}}, gpu={"reservePercent": 30}),
     pool("big", 10, BIG, reclaim={"maxPercent": {"cpu": 80, "memory": 75}}),
     node_policy("pin-n7", ["n7"], reclaim={"maxPercent": {"memory": 40}}),
 )
@@ -41,7 +41,7 @@ def test_overlapping_pools_merge_by_priority_field_by_field() -> None:
     assert r.provenance["reclaim.maxPercent.cpu"] == Source(Layer.NODE_POOL, "gpu", 100)
     assert r.provenance["reclaim.maxPercent.memory"] == Source(Layer.NODE_POOL, "big", 10)
     assert r.provenance["reclaim.maxPercent.gpu"] == Source(Layer.BUILTIN, "built-in")
-    assert r.settings.gpu.enabled is True
+    assert r.settings.gpu.reserve_percent == 30
     assert [s.policy for s in r.applied] == ["cluster", "big", "gpu"]
     assert r.ties == ()
 
@@ -62,12 +62,12 @@ def test_pools_that_do_not_select_the_node_do_not_apply() -> None:
 
 def test_equal_priority_is_decided_by_name_and_reported() -> None:
     policies = parsed(
-        pool("zeta", 10, GPU, eviction={"dryRun": True, "maxPerMinute": 5}),
+        pool("zeta", 10, GPU, eviction={"dryRun": True, "maxEvictions": 5}),
         pool("alpha", 10, GPU, eviction={"dryRun": False}),
     )
     r = resolve(policies, "n1", GPU)
     assert r.settings.eviction.dry_run is False  # alpha sorts first and wins
-    assert r.settings.eviction.max_per_minute == 5  # only zeta sets it: no tie
+    assert r.settings.eviction.max_evictions == 5  # only zeta sets it: no tie
     assert len(r.ties) == 1
     tie = r.ties[0]
     assert (tie.field, tie.winner.policy, [s.policy for s in tie.losers]) == (
@@ -108,12 +108,13 @@ def test_workload_overrides_are_collected_strongest_first() -> None:
     payments = {
         "name": "payments",
         "podSelector": {"matchLabels": {"app": "pay"}},
-        "memoryMinPercent": 100,
+        "tier": "dedicated",
     }
     gpu_jobs = {
         "name": "train",
         "podSelector": {"matchLabels": {"app": "train"}},
-        "evictable": True,
+        "namespaces": ["ml"],
+        "tier": "batch",
     }
     policies = parsed(cluster(workloads=[payments]), pool("gpu", 1, GPU, workloads=[gpu_jobs]))
     r = resolve(policies, "n1", GPU)
@@ -121,6 +122,10 @@ def test_workload_overrides_are_collected_strongest_first() -> None:
         ("train", "gpu"),
         ("payments", "cluster"),
     ]
+    # They become the first tier rules of the brain's settings, in that order.
+    rules = r.qos_settings().tiers.rules
+    assert [rule.name for rule in rules[:2]] == ["workload train", "workload payments"]
+    assert rules[0].namespaces == ("ml",) and str(rules[0].selector) == "app=train"
 
 
 def test_inconsistent_merge_is_reported_with_its_sources() -> None:
@@ -161,7 +166,7 @@ def test_invalid_version_keeps_the_last_valid_one() -> None:
     assert not second.fallback
     assert second.invalid_objects == (
         "ColocationPolicy cluster generation 2 is invalid, keeping generation 1: "
-        "spec.reclaim.maxPercent.cpu: Input should be less than or equal to 100",
+        "spec.reclaim.maxPercent.cpu: 555 is not a percentage between 0 and 100",
     )
 
 
@@ -187,9 +192,9 @@ def test_inconsistent_merge_keeps_the_last_good_effective_policy() -> None:
 
 def test_deleted_policy_stops_applying() -> None:
     tracker = PolicyTracker()
-    tracker.resolve({"cluster": doc(cluster(gpu={"enabled": True}), 1)}, "n1", {})
+    tracker.resolve({"cluster": doc(cluster(gpu={"reservePercent": 40}), 1)}, "n1", {})
     after = tracker.resolve({}, "n1", {})
-    assert after.resolution.settings.gpu.enabled is False
+    assert after.resolution.settings.gpu.reserve_percent == 10
     # ...and an invalid object of the same name later is "never valid", not resurrected.
     broken = doc(cluster(gpu={"reservePercent": 500}), 1)
     assert tracker.resolve({"cluster": broken}, "n1", {}).resolution.applied == ()

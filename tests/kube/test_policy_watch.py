@@ -59,7 +59,7 @@ def test_policies_are_watched_and_layered_for_this_node(
     api: ApiServer, watchers: tuple[NodeWatcher, PolicyWatcher]
 ) -> None:
     _, watcher = watchers
-    assert cpu_percent(watcher) == 60  # built-in
+    assert cpu_percent(watcher) == 90  # built-in
     api.create(policy("cluster", {"scope": "Cluster", "reclaim": {"maxPercent": {"cpu": 70}}}))
     wait_for(lambda: cpu_percent(watcher) == 70)
     api.create(pool("gpu", 10, GPU, reclaim={"maxPercent": {"cpu": 45}}))
@@ -71,7 +71,7 @@ def test_policies_are_watched_and_layered_for_this_node(
     api.patch(node("node-1"), {"metadata": {"labels": {"pool": "cpu"}}})
     wait_for(lambda: cpu_percent(watcher) == 70)
     api.delete(policy("cluster", {}))
-    wait_for(lambda: cpu_percent(watcher) == 60)
+    wait_for(lambda: cpu_percent(watcher) == 90)
 
 
 def test_an_invalid_update_keeps_the_last_good_policy(
@@ -162,7 +162,7 @@ def test_status_reports_validity_and_matched_nodes_and_writes_only_on_change(
     invalid = status["typo"]["conditions"][0]
     assert (invalid["status"], invalid["reason"]) == ("False", "InvalidSpec")
     assert (
-        invalid["message"] == "spec.gpu.reservePercent: Input should be less than or equal to 100"
+        invalid["message"] == "spec.gpu.reservePercent: 300 is not a percentage between 0 and 100"
     )
     assert status["typo"]["observedGeneration"] == 1
     events = [r.body for r in api.requests() if r.path.endswith("/events")]
