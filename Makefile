@@ -4,7 +4,7 @@ PYTHON ?= python3
 STAMP  := $(VENV)/.installed
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-host test-vm lint bench clean
+.PHONY: install system-deps demo test test-host test-vm lint bench crd clean
 
 install: $(STAMP)
 
@@ -43,6 +43,10 @@ test: lint test-host test-vm
 bench: install
 	@set -e; for f in benchmarks/bench_*.py; do \
 	  m=$$(basename $$f .py); echo "== $$m"; $(BIN)/python -m benchmarks.$$m; done
+
+# deploy/crd.yaml is generated from agent/policy/model.py (a test checks it is current).
+crd: install
+	$(BIN)/colocd policy crd > deploy/crd.yaml
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build *.egg-info

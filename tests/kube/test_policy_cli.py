@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import signal
+import socket
+import subprocess
+import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
 import yaml
 
 from agent.cli import main
+
+from .apiserver import ApiServer, wait_for
+from .objects import node, pool
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = str(ROOT / "deploy" / "examples")
@@ -184,3 +192,55 @@ def test_bad_labels_are_a_usage_error(capsys: pytest.CaptureFixture[str]) -> Non
         main(["policy", "resolve", "--node", "n", "--labels", "novalue", EXAMPLES])
     assert caught.value.code == 2
     assert "label 'novalue' is not KEY=VALUE" in capsys.readouterr().err
+
+
+def test_controller_command_runs_against_a_kubeconfig_and_stops_on_sigterm(
+    api: ApiServer, tmp_path: Path
+) -> None:
+    api.create(node("n1", {"pool": "gpu"}))
+    api.create(pool("gpu", 10, {"pool": "gpu"}))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "kmock", "cluster": {"server": api.url}}],
+                "users": [{"name": "me", "user": {}}],
+                "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "me"}}],
+                "current-context": "kmock",
+            }
+        )
+    )
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        metrics_port = s.getsockname()[1]
+    colocd = Path(sys.executable).parent / "colocd"
+    proc = subprocess.Popen(
+        [
+            str(colocd),
+            "policy",
+            "controller",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--interval",
+            "100ms",
+            "--metrics-addr",
+            f"127.0.0.1:{metrics_port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_for(lambda: (api.get(pool("gpu", 10, {})) or {}).get("status"), timeout=30)
+        assert api.get(pool("gpu", 10, {}))["status"]["matchedNodes"] == 1
+        url = f"http://127.0.0.1:{metrics_port}/metrics"
+        text = urllib.request.urlopen(url, timeout=5).read().decode()
+        assert 'colocd_policy_status_writes_total{result="ok"} 1.0' in text
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
