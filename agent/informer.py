@@ -166,6 +166,12 @@ class Informer(Generic[T]):
                 log.warning("%s; serving cached %s, retrying in %.1fs", err, self._resource, delay)
                 resource_version, reason = None, "reconnect"
                 self._stopping.wait(delay)
+            except Exception:  # a bug must not freeze the cache silently: say so, start over
+                self._set_connected(False)
+                self._metrics.informer_errors.labels(self._label, "other").inc()
+                log.exception("informer for %s failed; listing again", self._resource)
+                resource_version, reason = None, "reconnect"
+                self._stopping.wait(self._backoff.next_delay())
 
     def _relist(self, reason: str) -> str:
         listing = self._client.list(

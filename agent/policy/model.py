@@ -18,6 +18,7 @@ the models (`seconds()`, `bits_per_second()`, ...).
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
@@ -156,7 +157,9 @@ class LabelSelectorSpec(Atomic):
     match_labels: dict[str, str] | None = None
     match_expressions: list[SelectorRequirement] | None = None
 
-    def to_selector(self) -> LabelSelector:
+    @cached_property
+    def selector(self) -> LabelSelector:
+        """The evaluable selector, built once (a controller matches it against every node)."""
         return LabelSelector(
             match_labels=tuple(sorted((self.match_labels or {}).items())),
             match_expressions=tuple(
@@ -203,7 +206,7 @@ class TierRuleSpec(Atomic):
             namespaces=tuple(self.namespaces or ()),
             min_priority=self.priority.min if self.priority else None,
             max_priority=self.priority.max if self.priority else None,
-            selector=self.selector.to_selector() if self.selector else None,
+            selector=self.selector.selector if self.selector else None,
         )
 
     @classmethod

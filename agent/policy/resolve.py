@@ -179,7 +179,7 @@ def applies(spec: ColocationPolicySpec, node_name: str, labels: Mapping[str, str
         return True
     if spec.scope == "NodePool":
         assert spec.node_selector is not None
-        return spec.node_selector.to_selector().matches(labels)
+        return spec.node_selector.selector.matches(labels)
     return node_name in (spec.node_names or ())
 
 

@@ -183,7 +183,7 @@ def _tiers(tiers: TiersSpec, workloads: Iterable[WorkloadOverride]) -> TierSetti
             name=f"workload {w.name}",
             tier=w.tier,
             namespaces=tuple(w.namespaces or ()),
-            selector=w.pod_selector.to_selector(),
+            selector=w.pod_selector.selector,
         )
         for w in workloads
     )

@@ -13,7 +13,8 @@ from prometheus_client import CollectorRegistry
 
 from agent.backoff import Backoff
 from agent.errors import ConfigError
-from agent.kube import KubeClient
+from agent.informer import Informer
+from agent.kube import PODS, KubeClient
 from agent.kube_metrics import KubeMetrics
 from agent.pod_source import ApiPodSource, DirPodSource, PodSource, node_name_from
 
@@ -217,3 +218,29 @@ def test_both_sources_give_the_same_pods(
     from_dir = DirPodSource(tmp_path).snapshot().pods
     strip = [(p.key, p.labels, p.containers, p.node_name) for p in from_api]
     assert strip == [(p.key, p.labels, p.containers, p.node_name) for p in from_dir]
+
+
+def test_informer_survives_a_bug_and_lists_again(
+    api: ApiServer,
+    client: KubeClient,
+    metrics: KubeMetrics,
+    backoff: Backoff,
+    registry: CollectorRegistry,
+) -> None:
+    api.create(pod("web"))
+    calls = []
+
+    def flaky_parse(obj: dict) -> str:
+        calls.append(obj["metadata"]["name"])
+        if len(calls) == 1:
+            raise RuntimeError("a bug")
+        return obj["metadata"]["name"]
+
+    informer = Informer(client, PODS, parse=flaky_parse, metrics=metrics, backoff=backoff)
+    informer.start()
+    try:
+        assert informer.wait_synced(10)
+        assert dict(informer.snapshot().items) == {"default/web": "web"}
+        assert sample(registry, "colocd_informer_errors_total", resource="pods", error="other") == 1
+    finally:
+        informer.stop()
