@@ -95,20 +95,8 @@ class ApplyReport:
         return self.of(Outcome.APPLIED)
 
     @property
-    def skipped(self) -> tuple[Result, ...]:
-        return self.of(Outcome.SKIPPED)
-
-    @property
-    def unsupported(self) -> tuple[Result, ...]:
-        return self.of(Outcome.UNSUPPORTED)
-
-    @property
     def failed(self) -> tuple[Result, ...]:
         return self.of(Outcome.FAILED)
-
-    @property
-    def vanished(self) -> tuple[Result, ...]:
-        return self.of(Outcome.VANISHED)
 
     def counts(self) -> dict[str, int]:
         counted = Counter(r.outcome for r in self.results)
