@@ -3,6 +3,7 @@ for what is missing and descriptors that survive a cgroup being replaced."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 
@@ -26,8 +27,9 @@ def tree(cgroupfs_tree: KubeletTree) -> KubeletTree:
 def test_a_busy_container_reads_as_busy(tree: KubeletTree) -> None:
     pod = tree.add_pod(Pod("batch", "busy", containers=(Container("loop"),)))
     loop = tree.container_cgroup(pod, "loop")
-    tree.spawn(pod, "loop", [sys.executable, "-c", "b = bytearray(8 << 20)\nwhile True: pass"])
-    time.sleep(0.3)
+    grow = "b = bytearray(8 << 20); print('ready', flush=True)\nwhile True: pass"
+    proc = tree.spawn(pod, "loop", [sys.executable, "-c", grow], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
     first = tree.cgroups.sample(loop, EVERYTHING)
     time.sleep(0.3)
     second = tree.cgroups.sample(tree.container_cgroup(pod, "loop"), EVERYTHING)
