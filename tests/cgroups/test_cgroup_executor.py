@@ -315,3 +315,15 @@ def test_values_and_names_are_validated_before_anything_is_written(
     assert reasons[1] == "set cpu.shares: invalid value 1: must be in [2, 262144]"
     assert "component '..' is not allowed" in reasons[2]
     assert knob("cpu.shares").check(2) == 2
+
+
+def test_a_journal_entry_that_cannot_be_reverted_is_kept(tree: KubeletTree, tmp_path: Path) -> None:
+    _, app = web(tree)
+    ex = executor(tree, tmp_path)
+    assert ex.journal is not None
+    ex.journal.record(app, "cpu.quota", ("100000\n",))  # a knob this version does not know
+    ex.apply([Write("pids.max", app, 3)])
+    report = ex.revert()
+    assert [r.outcome for r in report.results] == [Outcome.APPLIED, Outcome.FAILED]
+    assert report.results[1].reason.startswith("revert cpu.quota: set cpu.quota: unknown knob")
+    assert [e.knob for e in Journal(tmp_path, str(tree.hierarchy.root), 1)] == ["cpu.quota"]
