@@ -79,6 +79,15 @@ def milli_to_quota(milli: int) -> int:
     return max(milli * CFS_PERIOD_US // 1000, 1000)
 
 
+def _alive(pid: int) -> bool:
+    """Running, as opposed to gone or a zombie waiting for its parent to reap it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 class KubeletTree:
     def __init__(
         self,
@@ -292,7 +301,7 @@ class KubeletTree:
                 proc.wait(timeout=10)
             return
         deadline = time.monotonic() + 10
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        while _alive(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
 
     # --- teardown ----------------------------------------------------------------------------

@@ -1,12 +1,14 @@
 """Enforcement without policy: find pods' cgroups, read their usage, apply settings safely.
 
-`detect` finds the hierarchy and kubelet's layout, `layout` knows the names, `knobs` is the
-one table of settings, `cgroups` the front over the v1/v2 backends, `readings` what the
-readers return. Errors are drawn in `isolation.errors`.
+`detect` finds the hierarchy and kubelet's layout, `layout` knows the names, `discovery`
+maps pods to cgroups, `knobs` is the one table of settings, `cgroups` the front over the
+v1/v2 backends, `readings` what the readers return, `executor` the only writer (with its
+`journal`), `settings` the configuration section. Errors are drawn in `isolation.errors`.
 """
 
 from isolation.cgroups import Cgroups, KnobValue
 from isolation.detect import Hierarchy, Mode, detect_hierarchy, detect_layout
+from isolation.discovery import PodCgroups, discover_pod
 from isolation.errors import (
     CgroupGoneError,
     DetectionError,
@@ -17,12 +19,30 @@ from isolation.errors import (
     UnsupportedKnobError,
     WriteError,
 )
+from isolation.executor import ApplyReport, Executor, Level, Outcome, Result, Write
+from isolation.journal import Journal
 from isolation.knobs import KNOBS, CpuMax, IoLimit
 from isolation.layout import Driver, KubeletLayout, Runtime
-from isolation.readings import CgroupSample, CpuUsage, IoStat, MemoryUsage, Pressure, PsiReading
+from isolation.readings import (
+    CONTAINER_TICK,
+    EVERYTHING,
+    POD_TICK,
+    CgroupSample,
+    CpuUsage,
+    IoStat,
+    MemoryUsage,
+    Pressure,
+    PsiReading,
+    ReadSet,
+)
+from isolation.settings import IsolationSettings
 
 __all__ = [
+    "CONTAINER_TICK",
+    "EVERYTHING",
     "KNOBS",
+    "POD_TICK",
+    "ApplyReport",
     "CgroupGoneError",
     "CgroupSample",
     "Cgroups",
@@ -30,22 +50,32 @@ __all__ = [
     "CpuUsage",
     "DetectionError",
     "Driver",
+    "Executor",
     "Hierarchy",
     "IoLimit",
     "IoStat",
     "IsolationError",
+    "IsolationSettings",
+    "Journal",
     "JournalError",
     "KnobError",
     "KnobValue",
     "KubeletLayout",
+    "Level",
     "MemoryUsage",
     "Mode",
+    "Outcome",
+    "PodCgroups",
     "Pressure",
     "PsiReading",
+    "ReadSet",
+    "Result",
     "Runtime",
     "UnsafeNameError",
     "UnsupportedKnobError",
+    "Write",
     "WriteError",
     "detect_hierarchy",
     "detect_layout",
+    "discover_pod",
 ]

@@ -85,18 +85,19 @@ class Backend:
         if usage is None and mem is None:
             return None  # the cgroup is gone (or was never there)
         mem_usage = None if mem is None else int(mem)
-        cpu = CpuUsage(None if usage is None else int(usage))
+        cpu_usage = None if usage is None else int(usage)
         if what.throttling and p[1]:
             stat = read(p[1])
             cpu = CpuUsage(
-                cpu.usage_ns,
+                cpu_usage,
                 None,
                 None,
                 key_int(stat, b"nr_periods"),
                 key_int(stat, b"nr_throttled"),
                 key_int(stat, b"throttled_time"),
             )
-        memory = MemoryUsage(mem_usage)
+        else:
+            cpu = CpuUsage(cpu_usage)
         if what.memory_stat and p[3]:
             stat = read(p[3])
             inactive = key_int(stat, b"total_inactive_file")
@@ -110,10 +111,13 @@ class Backend:
                 key_int(stat, b"total_active_file"),
                 key_int(stat, b"total_rss"),
             )
+        else:
+            memory = MemoryUsage(mem_usage)
         io_stat = _io(read(p[4]), read(p[5])) if what.io and p[4] else None
         psi = None
         if what.psi and p[6]:
-            psi = PsiReading(pressure(read(p[6])), pressure(read(p[7])), pressure(read(p[8])))
+            io_psi = pressure(read(p[8])) if what.io else None
+            psi = PsiReading(pressure(read(p[6])), pressure(read(p[7])), io_psi)
         return CgroupSample(cgroup, cpu, memory, io_stat, psi)
 
 

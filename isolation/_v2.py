@@ -98,7 +98,6 @@ class Backend:
             )
         else:
             cpu = CpuUsage(usec(b"usage_usec"))
-        memory = MemoryUsage(current)
         if what.memory_stat:
             mstat = read(p[2])
             inactive = key_int(mstat, b"inactive_file")
@@ -108,10 +107,13 @@ class Backend:
             memory = MemoryUsage(
                 current, working, inactive, key_int(mstat, b"active_file"), key_int(mstat, b"anon")
             )
+        else:
+            memory = MemoryUsage(current)
         io_stat = _io(read(p[3])) if what.io else None
         psi = None
         if what.psi:
-            psi = PsiReading(pressure(read(p[4])), pressure(read(p[5])), pressure(read(p[6])))
+            io_psi = pressure(read(p[6])) if what.io else None
+            psi = PsiReading(pressure(read(p[4])), pressure(read(p[5])), io_psi)
         return CgroupSample(cgroup, cpu, memory, io_stat, psi)
 
 

@@ -95,20 +95,8 @@ class ApplyReport:
         return self.of(Outcome.APPLIED)
 
     @property
-    def skipped(self) -> tuple[Result, ...]:
-        return self.of(Outcome.SKIPPED)
-
-    @property
-    def unsupported(self) -> tuple[Result, ...]:
-        return self.of(Outcome.UNSUPPORTED)
-
-    @property
     def failed(self) -> tuple[Result, ...]:
         return self.of(Outcome.FAILED)
-
-    @property
-    def vanished(self) -> tuple[Result, ...]:
-        return self.of(Outcome.VANISHED)
 
     def counts(self) -> dict[str, int]:
         counted = Counter(r.outcome for r in self.results)
@@ -184,6 +172,7 @@ class Executor:
         return self.revert() if self.revert_on_exit else None
 
     def apply(self, writes: Iterable[Write]) -> ApplyReport:
+        """Apply one batch (a tick's worth); the report has one result per write, in order."""
         writes = list(writes)
         results: dict[int, Result] = {}
         items: dict[int, _Item] = {}
@@ -193,7 +182,7 @@ class Executor:
                 results[i] = prepared
             else:
                 items[i] = prepared
-        self._dedupe(items, results)
+        self._dedupe(items)
         self._pin(items)
         live = [it for it in items.values() if it.result is None and it.held_by is None]
         top_down = sorted((it for it in live if it.knob.merge is not Merge.NONE), key=_Item.down)
@@ -219,13 +208,13 @@ class Executor:
             return ApplyReport()
         writes, bad = [], []
         for entry in self.journal:
-            k = knob(entry.knob)
-            binding = k.binding(self.cgroups.version)
             try:
+                k = knob(entry.knob)
+                binding = k.binding(self.cgroups.version)
                 if binding is None:
                     raise ValueError(k.absent_reason(self.cgroups.version))
                 value = binding.parse(entry.texts)
-            except (ValueError, IndexError) as err:
+            except (KnobError, ValueError, IndexError) as err:
                 w = Write(entry.knob, entry.cgroup, None, Level.NODE)
                 bad.append(Result(w, Outcome.FAILED, f"revert {entry.knob}: {err}"))
                 continue
@@ -258,7 +247,7 @@ class Executor:
             return Result(w, Outcome.UNSUPPORTED, reason)
         return _Item(w, k, cgroup, self.cgroups.normalize(k.name, value))
 
-    def _dedupe(self, items: dict[int, _Item], results: dict[int, Result]) -> None:
+    def _dedupe(self, items: dict[int, _Item]) -> None:
         first: dict[tuple[str, str], int] = {}
         for i, it in list(items.items()):
             j = first.setdefault(it.key, i)

@@ -384,6 +384,29 @@ def _bind(controller: str, file: str, parse: Callable[[str], Any], fmt: Callable
     return Binding(controller, (file,), p, f)
 
 
+def _same(controller: str, file: str, parse: Callable[[str], Any], fmt: Callable[[Any], str]):
+    """The same file and format on v1 and v2: (v1 binding, v2 binding)."""
+    binding = _bind(controller, file, parse, fmt)
+    return {"v1": binding, "v2": binding}
+
+
+def _v2_protection(name: str, merge: Merge) -> Knob:
+    """memory.min/low/high: v2 only; v1 has no such knob."""
+    nearest = (
+        "memory.max (limit_in_bytes)"
+        if name == "memory.high"
+        else ("memory.soft_limit (soft_limit_in_bytes)")
+    )
+    return Knob(
+        name,
+        v1=None,
+        v2=_v2_bytes("memory", name),
+        validate=_bytes_or_max,
+        merge=merge,
+        absent={1: f"cgroup v1 has no {name}; nearest: {nearest}"},
+    )
+
+
 def _v2_bytes(controller: str, file: str) -> Binding:
     return _bind(controller, file, _max_or_int, _fmt_v2_bytes)
 
@@ -392,7 +415,6 @@ def _v1_bytes_file(file: str) -> Binding:
     return _bind("memory", file, _v1_bytes, _fmt_v1_bytes)
 
 
-_V1_NO_MEMORY = "cgroup v1 has no {name}; nearest: memory.soft_limit (soft_limit_in_bytes)"
 _THROTTLE = tuple(
     f"blkio.throttle.{d}_{k}_device"
     for d, k in (("read", "bps"), ("write", "bps"), ("read", "iops"), ("write", "iops"))
@@ -402,8 +424,7 @@ _TABLE: tuple[Knob, ...] = (
     # cpu.idle comes before cpu.shares: clearing idle resets shares, which are then restored.
     Knob(
         "cpu.idle",
-        v1=_bind("cpu", "cpu.idle", lambda t: t == "1", lambda v: "1" if v else "0"),
-        v2=_bind("cpu", "cpu.idle", lambda t: t == "1", lambda v: "1" if v else "0"),
+        **_same("cpu", "cpu.idle", lambda t: t == "1", lambda v: "1" if v else "0"),
         validate=_bool,
         pins=("cpu.shares",),
     ),
@@ -442,42 +463,19 @@ _TABLE: tuple[Knob, ...] = (
     ),
     Knob(
         "cpuset.cpus",
-        v1=_bind("cpuset", "cpuset.cpus", parse_cpuset, format_cpuset),
-        v2=_bind("cpuset", "cpuset.cpus", parse_cpuset, format_cpuset),
+        **_same("cpuset", "cpuset.cpus", parse_cpuset, format_cpuset),
         validate=_cpuset,
         merge=Merge.LOOSER,
     ),
     Knob(
         "cpuset.mems",
-        v1=_bind("cpuset", "cpuset.mems", parse_cpuset, format_cpuset),
-        v2=_bind("cpuset", "cpuset.mems", parse_cpuset, format_cpuset),
+        **_same("cpuset", "cpuset.mems", parse_cpuset, format_cpuset),
         validate=_cpuset,
         merge=Merge.LOOSER,
     ),
-    Knob(
-        "memory.min",
-        v1=None,
-        v2=_v2_bytes("memory", "memory.min"),
-        validate=_bytes_or_max,
-        merge=Merge.LARGER,
-        absent={1: _V1_NO_MEMORY.format(name="memory.min")},
-    ),
-    Knob(
-        "memory.low",
-        v1=None,
-        v2=_v2_bytes("memory", "memory.low"),
-        validate=_bytes_or_max,
-        merge=Merge.LARGER,
-        absent={1: _V1_NO_MEMORY.format(name="memory.low")},
-    ),
-    Knob(
-        "memory.high",
-        v1=None,
-        v2=_v2_bytes("memory", "memory.high"),
-        validate=_bytes_or_max,
-        merge=Merge.LOOSER,
-        absent={1: "cgroup v1 has no memory.high; nearest: memory.max (limit_in_bytes)"},
-    ),
+    _v2_protection("memory.min", Merge.LARGER),
+    _v2_protection("memory.low", Merge.LARGER),
+    _v2_protection("memory.high", Merge.LOOSER),
     Knob(
         "memory.max",
         v1=_v1_bytes_file("memory.limit_in_bytes"),
@@ -513,8 +511,7 @@ _TABLE: tuple[Knob, ...] = (
     ),
     Knob(
         "pids.max",
-        v1=_bind("pids", "pids.max", _max_or_int, _fmt_max_or_int),
-        v2=_bind("pids", "pids.max", _max_or_int, _fmt_max_or_int),
+        **_same("pids", "pids.max", _max_or_int, _fmt_max_or_int),
         validate=_count_or_max,
         merge=Merge.LOOSER,
     ),

@@ -24,8 +24,8 @@ class ReadSet(NamedTuple):
 
     throttling: bool = True  # cpu.stat: periods, throttled periods and time
     memory_stat: bool = True  # memory.stat: working set, file cache, anon
-    io: bool = False  # io.stat / blkio throttle counters
-    psi: bool = True  # {cpu,memory,io}.pressure
+    io: bool = False  # io.stat / blkio throttle counters, and io.pressure when psi is read
+    psi: bool = True  # cpu.pressure and memory.pressure
 
 
 # A tick reads pods in detail and containers cheaply; everything is for diagnostics.
@@ -78,6 +78,8 @@ class Pressure(NamedTuple):
 
 
 class PsiReading(NamedTuple):
+    """A cgroup's pressure; `io` is read only with the IO detail (`ReadSet.io`)."""
+
     cpu: Pressure | None
     memory: Pressure | None = None
     io: Pressure | None = None

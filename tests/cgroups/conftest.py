@@ -63,3 +63,10 @@ def tree(request: pytest.FixtureRequest, hierarchy: Hierarchy) -> Iterator[Kubel
     driver, runtime = request.param
     with KubeletTree(driver, runtime, hierarchy=hierarchy) as t:
         yield t
+
+
+@pytest.fixture
+def cgroupfs_tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
+    """One naming, for tests where names do not matter (knobs, readers, enforcement)."""
+    with KubeletTree(Driver.CGROUPFS, Runtime.CONTAINERD, hierarchy=hierarchy) as t:
+        yield t

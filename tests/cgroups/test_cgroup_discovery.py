@@ -21,7 +21,7 @@ from isolation.executor import Executor, Outcome, Write
 from isolation.journal import Journal
 from qos.pod import Container, ContainerRuntimeID, Pod, Resources
 
-pytestmark = [pytest.mark.cgroup_v1, pytest.mark.cgroup_v2]
+pytestmark = pytest.mark.cgroup_v1
 
 GUARANTEED = Resources(
     {"cpu": Decimal(1), "memory": Decimal(2**28)}, {"cpu": Decimal(1), "memory": Decimal(2**28)}
@@ -63,6 +63,7 @@ def manifest(pod: Pod) -> dict[str, Any]:
     }
 
 
+@pytest.mark.cgroup_v2
 def test_every_pod_and_container_is_found(tree: KubeletTree) -> None:
     built = [tree.add_pod(p) for p in pods()]
     for pod in built:
@@ -96,6 +97,7 @@ def test_missing_pods_and_containers_are_reported_and_nothing_is_created(
     )
 
 
+@pytest.mark.cgroup_v2
 def test_discover_command_prints_one_json_object_per_pod(
     tree: KubeletTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -132,6 +134,7 @@ def snapshot(tree: KubeletTree, canary: Path) -> tuple[Any, ...]:
     return (dirs, canary.read_text(), stat.st_mtime_ns, sorted(os.listdir(canary.parent)))
 
 
+@pytest.mark.cgroup_v2
 def test_hostile_names_are_refused_and_nothing_outside_the_root_is_touched(
     tree: KubeletTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -5,25 +5,27 @@ The machine is shared with other work, so tolerances are generous and each test 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from agent.kubelet_tree import KubeletTree
-from isolation.detect import Hierarchy
 from isolation.executor import Executor, Level, Outcome, Write
 from isolation.journal import Journal
 from isolation.knobs import CpuMax
-from isolation.layout import Driver
 from isolation.readings import CONTAINER_TICK, ReadSet
 from qos.pod import Container, Pod
 
 pytestmark = [pytest.mark.cgroup_v1, pytest.mark.cgroup_v2]
 
 BUSY = [sys.executable, "-c", "while True: pass"]
+# How much of the normal group's CPU the idle group may get. Under QEMU's software emulation
+# (tests/vm sets COLOCD_IN_VM) the guest clock charges the host's descheduling of the vCPU to
+# whichever task runs, which blurs the split (measured there: 0.2-0.4); on the host it is <1%.
+IDLE_SHARE = 0.6 if os.environ.get("COLOCD_IN_VM") else 0.2
 
 
 def executor(tree: KubeletTree, tmp_path: Path) -> Executor:
@@ -42,19 +44,18 @@ def cpu_ns(tree: KubeletTree, cgroup: str) -> int:
     return sample.cpu.usage_ns
 
 
+def throttled_periods(tree: KubeletTree, cgroup: str) -> int:
+    sample = tree.cgroups.sample(cgroup, ReadSet(memory_stat=False, psi=False))
+    assert sample is not None and sample.cpu.throttled_periods is not None
+    return sample.cpu.throttled_periods
+
+
 def cores_used(tree: KubeletTree, cgroups: list[str], seconds: float) -> list[float]:
     start = [cpu_ns(tree, c) for c in cgroups]
     t0 = time.monotonic()
     time.sleep(seconds)
     wall = time.monotonic() - t0
     return [(cpu_ns(tree, c) - s) / 1e9 / wall for c, s in zip(cgroups, start, strict=True)]
-
-
-@pytest.fixture
-def cgroupfs_tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
-    """One naming is enough for enforcement (the kernel does not care about names)."""
-    with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
-        yield tree
 
 
 def test_a_20_percent_quota_holds_a_busy_loop_near_20_percent(
@@ -68,11 +69,14 @@ def test_a_20_percent_quota_holds_a_busy_loop_near_20_percent(
     time.sleep(0.2)
     (used,) = cores_used(tree, [loop], 1.5)
     assert 0.08 < used < 0.3, used
-    sample = tree.cgroups.sample(loop, ReadSet(memory_stat=False, psi=False))
-    assert sample is not None and (sample.cpu.throttled_periods or 0) > 0
+    throttled = throttled_periods(tree, loop)
+    assert throttled > 0
+    # Reverted: no quota, so no more throttling (however busy the shared machine is).
     ex.revert()
-    (free,) = cores_used(tree, [loop], 0.6)
-    assert free > used + 0.15, (free, used)
+    time.sleep(0.1)
+    before = throttled_periods(tree, loop)
+    time.sleep(0.5)
+    assert throttled_periods(tree, loop) == before
 
 
 def test_cpu_idle_yields_to_a_normal_group_on_a_shared_cpu(
@@ -81,16 +85,17 @@ def test_cpu_idle_yields_to_a_normal_group_on_a_shared_cpu(
     tree = cgroupfs_tree
     pods = [busy_pod(tree, name) for name in ("normal", "idle")]
     ex = executor(tree, tmp_path)
-    one_cpu = frozenset({min(tree.cgroups.read("cpuset.cpus", tree.layout.kubepods()).value)})
-    # Two sibling pods with equal weight on one CPU: they split it.
+    one_cpu = frozenset({min(os.sched_getaffinity(0))})
+    # Two sibling pods with equal, large weight on one CPU: they split it. (The weight is
+    # large because an idle group weighs 3, and 1024 shares are only cpu.weight 39 on v2.)
     writes = [
         Write(knob, cg, value, level)
         for pod, loop in pods
         for cg, level in ((pod, Level.POD), (loop, Level.CONTAINER))
-        for knob, value in (("cpuset.cpus", one_cpu), ("cpu.shares", 1024))
+        for knob, value in (("cpuset.cpus", one_cpu), ("cpu.shares", 10240))
     ]
     report = ex.apply(writes)
-    assert not report.failed, report.failed
+    assert report.counts()["applied"] == len(writes), report.results
     time.sleep(0.2)
     normal, other = cores_used(tree, [pods[0][1], pods[1][1]], 1.0)
     assert other > 0.4 * normal, (normal, other)
@@ -100,7 +105,7 @@ def test_cpu_idle_yields_to_a_normal_group_on_a_shared_cpu(
     normal, idle = cores_used(tree, [pods[0][1], pods[1][1]], 1.0)
     # The machine is shared: compare the two groups with each other, not with a whole CPU.
     assert normal > 0.05, normal
-    assert idle < 0.2 * normal, (normal, idle)
+    assert idle < IDLE_SHARE * normal, (normal, idle)
 
 
 def test_freeze_stops_progress_and_thaw_resumes_it(

@@ -23,6 +23,13 @@ from qos.pod import Container, Pod, Resources
 pytestmark = pytest.mark.cgroup_v1
 
 
+@pytest.fixture
+def tree(cgroupfs_tree: KubeletTree) -> KubeletTree:
+    """Knobs and readers do not depend on names: one naming is enough here (both namings
+    are covered by the discovery and detection tests)."""
+    return cgroupfs_tree
+
+
 def web(tree: KubeletTree) -> tuple[str, str]:
     """A burstable pod with one container; returns (pod cgroup, container cgroup)."""
     res = Resources({"cpu": Decimal("0.5")}, {"cpu": Decimal(1), "memory": Decimal(2**30)})
@@ -205,16 +212,17 @@ def test_clearing_cpu_idle_restores_shares(tree: KubeletTree, tmp_path: Path) ->
     assert (pinned.outcome, pinned.reason) == (Outcome.SKIPPED, "cpu.idle=1 pins cpu.shares")
     # Clearing idle alone: the kernel resets shares to 1024; the journal's original comes back.
     ex.apply([Write("cpu.idle", app, False)])
-    assert tree.cgroups.read("cpu.shares", app).value == 512  # kubelet's value before colocd
+    kubelet = tree.cgroups.normalize("cpu.shares", 512)  # as v2's cpu.weight reads it back
+    assert tree.cgroups.read("cpu.shares", app).value == kubelet
     # Clearing idle with shares in the same batch: the batch's value wins.
     ex.apply([Write("cpu.idle", app, True)])
     report = ex.apply([Write("cpu.shares", app, 300), Write("cpu.idle", app, False)])
     assert [r.outcome for r in report.results] == [Outcome.APPLIED] * 2
-    assert tree.cgroups.read("cpu.shares", app).value == 300
+    assert tree.cgroups.read("cpu.shares", app).value == tree.cgroups.normalize("cpu.shares", 300)
     ex.apply([Write("cpu.idle", app, True)])
     assert not ex.revert().failed
     assert tree.cgroups.read("cpu.idle", app).value is False
-    assert tree.cgroups.read("cpu.shares", app).value == 512
+    assert tree.cgroups.read("cpu.shares", app).value == kubelet
 
 
 @pytest.mark.cgroup_v2
@@ -307,3 +315,15 @@ def test_values_and_names_are_validated_before_anything_is_written(
     assert reasons[1] == "set cpu.shares: invalid value 1: must be in [2, 262144]"
     assert "component '..' is not allowed" in reasons[2]
     assert knob("cpu.shares").check(2) == 2
+
+
+def test_a_journal_entry_that_cannot_be_reverted_is_kept(tree: KubeletTree, tmp_path: Path) -> None:
+    _, app = web(tree)
+    ex = executor(tree, tmp_path)
+    assert ex.journal is not None
+    ex.journal.record(app, "cpu.quota", ("100000\n",))  # a knob this version does not know
+    ex.apply([Write("pids.max", app, 3)])
+    report = ex.revert()
+    assert [r.outcome for r in report.results] == [Outcome.APPLIED, Outcome.FAILED]
+    assert report.results[1].reason.startswith("revert cpu.quota: set cpu.quota: unknown knob")
+    assert [e.knob for e in Journal(tmp_path, str(tree.hierarchy.root), 1)] == ["cpu.quota"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from decimal import Decimal
@@ -84,3 +85,21 @@ def test_hybrid_mirrors_pods_into_the_cgroup2_mount(tree: KubeletTree) -> None:
         pytest.skip("no cgroup2 mount on this host")
     pod = tree.add_pod(burstable())
     assert (tree.hierarchy.unified / tree.pod_cgroup(pod) / "cpu.pressure").exists()
+
+
+def test_an_attached_process_is_owned_and_killed_on_close(hierarchy: Hierarchy) -> None:
+    owned = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
+            pod = tree.add_pod(besteffort())
+            cg = tree.container_cgroup(pod, "work")
+            tree.attach(owned.pid, cg)
+            procs = Path(tree.cgroups.dirs(cg)["cpu"], "cgroup.procs").read_text().split()
+            assert str(owned.pid) in procs
+            started = time.monotonic()
+        # Killed, and its zombie (our child, not the tree's) did not hold close() up.
+        assert time.monotonic() - started < 5
+        assert owned.wait(timeout=5) == -9
+    finally:
+        owned.kill()
+        owned.wait()

@@ -11,7 +11,8 @@
 # the VM cannot run here (no qemu, no kernel with 9p, no virtme-ng).
 #
 # Environment: COLOCD_VM_KERNEL=/boot/vmlinuz-..., COLOCD_VM_MEM (default 2G),
-# COLOCD_VM_VERBOSE=1 (kernel log).
+# COLOCD_VM_VERBOSE=1 (kernel log), COLOCD_VM_CMD (a command to run instead of pytest,
+# given the same arguments: for debugging in the VM).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd -P)
@@ -41,7 +42,7 @@ args=("$@")
 # Single-quote for the guest's /bin/sh; vng also shlex-splits --rwdir/--cwd.
 q() { local s=$1; printf "'%s'" "${s//\'/\'\\\'\'}"; }
 cmd="cd $(q "$repo") || exit 125; export PATH=$(q "$venv/bin:$PATH") COLOCD_IN_VM=1;"
-cmd+=" $(q "$venv/bin/pytest") -q -p no:cacheprovider"
+cmd+=" ${COLOCD_VM_CMD:-$(q "$venv/bin/pytest") -q -p no:cacheprovider}"
 for a in "${args[@]}"; do cmd+=" $(q "$a")"; done
 
 verbose=(); [[ ${COLOCD_VM_VERBOSE:-0} == 1 ]] && verbose=(-v)
