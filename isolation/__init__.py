@@ -6,6 +6,14 @@ v1/v2 backends, `readings` what the readers return, `executor` the only writer (
 `journal`), `settings` the configuration section. Errors are drawn in `isolation.errors`.
 """
 
+from isolation._gpu_errors import GpuError, GpuLostError, NvmlCallError
+from isolation._net_errors import (
+    ForeignStateError,
+    LinkNotFoundError,
+    NetlinkOperationError,
+    NetworkError,
+    ShapingSpecError,
+)
 from isolation.cgroups import Cgroups, KnobValue
 from isolation.detect import Hierarchy, Mode, detect_hierarchy, detect_layout
 from isolation.discovery import PodCgroups, discover_pod
@@ -51,6 +59,9 @@ __all__ = [
     "DetectionError",
     "Driver",
     "Executor",
+    "ForeignStateError",
+    "GpuError",
+    "GpuLostError",
     "Hierarchy",
     "IoLimit",
     "IoStat",
@@ -62,8 +73,12 @@ __all__ = [
     "KnobValue",
     "KubeletLayout",
     "Level",
+    "LinkNotFoundError",
     "MemoryUsage",
     "Mode",
+    "NetlinkOperationError",
+    "NetworkError",
+    "NvmlCallError",
     "Outcome",
     "PodCgroups",
     "Pressure",
@@ -71,6 +86,7 @@ __all__ = [
     "ReadSet",
     "Result",
     "Runtime",
+    "ShapingSpecError",
     "UnsafeNameError",
     "UnsupportedKnobError",
     "Write",

@@ -10,7 +10,11 @@ IsolationError
  ├── CgroupGoneError     the cgroup vanished (ENOENT/ENODEV): a normal event, counted
  ├── WriteError          the kernel refused a write (EINVAL, EBUSY, EACCES, ...):
  │                       carries the file, the value and the errno
- └── JournalError        the journal under the state dir cannot be read or written
+ ├── JournalError        the journal under the state dir cannot be read or written
+ ├── NetworkError        uplink shaping (isolation._net_errors: spec, missing link,
+ │                       foreign qdisc in the way, kernel refusal)
+ └── GpuError            GPU readings (isolation._gpu_errors: an NVML call failed,
+                         a GPU was lost)
 """
 
 from __future__ import annotations
