@@ -6,6 +6,8 @@ AgentError
  ├── ConfigError        settings or flags are unusable
  ├── TraceError         a `colocd simulate` trace could not be read
  ├── SourceError        a pod or policy source failed (API server away, bad directory)
+ ├── WorkloadError      a demo/benchmark workload could not start or reported garbage
+ ├── NotifyError        a message to systemd's $NOTIFY_SOCKET could not be sent
  └── KubeError          the Kubernetes API refused or did not answer (only agent.kube raises it)
       ├── APIUnavailable    no usable answer: connection refused/reset, timeout, 5xx; retry later
       ├── APIForbidden      401/403: credentials or RBAC do not allow the call
@@ -108,4 +110,12 @@ class APIInvalid(KubeError):
 
 
 class TooManyRequests(KubeError):
+    pass
+
+
+class WorkloadError(AgentError):
+    pass
+
+
+class NotifyError(AgentError):
     pass

@@ -1,0 +1,169 @@
+"""What every benchmark shares: pods, running workloads in the tree, results, the entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from agent.errors import AgentError
+from agent.output import emit
+from agent.pod_manifest import parse_pod
+from agent.workloads import Throughput, WorkloadProcess, stop_all
+from benchmarks._tree import BenchTree, CgroupDir
+from benchmarks.errors import BenchError
+from qos.pod import Pod
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+MIB = 1 << 20
+
+
+def pod(name: str, containers: dict[str, dict[str, dict[str, str]]]) -> Pod:
+    """A Pod from a manifest, defaulted as the API server would; `containers` maps name →
+    resources (`{"requests": {...}, "limits": {...}}`, empty for BestEffort)."""
+    return parse_pod(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "namespace": "bench", "uid": f"bench-{name}"},
+            "spec": {
+                "containers": [
+                    {"name": c, "image": "colocd/workload", "resources": resources}
+                    for c, resources in containers.items()
+                ]
+            },
+        }
+    )
+
+
+class WorkloadSpec(NamedTuple):
+    """A workload to run as `pod`/`container`: `python -m agent.workloads.<module> <args>`."""
+
+    name: str
+    module: str
+    args: tuple[str, ...]
+    pod: str
+    container: str
+    samples: bool = False
+
+
+@contextmanager
+def workloads_in(
+    tree: BenchTree, workdir: Path, specs: Sequence[WorkloadSpec]
+) -> Iterator[dict[str, WorkloadProcess]]:
+    """Spawn each workload behind its gate and place it in its container's cgroups.
+
+    Gates stay closed (the caller opens them, in the order it needs); every workload is
+    stopped and reaped on the way out, whatever happened.
+    """
+    procs: dict[str, WorkloadProcess] = {}
+    try:
+        for spec in specs:
+            proc = WorkloadProcess.spawn(
+                spec.name, spec.module, spec.args, workdir, samples=spec.samples
+            )
+            procs[spec.name] = proc
+            tree.place(spec.pod, spec.container, proc.pid)
+        yield procs
+    finally:
+        stop_all(list(procs.values()))
+
+
+def cpu_seconds(level: CgroupDir) -> float:
+    """CPU time used by everything in the level, from cpuacct.usage (ns)."""
+    return int(level.read("cpuacct.usage")) / 1e9
+
+
+def capacity_cores() -> float:
+    """The CPUs this process may run on: the node's CPU capacity for the benchmarks."""
+    return float(len(os.sched_getaffinity(0)))
+
+
+def measure_cores(level: CgroupDir, seconds: float, watch: Sequence[WorkloadProcess]) -> float:
+    """The level's CPU use, in cores, over the next `seconds` (following the reports)."""
+    start, used = time.monotonic(), cpu_seconds(level)
+    sleep_until(start + seconds, watch)
+    return (cpu_seconds(level) - used) / (time.monotonic() - start)
+
+
+def units_per_second(reports: Sequence[Throughput], t0: float, t1: float) -> float | None:
+    """A hog's rate over [t0, t1], from the cumulative counts nearest inside the window."""
+    inside = [r for r in reports if t0 <= r.t <= t1]
+    if len(inside) < 2 or inside[-1].t <= inside[0].t:
+        return None
+    return (inside[-1].units - inside[0].units) / (inside[-1].t - inside[0].t)
+
+
+def sleep_until(deadline: float, watch: Sequence[WorkloadProcess] = ()) -> None:
+    """Sleep until the monotonic deadline, following the watched workloads' reports."""
+    while (left := deadline - time.monotonic()) > 0:
+        time.sleep(min(left, 0.2))
+        for proc in watch:
+            proc.poll()
+
+
+def host_facts() -> dict[str, Any]:
+    return {
+        "kernel": platform.release(),
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def write_results(name: str, payload: dict[str, Any], results_dir: Path = RESULTS_DIR) -> Path:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    path = results_dir / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    stamped = {"benchmark": name, "finished_at": datetime.now(UTC).isoformat(), **payload}
+    tmp.write_text(json.dumps(stamped, indent=2, sort_keys=False) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]]):
+    print(f"\n{title}")
+    emit(rows, "table", columns)
+
+
+def fmt_ratio(value: float | None, base: float | None) -> str | None:
+    if value is None or not base:
+        return None
+    return f"{value / base:.2f}x"
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
+    return parser
+
+
+def bench_main(
+    name: str, parser: argparse.ArgumentParser, run: Callable[[argparse.Namespace, Path], dict]
+) -> int:
+    """Parse flags, run in a scratch directory, write the JSON; one-line errors, exit 1."""
+    args = parser.parse_args()
+    if os.geteuid() != 0:
+        print(f"{name}: run benchmark: needs root (real cgroups)", file=sys.stderr)
+        return 1
+    try:
+        with tempfile.TemporaryDirectory(prefix=f"colocd-{name}-") as scratch:
+            payload = run(args, Path(scratch))
+    except (BenchError, AgentError) as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted; everything it created was removed", file=sys.stderr)
+        return 130
+    path = write_results(name, payload, args.results_dir)
+    print(f"\nresults: {path}")
+    return 0
