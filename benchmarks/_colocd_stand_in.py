@@ -60,19 +60,17 @@ def _cpu(tree: BenchTree, online_demand_cores: float, capacity_cores: float) -> 
     besteffort = tree.qos(QOSClass.BEST_EFFORT)
     besteffort.write("cpu.idle", 1)
     budget = capacity_cores - online_demand_cores * CPU_DEMAND_HEADROOM - SYSTEM_RESERVE_CORES
+    why = f"online uses {online_demand_cores:.2f} cores, batch budget {budget:.2f}"
     if budget >= QUOTA_BELOW_CORES:
         return Enforcement(
-            {"besteffort/cpu.idle": 1},
-            f"online needs {online_demand_cores:.2f} cores; batch budget {budget:.2f} cores"
-            f" >= {QUOTA_BELOW_CORES}: idle priority only, no quota",
+            {"besteffort/cpu.idle": 1}, f"{why} >= {QUOTA_BELOW_CORES}: cpu.idle, no quota"
         )
     quota = round(max(budget, MIN_BATCH_CORES) * CFS_PERIOD_US)
     besteffort.write("cpu.cfs_period_us", CFS_PERIOD_US)
     besteffort.write("cpu.cfs_quota_us", quota)
     return Enforcement(
         {"besteffort/cpu.idle": 1, "besteffort/cpu.cfs_quota_us": quota},
-        f"online uses {online_demand_cores:.2f} cores, batch budget {budget:.2f}"
-        f" < {QUOTA_BELOW_CORES}: cpu.idle and a quota",
+        f"{why} < {QUOTA_BELOW_CORES}: cpu.idle and a quota",
     )
 
 

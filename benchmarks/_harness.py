@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from agent.errors import AgentError
 from agent.output import emit
 from agent.pod_manifest import parse_pod
-from agent.workloads import Throughput, WorkloadProcess, stop_all
+from agent.workloads import Report, Started, Throughput, WorkloadProcess, stop_all
 from benchmarks._tree import BenchTree, CgroupDir
 from benchmarks.errors import BenchError
 from qos.pod import Pod
@@ -95,12 +95,20 @@ def measure_cores(level: CgroupDir, seconds: float, watch: Sequence[WorkloadProc
     return (cpu_seconds(level) - used) / (time.monotonic() - start)
 
 
-def units_per_second(reports: Sequence[Throughput], t0: float, t1: float) -> float | None:
-    """A hog's rate over [t0, t1], from the cumulative counts nearest inside the window."""
-    inside = [r for r in reports if t0 <= r.t <= t1]
-    if len(inside) < 2 or inside[-1].t <= inside[0].t:
+def units_per_second(reports: Sequence[Report], t0: float, t1: float) -> float | None:
+    """A hog's rate over the reports that bracket [t0, t1] (its start counts as 0 units).
+
+    With reports every 0.1 s the bracket overshoots the window by at most that at each end;
+    a starved hog, which reports late, still gets a rate over a somewhat longer span.
+    """
+    points = [(r.t, 0) for r in reports if isinstance(r, Started)]
+    points += [(r.t, r.units) for r in reports if isinstance(r, Throughput)]
+    before = [p for p in points if p[0] <= t0]
+    after = [p for p in points if p[0] >= t1]
+    if not before or not after:
         return None
-    return (inside[-1].units - inside[0].units) / (inside[-1].t - inside[0].t)
+    (ta, ua), (tb, ub) = max(before), min(after)
+    return (ub - ua) / (tb - ta)
 
 
 def sleep_until(deadline: float, watch: Sequence[WorkloadProcess] = ()) -> None:
@@ -141,8 +149,15 @@ def fmt_ratio(value: float | None, base: float | None) -> str | None:
     return f"{value / base:.2f}x"
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
+def base_parser(description: str, duration: float, repeats: int) -> argparse.ArgumentParser:
+    """The flags every benchmark has, with its own defaults for the two that set its length."""
     parser = argparse.ArgumentParser(description=description)
+    parser.add_argument(
+        "--duration", type=float, default=duration, help=f"measured s per setup ({duration:g})"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=repeats, help=f"rounds of all setups ({repeats})"
+    )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     return parser
 

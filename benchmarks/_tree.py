@@ -139,7 +139,10 @@ class BenchTree:
         try:
             Path(f"/proc/{pid}/oom_score_adj").write_text(str(adj))
         except OSError as err:
-            raise TreeError(f"set oom_score_adj of pid {pid}: {err.strerror}") from err
+            hint = " (lowering it needs CAP_SYS_RESOURCE)" if adj < 0 else ""
+            raise TreeError(
+                f"set oom_score_adj of pid {pid} to {adj}: {err.strerror}{hint}"
+            ) from err
 
     def _oom_score_adj(self, pod: Pod, container: str) -> int:
         """kubelet's GetContainerOOMScoreAdjust."""
@@ -213,12 +216,12 @@ class BenchTree:
 
     def close(self) -> None:
         """Kill the placed PIDs still in this tree, then remove every directory, bottom-up."""
+        # Not reaped here: the caller that started them keeps their exit status (a zombie
+        # does not keep a v1 cgroup busy).
         for pid in self._placed:
             if self._still_inside(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                with contextlib.suppress(ChildProcessError):
-                    os.waitpid(pid, 0)
         self._placed.clear()
         failures = [path for path in reversed(self._created) if not _rmdir_patiently(path)]
         self._created.clear()

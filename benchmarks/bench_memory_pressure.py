@@ -59,9 +59,7 @@ NOTE_NOISE = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser(__doc__.split("\n")[0])
-    parser.add_argument("--duration", type=float, default=15.0, help="measured s per setup")
-    parser.add_argument("--repeats", type=int, default=2, help="rounds of all setups")
+    parser = base_parser(__doc__.split("\n")[0], duration=15.0, repeats=2)
     parser.add_argument("--node-mib", type=int, default=2048, help="node-sized memory cgroup")
     parser.add_argument("--online-anon-mib", type=int, default=512)
     parser.add_argument("--online-cache-mib", type=int, default=400)
@@ -256,7 +254,7 @@ def check_targets(summary: dict[str, Any], setups: list[tuple[str, int | None]])
         s = summary[setup]
         verdict: dict[str, Any] = {}
         for metric in ("latency_p99_us", "latency_p999_us"):
-            ratio = None if not alone[metric] else (s[metric] or 0) / alone[metric]
+            ratio = None if not alone[metric] or s[metric] is None else s[metric] / alone[metric]
             verdict[metric] = {
                 "colocd": s[metric],
                 "alone": alone[metric],

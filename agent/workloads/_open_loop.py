@@ -51,4 +51,6 @@ def run_open_loop(life: Lifecycle, period: float, serve: Serve, summarise: Summa
             life.write(summarise(now, latency, lateness))
             latency, lateness = [], []
             next_report = now + life.report_every
+    if latency:
+        life.write(summarise(now, latency, lateness))
     return samples

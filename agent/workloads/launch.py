@@ -38,6 +38,7 @@ class WorkloadProcess:
     samples_path: Path | None
     reports: list[Report] = field(default_factory=list)
     _reader: ReportReader | None = None
+    _gate_opened: bool = False
 
     @classmethod
     def spawn(
@@ -68,6 +69,7 @@ class WorkloadProcess:
         try:
             self.popen.stdin.write(b"go\n")
             self.popen.stdin.close()
+            self._gate_opened = True
         except BrokenPipeError as err:
             raise WorkloadError(f"start workload {self.name}: {self._why_dead()}") from err
 
@@ -95,10 +97,10 @@ class WorkloadProcess:
         return self.popen.poll() is None
 
     def ask_to_stop(self) -> None:
-        """Close the gate (a workload still waiting there exits on EOF) and send SIGTERM."""
+        """SIGTERM once it runs; before that, closing its gate is enough (it exits on EOF)."""
         if self.popen.stdin is not None and not self.popen.stdin.closed:
             self.popen.stdin.close()
-        if self.popen.poll() is None:
+        if self._gate_opened and self.popen.poll() is None:
             self.popen.send_signal(signal.SIGTERM)
 
     def stop(self, grace: float = STOP_GRACE_S) -> int:
