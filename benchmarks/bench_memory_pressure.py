@@ -87,8 +87,8 @@ class Phase:
     batch_peak_mib: float | None
     batch_exit: str | None
     batch_failcnt: int | None
-    oom_kills_node: int
-    oom_kills_besteffort: int
+    batch_oom_kills: int | None
+    online_oom_kills: int
     timeline: list[dict[str, float | None]]
 
 
@@ -114,11 +114,11 @@ def _stat(level: CgroupDir, key: str) -> int:
     return int(stat[key])
 
 
-def _exit(code: int | None) -> str | None:
+def _exit(code: int | None, oom_kills: int | None) -> str | None:
     if code is None:
         return None
     if code == -9:
-        return "SIGKILL (OOM-killed)"
+        return "SIGKILL (OOM-killed)" if oom_kills else "SIGKILL"
     return "stopped by the harness" if code in (0, -15) else f"exit {code}"
 
 
@@ -192,7 +192,9 @@ def run_phase(setup: str, batch_mib: int | None, repeat: int, ctx: Context) -> P
             time.sleep(SAMPLE_EVERY_S)
         t1 = time.monotonic()
         failcnt = int(besteffort.read("memory.failcnt"))
-        oom_node, oom_besteffort = _oom_kills(tree.kubepods), _oom_kills(besteffort)
+        # v1 counts an OOM kill in the victim's own cgroup only (no propagation upwards).
+        batch_oom = _oom_kills(tree.container("batch", "hog")) if "hog" in procs else None
+        online_oom = _oom_kills(tree.container("online", "service"))
         codes = stop_all(list(procs.values()))
         samples = [s for s in service.samples() if t0 <= s.arrival_t <= t1]
         cache_reports = [r for r in iter_kind(service.reports, CacheInterval) if t0 <= r.t <= t1]
@@ -211,10 +213,10 @@ def run_phase(setup: str, batch_mib: int | None, repeat: int, ctx: Context) -> P
         online_cache_end_mib=_mib(cache[-1]) if cache else None,
         online_disk_read_mib=_mib(disk[-1] - disk[0]) if len(disk) > 1 else None,
         batch_peak_mib=_mib(max((g.anon_bytes for g in growth), default=0)) if batch else None,
-        batch_exit=_exit(codes.get("hog")),
+        batch_exit=_exit(codes.get("hog"), batch_oom),
         batch_failcnt=failcnt if batch else None,
-        oom_kills_node=oom_node,
-        oom_kills_besteffort=oom_besteffort,
+        batch_oom_kills=batch_oom,
+        online_oom_kills=online_oom,
         timeline=timeline,
     )
 
@@ -240,7 +242,8 @@ def summarise(phases: list[Phase], setups: list[tuple[str, int | None]]) -> dict
             "online_disk_read_mib": median([p.online_disk_read_mib for p in mine]),
             "batch_peak_mib": median([p.batch_peak_mib for p in mine]),
             "batch_exits": sorted({p.batch_exit for p in mine if p.batch_exit}),
-            "oom_kills_node": sum(p.oom_kills_node for p in mine),
+            "batch_limit_hits": median([p.batch_failcnt for p in mine]),
+            "online_oom_kills": sum(p.online_oom_kills for p in mine),
         }
     return summary
 
@@ -293,6 +296,7 @@ def report(summary: dict[str, Any], checks: dict[str, Any], args: argparse.Names
             "disk_read_mib": s["online_disk_read_mib"],
             "batch_peak_mib": s["batch_peak_mib"],
             "batch": ", ".join(s["batch_exits"]) or None,
+            "online_killed": s["online_oom_kills"],
         }
         for setup, s in summary.items()
     ]

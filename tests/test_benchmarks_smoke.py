@@ -82,6 +82,7 @@ def test_memory_pressure_colocd_keeps_online_cache_and_batch_is_killed(tmp_path:
     # 400 MiB cannot fit in a 320 MiB node: the OOM killer ends batch either way ...
     assert kubelet["batch_exits"] == ["SIGKILL (OOM-killed)"]
     assert colocd["batch_exits"] == ["SIGKILL (OOM-killed)"]
+    assert kubelet["online_oom_kills"] == colocd["online_oom_kills"] == 0
     # ... but under kubelet's defaults batch first evicts online's cache; under colocd it
     # hits its own level's limit and online keeps its cache.
     assert kubelet["online_cache_min_mib"] < 0.5 * kubelet["online_cache_warm_mib"]

@@ -116,7 +116,7 @@ def test_reader_returns_only_complete_lines_and_resumes(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "line",
-    ['{"kind":"nope","t":1}', '{"t":1}', "not json", '{"kind":"ended","t":1,"extra":2}'],
+    ['{"kind":"nope","t":1}', '{"t":1}', "not json", '{"kind":"ended","t":1,"x":2}', "[1]"],
 )
 def test_garbage_report_is_a_one_line_error(tmp_path: Path, line: str) -> None:
     path = tmp_path / "r.jsonl"

@@ -114,7 +114,7 @@ def parse_report(line: str, source: str) -> Report:
         fields = json.loads(line)
         cls = KINDS[fields.pop("kind")]
         return cls(**fields)
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise WorkloadError(f"read report {source}: bad line {line[:80]!r} ({err})") from err
 
 
