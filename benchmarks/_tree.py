@@ -186,6 +186,9 @@ class BenchTree:
     def _build(self, bases: Mapping[str, Path], node_cpu_milli: int) -> None:
         top = self._mkdir("top", None, self.top, bases)
         kubepods = self.kubepods = self._mkdir("kubepods", top, "kubepods", bases)
+        # On a node kubepods sits at the root with these shares, against system daemons; the
+        # private top dir stands where it would, so it gets the same weight against the rest.
+        top.write("cpu.shares", milli_to_shares(node_cpu_milli))
         kubepods.write("cpu.shares", milli_to_shares(node_cpu_milli))
         kubepods.write("memory.limit_in_bytes", self._node_memory)
         by_class = {p.name: pod_qos_class(p) for p in self._pods.values()}

@@ -88,7 +88,7 @@ class Phase:
     batch_exit: str | None
     batch_failcnt: int | None
     batch_oom_kills: int | None
-    online_oom_kills: int
+    online_oom_kills: int | None
     timeline: list[dict[str, float | None]]
 
 
@@ -104,9 +104,10 @@ def _mib(value: int | None) -> float | None:
     return None if value is None else value / MIB
 
 
-def _oom_kills(level: CgroupDir) -> int:
+def _oom_kills(level: CgroupDir) -> int | None:
+    """OOM kills in the level; None on kernels whose oom_control has no counter (< 4.13)."""
     stat = dict(line.split() for line in level.read("memory.oom_control").splitlines())
-    return int(stat.get("oom_kill", 0))
+    return int(stat["oom_kill"]) if "oom_kill" in stat else None
 
 
 def _stat(level: CgroupDir, key: str) -> int:
@@ -212,13 +213,18 @@ def run_phase(setup: str, batch_mib: int | None, repeat: int, ctx: Context) -> P
         online_cache_min_mib=_mib(min(cache)) if cache else None,
         online_cache_end_mib=_mib(cache[-1]) if cache else None,
         online_disk_read_mib=_mib(disk[-1] - disk[0]) if len(disk) > 1 else None,
-        batch_peak_mib=_mib(max((g.anon_bytes for g in growth), default=0)) if batch else None,
+        batch_peak_mib=_mib(max(g.anon_bytes for g in growth)) if growth else None,
         batch_exit=_exit(codes.get("hog"), batch_oom),
         batch_failcnt=failcnt if batch else None,
         batch_oom_kills=batch_oom,
         online_oom_kills=online_oom,
         timeline=timeline,
     )
+
+
+def _total(values: list[int | None]) -> int | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
 
 
 def setups_for(args: argparse.Namespace) -> list[tuple[str, int | None]]:
@@ -243,7 +249,7 @@ def summarise(phases: list[Phase], setups: list[tuple[str, int | None]]) -> dict
             "batch_peak_mib": median([p.batch_peak_mib for p in mine]),
             "batch_exits": sorted({p.batch_exit for p in mine if p.batch_exit}),
             "batch_limit_hits": median([p.batch_failcnt for p in mine]),
-            "online_oom_kills": sum(p.online_oom_kills for p in mine),
+            "online_oom_kills": _total([p.online_oom_kills for p in mine]),
         }
     return summary
 

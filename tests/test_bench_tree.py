@@ -108,6 +108,8 @@ class TestOnRealCgroups:
         for controller, base in own.items():
             assert web[controller] == base / tree.top / "kubepods" / "burstable" / "podbench-web"
         assert tree.pod("db").paths["cpu"].parent.name == "kubepods"  # Guaranteed: no QoS dir
+        # The private top dir stands where kubepods would: it gets kubepods' weight.
+        assert (tree.kubepods.paths["cpu"].parent / "cpu.shares").read_text().strip() == "2048"
         assert tree.qos(QOSClass.GUARANTEED) == tree.kubepods
 
     @pytest.mark.parametrize(
