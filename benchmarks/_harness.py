@@ -18,7 +18,15 @@ from typing import Any, NamedTuple
 from agent.errors import AgentError
 from agent.output import emit
 from agent.pod_manifest import parse_pod
-from agent.workloads import Report, Started, Throughput, WorkloadProcess, stop_all
+from agent.workloads import (
+    LatencySummary,
+    Report,
+    Started,
+    Throughput,
+    WorkloadProcess,
+    median,
+    stop_all,
+)
 from benchmarks._tree import BenchTree, CgroupDir
 from benchmarks.errors import BenchError
 from qos.pod import Pod
@@ -99,12 +107,14 @@ def units_per_second(reports: Sequence[Report], t0: float, t1: float) -> float |
     """A hog's rate over the reports that bracket [t0, t1] (its start counts as 0 units).
 
     With reports every 0.1 s the bracket overshoots the window by at most that at each end;
-    a starved hog, which reports late, still gets a rate over a somewhat longer span.
+    a starved hog, which reports late, still gets a rate over a somewhat longer span. One
+    that never reported after t1 (killed before its last report) is measured up to its last
+    report inside the window; with none there, its rate is unknown (None).
     """
     points = [(r.t, 0) for r in reports if isinstance(r, Started)]
     points += [(r.t, r.units) for r in reports if isinstance(r, Throughput)]
     before = [p for p in points if p[0] <= t0]
-    after = [p for p in points if p[0] >= t1]
+    after = [p for p in points if p[0] >= t1] or [p for p in points if p[0] > t0][-1:]
     if not before or not after:
         return None
     (ta, ua), (tb, ub) = max(before), min(after)
@@ -141,6 +151,19 @@ def write_results(name: str, payload: dict[str, Any], results_dir: Path = RESULT
 def print_table(title: str, rows: list[dict[str, Any]], columns: Sequence[tuple[str, str]]):
     print(f"\n{title}")
     emit(rows, "table", columns)
+
+
+def median_latency(summaries: Sequence[LatencySummary], name: str) -> dict[str, float | None]:
+    """`<name>_p50_us`, `_p99_us`, `_p999_us`: each the median over repeats."""
+    return {
+        f"{name}_p50_us": median([s.p50 for s in summaries]),
+        f"{name}_p99_us": median([s.p99 for s in summaries]),
+        f"{name}_p999_us": median([s.p999 for s in summaries]),
+    }
+
+
+def fmt_ms(us: float | None) -> str | None:
+    return None if us is None else f"{us / 1000:.3f}"
 
 
 def fmt_ratio(value: float | None, base: float | None) -> str | None:

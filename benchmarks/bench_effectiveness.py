@@ -40,9 +40,11 @@ from benchmarks._harness import (
     bench_main,
     capacity_cores,
     cpu_seconds,
+    fmt_ms,
     fmt_ratio,
     host_facts,
     measure_cores,
+    median_latency,
     pod,
     print_table,
     sleep_until,
@@ -96,6 +98,7 @@ class Phase:
     batch_cores: float | None
     batch_units_per_s: float | None
     batch_throttled_periods: int | None
+    exit_codes: dict[str, int]
 
 
 @dataclass(frozen=True)
@@ -170,7 +173,7 @@ def run_phase(setup: str, repeat: int, ctx: Context) -> Phase:
         t1 = time.monotonic()
         online1, batch1 = cpu_seconds(online), cpu_seconds(besteffort)
         throttled1 = _throttled(besteffort)
-        stop_all(list(procs.values()))
+        exit_codes = stop_all(list(procs.values()))
         samples = [s for s in procs["probe"].samples() if t0 <= s.arrival_t <= t1]
         rates = [
             units_per_second(p.reports, t0, t1)
@@ -191,6 +194,7 @@ def run_phase(setup: str, repeat: int, ctx: Context) -> Phase:
         batch_cores=(batch1 - batch0) / wall if batch else None,
         batch_units_per_s=sum(present) if batch and len(present) == len(rates) else None,
         batch_throttled_periods=throttled1 - throttled0 if batch else None,
+        exit_codes=exit_codes,
     )
 
 
@@ -208,12 +212,8 @@ def summarise(phases: list[Phase], ctx: Context) -> dict[str, dict[str, Any]]:
         units = median([p.batch_units_per_s for p in mine])
         summary[setup] = {
             "repeats": len(mine),
-            "latency_p50_us": median([p.latency_us.p50 for p in mine]),
-            "latency_p99_us": median([p.latency_us.p99 for p in mine]),
-            "latency_p999_us": median([p.latency_us.p999 for p in mine]),
-            "lateness_p50_us": median([p.lateness_us.p50 for p in mine]),
-            "lateness_p99_us": median([p.lateness_us.p99 for p in mine]),
-            "lateness_p999_us": median([p.lateness_us.p999 for p in mine]),
+            **median_latency([p.latency_us for p in mine], "latency"),
+            **median_latency([p.lateness_us for p in mine], "lateness"),
             "online_cores": median([p.online_cores for p in mine]),
             "batch_cores": median([p.batch_cores for p in mine]),
             "batch_units_per_s": units,
@@ -250,20 +250,16 @@ def check_targets(summary: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return checks
 
 
-def _ms(us: float | None) -> str | None:
-    return None if us is None else f"{us / 1000:.3f}"
-
-
 def report(summary: dict[str, dict[str, Any]], checks: dict[str, Any], ctx: Context) -> None:
     kubelet = summary["kubelet"]
     rows = [
         {
             "setup": setup,
-            "p50": _ms(s["latency_p50_us"]),
-            "p99": _ms(s["latency_p99_us"]),
-            "p99.9": _ms(s["latency_p999_us"]),
-            "wake_p99": _ms(s["lateness_p99_us"]),
-            "wake_p99.9": _ms(s["lateness_p999_us"]),
+            "p50": fmt_ms(s["latency_p50_us"]),
+            "p99": fmt_ms(s["latency_p99_us"]),
+            "p99.9": fmt_ms(s["latency_p999_us"]),
+            "wake_p99": fmt_ms(s["lateness_p99_us"]),
+            "wake_p99.9": fmt_ms(s["lateness_p999_us"]),
             "online_cores": s["online_cores"],
             "batch_cores": s["batch_cores"],
             "batch_units_s": None
@@ -285,8 +281,8 @@ def report(summary: dict[str, dict[str, Any]], checks: dict[str, Any], ctx: Cont
     for metric in ("latency_p99_us", "latency_p999_us"):
         c = checks[metric]
         print(
-            f"  {metric:16} colocd {_ms(c['colocd'])} ms vs {c['best_static_setup']}"
-            f" {_ms(c['best_static'])} ms ({fmt_ratio(c['colocd'], c['best_static'])}):"
+            f"  {metric:16} colocd {fmt_ms(c['colocd'])} ms vs {c['best_static_setup']}"
+            f" {fmt_ms(c['best_static'])} ms ({fmt_ratio(c['colocd'], c['best_static'])}):"
             f" {_verdict(c['met'])}"
         )
     b = checks["batch_throughput"]
@@ -316,8 +312,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             phases.append(phase)
             batch = "-" if phase.batch_cores is None else f"{phase.batch_cores:.2f}"
             print(
-                f"  repeat {repeat} {setup:16} p99 {_ms(phase.latency_us.p99)} ms"
-                f"  p99.9 {_ms(phase.latency_us.p999)} ms  batch {batch} cores"
+                f"  repeat {repeat} {setup:16} p99 {fmt_ms(phase.latency_us.p99)} ms"
+                f"  p99.9 {fmt_ms(phase.latency_us.p999)} ms  batch {batch} cores"
                 f"  [{phase.enforcement['reason']}]",
                 flush=True,
             )

@@ -36,9 +36,11 @@ from benchmarks._harness import (
     base_parser,
     bench_main,
     capacity_cores,
+    fmt_ms,
     fmt_ratio,
     host_facts,
     measure_cores,
+    median_latency,
     pod,
     print_table,
     workloads_in,
@@ -240,9 +242,7 @@ def summarise(phases: list[Phase], setups: list[tuple[str, int | None]]) -> dict
         mine = [p for p in phases if p.setup == setup]
         summary[setup] = {
             "repeats": len(mine),
-            "latency_p50_us": median([p.latency_us.p50 for p in mine]),
-            "latency_p99_us": median([p.latency_us.p99 for p in mine]),
-            "latency_p999_us": median([p.latency_us.p999 for p in mine]),
+            **median_latency([p.latency_us for p in mine], "latency"),
             "online_cache_warm_mib": median([p.online_cache_warm_mib for p in mine]),
             "online_cache_min_mib": median([p.online_cache_min_mib for p in mine]),
             "online_disk_read_mib": median([p.online_disk_read_mib for p in mine]),
@@ -284,18 +284,14 @@ def check_targets(summary: dict[str, Any], setups: list[tuple[str, int | None]])
     return checks
 
 
-def _ms(us: float | None) -> str | None:
-    return None if us is None else f"{us / 1000:.3f}"
-
-
 def report(summary: dict[str, Any], checks: dict[str, Any], args: argparse.Namespace) -> None:
     alone = summary["alone"]
     rows = [
         {
             "setup": setup,
-            "p50": _ms(s["latency_p50_us"]),
-            "p99": _ms(s["latency_p99_us"]),
-            "p99.9": _ms(s["latency_p999_us"]),
+            "p50": fmt_ms(s["latency_p50_us"]),
+            "p99": fmt_ms(s["latency_p99_us"]),
+            "p99.9": fmt_ms(s["latency_p999_us"]),
             "p99_vs_alone": fmt_ratio(s["latency_p99_us"], alone["latency_p99_us"]),
             "cache_warm_mib": s["online_cache_warm_mib"],
             "cache_min_mib": s["online_cache_min_mib"],
@@ -353,8 +349,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             phase = run_phase(setup, batch_mib, repeat, ctx)
             phases.append(phase)
             print(
-                f"  repeat {repeat} {setup:16} p99 {_ms(phase.latency_us.p99)} ms"
-                f"  p99.9 {_ms(phase.latency_us.p999)} ms  cache min"
+                f"  repeat {repeat} {setup:16} p99 {fmt_ms(phase.latency_us.p99)} ms"
+                f"  p99.9 {fmt_ms(phase.latency_us.p999)} ms  cache min"
                 f" {phase.online_cache_min_mib or 0:.0f} MiB  batch: {phase.batch_exit}"
                 f"  [{phase.enforcement['reason']}]",
                 flush=True,

@@ -23,7 +23,8 @@ HOG = [
         (10.1, 10.4, 25 / 0.3),  # reports exactly at both ends
         (10.15, 10.35, 25 / 0.3),  # bracketed by the reports around the window
         (10.0, 10.2, 20 / 0.2),  # from its start (0 units)
-        (10.2, 10.5, None),  # nothing reported after the window yet
+        (10.2, 10.5, 15 / 0.2),  # nothing after the window: up to its last report
+        (10.45, 10.6, None),  # nothing reported since the window began
     ],
 )
 def test_units_per_second(t0: float, t1: float, expected: float | None) -> None:

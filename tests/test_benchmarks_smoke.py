@@ -48,7 +48,7 @@ def test_effectiveness_runs_every_setup(tmp_path: Path) -> None:
     out = _run(
         "bench_effectiveness",
         tmp_path,
-        "--duration=0.4",
+        "--duration=0.8",
         "--warmup=0.4",
         "--repeats=1",
         "--hogs=1",
@@ -56,9 +56,11 @@ def test_effectiveness_runs_every_setup(tmp_path: Path) -> None:
     summary = out["summary"]
     assert set(summary) == {"alone", "kubelet", "static-suppress", "colocd"}
     assert summary["alone"]["batch_units_per_s"] is None
+    phases = {p["setup"]: p for p in out["phases"]}
     for setup in ("kubelet", "static-suppress", "colocd"):
-        assert summary[setup]["batch_units_per_s"] > 0
-        assert summary[setup]["latency_p99_us"] > 0
+        assert (summary[setup]["batch_units_per_s"] or 0) > 0, phases[setup]
+        assert (summary[setup]["latency_p99_us"] or 0) > 0, phases[setup]
+        assert set(phases[setup]["exit_codes"].values()) == {0}, phases[setup]
     writes = {p["setup"]: p["enforcement"]["writes"] for p in out["phases"]}
     assert writes["kubelet"] == {}
     assert "besteffort/cpu.cfs_quota_us" in writes["static-suppress"]

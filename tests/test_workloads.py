@@ -18,6 +18,7 @@ from agent.workloads import (
     Started,
     Throughput,
     WorkloadProcess,
+    stop_all,
 )
 from agent.workloads.cache_service import cgroup_cache_bytes, memory_cgroup_dir
 from agent.workloads.latency_probe import WorkPlan
@@ -177,3 +178,15 @@ def test_cache_service_keeps_its_file_cached_in_its_own_cgroup(tmp_path: Path) -
     samples = proc.samples()
     assert len(samples) > 100
     assert (tmp_path / "data").stat().st_size == 16 * MIB
+
+
+def test_stop_all_ends_running_workloads_cleanly_and_stop_is_idempotent(tmp_path: Path) -> None:
+    procs = [WorkloadProcess.spawn(f"hog-{i}", "cpu_hog", [], tmp_path) for i in range(2)]
+    for proc in procs:
+        proc.open_gate()
+        proc.wait_started(30)
+    assert stop_all(procs) == {"hog-0": 0, "hog-1": 0}  # one SIGTERM each, handled
+    assert [proc.stop() for proc in procs] == [0, 0]
+    for proc in procs:
+        ended = [r for r in proc.reports if isinstance(r, Ended)]
+        assert [e.reason for e in ended] == ["signal"]

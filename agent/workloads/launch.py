@@ -39,6 +39,7 @@ class WorkloadProcess:
     reports: list[Report] = field(default_factory=list)
     _reader: ReportReader | None = None
     _gate_opened: bool = False
+    _asked_to_stop: bool = False
 
     @classmethod
     def spawn(
@@ -97,10 +98,15 @@ class WorkloadProcess:
         return self.popen.poll() is None
 
     def ask_to_stop(self) -> None:
-        """SIGTERM once it runs; before that, closing its gate is enough (it exits on EOF)."""
+        """SIGTERM once it runs; before that, closing its gate is enough (it exits on EOF).
+
+        Only one SIGTERM: Python restores the default handler while it shuts down, so a
+        second one would kill a workload that is already ending cleanly.
+        """
         if self.popen.stdin is not None and not self.popen.stdin.closed:
             self.popen.stdin.close()
-        if self._gate_opened and self.popen.poll() is None:
+        if self._gate_opened and not self._asked_to_stop and self.popen.poll() is None:
+            self._asked_to_stop = True
             self.popen.send_signal(signal.SIGTERM)
 
     def stop(self, grace: float = STOP_GRACE_S) -> int:
