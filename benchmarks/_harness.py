@@ -9,6 +9,7 @@ import platform
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from qos.pod import Pod
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MIB = 1 << 20
+_UIDS = uuid.UUID("7c0c0d00-0000-4000-8000-000000000000")  # pod UIDs: uuid5 of the name
 
 
 def pod(name: str, containers: dict[str, dict[str, dict[str, str]]]) -> Pod:
@@ -42,7 +44,7 @@ def pod(name: str, containers: dict[str, dict[str, dict[str, str]]]) -> Pod:
         {
             "apiVersion": "v1",
             "kind": "Pod",
-            "metadata": {"name": name, "namespace": "bench", "uid": f"bench-{name}"},
+            "metadata": {"name": name, "namespace": "bench", "uid": str(uuid.uuid5(_UIDS, name))},
             "spec": {
                 "containers": [
                     {"name": c, "image": "colocd/workload", "resources": resources}

@@ -1,66 +1,46 @@
-"""The one adapter through which the benchmarks get a kubelet-like cgroup tree (v1, cgroupfs).
+"""The one adapter through which the benchmarks get a kubelet-like cgroup tree.
 
 `build_tree()` is the only entry point; the benchmarks use nothing but the `BenchTree` it
-returns. It stands in for `agent/kubelet_tree.py` until that lands, and is meant to be
-swapped for it in this one place.
+returns. The tree itself is `agent.kubelet_tree.KubeletTree` (cgroupfs driver, containerd
+naming): kubepods, the QoS levels, pod and container cgroups with kubelet's cpu.shares,
+quota and memory limits, built beneath this process's own cgroup and removed on close.
+This adapter adds what a node has and the benchmarks need on top of that:
 
-The layout and values are kubelet's (cgroupfs driver, cgroup v1): `kubepods` (shares from
-node allocatable, memory limit = the node), `kubepods/burstable` (shares = the sum of
-requests), `kubepods/besteffort` (shares 2), `…/pod<uid>/<container-id>` with shares from
-requests, CFS quota and memory limit from limits, and kubelet's oom_score_adj on each
-process placed.
+- kubepods' memory limit (node allocatable), which makes the tree a node-sized memory
+  cgroup;
+- kubelet's `oom_score_adj` on every process placed (BestEffort 1000, Burstable from its
+  memory request, Guaranteed -997), so the OOM killer chooses as on a node;
+- levels by name, and reading/writing their cgroup v1 files for the measurements.
 
-Safety (the tree is built on a shared machine): for every controller it nests beneath the
-cgroup this process is already in (/proc/self/cgroup), under a private
-`colocd-bench-<random>` directory. It never moves this process and never writes to its own
-cgroup's files. `close()` kills only PIDs it placed that are still inside its tree, then
-removes every directory it created, bottom-up, even after a failed build.
+Safety on a shared machine: PIDs are placed without giving the tree their ownership;
+`close()` kills only placed PIDs that are still inside this tree (so a PID the harness has
+already reaped, and the kernel reused, is never signalled), then lets KubeletTree remove
+every directory it made.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
-import hashlib
 import os
-import secrets
 import signal
-import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 
+from agent.kubelet_tree import KubeletTree
 from benchmarks.errors import TreeError
+from isolation.errors import IsolationError
+from isolation.layout import Driver, Runtime
 from qos.k8s_qos import QOSClass, pod_qos_class
-from qos.pod import CPU, MEMORY, Container, Pod
+from qos.pod import MEMORY, Pod
 
-CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
+__all__ = ["CFS_PERIOD_US", "BenchTree", "CgroupDir", "build_tree"]
+
 CFS_PERIOD_US = 100_000
-MIN_SHARES = 2
-MIN_QUOTA_US = 1000
 GUARANTEED_OOM_SCORE_ADJ = -997
 BESTEFFORT_OOM_SCORE_ADJ = 1000
-RMDIR_PATIENCE_S = 5.0
-# A file's controller is its prefix ("cpu.shares" -> cpu); cgroup.* files live in every one.
-_FILE_CONTROLLER = {"cpu": "cpu", "cpuacct": "cpuacct", "cpuset": "cpuset", "memory": "memory"}
-
-
-def milli_to_shares(milli: int) -> int:
-    """kubelet's MilliCPUToShares."""
-    return max(MIN_SHARES, milli * 1024 // 1000)
-
-
-def _milli(quantity: Decimal | None) -> int:
-    return 0 if quantity is None else int(quantity * 1000)
-
-
-def _request(container: Container, name: str) -> Decimal | None:
-    return container.resources.requests.get(name)
-
-
-def _limit(container: Container, name: str) -> Decimal | None:
-    return container.resources.limits.get(name)
+# The v1 files the benchmarks read and write, by the controller their prefix names.
+CONTROLLERS = ("cpu", "cpuacct", "cpuset", "memory")
 
 
 @dataclass(frozen=True)
@@ -71,8 +51,8 @@ class CgroupDir:
     paths: Mapping[str, Path]
 
     def file(self, filename: str) -> Path:
-        controller = _FILE_CONTROLLER.get(filename.split(".", 1)[0])
-        if controller is None:
+        controller = filename.split(".", 1)[0]
+        if controller not in CONTROLLERS or controller not in self.paths:
             raise TreeError(f"use {self.name}/{filename}: not a cpu/cpuacct/cpuset/memory file")
         return self.paths[controller] / filename
 
@@ -94,14 +74,16 @@ class CgroupDir:
 class BenchTree:
     """A built tree. Levels: `kubepods`, `qos(...)`, `pod(name)`, `container(pod, name)`."""
 
-    def __init__(self, top: str, pods: Mapping[str, Pod], node_memory_bytes: int) -> None:
-        self.top = top
-        self._pods = dict(pods)
+    def __init__(self, tree: KubeletTree, node_memory_bytes: int) -> None:
+        self.kubelet_tree = tree
         self._node_memory = node_memory_bytes
-        self._levels: dict[str, CgroupDir] = {}
-        self._created: list[Path] = []
+        self._pods: dict[str, Pod] = {}
         self._placed: list[int] = []
-        self.kubepods: CgroupDir
+
+    @property
+    def top(self) -> str:
+        """The tree's root (relative to each hierarchy), as kubelet's --cgroup-root."""
+        return self.kubelet_tree.root
 
     def __enter__(self) -> BenchTree:
         return self
@@ -109,33 +91,47 @@ class BenchTree:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def _dir(self, name: str, cgroup: str) -> CgroupDir:
+        mounts = self.kubelet_tree.mounts
+        return CgroupDir(name, {c: mounts[c] / cgroup for c in CONTROLLERS if c in mounts})
+
+    @property
+    def kubepods(self) -> CgroupDir:
+        return self._dir("kubepods", self.kubelet_tree.layout.kubepods())
+
     def qos(self, qos_class: QOSClass) -> CgroupDir:
-        if qos_class is QOSClass.GUARANTEED:
-            return self.kubepods
-        return self._levels[qos_class.value.lower()]
+        return self._dir(qos_class.value.lower(), self.kubelet_tree.layout.qos_cgroup(qos_class))
+
+    def _pod(self, name: str) -> Pod:
+        try:
+            return self._pods[name]
+        except KeyError:
+            raise TreeError(f"use pod {name}: no such pod in tree {self.top}") from None
 
     def pod(self, name: str) -> CgroupDir:
-        return self._level(f"pod:{name}")
+        return self._dir(f"pod:{name}", self.kubelet_tree.pod_cgroup(self._pod(name)))
 
     def container(self, pod: str, container: str) -> CgroupDir:
-        return self._level(f"container:{pod}/{container}")
+        spec = self._pod(pod)
+        if container not in spec.container_ids:
+            raise TreeError(f"use container {pod}/{container}: no such container")
+        cgroup = self.kubelet_tree.container_cgroup(spec, container)
+        return self._dir(f"container:{pod}/{container}", cgroup)
 
-    def _level(self, key: str) -> CgroupDir:
-        try:
-            return self._levels[key]
-        except KeyError:
-            raise TreeError(f"use {key}: no such level in tree {self.top}") from None
+    def add_pod(self, pod: Pod) -> None:
+        self._pods[pod.name] = self.kubelet_tree.add_pod(pod)
 
     def place(self, pod: str, container: str, pid: int) -> None:
-        """Move a process this caller started into the container's cgroups (all controllers)."""
-        level = self.container(pod, container)
+        """Move a process this caller started into the container's cgroups (every
+        hierarchy) and give it kubelet's oom_score_adj."""
+        spec = self._pod(pod)
+        cgroup = self.kubelet_tree.container_cgroup(spec, container)
         self._placed.append(pid)
-        for path in level.paths.values():
-            try:
-                (path / "cgroup.procs").write_text(str(pid))
-            except OSError as err:
-                raise TreeError(f"place pid {pid} in {path}: {err.strerror}") from err
-        adj = self._oom_score_adj(self._pods[pod], container)
+        try:
+            self.kubelet_tree.attach(pid, cgroup, own=False)
+        except OSError as err:
+            raise TreeError(f"place pid {pid} in {cgroup}: {err.strerror}") from err
+        adj = self._oom_score_adj(spec, container)
         try:
             Path(f"/proc/{pid}/oom_score_adj").write_text(str(adj))
         except OSError as err:
@@ -152,84 +148,22 @@ class BenchTree:
         if qos_class is QOSClass.BEST_EFFORT:
             return BESTEFFORT_OOM_SCORE_ADJ
         spec = next(c for c in pod.containers if c.name == container)
-        request = int(_request(spec, MEMORY) or 0)
+        request = int(spec.resources.requests.get(MEMORY, 0))
         adj = 1000 - 1000 * request // self._node_memory
         return min(max(adj, 1000 + GUARANTEED_OOM_SCORE_ADJ), BESTEFFORT_OOM_SCORE_ADJ - 1)
 
-    # -- building ---------------------------------------------------------------------------
-
-    def _mkdir(
-        self, key: str, parent: CgroupDir | None, name: str, bases: Mapping[str, Path]
-    ) -> CgroupDir:
-        paths: dict[str, Path] = {}
-        made: set[Path] = set()
-        for controller, base in bases.items():
-            path = (parent.paths[controller] if parent else base) / name
-            paths[controller] = path
-            # cpu and cpuacct may be one co-mounted hierarchy: create each directory once.
-            real = path.parent.resolve() / name
-            if real in made:
-                continue
-            try:
-                path.mkdir()
-            except OSError as err:
-                raise TreeError(f"create cgroup {path}: {err.strerror}") from err
-            made.add(real)
-            self._created.append(path)
-            if controller == "cpuset":
-                for knob in ("cpuset.cpus", "cpuset.mems"):
-                    (path / knob).write_text((path.parent / knob).read_text())
-        level = CgroupDir(key, paths)
-        self._levels[key] = level
-        return level
-
-    def _build(self, bases: Mapping[str, Path], node_cpu_milli: int) -> None:
-        top = self._mkdir("top", None, self.top, bases)
-        kubepods = self.kubepods = self._mkdir("kubepods", top, "kubepods", bases)
-        # On a node kubepods sits at the root with these shares, against system daemons; the
-        # private top dir stands where it would, so it gets the same weight against the rest.
-        top.write("cpu.shares", milli_to_shares(node_cpu_milli))
-        kubepods.write("cpu.shares", milli_to_shares(node_cpu_milli))
-        kubepods.write("memory.limit_in_bytes", self._node_memory)
-        by_class = {p.name: pod_qos_class(p) for p in self._pods.values()}
-        burstable_milli = sum(
-            _milli(_request(c, CPU))
-            for p in self._pods.values()
-            if by_class[p.name] is QOSClass.BURSTABLE
-            for c in p.containers
-        )
-        for qos_class, shares in (
-            (QOSClass.BURSTABLE, milli_to_shares(burstable_milli)),
-            (QOSClass.BEST_EFFORT, MIN_SHARES),
-        ):
-            level = self._mkdir(qos_class.value.lower(), kubepods, qos_class.value.lower(), bases)
-            level.write("cpu.shares", shares)
-        for pod in self._pods.values():
-            self._build_pod(pod, self.qos(by_class[pod.name]), bases)
-
-    def _build_pod(self, pod: Pod, parent: CgroupDir, bases: Mapping[str, Path]) -> None:
-        level = self._mkdir(f"pod:{pod.name}", parent, f"pod{pod.uid}", bases)
-        _write_resources(level, pod.containers)
-        for container in pod.containers:
-            digest = hashlib.sha256(f"{pod.uid}/{container.name}".encode()).hexdigest()
-            child = self._mkdir(f"container:{pod.name}/{container.name}", level, digest, bases)
-            _write_resources(child, (container,))
-
-    # -- teardown ---------------------------------------------------------------------------
-
     def close(self) -> None:
-        """Kill the placed PIDs still in this tree, then remove every directory, bottom-up."""
-        # Not reaped here: the caller that started them keeps their exit status (a zombie
-        # does not keep a v1 cgroup busy).
+        """Kill the placed PIDs still in this tree, then remove the tree.
+
+        They are not reaped here: the caller that started them keeps their exit status (a
+        zombie does not keep a v1 cgroup busy).
+        """
         for pid in self._placed:
             if self._still_inside(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         self._placed.clear()
-        failures = [path for path in reversed(self._created) if not _rmdir_patiently(path)]
-        self._created.clear()
-        if failures:
-            raise TreeError(f"remove cgroup {failures[0]}: still busy after {RMDIR_PATIENCE_S} s")
+        self.kubelet_tree.close()
 
     def _still_inside(self, pid: int) -> bool:
         try:
@@ -239,68 +173,28 @@ class BenchTree:
         return f"/{self.top}/" in text
 
 
-def _write_resources(level: CgroupDir, containers: Sequence[Container]) -> None:
-    """kubelet's pod/container values: shares from requests, quota and memory from limits."""
-    level.write("cpu.shares", milli_to_shares(sum(_milli(_request(c, CPU)) for c in containers)))
-    cpu_limits = [_limit(c, CPU) for c in containers]
-    if all(limit is not None for limit in cpu_limits):
-        quota = sum(_milli(limit) for limit in cpu_limits) * CFS_PERIOD_US // 1000
-        level.write("cpu.cfs_period_us", CFS_PERIOD_US)
-        level.write("cpu.cfs_quota_us", max(quota, MIN_QUOTA_US))
-    memory_limits = [_limit(c, MEMORY) for c in containers]
-    if all(limit is not None for limit in memory_limits):
-        level.write("memory.limit_in_bytes", sum(int(limit or 0) for limit in memory_limits))
-
-
-def _rmdir_patiently(path: Path) -> bool:
-    deadline = time.monotonic() + RMDIR_PATIENCE_S
-    while True:
-        try:
-            path.rmdir()
-            return True
-        except FileNotFoundError:
-            return True
-        except OSError as err:
-            if err.errno != errno.EBUSY or time.monotonic() > deadline:
-                return False
-            time.sleep(0.05)
-
-
-def own_cgroups(proc_self_cgroup: Path, cgroup_root: Path) -> dict[str, Path]:
-    """This process's cgroup directory in each v1 controller the tree uses."""
-    own: dict[str, Path] = {}
-    for line in proc_self_cgroup.read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        for controller in controllers.split(","):
-            if controller in CONTROLLERS:
-                own[controller] = cgroup_root / controller / path.lstrip("/")
-    missing = [c for c in CONTROLLERS if c not in own or not (own[c] / "cgroup.procs").exists()]
-    if missing:
-        raise TreeError(
-            f"find cgroup v1 controllers {','.join(missing)}: not mounted under {cgroup_root}"
-        )
-    return own
-
-
-def build_tree(
-    pods: Iterable[Pod],
-    node_cpu_milli: int,
-    node_memory_bytes: int,
-    cgroup_root: Path = Path("/sys/fs/cgroup"),
-    proc_self_cgroup: Path = Path("/proc/self/cgroup"),
-) -> BenchTree:
-    """Build kubepods/{burstable,besteffort}/pod<uid>/<container> for `pods` (each needs a uid).
+def build_tree(pods: Iterable[Pod], node_cpu_milli: int, node_memory_bytes: int) -> BenchTree:
+    """Build kubepods/{burstable,besteffort}/pod<uid>/<container> for `pods`, in a node of
+    `node_cpu_milli` CPU and `node_memory_bytes` memory (kubepods' limit).
 
     On failure everything created so far is removed before the error propagates.
     """
-    pods_by_name = {pod.name: pod for pod in pods}
-    if any(not pod.uid for pod in pods_by_name.values()):
-        raise TreeError("build tree: every pod needs a uid")
-    bases = own_cgroups(proc_self_cgroup, cgroup_root)
-    tree = BenchTree(f"colocd-bench-{secrets.token_hex(4)}", pods_by_name, node_memory_bytes)
     try:
-        tree._build(bases, node_cpu_milli)
+        tree = KubeletTree(
+            Driver.CGROUPFS, Runtime.CONTAINERD, node_cpus=max(1, node_cpu_milli // 1000)
+        )
+    except (IsolationError, OSError) as err:
+        raise TreeError(f"build tree: {err}") from err
+    bench = BenchTree(tree, node_memory_bytes)
+    try:
+        tree.open()
+        tree.cgroups.write("memory.max", tree.layout.kubepods(), node_memory_bytes)
+        for pod in pods:
+            bench.add_pod(pod)
+    except (IsolationError, OSError) as err:
+        bench.close()
+        raise TreeError(f"build tree {tree.root}: {err}") from err
     except BaseException:
-        tree.close()
+        bench.close()
         raise
-    return tree
+    return bench

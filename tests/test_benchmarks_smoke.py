@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks._tree import own_cgroups
+from agent.kubelet_tree import own_cgroup
+from isolation.detect import detect_hierarchy
 from tests.host_cgroups import requires_cgroup_v1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,8 +24,10 @@ pytestmark = [pytest.mark.cgroup_v1, pytest.mark.slow, requires_cgroup_v1]
 
 
 def _bench_dirs() -> set[Path]:
-    own = own_cgroups(Path("/proc/self/cgroup"), Path("/sys/fs/cgroup"))
-    return {p for base in own.values() for p in base.glob("colocd-bench-*")}
+    """Trees beneath this process's cgroup, in every hierarchy (where KubeletTree builds)."""
+    hierarchy = detect_hierarchy()
+    own = own_cgroup(hierarchy)
+    return {p for mount in hierarchy.mounts().values() for p in (mount / own).glob("colocd-test-*")}
 
 
 def _run(module: str, results: Path, *flags: str) -> dict:
