@@ -6,6 +6,7 @@ AgentError
  ├── ConfigError        settings or flags are unusable
  ├── TraceError         a `colocd simulate` trace could not be read
  ├── SourceError        a pod or policy source failed (API server away, bad directory)
+ ├── StatusError        the agent's status file cannot be written or read
  └── KubeError          the Kubernetes API refused or did not answer (only agent.kube raises it)
       ├── APIUnavailable    no usable answer: connection refused/reset, timeout, 5xx; retry later
       ├── APIForbidden      401/403: credentials or RBAC do not allow the call
@@ -62,6 +63,10 @@ class TraceError(AgentError):
         self.source = source
         self.line = line
         self.reason = reason
+
+
+class StatusError(AgentError):
+    pass
 
 
 class KubeError(AgentError):

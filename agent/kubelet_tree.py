@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import json
 import logging
 import os
 import secrets
@@ -48,7 +49,7 @@ from isolation.errors import IsolationError
 from isolation.knobs import CpuMax
 from isolation.layout import Driver, KubeletLayout, Runtime, join, normalize_cgroup
 from qos.k8s_qos import QOSClass, pod_qos_class
-from qos.pod import ContainerRuntimeID, Pod
+from qos.pod import Container, ContainerRuntimeID, Pod
 from qos.state import pod_state
 
 __all__ = ["KubeletTree", "own_cgroup"]
@@ -239,6 +240,45 @@ class KubeletTree:
         self.cgroups.write(
             "cpu.shares", self.layout.qos_cgroup(QOSClass.BURSTABLE), milli_to_shares(milli)
         )
+
+    def manifest(self, pod: Pod) -> dict[str, Any]:
+        """The pod (as `add_pod` returned it) as kubelet would report it: a Pod document
+        with its UID and the containers' IDs in status, for a manifest-directory source."""
+
+        def container(c: Container) -> dict[str, Any]:
+            res = {
+                kind: {k: str(v) for k, v in getattr(c.resources, kind).items()}
+                for kind in ("requests", "limits")
+            }
+            return {"name": c.name, "image": "x", "resources": res}
+
+        spec: dict[str, Any] = {"containers": [container(c) for c in pod.containers]}
+        if pod.priority is not None:
+            spec["priority"] = pod.priority
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod.name,
+                "namespace": pod.namespace,
+                "uid": pod.uid,
+                "labels": dict(pod.labels),
+                "annotations": dict(pod.annotations),
+            },
+            "spec": spec,
+            "status": {
+                "containerStatuses": [
+                    {"name": n, "containerID": f"{cid.runtime}://{cid.id}"}
+                    for n, cid in pod.container_ids.items()
+                ]
+            },
+        }
+
+    def write_manifest(self, pod: Pod, directory: Path) -> Path:
+        """Write `manifest(pod)` as `<namespace>_<name>.json` into `directory`."""
+        path = directory / f"{pod.namespace}_{pod.name}.json"
+        path.write_text(json.dumps(self.manifest(pod)))
+        return path
 
     def remove_pod(self, pod: Pod) -> None:
         """What kubelet does when a pod goes: its processes die and its cgroups are removed."""
