@@ -36,6 +36,7 @@ import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -52,11 +53,25 @@ from qos.k8s_qos import QOSClass, pod_qos_class
 from qos.pod import Container, ContainerRuntimeID, Pod
 from qos.state import pod_state
 
-__all__ = ["KubeletTree", "own_cgroup"]
+__all__ = ["BUSY_LOOP", "SURGE_WORKER", "KubeletTree", "own_cgroup"]
 
 log = logging.getLogger(__name__)
 
 CFS_PERIOD_US = 100_000
+# Workloads to spawn into a tree's containers: a CPU hog, and a worker that idles until a
+# line `SECONDS` on its stdin makes it spin that long (then it prints `done <unix time it
+# started spinning>`): an online surge on demand.
+BUSY_LOOP = (sys.executable, "-c", "while True: pass")
+SURGE_WORKER = (
+    sys.executable,
+    "-u",
+    "-c",
+    "import sys, time\n"
+    "for line in sys.stdin:\n"
+    "    began, end = time.time(), time.perf_counter() + float(line)\n"
+    "    while time.perf_counter() < end: pass\n"
+    "    print('done', began, flush=True)\n",
+)
 V2_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
 
 

@@ -256,7 +256,8 @@ class Loop:
                 f"/{first.write.cgroup}: {first.reason})"
             )
             degraded.append(Degraded("apply_failed", why))
-        notes = [*plan.notes, *self.enforcer.notes, *topo.missing, *topo.refused]
+        problems = view.problems if view.fresh else ()  # else already in `degraded`
+        notes = [*plan.notes, *self.enforcer.notes, *problems, *topo.missing, *topo.refused]
         result = TickResult(
             now, plan, topo, None if withhold else readings, writes, report, degraded, notes
         )

@@ -12,6 +12,7 @@ as `now`. A value that cannot be had is None, never 0:
   for the first time has no rate yet: the online reading is then None (the brain falls
   back to its window's peak).
 - Memory: working sets (usage minus inactive file cache); online includes dedicated pods.
+  The v2 root cgroup has no memory.current: there the node's is total minus available.
 - Pressure: the worst online pod's CPU PSI some avg10 (the margin's indicator; dedicated
   pods stall only on their own cores, which batch never gets); the node
   cgroup's memory PSI (eviction evidence). On hybrid hosts PSI comes from the cgroup2 mount.
@@ -27,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
+
+import psutil
 
 from agent.topology import PodPlace, Topology
 from isolation.cgroups import Cgroups
@@ -155,14 +158,17 @@ class Sampler:
             vanished=vanished,
         )
 
-    @staticmethod
     def _memory(
-        at: float, node: CgroupSample | None, read: list[tuple[PodPlace, CgroupSample]]
+        self, at: float, node: CgroupSample | None, read: list[tuple[PodPlace, CgroupSample]]
     ) -> MemoryReading:
         def tier_ws(*tiers: Tier) -> float | None:
             return _sum(s.memory.working_set_bytes for p, s in read if p.tier in tiers)
 
         node_ws = None if node is None else node.memory.working_set_bytes
+        if node_ws is None and self.node_cgroup == "":
+            # The v2 root has no memory.current: the host's own count (total - available).
+            vm = psutil.virtual_memory()
+            node_ws = vm.total - vm.available
         pods_ws = [s.memory.working_set_bytes for _, s in read]
         system = None
         if node_ws is not None:

@@ -9,7 +9,6 @@ is the node cgroup, so other work on this shared machine does not count as node 
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from agent.config import AgentSettings, FastPathSettings, Settings
-from agent.kubelet_tree import KubeletTree
+from agent.kubelet_tree import BUSY_LOOP, KubeletTree
 from agent.loop import Loop
 from agent.static_pods import StaticPods
 from agent.status import read_status
@@ -32,13 +31,13 @@ from isolation.knobs import CpuMax
 from isolation.layout import Driver
 from isolation.settings import IsolationSettings
 from qos.k8s_qos import QOSClass
+from qos.plan import QuotaCap
 from qos.pod import BATCH_CPU, TIER_ANNOTATION, Container, Pod, Resources
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
 
 pytestmark = pytest.mark.cgroup_v1
 
-BUSY = [sys.executable, "-c", "while True: pass"]
 GIB = 1 << 30
 ALL = frozenset({0, 1})
 
@@ -68,7 +67,7 @@ class Node:
     def add(self, pod: Pod, *, busy: int = 0) -> Pod:
         built = self.tree.add_pod(pod)
         for _ in range(busy):
-            self.tree.spawn(built, built.containers[0].name, BUSY)
+            self.tree.spawn(built, built.containers[0].name, BUSY_LOOP)
         self.tree.write_manifest(built, self.pods_dir)
         self.pods[pod.name] = built
         return built
@@ -85,8 +84,9 @@ class Node:
         return tree.cgroups.read(knob, cgroup).value
 
     def loop(self, *, qos: dict[str, Any] | None = None, **agent: Any) -> Loop:
+        """A loop over this tree; batch is capped by cpuset unless `qos` says otherwise."""
         settings = Settings(
-            qos=QosSettings.model_validate(qos or {}),
+            qos=QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}, **(qos or {})}),
             isolation=IsolationSettings(
                 state_dir=self.state, kubelet_cgroup_root=self.tree.root, revert_on_exit=True
             ),
@@ -165,6 +165,21 @@ def test_one_tick_applies_the_plan_and_revert_restores_every_original(node: Node
     assert reverted is not None and not reverted.failed
     after = {key: node.read(*key) for key in before}
     assert after == before
+
+
+def test_the_quota_mechanism_caps_besteffort_and_leaves_its_cpuset(node: Node) -> None:
+    node.add(web(), busy=1)
+    node.add(job(), busy=1)
+    loop = node.loop(qos={"cpu": {"mechanism": "quota"}})
+    result = first_tick(loop)
+    assert result.report is not None and not result.report.failed, result.report
+    cap = result.plan.batch_tier.cpu_cap
+    assert isinstance(cap, QuotaCap)
+    assert node.read("cpu.max") == CpuMax(max(1000, cap.millicores * 100), 100_000)
+    assert node.read("cpuset.cpus") == ALL
+    assert node.read("cpu.idle") is True
+    loop.close()
+    assert node.read("cpu.max") == CpuMax(None, 100_000)
 
 
 def test_a_pod_cgroup_that_vanishes_mid_tick_is_counted_not_fatal(node: Node) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from agent.cli import main
 from agent.errors import StatusError
-from agent.kubelet_tree import KubeletTree
+from agent.kubelet_tree import BUSY_LOOP, SURGE_WORKER, KubeletTree
 from agent.status import Status, read_status
 from isolation.detect import Hierarchy
 from isolation.layout import Driver
@@ -29,19 +29,6 @@ from qos.k8s_qos import QOSClass
 from qos.pod import Container, Pod, Resources
 
 pytestmark = pytest.mark.cgroup_v1
-
-BUSY = [sys.executable, "-c", "while True: pass"]
-# An online worker: idle until told to spin for a number of seconds.
-WORKER = [
-    sys.executable,
-    "-u",
-    "-c",
-    "import sys, time\n"
-    "for line in sys.stdin:\n"
-    "    end = time.perf_counter() + float(line)\n"
-    "    while time.perf_counter() < end: pass\n"
-    "    print('done', flush=True)\n",
-]
 
 
 def web() -> Pod:
@@ -80,7 +67,7 @@ def test_once_dry_run_prints_the_plan_and_the_writes_and_writes_nothing(
     for p in (web(), hog("a")):
         tree.write_manifest(tree.add_pod(p), pods)
     job = tree.pods[next(uid for uid, p in tree.pods.items() if p.name == "a")]
-    tree.spawn(job, "loop", BUSY)
+    tree.spawn(job, "loop", BUSY_LOOP)
     knobs = ("cpu.idle", "cpu.shares", "cpuset.cpus", "cpu.max", "memory.max")
     before = {k: besteffort(tree, k) for k in knobs}
     state = tmp_path / "state"
@@ -129,12 +116,14 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
     pods.mkdir()
     online = tree.add_pod(web())
     workers = [
-        tree.spawn(online, "app", WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        tree.spawn(
+            online, "app", SURGE_WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     batch = tree.add_pod(hog("a"))
     for _ in range(2):
-        tree.spawn(batch, "loop", BUSY)
+        tree.spawn(batch, "loop", BUSY_LOOP)
     for p in (online, batch):
         tree.write_manifest(p, pods)
     original = {k: besteffort(tree, k) for k in ("cpu.idle", "cpuset.cpus")}
@@ -143,6 +132,7 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
     # to one when online needs more than half a core.
     config = {
         "qos": {
+            "cpu": {"mechanism": "cpuset"},
             "margin": {"min_fraction": 0, "max_fraction": 0, "initial_fraction": 0},
             "reclaim": {"cpu_max_fraction": 1.0},
         },

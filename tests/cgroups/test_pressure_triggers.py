@@ -4,7 +4,6 @@ dropped when their cgroup goes."""
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Iterator
 
@@ -12,7 +11,7 @@ import pytest
 
 from agent.config import FastPathSettings
 from agent.fastpath import FastPath
-from agent.kubelet_tree import KubeletTree
+from agent.kubelet_tree import BUSY_LOOP, KubeletTree
 from agent.sampler import Sampler
 from isolation.detect import Hierarchy, Mode
 from isolation.layout import Driver
@@ -20,8 +19,6 @@ from isolation.pressure import PressureTriggers
 from qos.pod import Container, Pod
 
 pytestmark = pytest.mark.cgroup_v1
-
-BUSY = [sys.executable, "-c", "while True: pass"]
 
 
 @pytest.fixture
@@ -41,7 +38,7 @@ def test_a_two_second_trigger_fires_when_the_pod_stalls(tree: KubeletTree) -> No
         assert triggers.armed == 1 and triggers.refused is None
         assert triggers.wait(0.05) == []  # an idle pod does not stall
         for _ in range(3):  # three loops on two CPUs: someone always waits
-            tree.spawn(pod, "c", BUSY)
+            tree.spawn(pod, "c", BUSY_LOOP)
         start = time.monotonic()
         fired: list[str] = []
         while not fired and time.monotonic() - start < 8:
