@@ -34,6 +34,7 @@ __all__ = [
     "FastPathSettings",
     "Settings",
     "load",
+    "node_name_from",
     "parse_address",
     "read_mapping",
     "validated",
@@ -115,7 +116,8 @@ class AgentSettings(_Section):
     """The daemon's own settings: where it runs, how often, and where it reports."""
 
     node_name: str = Field(
-        "", description="This node's name (default: $NODE_NAME, else the host name)."
+        "",
+        description="This node's name (default: $NODE_NAME; with pods_dir, else the host name).",
     )
     tick_s: float = Field(1.0, gt=0, description="Seconds between two full ticks.")
     fast_path: FastPathSettings = Field(default_factory=FastPathSettings)
@@ -123,7 +125,13 @@ class AgentSettings(_Section):
         None, description="HOST:PORT to serve Prometheus metrics on; none when unset."
     )
     pods_dir: Path | None = Field(
-        None, description="Directory of Pod manifests (static pods) used as the pod source."
+        None,
+        description="Directory of Pod manifests (static pods) used as the pod source; unset: "
+        "the pods the Kubernetes API binds to this node.",
+    )
+    kubeconfig: Path | None = Field(
+        None,
+        description="Kubernetes credentials (unset: in-cluster, else the default kubeconfig).",
     )
     state_dir: Path = Field(
         DEFAULT_STATE_DIR,
@@ -237,10 +245,24 @@ def load(
     where = f"load config {config_file}" if config_file else "load settings"
     settings = validated(Settings, data, where)
     if not settings.agent.node_name:
-        name = environ.get(NODE_NAME_ENV, "").strip() or socket.gethostname()
+        if settings.agent.pods_dir is not None:  # a bare host: its own name will do
+            name = environ.get(NODE_NAME_ENV, "").strip() or socket.gethostname()
+        else:
+            name = node_name_from(None, environ)
         agent = settings.agent.model_copy(update={"node_name": name})
         settings = settings.model_copy(update={"agent": agent})
     return settings
+
+
+def node_name_from(flag: str | None, environ: Mapping[str, str]) -> str:
+    """`--node-name`, else the NODE_NAME variable the DaemonSet sets from the downward API."""
+    name = (flag or environ.get(NODE_NAME_ENV, "")).strip()
+    if not name:
+        raise ConfigError(
+            f"find the node name: pass --node-name or set {NODE_NAME_ENV} "
+            "(the DaemonSet sets it from spec.nodeName)"
+        )
+    return name
 
 
 def _drop_none(tree: Mapping[str, Any]) -> dict[str, Any]:

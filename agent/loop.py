@@ -16,9 +16,10 @@ after `pods_stale_after_s` the readings are withheld, so the brain degrades ever
 0 and batch is held back. Stale readings degrade the same way inside the brain. Nothing the
 loop writes throttles online (see `agent.enforce`).
 
-The Kubernetes side plugs in through small seams: any `PodSource`, a `publish(plan)` for the
-node's extended resources, an `evict(eviction, pod)` for the Eviction API, and a `Notifier`
-for systemd (sd_notify READY/WATCHDOG/STOPPING); each is optional.
+The Kubernetes side plugs in through small seams (`agent.cluster` provides them): any
+`PodSource`, a `publish(plan)` for the node's extended resources, an `evict(eviction, pod)`
+for the Eviction API and a `qos()` giving the brain's settings from the policies in force;
+a `Notifier` for systemd (sd_notify READY/WATCHDOG/STOPPING). Each is optional.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from agent.enforce import Enforcer
 from agent.errors import StatusError
 from agent.fastpath import FastPath, Surge
 from agent.metrics import AgentMetrics
+from agent.pod_source import PodSnapshot, PodSource
 from agent.sampler import Readings, Sampler
 from agent.status import (
     ApplyStatus,
@@ -56,11 +58,12 @@ from qos.decide import BrainState, decide
 from qos.plan import CpusetCap, Eviction, Plan, QuotaCap
 from qos.pod import Pod
 from qos.samples import CpuReading, PressureReading, Snapshot
+from qos.settings import QosSettings
 from qos.state import NodeCapacity, NodeState
 from qos.tiers import Tier
 from qos.units import Unit, format_amount
 
-__all__ = ["Degraded", "Loop", "Notifier", "PodSource", "PodView", "TickResult"]
+__all__ = ["Degraded", "Loop", "Notifier", "TickResult"]
 
 log = logging.getLogger(__name__)
 
@@ -68,17 +71,6 @@ log = logging.getLogger(__name__)
 # single tick (--once) has CPU rates.
 PRIME_S = 0.25
 MAX_PROBLEM_LINES = 10
-
-
-class PodView(Protocol):
-    pods: tuple[Pod, ...]
-    synced: bool
-    fresh: bool
-    problems: tuple[str, ...]
-
-
-class PodSource(Protocol):
-    def snapshot(self) -> PodView: ...
 
 
 class Notifier(Protocol):
@@ -158,6 +150,7 @@ class Loop:
         publish: Publisher | None = None,
         evict: Evict | None = None,
         notifier: Notifier | None = None,
+        qos: Callable[[], QosSettings] | None = None,
         on_tick: Callable[[TickResult], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -173,6 +166,9 @@ class Loop:
         self.evict = evict
         self.notifier = notifier
         self.on_tick = on_tick
+        # The brain's settings: from the policies in force (read each tick) or fixed.
+        self._qos_source = qos
+        self.qos = settings.qos
         self.clock = clock
         self.wall = wall
         self.dry_run = settings.agent.dry_run or executor is None
@@ -195,11 +191,11 @@ class Loop:
 
     # --- one tick ------------------------------------------------------------------------
 
-    def _node(self, view: PodView) -> NodeState:
+    def _node(self, view: PodSnapshot) -> NodeState:
         a = self.settings.agent
-        return NodeState.build(a.node_name, self.capacity, view.pods, self.settings.qos.tiers)
+        return NodeState.build(a.node_name, self.capacity, view.pods, self.qos.tiers)
 
-    def _source_problems(self, view: PodView, now: float) -> tuple[list[Degraded], bool]:
+    def _source_problems(self, view: PodSnapshot, now: float) -> tuple[list[Degraded], bool]:
         """Degraded reasons from the pod source, and whether to withhold the readings."""
         if view.fresh:
             self._source_lost_at = None
@@ -227,6 +223,8 @@ class Loop:
                 self.metrics.tick("unsynced")
             log.info("waiting for the pod source to sync: %s", "; ".join(view.problems) or "-")
             return None
+        if self._qos_source is not None:
+            self.qos = self._qos_source()
         node = self._node(view)
         topo = locate(node, self.cgroups, self.layout)
         readings = self.sampler.sample(topo)
@@ -242,7 +240,7 @@ class Loop:
                 throttling=readings.throttling,
                 batch_demand=readings.batch_demand,
             )
-        plan, self.brain = decide(snapshot, self.brain, self.settings.qos, now)
+        plan, self.brain = decide(snapshot, self.brain, self.qos, now)
         self._snapshot = snapshot
         writes = self.enforcer.writes(plan, topo)
         report = None if self.dry_run else self._apply(writes)
@@ -309,7 +307,7 @@ class Loop:
         )
         if r.stall_fraction is not None:
             fresh = fresh._replace(cpu_pressure=PressureReading(r.at, r.stall_fraction * 100))
-        plan, _ = decide(fresh, self.brain, self.settings.qos, r.at)
+        plan, _ = decide(fresh, self.brain, self.qos, r.at)
         cap = plan.batch_tier.cpu_cap
         if not tighter(cap, self._cap, self.settings.agent.fast_path.min_quota_drop):
             return

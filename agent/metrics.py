@@ -1,4 +1,4 @@
-"""Every metric of the node agent, declared in one place on an injected `CollectorRegistry`.
+"""Every metric of colocd, declared in one place on an injected `CollectorRegistry`.
 
 Names are `colocd_<subsystem>_<name>_<unit>` in base units (seconds, bytes, cores); labels
 take values from small fixed sets only: `tier` (system/dedicated/online/batch), `resource`
@@ -15,6 +15,20 @@ results), `reason` (a class, never free text), `trigger` (usage/pressure), `mode
     fastpath   clamps_total{trigger}, reaction_seconds, evaluations_total, mode{mode}
     tier       pods{tier}
     eviction   decisions_total{mode}
+
+`KubeMetrics` holds the Kubernetes side's (informers, node status writes, Eviction API
+requests, Events, ColocationPolicies); `AgentMetrics` builds one on the same registry, and
+`colocd policy controller` uses it alone. Build one per registry and hand it down.
+
+    informer   objects{resource}, synced{resource}, connected{resource},
+               lists_total{resource,reason}, events_total{resource,type},
+               errors_total{resource,error}, parse_errors_total{resource}
+    node       status_writes_total{reason,result}, status_skips_total{reason},
+               published_batch_cpu_cores, published_batch_memory_bytes, published_batch_gpus
+    eviction   requests_total{result}
+    events     recorded_total{type,result}
+    policy     objects{state}, rejected_total, effective_fallback, ties,
+               status_writes_total{result}
 """
 
 from __future__ import annotations
@@ -31,7 +45,7 @@ from qos.budget import Resource
 from qos.plan import Plan
 from qos.tiers import Tier
 
-__all__ = ["DEGRADED_REASONS", "AgentMetrics", "serve"]
+__all__ = ["DEGRADED_REASONS", "AgentMetrics", "KubeMetrics", "serve"]
 
 NAMESPACE = "colocd"
 # Why the loop runs degraded (the label values of colocd_loop_degraded).
@@ -141,6 +155,7 @@ class AgentMetrics:
         self.evictions = counter(
             "eviction", "decisions", "Evictions decided by the brain.", ("mode",)
         )
+        self.kube = KubeMetrics(registry)
         self._prime()
 
     def _prime(self) -> None:
@@ -209,6 +224,116 @@ class AgentMetrics:
     def clamp(self, trigger: str, reaction_s: float) -> None:
         self.clamps.labels(trigger).inc()
         self.reaction.observe(reaction_s)
+
+
+class KubeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(subsystem: str, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(
+                name, doc, labels, namespace=NAMESPACE, subsystem=subsystem, registry=registry
+            )
+
+        def gauge(subsystem: str, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(
+                name, doc, labels, namespace=NAMESPACE, subsystem=subsystem, registry=registry
+            )
+
+        # Informers (pods of this node, this node, ColocationPolicies).
+        self.informer_objects = gauge(
+            "informer", "objects", "Objects in the informer's cache.", ("resource",)
+        )
+        self.informer_synced = gauge(
+            "informer", "synced", "1 once the informer has listed everything.", ("resource",)
+        )
+        self.informer_connected = gauge(
+            "informer",
+            "connected",
+            "1 while list/watch works; 0 while the cache is served without the API server.",
+            ("resource",),
+        )
+        self.informer_lists = counter(
+            "informer",
+            "lists",
+            "Full listings, by reason (initial, expired on 410 Gone, reconnect).",
+            ("resource", "reason"),
+        )
+        self.informer_events = counter(
+            "informer", "events", "Watch events applied to the cache.", ("resource", "type")
+        )
+        self.informer_errors = counter(
+            "informer", "errors", "List/watch failures, by error class.", ("resource", "error")
+        )
+        self.informer_parse_errors = counter(
+            "informer",
+            "parse_errors",
+            "Objects the informer could not parse (left out of the cache).",
+            ("resource",),
+        )
+
+        # Node extended resources (colocd.io/batch-*).
+        self.node_status_writes = counter(
+            "node",
+            "status_writes",
+            "Node status patches of the batch resources, by trigger and result.",
+            ("reason", "result"),
+        )
+        self.node_status_skips = counter(
+            "node",
+            "status_skips",
+            "Publish calls that wrote nothing, by reason.",
+            ("reason",),
+        )
+        self.node_batch_cpu = gauge(
+            "node", "published_batch_cpu_cores", "colocd.io/batch-cpu last written, in cores."
+        )
+        self.node_batch_memory = gauge(
+            "node", "published_batch_memory_bytes", "colocd.io/batch-memory last written."
+        )
+        self.node_batch_gpu = gauge(
+            "node", "published_batch_gpus", "colocd.io/batch-gpu last written, in whole GPUs."
+        )
+
+        # Evictions through the Eviction API, and the Events colocd writes.
+        self.evictions = counter(
+            "eviction",
+            "requests",
+            "Eviction decisions carried out, by result (evicted, dry_run, blocked, backoff, "
+            "gone, failed).",
+            ("result",),
+        )
+        self.events = counter(
+            "events",
+            "recorded",
+            "Kubernetes Events, by type and result (sent, suppressed as a repeat, failed).",
+            ("type", "result"),
+        )
+
+        # ColocationPolicies.
+        self.policy_objects = gauge(
+            "policy", "objects", "ColocationPolicy objects seen, by validity.", ("state",)
+        )
+        self.policy_rejected = counter(
+            "policy",
+            "rejected",
+            "Policy versions rejected as invalid (the last good version stays in force).",
+        )
+        self.policy_fallback = gauge(
+            "policy",
+            "effective_fallback",
+            "1 while this node runs on its last good effective policy because the newest "
+            "resolution is invalid.",
+        )
+        self.policy_ties = gauge(
+            "policy",
+            "ties",
+            "Fields set differently by policies of equal rank, decided by name order.",
+        )
+        self.policy_status_writes = counter(
+            "policy",
+            "status_writes",
+            "ColocationPolicy status patches, by result.",
+            ("result",),
+        )
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:

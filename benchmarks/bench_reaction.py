@@ -2,28 +2,31 @@
 hurts online least on this kernel (not a test).
 
 Part 1, reaction. A kubelet-like tree on this host (agent.kubelet_tree): an online pod with
-two idle workers and a batch pod with two CPU hogs. The real agent runs beside it
-(`colocd run` in a subprocess, tick 1 s, fast path on). Each round the workers spin at once
-(the surge) and the benchmark polls the besteffort cpuset until batch is confined: the
-reaction is the time from the surge to that file changing. Between surges the agent is
-left to release batch again (a 2-s predictor window, so rounds stay short). The agent's
-settings for this run: margin fixed at 0, planned CPU up to 100 % of a node capacity of
-2.5 CPUs, so batch holds both CPUs while online idles and one CPU when online needs more
-than half a core; the node is the tree's root cgroup, so other work on this shared machine
-does not move the budget. The agent runs in its own cpu cgroup weighted like a node daemon
-with reserved CPU (`--agent-shares`, 0 to leave it beside the benchmark), as colocd would in
-a system slice. Target: p95 <= 250 ms (Koordinator's 1-s loop and Katalyst's 5-s loop
-beaten by 4-20x).
+two idle workers and a batch pod with two CPU hogs. The real agent runs beside it (`colocd
+run` in a subprocess, tick 1 s, fast path on, the brain's CPU cap unless `--mechanism` says
+otherwise). Each round the workers spin at once (the surge) and the benchmark polls
+besteffort's cpuset (or quota) until batch is held back. The reaction is the time from the
+moment the workers began to spin (they report it) to the moment the agent applied the clamp
+(its own record, in its status file; the benchmark's polling, which waits for CPU on this
+shared machine too, is reported beside it). Between surges the agent is left to release
+batch again (a 2-s predictor window, so rounds stay short). The agent's settings for this
+run: margin fixed at 0, planned CPU up to 100 % of a node capacity of 2.5 CPUs, so batch
+holds both CPUs (a 2.5-core quota) while online idles and one CPU (under 2 cores of quota)
+when online needs more than half a core; the node is the tree's root cgroup, so other work
+on this shared machine does not move the budget. The agent runs in its own cpu cgroup
+weighted like a node daemon with reserved CPU (`--agent-shares`, 0 to leave it beside the
+benchmark), as colocd would in a system slice. Target: p95 <= 250 ms (Koordinator's 1-s
+loop and Katalyst's 5-s loop beaten by 4-20x).
 
 Part 2, mechanism. An online probe that wakes every 2 ms and works ~1.1 ms (about 0.55 of a
 core) runs next to two batch hogs in besteffort, under four setups, interleaved over
 several rounds: kubelet's default (besteffort cpu.shares 2), cpu.idle alone, cpu.idle with
-batch confined to one CPU by cpuset (colocd's default), and cpu.idle with a CFS quota of one
-CPU on besteffort (the same capacity by quota). Reported: the probe's wake-up lateness (p50,
-p99, p99.9) and the CPU batch got. This machine is shared: a run during which other work
-took more than `--max-outside-cores` of CPU (root usage minus the tree's) is repeated after
-a pause, and only undisturbed runs count when every setup has one. The verdict says whether
-the data supports the brain's default mechanism (qos.settings.CpuSuppressSettings.mechanism).
+batch confined to one CPU by cpuset, and cpu.idle with a CFS quota of one CPU on besteffort
+(the same capacity by quota). Reported: the probe's wake-up lateness (p50, p99, p99.9) and
+the CPU batch got. This machine is shared: a run during which other work took more than
+`--max-outside-cores` of CPU (root usage minus the tree's) is repeated after a pause, and
+only undisturbed runs count when every setup has one. The verdict says whether the data
+supports the brain's default mechanism (qos.settings.CpuSuppressSettings.mechanism).
 
 Prints the figures and writes benchmarks/results/reaction.json. Needs root and cgroup v1.
 """
@@ -101,6 +104,27 @@ def cpus_of(tree: KubeletTree) -> frozenset[int]:
     return tree.cgroups.read("cpuset.cpus", besteffort(tree)).value
 
 
+def quota_of(tree: KubeletTree) -> float:
+    """Cores the besteffort quota allows (inf: no quota)."""
+    cores = tree.cgroups.read("cpu.max", besteffort(tree)).value.cores
+    return float("inf") if cores is None else cores
+
+
+class Cap(NamedTuple):
+    """How the benchmark tells batch released (idle online) from clamped (surge)."""
+
+    released: Callable[[KubeletTree], bool]
+    clamped: Callable[[KubeletTree], bool]
+
+
+CAPS = {
+    # Node capacity 2.5 CPUs: 2 whole CPUs (a quota of about 2.5 cores) while online idles,
+    # one CPU (under 2 cores of quota) once online uses more than half a core.
+    "cpuset": Cap(lambda t: cpus_of(t) == frozenset({0, 1}), lambda t: len(cpus_of(t)) == 1),
+    "quota": Cap(lambda t: quota_of(t) >= 2.0, lambda t: quota_of(t) < 2.0),
+}
+
+
 def wait_for(check: Callable[[], Any], timeout: float, step: float) -> Any:
     """The first truthy value `check` returns within `timeout`, else None."""
     deadline = time.monotonic() + timeout
@@ -147,7 +171,8 @@ def agent_cgroup(tree: KubeletTree, shares: int) -> Iterator[Path | None]:
                 time.sleep(0.05)
 
 
-def reaction(surges: int, surge_s: float, agent_shares: int) -> dict[str, Any]:
+def reaction(surges: int, surge_s: float, agent_shares: int, mechanism: str) -> dict[str, Any]:
+    cap = CAPS[mechanism]
     with (
         KubeletTree(Driver.CGROUPFS) as tree,
         tempfile.TemporaryDirectory() as tmp,
@@ -175,7 +200,8 @@ def reaction(surges: int, surge_s: float, agent_shares: int) -> dict[str, Any]:
             tree.spawn(batch, "loop", BUSY_LOOP)
         for p in (online, batch):
             tree.write_manifest(p, pods)
-        config = {**AGENT_CONFIG, "agent": {"node_cgroup": tree.root}}
+        qos = {**AGENT_CONFIG["qos"], "cpu": {"mechanism": mechanism}}
+        config = {"qos": qos, "agent": {"node_cgroup": tree.root}}
         (work / "colocd.json").write_text(json.dumps(config))
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
@@ -192,14 +218,13 @@ def reaction(surges: int, surge_s: float, agent_shares: int) -> dict[str, Any]:
                     f.write("0")
 
         agent = subprocess.Popen(argv, preexec_fn=enter)  # noqa: PLW1509
-        both = frozenset({0, 1})
         rows: list[dict[str, Any]] = []
         skipped = 0
         try:
-            if not wait_for(lambda: cpus_of(tree) == both and _up(port), 20, 0.05):
-                raise SystemExit("bench_reaction: the agent never gave batch both CPUs")
+            if not wait_for(lambda: cap.released(tree) and _up(port), 20, 0.05):
+                raise SystemExit("bench_reaction: the agent never released batch")
             for i in range(surges):
-                if not wait_for(lambda: cpus_of(tree) == both, 15, 0.01):
+                if not wait_for(lambda: cap.released(tree), 15, 0.01):
                     skipped += 1
                     continue
                 time.sleep(0.3)
@@ -209,7 +234,7 @@ def reaction(surges: int, surge_s: float, agent_shares: int) -> dict[str, Any]:
                     assert w.stdin is not None
                     w.stdin.write(f"{surge_s}\n")
                     w.stdin.flush()
-                clamped = wait_for(lambda: len(cpus_of(tree)) == 1, 5, 0.002)
+                clamped = wait_for(lambda: cap.clamped(tree), 5, 0.002)
                 seen = time.time()
                 onset = min(float(line.split()[1]) for line in map(_line, workers))
                 if not clamped:
@@ -247,6 +272,7 @@ def reaction(surges: int, surge_s: float, agent_shares: int) -> dict[str, Any]:
         "observed_p50_ms": round(percentile(seen_ms, 0.5), 1) if ms else None,
         "observed_p95_ms": round(percentile(seen_ms, 0.95), 1) if ms else None,
         "all_ms": [round(x, 1) for x in ms],
+        "mechanism": mechanism,
         "surge_seconds": surge_s,
         "agent_cpu_shares": agent_shares or None,
         "tick_seconds": 1.0,
@@ -442,6 +468,12 @@ def main() -> None:
         help="a mechanism run during which other work took more CPU than this is repeated",
     )
     parser.add_argument("--tries", type=int, default=4, help="tries per mechanism run")
+    parser.add_argument(
+        "--mechanism",
+        choices=sorted(CAPS),
+        default=QosSettings().cpu.mechanism.value,
+        help="the CPU cap the agent uses in the reaction part (default: the brain's)",
+    )
     parser.add_argument("--skip-reaction", action="store_true")
     parser.add_argument("--skip-mechanisms", action="store_true")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -457,8 +489,8 @@ def main() -> None:
     }
     results["host"]["cpu_pressure_avg60_at_start"] = host_pressure()
     if not args.skip_reaction:
-        print(f"reaction: {args.surges} online surges next to 2 batch hogs")
-        r = reaction(args.surges, args.surge_seconds, args.agent_shares)
+        print(f"reaction: {args.surges} online surges next to 2 batch hogs ({args.mechanism})")
+        r = reaction(args.surges, args.surge_seconds, args.agent_shares, args.mechanism)
         r["target_p95_ms"] = TARGET_P95_MS
         meets = r["p95_ms"] is not None and r["p95_ms"] <= TARGET_P95_MS
         r["verdict"] = "meets" if meets else "misses"

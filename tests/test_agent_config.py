@@ -22,8 +22,14 @@ def test_defaults_need_no_file_and_take_the_node_name_from_the_environment() -> 
     assert s.qos.cpu.mechanism is CpuMechanism.CPUSET
 
 
-def test_without_node_name_the_host_name_is_used() -> None:
-    assert load(None, {}, {}).agent.node_name == socket.gethostname()
+def test_a_bare_host_without_node_name_uses_the_host_name(tmp_path: Path) -> None:
+    s = load(None, {"agent": {"pods_dir": str(tmp_path)}}, {})
+    assert s.agent.node_name == socket.gethostname()
+
+
+def test_on_kubernetes_the_node_name_is_required() -> None:
+    with pytest.raises(ConfigError, match="pass --node-name or set NODE_NAME"):
+        load(None, {}, {})
 
 
 def test_flags_win_over_the_file_and_unset_flags_change_nothing(tmp_path: Path) -> None:
@@ -40,10 +46,11 @@ def test_flags_win_over_the_file_and_unset_flags_change_nothing(tmp_path: Path) 
 
 
 def test_the_state_dir_holds_the_journal_unless_isolation_names_its_own(tmp_path: Path) -> None:
-    s = load(None, {"agent": {"state_dir": str(tmp_path)}}, {})
+    s = load(None, {"agent": {"state_dir": str(tmp_path)}}, {"NODE_NAME": "n"})
     assert s.isolation.state_dir == tmp_path == s.agent.state_dir
     other = tmp_path / "journal"
-    s = load(None, {"agent": {"state_dir": str(tmp_path)}, "isolation": {"state_dir": other}}, {})
+    flags = {"agent": {"state_dir": str(tmp_path)}, "isolation": {"state_dir": other}}
+    s = load(None, flags, {"NODE_NAME": "n"})
     assert s.isolation.state_dir == other
 
 
@@ -65,14 +72,14 @@ def test_bad_settings_fail_with_one_line_naming_the_field(
     path = tmp_path / "bad.yaml"
     path.write_text(content)
     with pytest.raises(ConfigError) as err:
-        load(str(path), {}, {})
+        load(str(path), {}, {"NODE_NAME": "n"})
     text = str(err.value)
     assert message in text and str(path) in text and "\n" not in text
 
 
 def test_a_missing_config_file_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"load config .*: No such file"):
-        load(str(tmp_path / "absent.yaml"), {}, {})
+        load(str(tmp_path / "absent.yaml"), {}, {"NODE_NAME": "n"})
 
 
 def test_settings_are_frozen() -> None:
@@ -102,4 +109,4 @@ def test_bad_metrics_addresses(text: str) -> None:
 def test_a_json_config_file_works_too(tmp_path: Path) -> None:
     path = tmp_path / "c.json"
     path.write_text(json.dumps({"agent": {"fast_path": {"interval_s": 0.02}}}))
-    assert load(str(path), {}, {}).agent.fast_path.interval_s == 0.02
+    assert load(str(path), {}, {"NODE_NAME": "n"}).agent.fast_path.interval_s == 0.02

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
 import signal
 import sys
 import threading
@@ -14,18 +15,21 @@ import psutil
 from prometheus_client import CollectorRegistry
 
 from agent import config
+from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
 from agent.errors import ConfigError
+from agent.kube import KubeClient
 from agent.loop import Loop, TickResult
 from agent.metrics import AgentMetrics, serve
 from agent.output import render_table
+from agent.pod_source import DirPodSource, PodSource
 from agent.quantity import parse_quantity
-from agent.static_pods import StaticPods
 from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy, detect_layout
 from isolation.errors import CgroupGoneError, IsolationError, UnsupportedKnobError, WriteError
 from isolation.executor import Executor, Write
 from isolation.knobs import CpuMax, format_cpuset
+from qos.settings import QosSettings
 from qos.state import NodeCapacity
 
 HELP = "run the node agent (tick loop, enforcement, metrics, status)"
@@ -56,6 +60,8 @@ examples:
   colocd run --pods pods/ --once --dry-run
   colocd run --config /etc/colocd/config.yaml --state-dir /var/lib/colocd --revert-on-exit"""
 
+log = logging.getLogger(__name__)
+
 WRITE_COLUMNS = (("KNOB", "knob"), ("CGROUP", "cgroup"), ("NOW", "now"), ("WANT", "want"))
 
 
@@ -68,7 +74,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", metavar="FILE", help="YAML/JSON settings (qos, isolation, agent)")
-    p.add_argument("--pods", metavar="DIR", help="directory of Pod manifests (the pod source)")
+    p.add_argument(
+        "--pods",
+        metavar="DIR",
+        help="directory of Pod manifests as the pod source (default: the Kubernetes API)",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="credentials for the API (default: in-cluster, else ~/.kube/config)",
+    )
     add_cgroup_flags(p, default=None)
     p.add_argument(
         "--kubelet-cgroup-root",
@@ -128,6 +143,7 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
             "tick_s": args.tick,
             "metrics_addr": args.metrics_addr,
             "pods_dir": args.pods,
+            "kubeconfig": args.kubeconfig,
             "state_dir": args.state_dir,
             "dry_run": args.dry_run or None,
             "fast_path": {"enabled": args.fast_path},
@@ -215,9 +231,7 @@ def _signals(stop: threading.Event) -> Iterator[None]:
 def run(args: argparse.Namespace) -> int:
     settings = config.load(args.config, overrides(args))
     agent = settings.agent
-    if agent.pods_dir is None:
-        raise ConfigError("choose a pod source: --pods DIR (a directory of Pod manifests)")
-    if not agent.pods_dir.is_dir():
+    if agent.pods_dir is not None and not agent.pods_dir.is_dir():
         raise ConfigError(f"read pods {agent.pods_dir}: not a directory")
     iso = settings.isolation
     try:
@@ -229,31 +243,50 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(str(err)) from err
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
-    server = None
-    if agent.metrics_addr is not None:
-        host, port = config.parse_address(agent.metrics_addr)
+    with contextlib.ExitStack() as stack:
+        if agent.metrics_addr is not None:
+            host, port = config.parse_address(agent.metrics_addr)
+            try:
+                stack.callback(serve(registry, host, port).shutdown)
+            except OSError as err:
+                raise ConfigError(f"serve metrics on {agent.metrics_addr}: {err.strerror}") from err
+        seams: dict[str, Any] = {}
+        if agent.pods_dir is not None:
+            source: PodSource = DirPodSource(agent.pods_dir)
+        else:
+            client = KubeClient.connect(None if agent.kubeconfig is None else str(agent.kubeconfig))
+            stack.callback(client.close)
+            cluster = Cluster(client, agent.node_name, metrics.kube)
+            cluster.start()
+            stack.callback(cluster.stop)
+            source = cluster.pods
+            seams = {
+                "publish": cluster.publish,
+                "evict": cluster.evict,
+                "qos": cluster.qos_settings,
+            }
+            if settings.qos != QosSettings():
+                log.warning(
+                    "the qos section of the settings applies with --pods only; on "
+                    "Kubernetes the ColocationPolicies in force set the brain's settings"
+                )
+        loop = Loop(
+            settings,
+            source=source,
+            cgroups=cgroups,
+            layout=layout,
+            capacity=host_capacity(agent),
+            executor=executor,
+            metrics=metrics,
+            on_tick=(lambda r: print_dry_run(cgroups, r)) if agent.dry_run else None,
+            **seams,
+        )
+        stop = threading.Event()
         try:
-            server = serve(registry, host, port)
-        except OSError as err:
-            raise ConfigError(f"serve metrics on {agent.metrics_addr}: {err.strerror}") from err
-    loop = Loop(
-        settings,
-        source=StaticPods(agent.pods_dir),
-        cgroups=cgroups,
-        layout=layout,
-        capacity=host_capacity(agent),
-        executor=executor,
-        metrics=metrics,
-        on_tick=(lambda r: print_dry_run(cgroups, r)) if agent.dry_run else None,
-    )
-    stop = threading.Event()
-    try:
-        with _signals(stop):
-            result = loop.run(stop, once=args.once)
-    finally:
-        reverted = loop.close()
-        if server is not None:
-            server.shutdown()
+            with _signals(stop):
+                result = loop.run(stop, once=args.once)
+        finally:
+            reverted = loop.close()
     if reverted is not None and reverted.failed:
         for r in reverted.failed:
             print(f"colocd: error: revert: {r.reason}", file=sys.stderr)

@@ -21,7 +21,7 @@ import pytest
 from agent.config import AgentSettings, FastPathSettings, Settings
 from agent.kubelet_tree import BUSY_LOOP, KubeletTree
 from agent.loop import Loop
-from agent.static_pods import StaticPods
+from agent.pod_source import DirPodSource
 from agent.status import read_status
 from agent.topology import locate
 from isolation.cgroups import Cgroups
@@ -101,7 +101,7 @@ class Node:
         cgroups = Cgroups(self.tree.hierarchy)
         return Loop(
             settings,
-            source=StaticPods(self.pods_dir),
+            source=DirPodSource(self.pods_dir),
             cgroups=cgroups,
             layout=self.tree.layout,
             capacity=NodeCapacity(2000, 4 * GIB),
