@@ -8,6 +8,7 @@ AgentError
  ├── SourceError        a pod or policy source failed (API server away, bad directory)
  ├── WorkloadError      a demo/benchmark workload could not start or reported garbage
  ├── NotifyError        a message to systemd's $NOTIFY_SOCKET could not be sent
+ ├── StatusError        the agent's status file cannot be written or read
  └── KubeError          the Kubernetes API refused or did not answer (only agent.kube raises it)
       ├── APIUnavailable    no usable answer: connection refused/reset, timeout, 5xx; retry later
       ├── APIForbidden      401/403: credentials or RBAC do not allow the call
@@ -64,6 +65,10 @@ class TraceError(AgentError):
         self.source = source
         self.line = line
         self.reason = reason
+
+
+class StatusError(AgentError):
+    pass
 
 
 class KubeError(AgentError):

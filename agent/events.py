@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from agent.errors import KubeError
 from agent.kube import KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from agent.backoff import Backoff
 from agent.errors import APINotFound, KubeError, TooManyRequests
 from agent.events import EventRecorder, EventType, ObjectRef
 from agent.kube import KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 from qos.pod import Pod
 
 log = logging.getLogger(__name__)

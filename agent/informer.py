@@ -24,7 +24,7 @@ from typing import Any, Generic, TypeVar
 from agent.backoff import Backoff
 from agent.errors import APIForbidden, APIGone, APIUnavailable, KubeError
 from agent.kube import KubeClient, Resource, WatchEvent
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 
 log = logging.getLogger(__name__)
 

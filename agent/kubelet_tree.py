@@ -30,11 +30,13 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import errno
+import json
 import logging
 import os
 import secrets
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Sequence
@@ -48,14 +50,28 @@ from isolation.errors import IsolationError
 from isolation.knobs import CpuMax
 from isolation.layout import Driver, KubeletLayout, Runtime, join, normalize_cgroup
 from qos.k8s_qos import QOSClass, pod_qos_class
-from qos.pod import ContainerRuntimeID, Pod
+from qos.pod import Container, ContainerRuntimeID, Pod
 from qos.state import pod_state
 
-__all__ = ["KubeletTree", "own_cgroup"]
+__all__ = ["BUSY_LOOP", "SURGE_WORKER", "KubeletTree", "own_cgroup"]
 
 log = logging.getLogger(__name__)
 
 CFS_PERIOD_US = 100_000
+# Workloads to spawn into a tree's containers: a CPU hog, and a worker that idles until a
+# line `SECONDS` on its stdin makes it spin that long (then it prints `done <unix time it
+# started spinning>`): an online surge on demand.
+BUSY_LOOP = (sys.executable, "-c", "while True: pass")
+SURGE_WORKER = (
+    sys.executable,
+    "-u",
+    "-c",
+    "import sys, time\n"
+    "for line in sys.stdin:\n"
+    "    began, end = time.time(), time.perf_counter() + float(line)\n"
+    "    while time.perf_counter() < end: pass\n"
+    "    print('done', began, flush=True)\n",
+)
 V2_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
 
 
@@ -239,6 +255,45 @@ class KubeletTree:
         self.cgroups.write(
             "cpu.shares", self.layout.qos_cgroup(QOSClass.BURSTABLE), milli_to_shares(milli)
         )
+
+    def manifest(self, pod: Pod) -> dict[str, Any]:
+        """The pod (as `add_pod` returned it) as kubelet would report it: a Pod document
+        with its UID and the containers' IDs in status, for a manifest-directory source."""
+
+        def container(c: Container) -> dict[str, Any]:
+            res = {
+                kind: {k: str(v) for k, v in getattr(c.resources, kind).items()}
+                for kind in ("requests", "limits")
+            }
+            return {"name": c.name, "image": "x", "resources": res}
+
+        spec: dict[str, Any] = {"containers": [container(c) for c in pod.containers]}
+        if pod.priority is not None:
+            spec["priority"] = pod.priority
+        return {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": pod.name,
+                "namespace": pod.namespace,
+                "uid": pod.uid,
+                "labels": dict(pod.labels),
+                "annotations": dict(pod.annotations),
+            },
+            "spec": spec,
+            "status": {
+                "containerStatuses": [
+                    {"name": n, "containerID": f"{cid.runtime}://{cid.id}"}
+                    for n, cid in pod.container_ids.items()
+                ]
+            },
+        }
+
+    def write_manifest(self, pod: Pod, directory: Path) -> Path:
+        """Write `manifest(pod)` as `<namespace>_<name>.json` into `directory`."""
+        path = directory / f"{pod.namespace}_{pod.name}.json"
+        path.write_text(json.dumps(self.manifest(pod)))
+        return path
 
     def remove_pod(self, pod: Pod) -> None:
         """What kubelet does when a pod goes: its processes die and its cgroups are removed."""

@@ -47,7 +47,8 @@ class LoadResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def _files(path: Path) -> list[Path]:
+def manifest_files(path: Path) -> list[Path]:
+    """The manifests `path` names: itself, or the YAML/JSON files below it (not hidden)."""
     if path.is_dir():
         return sorted(
             p
@@ -85,7 +86,7 @@ def read_documents(paths: Iterable[str]) -> Iterator[Document | ManifestError]:
                 yield ManifestError(raw, None, "no such file or directory")
                 continue
             sources = []
-            for f in _files(path):
+            for f in manifest_files(path):
                 try:
                     sources.append((str(f), f.read_text(encoding="utf-8")))
                 except (OSError, UnicodeDecodeError) as err:

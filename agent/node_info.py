@@ -16,7 +16,7 @@ from typing import Any
 from agent.backoff import Backoff
 from agent.informer import Informer, InformerBacked
 from agent.kube import NODES, KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 from agent.quantity import parse_quantity
 from qos.state import NodeCapacity
 

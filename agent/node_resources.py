@@ -26,7 +26,7 @@ from enum import StrEnum
 from agent.backoff import Backoff
 from agent.errors import KubeError
 from agent.kube import KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 from qos.pod import BATCH_CPU, BATCH_GPU, BATCH_MEMORY
 
 log = logging.getLogger(__name__)

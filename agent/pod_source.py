@@ -23,15 +23,12 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.backoff import Backoff
-from agent.errors import ConfigError
 from agent.informer import Informer, InformerBacked
 from agent.kube import PODS, KubeClient
-from agent.kube_metrics import KubeMetrics
-from agent.manifests import MANIFEST_SUFFIXES, load_pods
+from agent.manifests import load_pods, manifest_files
+from agent.metrics import KubeMetrics
 from agent.pod_manifest import parse_pod
 from qos.pod import Pod
-
-NODE_NAME_ENV = "NODE_NAME"
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,17 +56,6 @@ class PodSource(Protocol):
     def wait_synced(self, timeout_s: float) -> bool: ...
 
     def snapshot(self) -> PodSnapshot: ...
-
-
-def node_name_from(flag: str | None, environ: Mapping[str, str]) -> str:
-    """`--node-name`, else the NODE_NAME variable the DaemonSet sets from the downward API."""
-    name = (flag or environ.get(NODE_NAME_ENV, "")).strip()
-    if not name:
-        raise ConfigError(
-            f"find the node name: pass --node-name or set {NODE_NAME_ENV} "
-            "(the DaemonSet sets it from spec.nodeName)"
-        )
-    return name
 
 
 def _sorted(pods: Mapping[str, Pod]) -> tuple[Pod, ...]:
@@ -113,9 +99,7 @@ def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...] | None:
     if not directory.is_dir():
         return None
     try:
-        files = sorted(
-            p for p in directory.rglob("*") if p.is_file() and p.suffix in MANIFEST_SUFFIXES
-        )
+        files = manifest_files(directory)
         return tuple((str(p), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()])
     except OSError:
         return None

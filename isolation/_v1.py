@@ -39,6 +39,10 @@ class Backend:
     def dirs(self, cgroup: str) -> dict[str, Path]:
         return {c: Path(r.dir(cgroup)) for c, r in self._roots.items()}
 
+    def pressure_dir(self, cgroup: str) -> str | None:
+        """Hybrid hosts keep per-cgroup PSI in the cgroup2 mount; pure v1 has none."""
+        return self._unified.dir(cgroup) if self._unified is not None else None
+
     def exists(self, cgroup: str) -> bool:
         return os.path.isdir(self._exists_in.dir(cgroup))
 

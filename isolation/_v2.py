@@ -40,6 +40,9 @@ class Backend:
     def dirs(self, cgroup: str) -> dict[str, Path]:
         return {"unified": Path(self._root.dir(cgroup))}
 
+    def pressure_dir(self, cgroup: str) -> str | None:
+        return self._root.dir(cgroup)
+
     def exists(self, cgroup: str) -> bool:
         return os.path.isdir(self._root.dir(cgroup))
 

@@ -16,6 +16,7 @@ from isolation._fds import FdCache
 from isolation.detect import Hierarchy
 from isolation.errors import CgroupGoneError, UnsupportedKnobError, WriteError
 from isolation.knobs import Binding, Knob, knob
+from isolation.layout import join
 from isolation.readings import POD_TICK, CgroupSample, ReadSet
 
 __all__ = ["Cgroups", "KnobValue"]
@@ -51,6 +52,23 @@ class Cgroups:
 
     def exists(self, cgroup: str) -> bool:
         return self._backend.exists(cgroup)
+
+    def walk(self, controller: str, cgroup: str) -> list[str]:
+        """`cgroup` and every cgroup below it in `controller`'s hierarchy, parents first
+        (empty when `cgroup` does not exist there). On v2 every controller is the one tree."""
+        top = self._backend.dir(controller, cgroup)
+        found = []
+        for dirpath, dirnames, _files in os.walk(top):
+            dirnames.sort()
+            rel = os.path.relpath(dirpath, top)
+            found.append(cgroup if rel == "." else join(cgroup, rel))
+        return found
+
+    def pressure_file(self, cgroup: str, resource: str = "cpu") -> str | None:
+        """The cgroup's `<resource>.pressure` file (PSI), or None where the host keeps no
+        per-cgroup PSI (pure v1). Whether the file exists is not checked."""
+        directory = self._backend.pressure_dir(cgroup)
+        return None if directory is None else f"{directory}/{resource}.pressure"
 
     # --- knobs -------------------------------------------------------------------------------
 

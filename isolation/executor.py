@@ -38,7 +38,7 @@ from isolation.errors import (
     UnsupportedKnobError,
     WriteError,
 )
-from isolation.journal import Journal
+from isolation.journal import Entry, Journal
 from isolation.knobs import ORDER, Knob, Merge, knob
 from isolation.layout import normalize_cgroup
 from isolation.settings import IsolationSettings
@@ -209,16 +209,10 @@ class Executor:
         writes, bad = [], []
         for entry in self.journal:
             try:
-                k = knob(entry.knob)
-                binding = k.binding(self.cgroups.version)
-                if binding is None:
-                    raise ValueError(k.absent_reason(self.cgroups.version))
-                value = binding.parse(entry.texts)
+                writes.append(self._original(entry, Level.NODE))
             except (KnobError, ValueError, IndexError) as err:
                 w = Write(entry.knob, entry.cgroup, None, Level.NODE)
                 bad.append(Result(w, Outcome.FAILED, f"revert {entry.knob}: {err}"))
-                continue
-            writes.append(Write(entry.knob, entry.cgroup, value, Level.NODE))
         self._cache.clear()
         self._journaling = False
         try:
@@ -232,6 +226,24 @@ class Executor:
         ]
         self.journal.forget(done)
         return ApplyReport(report.results + tuple(bad))
+
+    def restore_write(self, cgroup: str, knob_name: str, level: int) -> Write | None:
+        """The write that puts back the journaled original of (cgroup, knob); None when
+        colocd never changed it (or its journal entry cannot be parsed)."""
+        entry = None if self.journal is None else self.journal.get(cgroup, knob_name)
+        if entry is None:
+            return None
+        try:
+            return self._original(entry, level)
+        except (KnobError, ValueError, IndexError):
+            return None
+
+    def _original(self, entry: Entry, level: int) -> Write:
+        k = knob(entry.knob)
+        binding = k.binding(self.cgroups.version)
+        if binding is None:
+            raise ValueError(k.absent_reason(self.cgroups.version))
+        return Write(entry.knob, entry.cgroup, binding.parse(entry.texts), level)
 
     # --- preparation -------------------------------------------------------------------------
 

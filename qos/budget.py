@@ -67,6 +67,9 @@ class Budget:
     capacity: int
     degraded: bool
     reason: str
+    # The formula's terms when the budget was computed from fresh readings (reports show
+    # predicted online demand from them); None for held, degraded and unknown budgets.
+    terms: Terms | None = None
 
     @property
     def extended_name(self) -> str:
@@ -111,7 +114,7 @@ def from_terms(resource: Resource, capacity: int, terms: Terms) -> Budget:
         why += f"; capped at {f(terms.bound)} by {terms.bound_why}"
     if not math.isfinite(raw) or amount != math.floor(raw):
         why += "; clamped to [0, capacity]"
-    return Budget(resource, amount, capacity, False, why)
+    return Budget(resource, amount, capacity, False, why, terms)
 
 
 def unknown(resource: Resource, capacity: int, what: str) -> Budget:

@@ -68,11 +68,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def add_cgroup_flags(p: argparse.ArgumentParser) -> None:
+def add_cgroup_flags(p: argparse.ArgumentParser, default: str | None = "/sys/fs/cgroup") -> None:
     p.add_argument(
         "--cgroup-root",
         metavar="PATH",
-        default="/sys/fs/cgroup",
+        default=default,
         help="where the cgroup hierarchies are mounted (default /sys/fs/cgroup)",
     )
 

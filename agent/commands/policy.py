@@ -20,7 +20,7 @@ from agent.cli_support import Reporter
 from agent.errors import ConfigError, PolicyError
 from agent.events import EventRecorder
 from agent.kube import KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 from agent.output import render_table
 from agent.policy.crd import render_crd
 from agent.policy.load import PolicyLoad, load_policies

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
-
-import yaml
-from pydantic import ValidationError
 
 from agent.cli_support import add_output_flag
-from agent.errors import ConfigError
+from agent.config import read_mapping, validated
 from agent.output import emit
 from agent.trace import read_trace
 from qos.baselines import Crane, Koordinator
@@ -91,25 +87,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def load_settings(path: str | None) -> QosSettings:
     if path is None:
         return DEFAULT_QOS_SETTINGS
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"load policy {path}: {getattr(err, 'strerror', None) or err}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(
-            f"load policy {path}: not YAML or JSON ({err.__class__.__name__})"
-        ) from err
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"load policy {path}: expected a mapping of settings")
-    try:
-        return QosSettings.model_validate(data)
-    except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "settings"
-        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        raise ConfigError(f"load policy {path}: {where}: {first['msg']}{more}") from err
+    return validated(QosSettings, read_mapping(path, "load policy"), f"load policy {path}")
 
 
 def run(args: argparse.Namespace) -> int:

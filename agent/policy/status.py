@@ -30,7 +30,7 @@ from agent.errors import KubeError
 from agent.events import EventRecorder, EventType, ObjectRef
 from agent.informer import Informer
 from agent.kube import NODES, POLICIES, KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 from agent.node_info import NodeInfo, parse_node_labels
 from agent.policy.model import GROUP_VERSION, KIND, ColocationPolicy
 from agent.policy.resolve import applies

@@ -20,7 +20,7 @@ from agent.backoff import Backoff
 from agent.events import EventRecorder, EventType, ObjectRef
 from agent.informer import Informer, InformerBacked
 from agent.kube import POLICIES, KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 from agent.node_info import NodeWatcher
 from agent.policy.tracker import NodePolicy, PolicyDocument, PolicyTracker, parse_document
 

@@ -36,33 +36,6 @@ def pods() -> list[Pod]:
     ]
 
 
-def manifest(pod: Pod) -> dict[str, Any]:
-    def container(c: Container) -> dict[str, Any]:
-        res = {
-            kind: {k: str(v) for k, v in getattr(c.resources, kind).items()}
-            for kind in ("requests", "limits")
-        }
-        return {"name": c.name, "image": "x", "resources": res}
-
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod.name,
-            "namespace": pod.namespace,
-            "uid": pod.uid,
-            "annotations": dict(pod.annotations),
-        },
-        "spec": {"containers": [container(c) for c in pod.containers]},
-        "status": {
-            "containerStatuses": [
-                {"name": n, "containerID": f"{cid.runtime}://{cid.id}"}
-                for n, cid in pod.container_ids.items()
-            ]
-        },
-    }
-
-
 @pytest.mark.cgroup_v2
 def test_every_pod_and_container_is_found(tree: KubeletTree) -> None:
     built = [tree.add_pod(p) for p in pods()]
@@ -104,7 +77,7 @@ def test_discover_command_prints_one_json_object_per_pod(
     built = [tree.add_pod(p) for p in pods()]
     gone = dataclasses.replace(built[0], name="gone", uid="0c7f5a1e-3d2b-4e8a-b6c9-1a2b3c4d5e6f")
     for pod in [*built, gone]:
-        (tmp_path / f"{pod.name}.yaml").write_text(yaml.safe_dump(manifest(pod)))
+        (tmp_path / f"{pod.name}.yaml").write_text(yaml.safe_dump(tree.manifest(pod)))
     argv = ["discover", "--pods", str(tmp_path), "--kubelet-cgroup-root", tree.root, "-o", "json"]
     assert main(argv) == 0
     rows = {r["name"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
@@ -159,7 +132,7 @@ def test_hostile_names_are_refused_and_nothing_outside_the_root_is_touched(
     manifests = tmp_path / "pods"
     manifests.mkdir()
     for bad in (hostile_uid, hostile_cid, hostile_tier):
-        (manifests / f"{bad.name}.yaml").write_text(yaml.safe_dump(manifest(bad)))
+        (manifests / f"{bad.name}.yaml").write_text(yaml.safe_dump(tree.manifest(bad)))
     argv = ["discover", "--pods", str(manifests), "--kubelet-cgroup-root", tree.root]
     assert main(argv) == 1
     err = capsys.readouterr().err.splitlines()

@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from agent.backoff import Backoff
 from agent.kube import KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 
 from .apiserver import ApiServer
 

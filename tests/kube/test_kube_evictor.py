@@ -8,7 +8,7 @@ from prometheus_client import CollectorRegistry
 from agent.events import EventRecorder, EventType, ObjectRef
 from agent.evictor import EvictionRequest, EvictionResult, Evictor
 from agent.kube import KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 
 from .apiserver import ApiServer
 from .conftest import FakeClock

@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from agent.kube import KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 from agent.node_resources import (
     BatchCapacity,
     NodeResourcePublisher,

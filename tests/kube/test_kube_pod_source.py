@@ -12,11 +12,12 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from agent.backoff import Backoff
+from agent.config import node_name_from
 from agent.errors import ConfigError
 from agent.informer import Informer
 from agent.kube import PODS, KubeClient
-from agent.kube_metrics import KubeMetrics
-from agent.pod_source import ApiPodSource, DirPodSource, PodSource, node_name_from
+from agent.metrics import KubeMetrics
+from agent.pod_source import ApiPodSource, DirPodSource, PodSource
 
 from .apiserver import ApiServer, wait_for
 from .objects import pod

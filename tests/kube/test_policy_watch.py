@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from agent.backoff import Backoff
 from agent.events import EventRecorder
 from agent.kube import NODES, POLICIES, KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 from agent.node_info import NodeInfo, NodeWatcher, parse_node_labels
 from agent.policy.status import PolicyStatusController, run_status_controller
 from agent.policy.tracker import PolicyDocument, parse_document

@@ -18,7 +18,7 @@ import yaml
 from agent.events import EventRecorder
 from agent.evictor import EvictionRequest, EvictionResult, Evictor
 from agent.kube import KubeClient
-from agent.kube_metrics import KubeMetrics
+from agent.metrics import KubeMetrics
 from agent.node_info import NodeWatcher
 from agent.node_resources import BatchCapacity, NodeResourcePublisher
 from agent.pod_source import ApiPodSource

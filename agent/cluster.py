@@ -1,0 +1,89 @@
+"""The Kubernetes side of one node agent, built, started and stopped together for the loop.
+
+    cluster = Cluster(client, node_name, metrics.kube); cluster.start()
+    Loop(..., source=cluster.pods, publish=cluster.publish, evict=cluster.evict,
+         qos=cluster.qos_settings)
+    at exit: cluster.stop()
+
+- `pods`: the pods bound to this node (`ApiPodSource`, an informer).
+- `publish(plan)`: the plan's budgets as `colocd.io/batch-*` on the Node
+  (`NodeResourcePublisher`, which writes only on first sight, real change or refresh).
+- `evict(eviction, pod)`: the brain's eviction decisions through the Eviction API
+  (`Evictor`, with an Event on the pod).
+- `qos_settings()`: the brain's settings from the ColocationPolicies in force on this node
+  (built-in defaults < Cluster < NodePool < Node; `PolicyWatcher`). A resolution the brain
+  refuses keeps the last good settings.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from pydantic import ValidationError
+
+from agent.events import EventRecorder
+from agent.evictor import EvictionRequest, Evictor
+from agent.kube import KubeClient
+from agent.metrics import KubeMetrics
+from agent.node_info import NodeWatcher
+from agent.node_resources import BatchCapacity, NodeResourcePublisher
+from agent.pod_source import ApiPodSource
+from agent.policy.resolve import Resolution
+from agent.policy.watcher import PolicyWatcher
+from qos.plan import Eviction, Plan
+from qos.pod import Pod
+from qos.settings import DEFAULT_QOS_SETTINGS, QosSettings
+
+__all__ = ["Cluster"]
+
+log = logging.getLogger(__name__)
+
+
+class Cluster:
+    def __init__(self, client: KubeClient, node_name: str, metrics: KubeMetrics) -> None:
+        self.client = client
+        self.node_name = node_name
+        self.pods = ApiPodSource(client, node_name, metrics)
+        self.node = NodeWatcher(client, node_name, metrics)
+        recorder = EventRecorder(client, host=node_name, metrics=metrics)
+        self.policies = PolicyWatcher(client, self.node, metrics, recorder)
+        self.publisher = NodeResourcePublisher(client, node_name, metrics)
+        self.evictor = Evictor(client, recorder, metrics)
+        self._resolution: Resolution | None = None
+        self._qos = DEFAULT_QOS_SETTINGS
+
+    def start(self) -> None:
+        for watcher in (self.pods, self.node, self.policies):
+            watcher.start()
+
+    def stop(self) -> None:
+        for watcher in (self.policies, self.node, self.pods):
+            watcher.stop()
+
+    def qos_settings(self) -> QosSettings:
+        """The settings of the policy in force (resolved again only when it changes)."""
+        resolution = self.policies.current().resolution
+        if resolution is self._resolution:
+            return self._qos
+        self._resolution = resolution
+        try:
+            self._qos = resolution.qos_settings()
+            self.publisher.settings = resolution.publish_settings()
+        except (ValidationError, ValueError) as err:
+            log.warning("policy for node %s not applied, keeping the last: %s", self.node_name, err)
+        return self._qos
+
+    def publish(self, plan: Plan) -> None:
+        b = plan.budgets
+        self.publisher.publish(
+            BatchCapacity(b.cpu.amount, b.memory.amount, 0 if b.gpu is None else b.gpu.amount)
+        )
+
+    def evict(self, eviction: Eviction, pod: Pod | None) -> None:
+        if pod is not None:
+            request = EvictionRequest.for_pod(pod, eviction.reason)
+        else:
+            namespace, _, name = eviction.pod.partition("/")
+            request = EvictionRequest(namespace, name, eviction.uid, eviction.reason)
+        outcome = self.evictor.evict(request, dry_run=eviction.dry_run)
+        log.warning("eviction of %s: %s (%s)", request.key, outcome.result.value, outcome.message)

@@ -1,0 +1,297 @@
+"""`colocd run`: the node agent. Tick, enforce, report; stop cleanly on SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import psutil
+from prometheus_client import CollectorRegistry
+
+from agent import config
+from agent.cluster import Cluster
+from agent.commands.discover import add_cgroup_flags
+from agent.errors import ConfigError
+from agent.kube import KubeClient
+from agent.loop import Loop, TickResult
+from agent.metrics import AgentMetrics, serve
+from agent.output import render_table
+from agent.pod_source import DirPodSource, PodSource
+from agent.quantity import parse_quantity
+from isolation.cgroups import Cgroups
+from isolation.detect import detect_hierarchy, detect_layout
+from isolation.errors import CgroupGoneError, IsolationError, UnsupportedKnobError, WriteError
+from isolation.executor import Executor, Write
+from isolation.knobs import CpuMax, format_cpuset
+from qos.settings import QosSettings
+from qos.state import NodeCapacity
+
+HELP = "run the node agent (tick loop, enforcement, metrics, status)"
+DESCRIPTION = """\
+Run colocd on this node. Every tick (1 s by default) it reads the pods (--pods DIR, a
+directory of Pod manifests like kubelet's static pods, re-read when it changes), finds
+their cgroups, reads usage and pressure per tier, lets the brain decide the batch budgets
+and settings, applies them to the cgroups (journaling every original value first), and
+reports: one log line per tick (-v), Prometheus metrics (--metrics-addr) and a status file
+in --state-dir that `colocd status` prints. Between ticks a fast path watches the online
+pods and clamps batch at once when online demand surges.
+
+Settings come from --config FILE (YAML or JSON with the sections qos, isolation and
+agent; see agent/config.py for every field) with these flags laid over it. The node's CPU
+and memory are read from the host unless --node-cpu/--node-memory say otherwise.
+
+--dry-run prints the plan and every write it would make (with the value there now) and
+writes nothing at all. --once runs a single tick and exits. SIGTERM or SIGINT stops the
+loop after the current step; with --revert-on-exit every cgroup value colocd changed is
+then written back from the journal (`colocd revert` does the same later).
+
+Exit status: 0 on a clean stop, 1 when the agent cannot start (bad settings, no cgroup
+hierarchy or kubelet tree, unreadable pod directory) or a --once tick could not run,
+2 for bad usage."""
+EPILOG = """\
+examples:
+  colocd run --pods /etc/colocd/pods --metrics-addr 127.0.0.1:9464 -v
+  colocd run --pods pods/ --once --dry-run
+  colocd run --config /etc/colocd/config.yaml --state-dir /var/lib/colocd --revert-on-exit"""
+
+log = logging.getLogger(__name__)
+
+WRITE_COLUMNS = (("KNOB", "knob"), ("CGROUP", "cgroup"), ("NOW", "now"), ("WANT", "want"))
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "run",
+        help=HELP,
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML/JSON settings (qos, isolation, agent)")
+    p.add_argument(
+        "--pods",
+        metavar="DIR",
+        help="directory of Pod manifests as the pod source (default: the Kubernetes API)",
+    )
+    p.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="credentials for the API (default: in-cluster, else ~/.kube/config)",
+    )
+    add_cgroup_flags(p, default=None)
+    p.add_argument(
+        "--kubelet-cgroup-root",
+        metavar="PATH",
+        help="kubelet's --cgroup-root (found by searching the tree when absent)",
+    )
+    p.add_argument("--node-name", metavar="NAME", help="this node (default $NODE_NAME or host)")
+    p.add_argument("--tick", metavar="SECONDS", type=float, help="seconds between ticks (1)")
+    p.add_argument("--once", action="store_true", help="run one tick and exit")
+    p.add_argument(
+        "--dry-run", action="store_true", help="print the plan and writes; write nothing"
+    )
+    p.add_argument("--metrics-addr", metavar="HOST:PORT", help="serve Prometheus metrics here")
+    p.add_argument(
+        "--state-dir", metavar="DIR", help="status file and journal (default /var/lib/colocd)"
+    )
+    p.add_argument(
+        "--revert-on-exit",
+        action="store_true",
+        default=None,
+        help="write every original cgroup value back when stopping",
+    )
+    p.add_argument(
+        "--no-fast-path",
+        dest="fast_path",
+        action="store_false",
+        default=None,
+        help="tick only (no surge watcher between ticks)",
+    )
+    p.add_argument("--node-cpu", metavar="QUANTITY", help="node CPU capacity, e.g. 8 or 7500m")
+    p.add_argument("--node-memory", metavar="QUANTITY", help="node memory capacity, e.g. 16Gi")
+    p.set_defaults(func=run)
+
+
+def _quantity(flag: str, text: str | None, scale: int) -> int | None:
+    if text is None:
+        return None
+    try:
+        value = parse_quantity(text) * scale
+    except ValueError as err:
+        raise ConfigError(f"read {flag}: {err}") from None
+    if value <= 0:
+        raise ConfigError(f"read {flag}: {text!r} must be positive")
+    return int(value)
+
+
+def overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The flags, nested like the config file (unset flags are None and dropped)."""
+    return {
+        "isolation": {
+            "cgroup_root": args.cgroup_root,
+            "kubelet_cgroup_root": args.kubelet_cgroup_root,
+            "revert_on_exit": args.revert_on_exit,
+        },
+        "agent": {
+            "node_name": args.node_name,
+            "tick_s": args.tick,
+            "metrics_addr": args.metrics_addr,
+            "pods_dir": args.pods,
+            "kubeconfig": args.kubeconfig,
+            "state_dir": args.state_dir,
+            "dry_run": args.dry_run or None,
+            "fast_path": {"enabled": args.fast_path},
+            "cpu_milli": _quantity("--node-cpu", args.node_cpu, 1000),
+            "memory_bytes": _quantity("--node-memory", args.node_memory, 1),
+        },
+    }
+
+
+def host_capacity(agent: config.AgentSettings) -> NodeCapacity:
+    cpus = psutil.cpu_count(logical=True) or 1
+    return NodeCapacity(
+        cpu_milli=agent.cpu_milli or cpus * 1000,
+        memory_bytes=agent.memory_bytes or psutil.virtual_memory().total,
+    )
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, frozenset):
+        return format_cpuset(value) or "(empty)"
+    if isinstance(value, CpuMax):
+        return "max" if value.quota_us is None else f"{value.quota_us}/{value.period_us}"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return "max" if value is None else str(value)
+
+
+def _now(cgroups: Cgroups, w: Write) -> str:
+    try:
+        return _shown(cgroups.read(w.knob, w.cgroup).value)
+    except UnsupportedKnobError:
+        return "(unsupported)"
+    except CgroupGoneError:
+        return "(gone)"
+    except (WriteError, IsolationError) as err:
+        return f"({err})"
+
+
+def print_dry_run(cgroups: Cgroups, result: TickResult) -> None:
+    plan = result.plan
+    out = sys.stdout
+    out.write(f"plan (dry run, nothing is written): node {plan.budgets.cpu.capacity}m CPU\n")
+    for b in plan.budgets.all():
+        out.write(f"  {b.reason}\n")
+    out.write(f"  margin {plan.margin.millicores}m: {plan.margin.reason}\n")
+    tier = plan.batch_tier
+    for item in (tier.cpu_idle, tier.cpu_cap, tier.memory):
+        if item is not None:
+            out.write(f"  batch tier: {item.reason}\n")
+    for line in [*result.notes, *(d.text for d in result.degraded)]:
+        out.write(f"  note: {line}\n")
+    for e in plan.evictions:
+        out.write(f"  eviction: {e.reason}\n")
+    rows = [
+        {
+            "knob": w.knob,
+            "cgroup": "/" + w.cgroup,
+            "now": _now(cgroups, w),
+            "want": _shown(w.value),
+        }
+        for w in result.writes
+    ]
+    out.write(f"writes ({len(rows)}):\n")
+    out.write(render_table(rows, WRITE_COLUMNS) + "\n")
+    out.flush()
+
+
+@contextlib.contextmanager
+def _signals(stop: threading.Event) -> Iterator[None]:
+    """SIGTERM and SIGINT stop the loop (after its current step) instead of killing it."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+
+    def handler(signum: int, _frame: object) -> None:
+        stop.set()
+
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = config.load(args.config, overrides(args))
+    agent = settings.agent
+    if agent.pods_dir is not None and not agent.pods_dir.is_dir():
+        raise ConfigError(f"read pods {agent.pods_dir}: not a directory")
+    iso = settings.isolation
+    try:
+        hierarchy = detect_hierarchy(iso.cgroup_root, str(iso.proc_root))
+        layout = detect_layout(hierarchy, iso.kubelet_cgroup_root)
+        cgroups = Cgroups(hierarchy)
+        executor = None if agent.dry_run else Executor.from_settings(cgroups, iso)
+    except IsolationError as err:
+        raise ConfigError(str(err)) from err
+    registry = CollectorRegistry()
+    metrics = AgentMetrics(registry)
+    with contextlib.ExitStack() as stack:
+        if agent.metrics_addr is not None:
+            host, port = config.parse_address(agent.metrics_addr)
+            try:
+                stack.callback(serve(registry, host, port).shutdown)
+            except OSError as err:
+                raise ConfigError(f"serve metrics on {agent.metrics_addr}: {err.strerror}") from err
+        seams: dict[str, Any] = {}
+        if agent.pods_dir is not None:
+            source: PodSource = DirPodSource(agent.pods_dir)
+        else:
+            client = KubeClient.connect(None if agent.kubeconfig is None else str(agent.kubeconfig))
+            stack.callback(client.close)
+            cluster = Cluster(client, agent.node_name, metrics.kube)
+            cluster.start()
+            stack.callback(cluster.stop)
+            source = cluster.pods
+            seams = {
+                "publish": cluster.publish,
+                "evict": cluster.evict,
+                "qos": cluster.qos_settings,
+            }
+            if settings.qos != QosSettings():
+                log.warning(
+                    "the qos section of the settings applies with --pods only; on "
+                    "Kubernetes the ColocationPolicies in force set the brain's settings"
+                )
+        loop = Loop(
+            settings,
+            source=source,
+            cgroups=cgroups,
+            layout=layout,
+            capacity=host_capacity(agent),
+            executor=executor,
+            metrics=metrics,
+            on_tick=(lambda r: print_dry_run(cgroups, r)) if agent.dry_run else None,
+            **seams,
+        )
+        stop = threading.Event()
+        try:
+            with _signals(stop):
+                result = loop.run(stop, once=args.once)
+        finally:
+            reverted = loop.close()
+    if reverted is not None and reverted.failed:
+        for r in reverted.failed:
+            print(f"colocd: error: revert: {r.reason}", file=sys.stderr)
+        return 1
+    if args.once and result is None:
+        print("colocd: error: run one tick: it did not complete (see the log)", file=sys.stderr)
+        return 1
+    return 0

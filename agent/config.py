@@ -1,0 +1,277 @@
+"""`Settings`: colocd's whole configuration, one frozen pydantic model built from sections.
+
+    Settings
+     ├── qos        qos.settings.QosSettings        (the brain: tiers, predictor, margin, ...)
+     ├── isolation  isolation.settings.IsolationSettings  (cgroup root, journal, rewrites)
+     └── agent      AgentSettings                   (node, tick, fast path, metrics, status)
+
+Loaded once (`load`), from an optional YAML/JSON file (`--config FILE`, the same three
+sections as keys) with the command-line flags laid over it, and the process environment
+(NODE_NAME). Each section is then passed down to the package that owns it; nothing else in
+colocd reads `os.environ`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from agent.errors import ConfigError
+from isolation.errors import UnsafeNameError
+from isolation.layout import normalize_cgroup
+from isolation.settings import IsolationSettings
+from qos.settings import QosSettings
+
+__all__ = [
+    "NODE_NAME_ENV",
+    "AgentSettings",
+    "FastPathSettings",
+    "Settings",
+    "load",
+    "node_name_from",
+    "parse_address",
+    "read_mapping",
+    "validated",
+]
+
+NODE_NAME_ENV = "NODE_NAME"
+DEFAULT_STATE_DIR = Path("/var/lib/colocd")
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """`HOST:PORT` (`[::1]:9464` for IPv6, `:9464` for every address) -> (host, port)."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+class FastPathSettings(_Section):
+    """The watcher between ticks: it clamps batch as soon as online demand surges."""
+
+    enabled: bool = Field(True, description="Run the fast path between ticks.")
+    interval_s: float = Field(
+        0.05,
+        gt=0,
+        description="How often online CPU use and pressure are read between ticks (the "
+        "reaction time is about one or two of these).",
+    )
+    surge_milli: int = Field(
+        100,
+        ge=0,
+        description="Online CPU use above the last tick's predicted online demand by more "
+        "than this (millicores, over one interval) counts as a surge and makes the brain "
+        "decide again at once.",
+    )
+    stall_fraction: float = Field(
+        0.1,
+        gt=0,
+        le=1,
+        description="An online pod stalled on CPU (PSI some) for more than this fraction of "
+        "one interval counts as a surge.",
+    )
+    psi_triggers: bool = Field(
+        True,
+        description="Wake on PSI poll triggers written to the online pods' cpu.pressure "
+        "files where the kernel accepts them; the interval reader runs either way.",
+    )
+    trigger_stall_s: float = Field(
+        0.05, gt=0, description="PSI trigger threshold: stall time per window (seconds)."
+    )
+    trigger_window_s: float = Field(
+        1.0,
+        ge=0.5,
+        le=10,
+        description="PSI trigger window (seconds; the kernel accepts 0.5-10 s, and "
+        "multiples of 2 s only without CAP_SYS_RESOURCE).",
+    )
+    min_quota_drop: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="A quota clamp is applied only when it cuts the quota in force by at "
+        "least this fraction (cpuset clamps move whole CPUs anyway).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.trigger_stall_s >= self.trigger_window_s:
+            raise ValueError("fast_path.trigger_stall_s must be below trigger_window_s")
+        return self
+
+
+class AgentSettings(_Section):
+    """The daemon's own settings: where it runs, how often, and where it reports."""
+
+    node_name: str = Field(
+        "",
+        description="This node's name (default: $NODE_NAME; with pods_dir, else the host name).",
+    )
+    tick_s: float = Field(1.0, gt=0, description="Seconds between two full ticks.")
+    fast_path: FastPathSettings = Field(default_factory=FastPathSettings)
+    metrics_addr: str | None = Field(
+        None, description="HOST:PORT to serve Prometheus metrics on; none when unset."
+    )
+    pods_dir: Path | None = Field(
+        None,
+        description="Directory of Pod manifests (static pods) used as the pod source; unset: "
+        "the pods the Kubernetes API binds to this node.",
+    )
+    kubeconfig: Path | None = Field(
+        None,
+        description="Kubernetes credentials (unset: in-cluster, else the default kubeconfig).",
+    )
+    state_dir: Path = Field(
+        DEFAULT_STATE_DIR,
+        description="Holds the status file (and, unless isolation.state_dir says "
+        "otherwise, the journal of original cgroup values).",
+    )
+    dry_run: bool = Field(False, description="Print the plan and the writes; write nothing.")
+    node_cgroup: str = Field(
+        "",
+        description="The cgroup whose usage is the node's (relative to the hierarchy root; "
+        "'' = the root). Set it where the node is itself a cgroup, e.g. a kind node.",
+    )
+    cpu_milli: int | None = Field(
+        None, gt=0, description="Node CPU capacity in millicores (default: the host's CPUs)."
+    )
+    memory_bytes: int | None = Field(
+        None, gt=0, description="Node memory capacity in bytes (default: the host's RAM)."
+    )
+    pods_stale_after_s: float = Field(
+        300.0,
+        gt=0,
+        description="While the pod source cannot be read the last pods it gave are used; "
+        "after this long the readings are withheld from the brain, so the budgets degrade "
+        "to 0 and batch is held back (failing towards online).",
+    )
+
+    @field_validator("metrics_addr")
+    @classmethod
+    def _address(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_address(value)
+        return value
+
+    @field_validator("node_cgroup")
+    @classmethod
+    def _cgroup(cls, value: str) -> str:
+        try:
+            return normalize_cgroup(value)
+        except UnsafeNameError as err:
+            raise ValueError(str(err)) from None
+
+
+class Settings(_Section):
+    qos: QosSettings = Field(default_factory=QosSettings)
+    isolation: IsolationSettings = Field(default_factory=IsolationSettings)
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_state_dir(cls, data: Any) -> Any:
+        """The journal goes in the agent's state dir unless isolation names its own."""
+        if not isinstance(data, Mapping):
+            return data
+        agent, isolation = data.get("agent"), data.get("isolation")
+        if isinstance(agent, Mapping) and "state_dir" in agent:
+            if isolation is None:
+                isolation = {}
+            if isinstance(isolation, Mapping) and "state_dir" not in isolation:
+                data = {**data, "isolation": {**isolation, "state_dir": agent["state_dir"]}}
+        return data
+
+
+def read_mapping(path: str, action: str) -> dict[str, Any]:
+    """A YAML or JSON file holding one mapping (empty file: {})."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{action} {path}: {getattr(err, 'strerror', None) or err}") from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{action} {path}: not YAML or JSON ({err.__class__.__name__})") from err
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{action} {path}: expected a mapping of settings")
+    return data
+
+
+def validated(model: type[M], data: Mapping[str, Any], where: str) -> M:
+    """`model` from `data`, or one ConfigError line naming the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "settings"
+        more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+        raise ConfigError(f"{where}: {loc}: {first['msg']}{more}") from err
+
+
+def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = _merge(old, value)
+        else:
+            out[key] = value
+    return out
+
+
+def load(
+    config_file: str | None,
+    overrides: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+) -> Settings:
+    """The settings: the file (if any), then `overrides` (from flags, nested like the file,
+    None values dropped), then the node name from the environment (`os.environ` unless
+    given) when still unset."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, Any] = read_mapping(config_file, "load config") if config_file else {}
+    data = _merge(data, _drop_none(overrides))
+    where = f"load config {config_file}" if config_file else "load settings"
+    settings = validated(Settings, data, where)
+    if not settings.agent.node_name:
+        if settings.agent.pods_dir is not None:  # a bare host: its own name will do
+            name = environ.get(NODE_NAME_ENV, "").strip() or socket.gethostname()
+        else:
+            name = node_name_from(None, environ)
+        agent = settings.agent.model_copy(update={"node_name": name})
+        settings = settings.model_copy(update={"agent": agent})
+    return settings
+
+
+def node_name_from(flag: str | None, environ: Mapping[str, str]) -> str:
+    """`--node-name`, else the NODE_NAME variable the DaemonSet sets from the downward API."""
+    name = (flag or environ.get(NODE_NAME_ENV, "")).strip()
+    if not name:
+        raise ConfigError(
+            f"find the node name: pass --node-name or set {NODE_NAME_ENV} "
+            "(the DaemonSet sets it from spec.nodeName)"
+        )
+    return name
+
+
+def _drop_none(tree: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            inner = _drop_none(value)
+            if inner:
+                out[key] = inner
+        elif value is not None:
+            out[key] = value
+    return out

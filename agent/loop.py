@@ -1,0 +1,482 @@
+"""The tick loop: sample -> NodeState -> decide -> enforce -> report, once per tick, and the
+fast path in between.
+
+    pod source ─► NodeState ─► Topology (cgroups found) ─► Sampler ─► Snapshot
+                                                                        │ decide(BrainState)
+    status file, metrics, log line ◄── ApplyReport ◄── Executor ◄── Enforcer ◄── Plan
+
+It does not tick before the pod source has synced. The brain's state is carried from tick to
+tick; every reading and `now` come from one monotonic clock. Between ticks the fast path
+(`agent.fastpath`) watches the online tier and, on a surge, asks the brain again with the
+fresh reading (on a copy of its state, which is then dropped) and clamps batch if the new
+CPU cap is tighter; the next tick takes over from there.
+
+Failing towards online: while the pod source cannot be read the last pods it gave are used;
+after `pods_stale_after_s` the readings are withheld, so the brain degrades every budget to
+0 and batch is held back. Stale readings degrade the same way inside the brain. Nothing the
+loop writes throttles online (see `agent.enforce`).
+
+The Kubernetes side plugs in through small seams (`agent.cluster` provides them): any
+`PodSource`, a `publish(plan)` for the node's extended resources, an `evict(eviction, pod)`
+for the Eviction API and a `qos()` giving the brain's settings from the policies in force;
+a `Notifier` for systemd (sd_notify READY/WATCHDOG/STOPPING). Each is optional.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple, Protocol
+
+from agent.config import Settings
+from agent.enforce import Enforcer
+from agent.errors import StatusError
+from agent.fastpath import FastPath, Surge
+from agent.metrics import AgentMetrics
+from agent.pod_source import PodSnapshot, PodSource
+from agent.sampler import Readings, Sampler
+from agent.status import (
+    ApplyStatus,
+    BudgetStatus,
+    ClampStatus,
+    FastPathStatus,
+    MarginStatus,
+    Status,
+    write_status,
+)
+from agent.topology import Topology, locate
+from isolation.cgroups import Cgroups
+from isolation.errors import IsolationError
+from isolation.executor import ApplyReport, Executor, Write
+from isolation.layout import KubeletLayout
+from qos.cpus import format_cpus
+from qos.decide import BrainState, decide
+from qos.plan import CpusetCap, Eviction, Plan, QuotaCap
+from qos.pod import Pod
+from qos.samples import CpuReading, PressureReading, Snapshot
+from qos.settings import QosSettings
+from qos.state import NodeCapacity, NodeState
+from qos.tiers import Tier
+from qos.units import Unit, format_amount
+
+__all__ = ["Degraded", "Loop", "Notifier", "TickResult"]
+
+log = logging.getLogger(__name__)
+
+# Before the first tick, usage counters are read once and again after this long, so even a
+# single tick (--once) has CPU rates.
+PRIME_S = 0.25
+MAX_PROBLEM_LINES = 10
+
+
+class Notifier(Protocol):
+    def ready(self, status: str | None = None) -> bool: ...
+
+    def watchdog(self) -> bool: ...
+
+    def stopping(self) -> bool: ...
+
+
+Publisher = Callable[[Plan], object]
+Evict = Callable[[Eviction, Pod | None], object]
+
+
+class Degraded(NamedTuple):
+    """Why the loop runs degraded: a class for the metric label, and the line for humans."""
+
+    kind: str  # one of agent.metrics.DEGRADED_REASONS
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class Clamp:
+    at: float  # the loop's clock
+    wall: float
+    trigger: str
+    reaction_s: float
+    cap: str
+
+
+@dataclass(slots=True)
+class TickResult:
+    at: float
+    plan: Plan
+    topology: Topology
+    readings: Readings | None  # None: withheld from the brain (pod source lost)
+    writes: list[Write]
+    report: ApplyReport | None  # None in dry-run
+    degraded: list[Degraded] = field(default_factory=list)
+    # What the plan wanted and could not do, pods not found or refused: one line each.
+    notes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def _cap_words(cap: CpusetCap | QuotaCap | None) -> str:
+    match cap:
+        case CpusetCap(cpus=cpus):
+            return f"batch cpuset {format_cpus(cpus)}"
+        case QuotaCap(millicores=m):
+            return f"batch quota {m}m"
+    return "no CPU cap"
+
+
+def tighter(
+    new: CpusetCap | QuotaCap | None, old: CpusetCap | QuotaCap | None, drop: float
+) -> bool:
+    """Whether `new` holds batch back more than `old` (the fast path only ever clamps)."""
+    match new, old:
+        case CpusetCap(cpus=n), CpusetCap(cpus=o):
+            return len(n) < len(o)
+        case QuotaCap(millicores=n), QuotaCap(millicores=o):
+            return n < o * (1 - drop)
+    return False
+
+
+class Loop:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        source: PodSource,
+        cgroups: Cgroups,
+        layout: KubeletLayout,
+        capacity: NodeCapacity,
+        executor: Executor | None,
+        metrics: AgentMetrics | None = None,
+        publish: Publisher | None = None,
+        evict: Evict | None = None,
+        notifier: Notifier | None = None,
+        qos: Callable[[], QosSettings] | None = None,
+        on_tick: Callable[[TickResult], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.source = source
+        self.cgroups = cgroups
+        self.layout = layout
+        self.capacity = capacity
+        self.executor = executor
+        self.metrics = metrics
+        self.publish = publish
+        self.evict = evict
+        self.notifier = notifier
+        self.on_tick = on_tick
+        # The brain's settings: from the policies in force (read each tick) or fixed.
+        self._qos_source = qos
+        self.qos = settings.qos
+        self.clock = clock
+        self.wall = wall
+        self.dry_run = settings.agent.dry_run or executor is None
+        self.sampler = Sampler(cgroups, settings.agent.node_cgroup, clock)
+        self.enforcer = Enforcer(cgroups, None if self.dry_run else executor)
+        fast = settings.agent.fast_path
+        self.fast = (
+            FastPath(fast, cgroups, self.sampler, clock)
+            if fast.enabled and not self.dry_run
+            else None
+        )
+        self.brain = BrainState()
+        self.ticks = 0
+        self.clamps: list[Clamp] = []
+        self.last: TickResult | None = None
+        self._snapshot: Snapshot | None = None
+        self._cap: CpusetCap | QuotaCap | None = None
+        self._source_lost_at: float | None = None
+        self._ready = False
+
+    # --- one tick ------------------------------------------------------------------------
+
+    def _node(self, view: PodSnapshot) -> NodeState:
+        a = self.settings.agent
+        return NodeState.build(a.node_name, self.capacity, view.pods, self.qos.tiers)
+
+    def _source_problems(self, view: PodSnapshot, now: float) -> tuple[list[Degraded], bool]:
+        """Degraded reasons from the pod source, and whether to withhold the readings."""
+        if view.fresh:
+            self._source_lost_at = None
+            return [], False
+        if self._source_lost_at is None:
+            self._source_lost_at = now
+        lost = now - self._source_lost_at
+        limit = self.settings.agent.pods_stale_after_s
+        what = "; ".join(view.problems) or "pod source not fresh"
+        if lost > limit:
+            why = (
+                f"pod source: {what} for {lost:.0f}s (limit {limit:g}s): readings withheld, "
+                "budgets decay to 0"
+            )
+            return [Degraded("pod_source", why)], True
+        why = f"pod source: {what}; using the last pods read ({lost:.0f}s ago)"
+        return [Degraded("pod_source", why)], False
+
+    def tick(self) -> TickResult | None:
+        """One full tick; None while the pod source has not synced yet."""
+        started = self.clock()
+        view = self.source.snapshot()
+        if not view.synced:
+            if self.metrics is not None:
+                self.metrics.tick("unsynced")
+            log.info("waiting for the pod source to sync: %s", "; ".join(view.problems) or "-")
+            return None
+        if self._qos_source is not None:
+            self.qos = self._qos_source()
+        node = self._node(view)
+        topo = locate(node, self.cgroups, self.layout)
+        readings = self.sampler.sample(topo)
+        now = readings.at
+        degraded, withhold = self._source_problems(view, now)
+        snapshot = Snapshot(node=node, cpus=topo.cpus)
+        if not withhold:
+            snapshot = snapshot._replace(
+                cpu=readings.cpu,
+                memory=readings.memory,
+                cpu_pressure=readings.cpu_pressure,
+                memory_pressure=readings.memory_pressure,
+                throttling=readings.throttling,
+                batch_demand=readings.batch_demand,
+            )
+        plan, self.brain = decide(snapshot, self.brain, self.qos, now)
+        self._snapshot = snapshot
+        writes = self.enforcer.writes(plan, topo)
+        report = None if self.dry_run else self._apply(writes)
+        if not self.dry_run:
+            self._cap = plan.batch_tier.cpu_cap or self._cap
+        degraded += [Degraded("stale_readings", f"budget: {why}") for why in plan.degraded]
+        if report is not None and report.failed:
+            first = report.failed[0]
+            why = (
+                f"apply: {len(report.failed)} writes failed (first: {first.write.knob} of "
+                f"/{first.write.cgroup}: {first.reason})"
+            )
+            degraded.append(Degraded("apply_failed", why))
+        problems = view.problems if view.fresh else ()  # else already in `degraded`
+        notes = [*plan.notes, *self.enforcer.notes, *problems, *topo.missing, *topo.refused]
+        result = TickResult(
+            now, plan, topo, None if withhold else readings, writes, report, degraded, notes
+        )
+        self._act(plan, topo)
+        if self.fast is not None:
+            online = [p.cgroup for p in topo.in_tier(Tier.ONLINE)]
+            terms = plan.budgets.cpu.terms
+            self.fast.arm(online, None if terms is None else terms.online)
+        result.seconds = self.clock() - started
+        self.ticks += 1
+        self.last = result
+        self._report(result)
+        return result
+
+    def _apply(self, writes: list[Write]) -> ApplyReport:
+        assert self.executor is not None
+        report = self.executor.apply(writes)
+        if self.metrics is not None:
+            self.metrics.applied(report)
+        return report
+
+    def _act(self, plan: Plan, topo: Topology) -> None:
+        """Hand the plan to the Kubernetes side: extended resources and evictions."""
+        if self.publish is not None and not self.dry_run:
+            self.publish(plan)
+        for e in plan.evictions:
+            place = topo.by_key(e.pod)
+            if self.evict is not None and not self.dry_run:
+                self.evict(e, None if place is None else place.state.pod)
+            else:
+                log.warning("eviction decided, no evictor here (static pods): %s", e.reason)
+
+    # --- the fast path ---------------------------------------------------------------------
+
+    def _react(self, surge: Surge) -> None:
+        """Decide again on the fresh online reading; clamp batch if the answer is tighter."""
+        if self.metrics is not None:
+            self.metrics.evaluations.inc()
+        last, snapshot = self.last, self._snapshot
+        if last is None or snapshot is None or snapshot.cpu is None:
+            return
+        r = surge.reading
+        fresh = snapshot._replace(
+            cpu=CpuReading(
+                r.at,
+                system_used_milli=snapshot.cpu.system_used_milli,
+                online_used_milli=r.used_milli,
+            )
+        )
+        if r.stall_fraction is not None:
+            fresh = fresh._replace(cpu_pressure=PressureReading(r.at, r.stall_fraction * 100))
+        plan, _ = decide(fresh, self.brain, self.qos, r.at)
+        cap = plan.batch_tier.cpu_cap
+        if not tighter(cap, self._cap, self.settings.agent.fast_path.min_quota_drop):
+            return
+        pool = plan.shared_cpus.cpus if plan.shared_cpus is not None else last.topology.cpus
+        report = self._apply(self.enforcer.cap_writes(cap, last.topology, pool))
+        done = self.clock()
+        clamp = Clamp(done, self.wall(), surge.trigger, done - r.since, _cap_words(cap))
+        self._cap = cap
+        self.clamps.append(clamp)
+        del self.clamps[:-100]
+        if self.metrics is not None:
+            self.metrics.clamp(surge.trigger, clamp.reaction_s)
+        log.info(
+            "fast path: %s; clamped to %s in %.0f ms (%s)",
+            surge.why,
+            clamp.cap,
+            clamp.reaction_s * 1000,
+            report,
+        )
+
+    # --- reporting -------------------------------------------------------------------------
+
+    def _report(self, result: TickResult) -> None:
+        plan = result.plan
+        counts = Counter(p.tier for p in result.topology.node.pods)
+        b = plan.budgets
+        parts = [
+            f"batch cpu {b.cpu.amount}m",
+            f"memory {format_amount(b.memory.amount, Unit.BYTES)}",
+        ]
+        if b.gpu is not None:
+            parts.append(f"gpu {b.gpu.amount}")
+        line = (
+            f"tick {self.ticks}: {', '.join(parts)}; margin {plan.margin.millicores}m; "
+            f"pods {' '.join(f'{t.value} {counts.get(t, 0)}' for t in Tier)}; "
+            f"writes {result.report if result.report is not None else 'dry-run'}; "
+            f"{result.seconds * 1000:.1f} ms"
+        )
+        if result.degraded:
+            line += f"; degraded: {' | '.join(d.text for d in result.degraded)}"
+        log.info("%s", line)
+        if self.metrics is not None:
+            self.metrics.tick("ok", result.seconds)
+            self.metrics.plan(plan)
+            self.metrics.tiers(dict(counts))
+            self.metrics.vanished.inc(len(result.readings.vanished) if result.readings else 0)
+            self.metrics.degraded_reasons(d.kind for d in result.degraded)
+            if self.fast is not None:
+                self.metrics.fast_path_mode(self.fast.mode)
+        if not self.dry_run:
+            try:
+                write_status(self.settings.agent.state_dir, self._status(result, counts))
+            except StatusError as err:  # a report must never stop the loop
+                log.warning("%s", err)
+        if self.on_tick is not None:
+            self.on_tick(result)
+
+    def _status(self, result: TickResult, counts: Counter[Tier]) -> Status:
+        plan = result.plan
+        report = result.report
+        problems = [
+            f"{r.outcome.value} {r.write.knob} of /{r.write.cgroup}: {r.reason}"
+            for r in (report.failed if report else ())
+        ]
+        last = self.clamps[-1] if self.clamps else None
+        fast = FastPathStatus(mode="off")
+        if self.fast is not None:
+            fast = FastPathStatus(
+                mode=self.fast.mode,
+                detail=self.fast.detail,
+                clamps=len(self.clamps),
+                last=None
+                if last is None
+                else ClampStatus(
+                    at=last.wall, trigger=last.trigger, reaction_s=last.reaction_s, cap=last.cap
+                ),
+            )
+        tier = plan.batch_tier
+        return Status(
+            node=self.settings.agent.node_name,
+            written_at=self.wall(),
+            tick_s=self.settings.agent.tick_s,
+            ticks=self.ticks,
+            pods={t.value: counts.get(t, 0) for t in Tier},
+            budgets=[
+                BudgetStatus(
+                    resource=b.resource.value,
+                    name=b.extended_name,
+                    amount=b.amount,
+                    unit=b.resource.unit.value,
+                    degraded=b.degraded,
+                    reason=b.reason,
+                    predicted_online=None if b.terms is None else b.terms.online,
+                )
+                for b in plan.budgets.all()
+            ],
+            margin=MarginStatus(
+                fraction=plan.margin.fraction,
+                millicores=plan.margin.millicores,
+                indicator=plan.margin.indicator,
+                reason=plan.margin.reason,
+            ),
+            batch_tier=[x.reason for x in (tier.cpu_idle, tier.cpu_cap, tier.memory) if x],
+            degraded=[d.text for d in result.degraded],
+            notes=result.notes[:MAX_PROBLEM_LINES],
+            evictions=[e.reason for e in plan.evictions],
+            apply=ApplyStatus(
+                counts=report.counts() if report else {}, problems=problems[:MAX_PROBLEM_LINES]
+            ),
+            fast_path=fast,
+        )
+
+    # --- running -------------------------------------------------------------------------
+
+    def prime(self) -> None:
+        """Read the usage counters once, so the first tick has rates."""
+        view = self.source.snapshot()
+        if view.synced:
+            self.sampler.sample(locate(self._node(view), self.cgroups, self.layout))
+
+    def run(self, stop: threading.Event, *, once: bool = False) -> TickResult | None:
+        """Tick until `stop` is set (or once); returns the last tick."""
+        tick_s = self.settings.agent.tick_s
+        while not self.source.snapshot().synced:
+            if self.metrics is not None:
+                self.metrics.tick("unsynced")
+            if stop.wait(min(tick_s, 1.0)):
+                return None
+        self.prime()
+        if stop.wait(min(PRIME_S, tick_s)):
+            return None
+        deadline = self.clock()
+        while not stop.is_set():
+            try:
+                result = self.tick()
+            except IsolationError as err:
+                # The cgroup tree itself is unusable (e.g. kubelet's root was removed): say
+                # so and try again next tick; batch keeps the caps it has.
+                log.error("tick failed: %s", err)
+                if self.metrics is not None:
+                    self.metrics.tick("error")
+                result = None
+            if result is not None:
+                self._notify()
+            if once:
+                return result
+            deadline = max(deadline + tick_s, self.clock())
+            if self.fast is not None:
+                self.fast.watch(deadline, stop, self._react)
+            else:
+                stop.wait(max(0.0, deadline - self.clock()))
+        return self.last
+
+    def _notify(self) -> None:
+        if self.notifier is None:
+            return
+        if not self._ready:
+            self.notifier.ready(f"ticking every {self.settings.agent.tick_s:g}s")
+            self._ready = True
+        self.notifier.watchdog()
+
+    def close(self) -> ApplyReport | None:
+        """Stop watching, then revert the cgroups when configured to (revert_on_exit)."""
+        if self.notifier is not None:
+            self.notifier.stopping()
+        if self.fast is not None:
+            self.fast.close()
+        report = None
+        if self.executor is not None and not self.dry_run:
+            report = self.executor.close()
+        self.cgroups.close()
+        return report

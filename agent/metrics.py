@@ -1,0 +1,342 @@
+"""Every metric of colocd, declared in one place on an injected `CollectorRegistry`.
+
+Names are `colocd_<subsystem>_<name>_<unit>` in base units (seconds, bytes, cores); labels
+take values from small fixed sets only: `tier` (system/dedicated/online/batch), `resource`
+(cpu/memory/gpu), `knob` (the knob table), `result` (the executor's outcomes, tick
+results), `reason` (a class, never free text), `trigger` (usage/pressure), `mode`.
+
+    loop       tick_duration_seconds, ticks_total{result}, last_tick_timestamp_seconds,
+               degraded{reason}
+    budget     batch_cpu_cores, batch_memory_bytes, batch_gpu_devices, degraded{resource},
+               predicted_online_cpu_cores, predicted_online_memory_bytes
+    margin     cpu_cores, ratio, indicator (in the indicator's own unit)
+    executor   writes_total{knob,result}
+    sampler    vanished_cgroups_total
+    fastpath   clamps_total{trigger}, reaction_seconds, evaluations_total, mode{mode}
+    tier       pods{tier}
+    eviction   decisions_total{mode}
+
+`KubeMetrics` holds the Kubernetes side's (informers, node status writes, Eviction API
+requests, Events, ColocationPolicies); `AgentMetrics` builds one on the same registry, and
+`colocd policy controller` uses it alone. Build one per registry and hand it down.
+
+    informer   objects{resource}, synced{resource}, connected{resource},
+               lists_total{resource,reason}, events_total{resource,type},
+               errors_total{resource,error}, parse_errors_total{resource}
+    node       status_writes_total{reason,result}, status_skips_total{reason},
+               published_batch_cpu_cores, published_batch_memory_bytes, published_batch_gpus
+    eviction   requests_total{result}
+    events     recorded_total{type,result}
+    policy     objects{state}, rejected_total, effective_fallback, ties,
+               status_writes_total{result}
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+from isolation.executor import ApplyReport, Outcome
+from isolation.knobs import KNOBS
+from qos.budget import Resource
+from qos.plan import Plan
+from qos.tiers import Tier
+
+__all__ = ["DEGRADED_REASONS", "AgentMetrics", "KubeMetrics", "serve"]
+
+NAMESPACE = "colocd"
+# Why the loop runs degraded (the label values of colocd_loop_degraded).
+DEGRADED_REASONS = ("stale_readings", "pod_source", "apply_failed")
+TICK_RESULTS = ("ok", "unsynced", "error")
+FAST_TRIGGERS = ("usage", "pressure")
+FAST_MODES = ("psi-trigger", "interval", "off")
+# Fast-path reactions: tens of milliseconds expected, a second is a miss.
+REACTION_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+
+
+class AgentMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+
+        def gauge(sub: str, name: str, doc: str, labels=(), unit: str = "") -> Gauge:
+            return Gauge(
+                name, doc, labels, namespace=NAMESPACE, subsystem=sub, unit=unit, registry=registry
+            )
+
+        def counter(sub: str, name: str, doc: str, labels=()) -> Counter:
+            return Counter(name, doc, labels, namespace=NAMESPACE, subsystem=sub, registry=registry)
+
+        self.tick_duration = Histogram(
+            "tick_duration",
+            "Time one full tick takes (sample, decide, enforce, report).",
+            namespace=NAMESPACE,
+            subsystem="loop",
+            unit="seconds",
+            buckets=TICK_BUCKETS,
+            registry=registry,
+        )
+        self.ticks = counter("loop", "ticks", "Ticks, by result.", ("result",))
+        self.last_tick = gauge(
+            "loop", "last_tick_timestamp", "Unix time of the last full tick.", unit="seconds"
+        )
+        self.degraded = gauge(
+            "loop", "degraded", "1 while the loop runs degraded, by reason class.", ("reason",)
+        )
+        self.batch_cpu = gauge(
+            "budget", "batch_cpu", "CPU offered to batch (colocd.io/batch-cpu).", unit="cores"
+        )
+        self.batch_memory = gauge(
+            "budget", "batch_memory", "Memory offered to batch (batch-memory).", unit="bytes"
+        )
+        self.batch_gpu = gauge(
+            "budget", "batch_gpu", "GPU time offered to batch (batch-gpu / 100).", unit="devices"
+        )
+        self.budget_degraded = gauge(
+            "budget",
+            "degraded",
+            "1 while a budget is not computed from fresh, complete readings.",
+            ("resource",),
+        )
+        self.online_cpu = gauge(
+            "budget",
+            "predicted_online_cpu",
+            "Predicted online CPU demand: max(current, p95 of the window).",
+            unit="cores",
+        )
+        self.online_memory = gauge(
+            "budget",
+            "predicted_online_memory",
+            "Predicted online working set: max(current, p95 of the window).",
+            unit="bytes",
+        )
+        self.margin_cores = gauge(
+            "margin", "cpu", "CPU safety margin kept free for online.", unit="cores"
+        )
+        self.margin_ratio = gauge(
+            "margin", "cpu", "CPU safety margin as a fraction of capacity.", unit="ratio"
+        )
+        self.indicator = gauge(
+            "margin",
+            "indicator",
+            "The interference indicator the margin controller reads (in its own unit; NaN "
+            "when not read).",
+        )
+        self.writes = counter(
+            "executor", "writes", "cgroup writes by knob and outcome.", ("knob", "result")
+        )
+        self.vanished = counter(
+            "sampler",
+            "vanished_cgroups",
+            "Pod cgroups that vanished between discovery and reading (normal churn).",
+        )
+        self.clamps = counter(
+            "fastpath", "clamps", "Batch clamped between ticks, by trigger.", ("trigger",)
+        )
+        self.reaction = Histogram(
+            "reaction",
+            "From the start of the interval that showed an online surge to the clamp applied.",
+            namespace=NAMESPACE,
+            subsystem="fastpath",
+            unit="seconds",
+            buckets=REACTION_BUCKETS,
+            registry=registry,
+        )
+        self.evaluations = counter(
+            "fastpath", "evaluations", "Surges seen between ticks (each decided again)."
+        )
+        self.fast_mode = gauge(
+            "fastpath", "mode", "1 for the way the fast path wakes up.", ("mode",)
+        )
+        self.pods = gauge("tier", "pods", "Pods on the node, by tier.", ("tier",))
+        self.evictions = counter(
+            "eviction", "decisions", "Evictions decided by the brain.", ("mode",)
+        )
+        self.kube = KubeMetrics(registry)
+        self._prime()
+
+    def _prime(self) -> None:
+        """Every label value exists from the start (a rate over a missing series is empty)."""
+        for reason in DEGRADED_REASONS:
+            self.degraded.labels(reason).set(0)
+        for result in TICK_RESULTS:
+            self.ticks.labels(result)
+        for r in Resource:
+            self.budget_degraded.labels(r.value).set(0)
+        for knob in KNOBS:
+            for o in Outcome:
+                self.writes.labels(knob, o.value)
+        for t in FAST_TRIGGERS:
+            self.clamps.labels(t)
+        for m in FAST_MODES:
+            self.fast_mode.labels(m).set(0)
+        for tier in Tier:
+            self.pods.labels(tier.value).set(0)
+        for mode in ("evict", "dry_run"):
+            self.evictions.labels(mode)
+
+    # --- updates from the loop -----------------------------------------------------------
+
+    def tick(self, result: str, seconds: float | None = None) -> None:
+        self.ticks.labels(result).inc()
+        if seconds is not None:
+            self.tick_duration.observe(seconds)
+            self.last_tick.set(time.time())
+
+    def plan(self, plan: Plan) -> None:
+        b = plan.budgets
+        self.batch_cpu.set(b.cpu.amount / 1000)
+        self.batch_memory.set(b.memory.amount)
+        self.batch_gpu.set(0 if b.gpu is None else b.gpu.amount / 100)
+        for budget in b.all():
+            self.budget_degraded.labels(budget.resource.value).set(int(budget.degraded))
+        if b.cpu.terms is not None:
+            self.online_cpu.set(b.cpu.terms.online / 1000)
+        if b.memory.terms is not None:
+            self.online_memory.set(b.memory.terms.online)
+        self.margin_cores.set(plan.margin.millicores / 1000)
+        self.margin_ratio.set(plan.margin.fraction)
+        self.indicator.set(float("nan") if plan.margin.indicator is None else plan.margin.indicator)
+        for e in plan.evictions:
+            self.evictions.labels("dry_run" if e.dry_run else "evict").inc()
+
+    def applied(self, report: ApplyReport) -> None:
+        for r in report.results:
+            if r.write.knob in KNOBS:
+                self.writes.labels(r.write.knob, r.outcome.value).inc()
+
+    def degraded_reasons(self, active: Iterable[str]) -> None:
+        on = set(active)
+        for reason in DEGRADED_REASONS:
+            self.degraded.labels(reason).set(int(reason in on))
+
+    def tiers(self, counts: dict[Tier, int]) -> None:
+        for tier in Tier:
+            self.pods.labels(tier.value).set(counts.get(tier, 0))
+
+    def fast_path_mode(self, mode: str) -> None:
+        for m in FAST_MODES:
+            self.fast_mode.labels(m).set(int(m == mode))
+
+    def clamp(self, trigger: str, reaction_s: float) -> None:
+        self.clamps.labels(trigger).inc()
+        self.reaction.observe(reaction_s)
+
+
+class KubeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        def counter(subsystem: str, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+            return Counter(
+                name, doc, labels, namespace=NAMESPACE, subsystem=subsystem, registry=registry
+            )
+
+        def gauge(subsystem: str, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
+            return Gauge(
+                name, doc, labels, namespace=NAMESPACE, subsystem=subsystem, registry=registry
+            )
+
+        # Informers (pods of this node, this node, ColocationPolicies).
+        self.informer_objects = gauge(
+            "informer", "objects", "Objects in the informer's cache.", ("resource",)
+        )
+        self.informer_synced = gauge(
+            "informer", "synced", "1 once the informer has listed everything.", ("resource",)
+        )
+        self.informer_connected = gauge(
+            "informer",
+            "connected",
+            "1 while list/watch works; 0 while the cache is served without the API server.",
+            ("resource",),
+        )
+        self.informer_lists = counter(
+            "informer",
+            "lists",
+            "Full listings, by reason (initial, expired on 410 Gone, reconnect).",
+            ("resource", "reason"),
+        )
+        self.informer_events = counter(
+            "informer", "events", "Watch events applied to the cache.", ("resource", "type")
+        )
+        self.informer_errors = counter(
+            "informer", "errors", "List/watch failures, by error class.", ("resource", "error")
+        )
+        self.informer_parse_errors = counter(
+            "informer",
+            "parse_errors",
+            "Objects the informer could not parse (left out of the cache).",
+            ("resource",),
+        )
+
+        # Node extended resources (colocd.io/batch-*).
+        self.node_status_writes = counter(
+            "node",
+            "status_writes",
+            "Node status patches of the batch resources, by trigger and result.",
+            ("reason", "result"),
+        )
+        self.node_status_skips = counter(
+            "node",
+            "status_skips",
+            "Publish calls that wrote nothing, by reason.",
+            ("reason",),
+        )
+        self.node_batch_cpu = gauge(
+            "node", "published_batch_cpu_cores", "colocd.io/batch-cpu last written, in cores."
+        )
+        self.node_batch_memory = gauge(
+            "node", "published_batch_memory_bytes", "colocd.io/batch-memory last written."
+        )
+        self.node_batch_gpu = gauge(
+            "node", "published_batch_gpus", "colocd.io/batch-gpu last written, in whole GPUs."
+        )
+
+        # Evictions through the Eviction API, and the Events colocd writes.
+        self.evictions = counter(
+            "eviction",
+            "requests",
+            "Eviction decisions carried out, by result (evicted, dry_run, blocked, backoff, "
+            "gone, failed).",
+            ("result",),
+        )
+        self.events = counter(
+            "events",
+            "recorded",
+            "Kubernetes Events, by type and result (sent, suppressed as a repeat, failed).",
+            ("type", "result"),
+        )
+
+        # ColocationPolicies.
+        self.policy_objects = gauge(
+            "policy", "objects", "ColocationPolicy objects seen, by validity.", ("state",)
+        )
+        self.policy_rejected = counter(
+            "policy",
+            "rejected",
+            "Policy versions rejected as invalid (the last good version stays in force).",
+        )
+        self.policy_fallback = gauge(
+            "policy",
+            "effective_fallback",
+            "1 while this node runs on its last good effective policy because the newest "
+            "resolution is invalid.",
+        )
+        self.policy_ties = gauge(
+            "policy",
+            "ties",
+            "Fields set differently by policies of equal rank, decided by name order.",
+        )
+        self.policy_status_writes = counter(
+            "policy",
+            "status_writes",
+            "ColocationPolicy status patches, by result.",
+            ("result",),
+        )
+
+
+def serve(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:
+    """Serve `registry` over HTTP at host:port (a daemon thread); returns the server."""
+    server, _thread = start_http_server(port, addr=host, registry=registry)
+    return server

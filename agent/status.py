@@ -1,0 +1,144 @@
+"""The status file: what the running agent last decided and did, for `colocd status`.
+
+The loop writes `<state dir>/status.json` after every tick, atomically (a temporary file
+renamed over the old one), so a reader sees the previous or the new status, never half of
+one. It answers "why is batch-cpu this value?": each budget carries its one-line formula,
+next to the margin, the degraded reasons, the last apply report and the fast path's
+clamps. A file older than a few ticks means the agent is not running (or is stuck).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agent.errors import StatusError
+
+__all__ = [
+    "FILENAME",
+    "ApplyStatus",
+    "BudgetStatus",
+    "ClampStatus",
+    "FastPathStatus",
+    "MarginStatus",
+    "Status",
+    "read_status",
+    "stale_after",
+    "write_status",
+]
+
+FILENAME = "status.json"
+FORMAT = 1
+# A status older than this many ticks (and at least STALE_FLOOR_S) is stale.
+STALE_TICKS = 3
+STALE_FLOOR_S = 5.0
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+
+class BudgetStatus(_Model):
+    resource: str
+    name: str  # the extended resource, e.g. colocd.io/batch-cpu
+    amount: int
+    unit: str  # millicores, bytes, hundredths
+    degraded: bool
+    reason: str
+    predicted_online: float | None = None
+
+
+class MarginStatus(_Model):
+    fraction: float
+    millicores: int
+    indicator: float | None
+    reason: str
+
+
+class ApplyStatus(_Model):
+    counts: dict[str, int] = Field(default_factory=dict)
+    problems: list[str] = Field(default_factory=list)  # failed writes, one line each
+
+
+class ClampStatus(_Model):
+    at: float  # unix time
+    trigger: str  # usage | pressure
+    reaction_s: float
+    cap: str  # the cap applied, in words
+
+
+class FastPathStatus(_Model):
+    mode: str  # psi-trigger | interval | off
+    detail: str = ""
+    clamps: int = 0
+    last: ClampStatus | None = None
+
+
+class Status(_Model):
+    format: int = FORMAT
+    node: str
+    written_at: float  # unix time
+    tick_s: float
+    ticks: int
+    pods: dict[str, int]  # tier -> count
+    budgets: list[BudgetStatus]
+    margin: MarginStatus
+    batch_tier: list[str] = Field(default_factory=list)  # the batch tier settings' reasons
+    degraded: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    evictions: list[str] = Field(default_factory=list)
+    apply: ApplyStatus = Field(default_factory=ApplyStatus)
+    fast_path: FastPathStatus = Field(default_factory=lambda: FastPathStatus(mode="off"))
+
+    def age(self, now: float | None = None) -> float:
+        return (time.time() if now is None else now) - self.written_at
+
+
+def stale_after(tick_s: float) -> float:
+    return max(STALE_FLOOR_S, STALE_TICKS * tick_s)
+
+
+def write_status(state_dir: Path, status: Status) -> Path:
+    """Replace the status file atomically."""
+    path = state_dir / FILENAME
+    tmp = path.with_name(f".{FILENAME}.{os.getpid()}.tmp")
+    try:
+        state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
+        tmp.write_text(status.model_dump_json() + "\n")
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise StatusError(f"write status {path}: {err.strerror or err}") from err
+    return path
+
+
+def read_status(state_dir: Path) -> Status:
+    path = state_dir / FILENAME
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise StatusError(
+            f"read status {path}: no status file; the agent is not running here "
+            "(or uses another --state-dir)"
+        ) from None
+    except OSError as err:
+        raise StatusError(f"read status {path}: {err.strerror or err}") from err
+    try:
+        status = Status.model_validate(json.loads(text))
+    except json.JSONDecodeError as err:
+        raise StatusError(f"read status {path}: not JSON ({err.msg})") from err
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "status"
+        raise StatusError(
+            f"read status {path}: not a colocd status file ({where}: {first['msg']})"
+        ) from err
+    if status.format != FORMAT:
+        raise StatusError(f"read status {path}: format {status.format}, expected {FORMAT}")
+    return status

@@ -1,0 +1,335 @@
+"""The tick loop on real v1 cgroups: one tick writes what the plan says and revert undoes
+it; vanished pods and a vanished pod source fail towards online; per-pod settings colocd
+no longer wants go back to their originals.
+
+The loop runs in this process against a kubelet-like tree (agent.kubelet_tree) whose root
+is the node cgroup, so other work on this shared machine does not count as node use.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.config import AgentSettings, FastPathSettings, Settings
+from agent.kubelet_tree import BUSY_LOOP, KubeletTree
+from agent.loop import Loop
+from agent.pod_source import DirPodSource
+from agent.status import read_status
+from agent.topology import locate
+from isolation.cgroups import Cgroups
+from isolation.detect import Hierarchy
+from isolation.executor import Executor, Outcome
+from isolation.knobs import CpuMax
+from isolation.layout import Driver
+from isolation.settings import IsolationSettings
+from qos.k8s_qos import QOSClass
+from qos.plan import QuotaCap
+from qos.pod import BATCH_CPU, TIER_ANNOTATION, Container, Pod, Resources
+from qos.settings import QosSettings
+from qos.state import NodeCapacity
+
+pytestmark = pytest.mark.cgroup_v1
+
+GIB = 1 << 30
+ALL = frozenset({0, 1})
+
+
+def web() -> Pod:
+    res = Resources({"cpu": Decimal("0.5"), "memory": Decimal(GIB)}, {"cpu": Decimal(1)})
+    return Pod("shop", "web", containers=(Container("app", res),))
+
+
+def job(name: str = "job", annotations: dict[str, str] | None = None, **res: Any) -> Pod:
+    requests = res or {BATCH_CPU: Decimal(500)}
+    return Pod(
+        "jobs",
+        name,
+        annotations=annotations or {},
+        containers=(Container("loop", Resources(requests)),),
+    )
+
+
+@dataclass
+class Node:
+    tree: KubeletTree
+    pods_dir: Path
+    state: Path
+    pods: dict[str, Pod]
+
+    def add(self, pod: Pod, *, busy: int = 0) -> Pod:
+        built = self.tree.add_pod(pod)
+        for _ in range(busy):
+            self.tree.spawn(built, built.containers[0].name, BUSY_LOOP)
+        self.tree.write_manifest(built, self.pods_dir)
+        self.pods[pod.name] = built
+        return built
+
+    def read(self, knob: str, pod: str | None = None, container: bool = False) -> Any:
+        tree = self.tree
+        if pod is None:
+            cgroup = tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
+        elif container:
+            p = self.pods[pod]
+            cgroup = tree.container_cgroup(p, p.containers[0].name)
+        else:
+            cgroup = tree.pod_cgroup(self.pods[pod])
+        return tree.cgroups.read(knob, cgroup).value
+
+    def loop(self, *, qos: dict[str, Any] | None = None, **agent: Any) -> Loop:
+        """A loop over this tree; batch is capped by cpuset unless `qos` says otherwise."""
+        settings = Settings(
+            qos=QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}, **(qos or {})}),
+            isolation=IsolationSettings(
+                state_dir=self.state, kubelet_cgroup_root=self.tree.root, revert_on_exit=True
+            ),
+            agent=AgentSettings(
+                node_name="test-node",
+                state_dir=self.state,
+                node_cgroup=self.tree.root,
+                fast_path=FastPathSettings(enabled=False),
+                **agent,
+            ),
+        )
+        cgroups = Cgroups(self.tree.hierarchy)
+        return Loop(
+            settings,
+            source=DirPodSource(self.pods_dir),
+            cgroups=cgroups,
+            layout=self.tree.layout,
+            capacity=NodeCapacity(2000, 4 * GIB),
+            executor=Executor.from_settings(cgroups, settings.isolation),
+        )
+
+
+@pytest.fixture
+def node(hierarchy: Hierarchy, tmp_path: Path) -> Iterator[Node]:
+    with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
+        pods_dir = tmp_path / "pods"
+        pods_dir.mkdir()
+        yield Node(tree, pods_dir, tmp_path / "state", {})
+
+
+def first_tick(loop: Loop) -> Any:
+    loop.prime()
+    time.sleep(0.2)
+    result = loop.tick()
+    assert result is not None
+    return result
+
+
+def test_one_tick_applies_the_plan_and_revert_restores_every_original(node: Node) -> None:
+    node.add(web(), busy=1)
+    node.add(job(), busy=1)
+    before = {
+        (k, p, c): node.read(k, p, c)
+        for k, p, c in [
+            ("cpu.idle", None, False),
+            ("cpu.shares", None, False),
+            ("cpuset.cpus", None, False),
+            ("cpuset.cpus", "job", True),
+            ("cpu.max", "job", False),
+            ("cpu.max", "web", False),
+            ("cpuset.cpus", "web", False),
+        ]
+    }
+    loop = node.loop()
+    result = first_tick(loop)
+    assert result.report is not None and not result.report.failed, result.report
+    plan = result.plan
+    cap = plan.batch_tier.cpu_cap
+    assert node.read("cpu.idle") is True
+    assert node.read("cpuset.cpus") == frozenset(cap.cpus)
+    # v1 cpusets: the whole subtree below besteffort follows (a child must fit its parent).
+    assert node.read("cpuset.cpus", "job", container=True) == frozenset(cap.cpus)
+    # The batch pod's own limit from its colocd.io/batch-cpu request of 500m.
+    assert node.read("cpu.max", "job") == CpuMax(50_000, 100_000)
+    # The online pod is left exactly as kubelet made it.
+    assert node.read("cpu.max", "web") == before[("cpu.max", "web", False)]
+    assert node.read("cpuset.cpus", "web") == ALL
+    status = read_status(node.state)
+    assert status.ticks == 1 and status.pods["online"] == 1 and status.pods["batch"] == 1
+    cpu = status.budgets[0]
+    assert cpu.name == "colocd.io/batch-cpu" and cpu.amount == plan.budgets.cpu.amount
+    assert cpu.reason.startswith("colocd.io/batch-cpu") and "online" in cpu.reason
+    assert status.apply.counts["applied"] >= 4
+
+    reverted = loop.close()
+    assert reverted is not None and not reverted.failed
+    after = {key: node.read(*key) for key in before}
+    assert after == before
+
+
+def test_the_quota_mechanism_caps_besteffort_and_leaves_its_cpuset(node: Node) -> None:
+    node.add(web(), busy=1)
+    node.add(job(), busy=1)
+    loop = node.loop(qos={"cpu": {"mechanism": "quota"}})
+    result = first_tick(loop)
+    assert result.report is not None and not result.report.failed, result.report
+    cap = result.plan.batch_tier.cpu_cap
+    assert isinstance(cap, QuotaCap)
+    assert node.read("cpu.max") == CpuMax(max(1000, cap.millicores * 100), 100_000)
+    assert node.read("cpuset.cpus") == ALL
+    assert node.read("cpu.idle") is True
+    loop.close()
+    assert node.read("cpu.max") == CpuMax(None, 100_000)
+
+
+def test_a_pod_cgroup_that_vanishes_mid_tick_is_counted_not_fatal(node: Node) -> None:
+    node.add(web())
+    node.add(job(), busy=1)
+    node.add(job("other"))
+    loop = node.loop()
+    first = first_tick(loop)
+    topo = locate(first.topology.node, loop.cgroups, node.tree.layout)
+    writes = loop.enforcer.writes(first.plan, topo)
+    node.tree.remove_pod(node.pods["job"])  # kubelet removes it between two steps
+    readings = loop.sampler.sample(topo)
+    gone = node.tree.pod_cgroup(node.pods["job"])
+    assert readings.vanished == (gone,)
+    assert loop.executor is not None
+    loop.executor.force_rewrite_s = 0  # read every file again (no cache)
+    report = loop.executor.apply(writes)
+    assert gone in {r.write.cgroup for r in report.vanished}
+    assert not report.failed, report.failed
+    # The next tick finds the pod's cgroup missing and carries on.
+    later = loop.tick()
+    assert later is not None and later.report is not None and not later.report.failed
+    assert any("jobs/job" in m for m in later.topology.missing)
+    assert loop.ticks == 2
+    loop.close()
+
+
+def test_a_lost_pod_source_keeps_the_last_pods_then_holds_batch_back(node: Node) -> None:
+    node.add(web(), busy=1)
+    node.add(job(), busy=1)
+    loop = node.loop(
+        qos={"reclaim": {"stale_after_seconds": 0.3, "degrade_seconds": 0}},
+        pods_stale_after_s=0.3,
+    )
+    healthy = first_tick(loop)
+    web_before = (node.read("cpu.max", "web"), node.read("cpuset.cpus", "web"))
+    shutil.rmtree(node.pods_dir)
+
+    kept = loop.tick()
+    assert kept is not None
+    assert [d.kind for d in kept.degraded] == ["pod_source"]
+    assert "using the last pods" in kept.degraded[0].text
+    assert len(kept.topology.placed) == len(healthy.topology.placed) == 2
+
+    time.sleep(0.4)
+    withheld = loop.tick()
+    assert withheld is not None and withheld.readings is None
+    assert "readings withheld" in withheld.degraded[0].text
+    time.sleep(0.4)
+    last = loop.tick()
+    assert last is not None
+    cpu = last.plan.budgets.cpu
+    assert cpu.degraded and cpu.amount == 0, cpu.reason
+    # Batch is held at the floor: one CPU, still SCHED_IDLE ...
+    assert len(node.read("cpuset.cpus")) == 1 and node.read("cpu.idle") is True
+    # ... and online is never throttled by it.
+    assert (node.read("cpu.max", "web"), node.read("cpuset.cpus", "web")) == web_before
+    status = read_status(node.state)
+    assert any("pod source" in d for d in status.degraded)
+    loop.close()
+
+
+def test_an_online_pod_in_besteffort_moves_batch_settings_onto_the_batch_pods(
+    node: Node,
+) -> None:
+    node.add(
+        Pod("shop", "probe", annotations={TIER_ANNOTATION: "online"}, containers=(Container("c"),))
+    )
+    node.add(job(), busy=1)
+    loop = node.loop()
+    result = first_tick(loop)
+    assert result.report is not None and not result.report.failed, result.report.failed
+    assert node.read("cpu.idle") is False  # besteffort holds an online pod
+    assert node.read("cpu.idle", "job") is True
+    cap = result.plan.batch_tier.cpu_cap
+    assert node.read("cpuset.cpus", "job", container=True) == frozenset(cap.cpus)
+    assert node.read("cpuset.cpus", "probe") == ALL
+    assert any("shop/probe" in n and "not batch" in n for n in read_status(node.state).notes)
+    loop.close()
+
+
+def test_dedicated_cores_are_exclusive_and_handed_back_when_the_pod_goes(node: Node) -> None:
+    whole = Resources(
+        {"cpu": Decimal(1), "memory": Decimal(GIB)}, {"cpu": Decimal(1), "memory": Decimal(GIB)}
+    )
+    db = node.add(
+        Pod(
+            "shop",
+            "db",
+            annotations={TIER_ANNOTATION: "dedicated"},
+            containers=(Container("c", whole),),
+        )
+    )
+    node.add(web())
+    node.add(job(), busy=1)
+    loop = node.loop()
+    result = first_tick(loop)
+    assert result.report is not None and not result.report.failed, result.report.failed
+    (dedicated,) = result.plan.dedicated_pods
+    mine = frozenset(dedicated.cpus)
+    shared = ALL - mine
+    assert len(mine) == 1
+    assert node.read("cpuset.cpus", "db") == mine
+    assert node.read("cpuset.cpus", "web") == shared
+    assert node.read("cpuset.cpus") <= shared  # batch never runs on the dedicated core
+
+    node.tree.remove_pod(db)
+    (node.pods_dir / "shop_db.json").unlink()
+    later = loop.tick()
+    assert later is not None and later.report is not None and not later.report.failed
+    assert node.read("cpuset.cpus", "web") == ALL  # the shared pool is dissolved
+    assert (
+        node.tree.cgroups.read("cpuset.cpus", node.tree.layout.qos_cgroup(QOSClass.BURSTABLE)).value
+        == ALL
+    )
+    loop.close()
+
+
+def test_a_pod_that_leaves_the_batch_tier_gets_its_originals_back(node: Node) -> None:
+    burst = job("etl", {TIER_ANNOTATION: "batch"}, cpu=Decimal("0.2"))
+    built = node.add(burst, busy=1)
+    loop = node.loop()
+    first_tick(loop)
+    assert node.read("cpu.idle", "etl") is True
+    shares = node.tree.cgroups.read("cpu.shares", node.tree.pod_cgroup(built))
+    assert shares.value == 3  # the kernel pins shares while idle
+
+    online = Pod(
+        "jobs",
+        "etl",
+        uid=built.uid,
+        annotations={TIER_ANNOTATION: "online"},
+        containers=built.containers,
+        container_ids=built.container_ids,
+    )
+    node.tree.write_manifest(online, node.pods_dir)
+    later = loop.tick()
+    assert later is not None and later.report is not None and not later.report.failed
+    assert node.read("cpu.idle", "etl") is False
+    assert node.read("cpu.shares", "etl") == 204  # kubelet's shares for 200m, restored
+    assert node.read("cpuset.cpus", "etl") == ALL
+    loop.close()
+
+
+def test_outcomes_of_one_tick_are_reported(node: Node) -> None:
+    node.add(web())
+    loop = node.loop()
+    result = first_tick(loop)
+    assert result.report is not None
+    # cgroup v1 has no memory.min/low: reported as unsupported, never as failed.
+    unsupported = {r.write.knob for r in result.report.of(Outcome.UNSUPPORTED)}
+    assert {"memory.min", "memory.low"} <= unsupported
+    loop.close()

@@ -1,0 +1,194 @@
+"""`colocd run` on real v1 cgroups: --once --dry-run changes nothing; the daemon clamps batch
+on an online surge through its fast path, publishes the budget in its status file and
+metrics, re-reads the pod directory, and reverts everything on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli import main
+from agent.errors import StatusError
+from agent.kubelet_tree import BUSY_LOOP, SURGE_WORKER, KubeletTree
+from agent.status import Status, read_status
+from isolation.detect import Hierarchy
+from isolation.layout import Driver
+from qos.k8s_qos import QOSClass
+from qos.pod import Container, Pod, Resources
+
+pytestmark = pytest.mark.cgroup_v1
+
+
+def web() -> Pod:
+    return Pod("shop", "web", containers=(Container("app", Resources({"cpu": Decimal("0.5")})),))
+
+
+def hog(name: str) -> Pod:
+    return Pod("jobs", name, containers=(Container("loop"),))
+
+
+@pytest.fixture
+def tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
+    with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as t:
+        yield t
+
+
+def besteffort(tree: KubeletTree, knob: str) -> Any:
+    return tree.cgroups.read(knob, tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)).value
+
+
+def wait_for(what: Callable[[], Any], timeout: float, step: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = what()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def test_once_dry_run_prints_the_plan_and_the_writes_and_writes_nothing(
+    tree: KubeletTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    for p in (web(), hog("a")):
+        tree.write_manifest(tree.add_pod(p), pods)
+    job = tree.pods[next(uid for uid, p in tree.pods.items() if p.name == "a")]
+    tree.spawn(job, "loop", BUSY_LOOP)
+    knobs = ("cpu.idle", "cpu.shares", "cpuset.cpus", "cpu.max", "memory.max")
+    before = {k: besteffort(tree, k) for k in knobs}
+    state = tmp_path / "state"
+    argv = ["run", "--pods", str(pods), "--kubelet-cgroup-root", tree.root]
+    assert main([*argv, "--once", "--dry-run", "--state-dir", str(state)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("plan (dry run, nothing is written)")
+    assert "colocd.io/batch-cpu" in out and "margin" in out and "batch tier:" in out
+    be = "/" + tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
+    idle_row = next(line for line in out.splitlines() if line.startswith("cpu.idle"))
+    assert be in idle_row and idle_row.split()[-2:] == ["0", "1"]  # now 0, would be 1
+    assert {k: besteffort(tree, k) for k in knobs} == before
+    assert not state.exists()  # no journal, no status file
+
+
+def test_the_agent_needs_a_readable_pod_directory(
+    tree: KubeletTree, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["run", "--pods", str(tmp_path / "absent"), "--kubelet-cgroup-root", tree.root]
+    assert main([*argv, "--once", "--state-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == f"colocd: error: read pods {tmp_path / 'absent'}: not a directory"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        body = r.read().decode()
+    values = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            values[name] = float(value)
+    return values
+
+
+def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_reverts(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    online = tree.add_pod(web())
+    workers = [
+        tree.spawn(
+            online, "app", SURGE_WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    batch = tree.add_pod(hog("a"))
+    for _ in range(2):
+        tree.spawn(batch, "loop", BUSY_LOOP)
+    for p in (online, batch):
+        tree.write_manifest(p, pods)
+    original = {k: besteffort(tree, k) for k in ("cpu.idle", "cpuset.cpus")}
+    # Ticks 3 s apart, so a clamp within the first second of a surge is the fast path's.
+    # Node capacity 2.5 CPUs, margin 0: batch holds both CPUs while online idles and drops
+    # to one when online needs more than half a core.
+    config = {
+        "qos": {
+            "cpu": {"mechanism": "cpuset"},
+            "margin": {"min_fraction": 0, "max_fraction": 0, "initial_fraction": 0},
+            "reclaim": {"cpu_max_fraction": 1.0},
+        },
+        "agent": {"tick_s": 3, "node_cgroup": tree.root},
+    }
+    (tmp_path / "colocd.json").write_text(json.dumps(config))
+    state, port = tmp_path / "state", free_port()
+    argv = [sys.executable, "-m", "agent.cli", "-v", "run", "--pods", str(pods)]
+    argv += ["--kubelet-cgroup-root", tree.root, "--config", str(tmp_path / "colocd.json")]
+    argv += ["--state-dir", str(state), "--node-cpu", "2.5", "--revert-on-exit"]
+    argv += ["--metrics-addr", f"127.0.0.1:{port}"]
+    agent = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+    try:
+
+        def status() -> Status | None:
+            try:
+                return read_status(state)
+            except StatusError:  # not written yet
+                return None
+
+        first = wait_for(status, 15)
+        assert first.fast_path.mode in ("interval", "psi-trigger") and first.fast_path.detail
+        assert besteffort(tree, "cpuset.cpus") == frozenset({0, 1}), first.budgets[0].reason
+        assert besteffort(tree, "cpu.idle") is True
+
+        start = time.monotonic()
+        for w in workers:
+            assert w.stdin is not None
+            w.stdin.write("2.5\n")
+            w.stdin.flush()
+        wait_for(lambda: len(besteffort(tree, "cpuset.cpus")) == 1, 5, step=0.005)
+        reaction = time.monotonic() - start
+        assert reaction < 1.0, reaction
+
+        published = wait_for(lambda: (s := status()) is not None and s.ticks > first.ticks and s, 8)
+        assert published.fast_path.clamps >= 1 and published.fast_path.last is not None
+        assert published.fast_path.last.cap == "batch cpuset 1"
+        cpu = published.budgets[0]
+        assert cpu.amount < 2000 and "online" in cpu.reason, cpu.reason
+        metrics = scrape(port)
+        assert metrics['colocd_fastpath_clamps_total{trigger="usage"}'] >= 1
+        assert metrics["colocd_budget_batch_cpu_cores"] == cpu.amount / 1000
+
+        # A new manifest in the directory is picked up by the next tick.
+        tree.write_manifest(tree.add_pod(hog("b")), pods)
+        wait_for(lambda: (s := status()) is not None and s.pods["batch"] == 2, 8)
+
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=15) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+        for w in workers:
+            assert w.stdout is not None
+            w.stdout.close()
+    log = agent.stderr.read() if agent.stderr else ""
+    assert "fast path: online CPU" in log
+    assert {k: besteffort(tree, k) for k in original} == original

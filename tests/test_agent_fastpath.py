@@ -1,0 +1,64 @@
+"""The fast path's pure parts: what counts as a surge, and which cap is tighter."""
+
+from __future__ import annotations
+
+import pytest
+
+from agent.config import FastPathSettings
+from agent.fastpath import detect_surge
+from agent.loop import tighter
+from agent.sampler import OnlineNow
+from qos.plan import CpusetCap, QuotaCap
+
+S = FastPathSettings(surge_milli=100, stall_fraction=0.1)
+
+
+def reading(used: float | None, stall: float | None = None) -> OnlineNow:
+    return OnlineNow(since=10.0, at=10.05, used_milli=used, stall_fraction=stall)
+
+
+@pytest.mark.parametrize(
+    ("used", "expected", "stall", "fired", "trigger"),
+    [
+        (1500.0, 1000.0, None, [], "usage"),  # 500m above the prediction
+        (1099.0, 1000.0, None, [], None),  # within surge_milli
+        (1500.0, None, None, [], None),  # no prediction: usage alone says nothing
+        (None, 1000.0, 0.3, [], "pressure"),  # stalled 30 % of the interval
+        (900.0, 1000.0, 0.05, [], None),  # a little stall is normal
+        (900.0, 1000.0, None, ["pod-a"], "pressure"),  # a PSI trigger fired
+    ],
+)
+def test_what_counts_as_a_surge(
+    used: float | None,
+    expected: float | None,
+    stall: float | None,
+    fired: list[str],
+    trigger: str | None,
+) -> None:
+    surge = detect_surge(reading(used, stall), expected, fired, S)
+    assert (surge.trigger if surge else None) == trigger
+    if surge is not None:
+        assert surge.why
+
+
+CPUSET_2 = CpusetCap((0, 1), "")
+CPUSET_1 = CpusetCap((1,), "")
+
+
+@pytest.mark.parametrize(
+    ("new", "old", "is_tighter"),
+    [
+        (CPUSET_1, CPUSET_2, True),
+        (CPUSET_2, CPUSET_1, False),  # the fast path never loosens
+        (CPUSET_1, CPUSET_1, False),
+        (QuotaCap(500, ""), QuotaCap(1000, ""), True),
+        (QuotaCap(950, ""), QuotaCap(1000, ""), False),  # less than min_quota_drop
+        (QuotaCap(500, ""), CPUSET_2, False),  # another mechanism: the tick decides
+        (None, CPUSET_2, False),
+        (CPUSET_1, None, False),
+    ],
+)
+def test_only_a_tighter_cap_is_applied_between_ticks(
+    new: CpusetCap | QuotaCap | None, old: CpusetCap | QuotaCap | None, is_tighter: bool
+) -> None:
+    assert tighter(new, old, drop=0.1) is is_tighter

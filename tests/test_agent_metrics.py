@@ -1,0 +1,115 @@
+"""agent.metrics: names, units and bounded labels in one place, values from a real plan, and
+the HTTP endpoint."""
+
+from __future__ import annotations
+
+import re
+import urllib.request
+
+from prometheus_client import CollectorRegistry
+
+from agent.metrics import AgentMetrics, serve
+from isolation.executor import ApplyReport, Outcome, Result, Write
+from qos.decide import BrainState, decide
+from qos.settings import QosSettings
+from tests.qos_builders import node, pod, snapshot
+
+NAME = re.compile(r"^colocd_[a-z]+_[a-z0-9_]+$")
+BOUNDED_LABELS = {
+    "tier",
+    "knob",
+    "result",
+    "resource",
+    "reason",
+    "trigger",
+    "mode",
+    "type",
+    "error",
+    "state",
+}
+
+
+def names(registry: CollectorRegistry) -> dict[str, set[str]]:
+    """metric family -> label names, from what the registry exposes."""
+    out: dict[str, set[str]] = {}
+    for family in registry.collect():
+        labels = out.setdefault(family.name, set())
+        for sample in family.samples:
+            labels.update(k for k in sample.labels if k != "le")
+    return out
+
+
+def test_every_metric_is_named_by_the_convention_with_bounded_labels() -> None:
+    registry = CollectorRegistry()
+    AgentMetrics(registry)
+    found = names(registry)
+    assert len(found) >= 20
+    for name, labels in found.items():
+        assert NAME.match(name), name
+        assert labels <= BOUNDED_LABELS, (name, labels)
+    exposed = {s.name for f in registry.collect() for s in f.samples}
+    for name in (
+        "colocd_loop_tick_duration_seconds_count",
+        "colocd_loop_ticks_total",
+        "colocd_budget_batch_cpu_cores",
+        "colocd_budget_batch_memory_bytes",
+        "colocd_budget_predicted_online_cpu_cores",
+        "colocd_margin_cpu_ratio",
+        "colocd_executor_writes_total",
+        "colocd_fastpath_reaction_seconds_bucket",
+        "colocd_tier_pods",
+        # The Kubernetes side's, declared in the same module on the same registry.
+        "colocd_informer_objects",
+        "colocd_node_status_writes",
+        "colocd_eviction_requests",
+    ):
+        assert name in exposed or name in found, name
+    counters = [f for f in registry.collect() if f.type == "counter"]
+    assert counters and all(
+        s.name.endswith(("_total", "_created")) for f in counters for s in f.samples
+    )
+
+
+def test_values_come_from_the_plan_and_the_apply_report() -> None:
+    registry = CollectorRegistry()
+    m = AgentMetrics(registry)
+    state = node(pod("web", cpu="1"), pod("job", batch_cpu=500))
+    plan, _ = decide(snapshot(10.0, state=state), BrainState(), QosSettings(), 10.0)
+    m.plan(plan)
+    value = registry.get_sample_value
+    assert value("colocd_budget_batch_cpu_cores") == plan.budgets.cpu.amount / 1000
+    assert value("colocd_budget_batch_memory_bytes") == plan.budgets.memory.amount
+    assert plan.budgets.cpu.terms is not None
+    assert value("colocd_budget_predicted_online_cpu_cores") == plan.budgets.cpu.terms.online / 1000
+    assert value("colocd_margin_cpu_ratio") == plan.margin.fraction
+    assert value("colocd_budget_degraded", {"resource": "cpu"}) == 0
+    write = Write("cpu.idle", "kubepods/besteffort", True)
+    m.applied(ApplyReport((Result(write, Outcome.APPLIED), Result(write, Outcome.VANISHED))))
+    assert value("colocd_executor_writes_total", {"knob": "cpu.idle", "result": "applied"}) == 1
+    assert value("colocd_executor_writes_total", {"knob": "cpu.idle", "result": "vanished"}) == 1
+    m.clamp("usage", 0.06)
+    assert value("colocd_fastpath_clamps_total", {"trigger": "usage"}) == 1
+    assert value("colocd_fastpath_reaction_seconds_bucket", {"le": "0.075"}) == 1
+    m.degraded_reasons(["pod_source"])
+    assert value("colocd_loop_degraded", {"reason": "pod_source"}) == 1
+    assert value("colocd_loop_degraded", {"reason": "stale_readings"}) == 0
+
+
+def test_two_agents_in_one_process_do_not_collide() -> None:
+    AgentMetrics(CollectorRegistry())
+    AgentMetrics(CollectorRegistry())
+
+
+def test_metrics_are_served_over_http() -> None:
+    registry = CollectorRegistry()
+    m = AgentMetrics(registry)
+    m.tick("ok", 0.004)
+    server = serve(registry, "127.0.0.1", 0)
+    try:
+        port = server.server_port
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            body = r.read().decode()
+    finally:
+        server.shutdown()
+    assert 'colocd_loop_ticks_total{result="ok"} 1.0' in body
+    assert "colocd_loop_tick_duration_seconds_count 1.0" in body
