@@ -7,8 +7,8 @@
 
 Loaded once (`load`), from an optional YAML/JSON file (`--config FILE`, the same three
 sections as keys) with the command-line flags laid over it, and the process environment
-(NODE_NAME). Each section is then passed down to the package that owns it; nothing else in
-colocd reads `os.environ`.
+(NODE_NAME, and systemd's NOTIFY_SOCKET). Each section is then passed down to the package
+that owns it; nothing else in colocd reads `os.environ`.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from qos.settings import QosSettings
 
 __all__ = [
     "NODE_NAME_ENV",
+    "NOTIFY_SOCKET_ENV",
     "AgentSettings",
     "FastPathSettings",
     "Settings",
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 NODE_NAME_ENV = "NODE_NAME"
+NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
 DEFAULT_STATE_DIR = Path("/var/lib/colocd")
 
 M = TypeVar("M", bound=BaseModel)
@@ -150,6 +152,11 @@ class AgentSettings(_Section):
     memory_bytes: int | None = Field(
         None, gt=0, description="Node memory capacity in bytes (default: the host's RAM)."
     )
+    notify_socket: str | None = Field(
+        None,
+        description="systemd's notify socket (default: $NOTIFY_SOCKET, which systemd sets for "
+        "a Type=notify unit): READY=1 after the first tick, WATCHDOG=1 every tick.",
+    )
     pods_stale_after_s: float = Field(
         300.0,
         gt=0,
@@ -163,6 +170,13 @@ class AgentSettings(_Section):
     def _address(cls, value: str | None) -> str | None:
         if value is not None:
             parse_address(value)
+        return value
+
+    @field_validator("notify_socket")
+    @classmethod
+    def _notify_socket(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("/", "@")):
+            raise ValueError(f"{value!r} is not an absolute path or an @abstract socket name")
         return value
 
     @field_validator("node_cgroup")
@@ -237,11 +251,15 @@ def load(
     environ: Mapping[str, str] | None = None,
 ) -> Settings:
     """The settings: the file (if any), then `overrides` (from flags, nested like the file,
-    None values dropped), then the node name from the environment (`os.environ` unless
-    given) when still unset."""
+    None values dropped), then the node name and systemd's notify socket from the
+    environment (`os.environ` unless given) when still unset."""
     environ = os.environ if environ is None else environ
     data: dict[str, Any] = read_mapping(config_file, "load config") if config_file else {}
     data = _merge(data, _drop_none(overrides))
+    agent_data = data.get("agent")
+    has_socket = isinstance(agent_data, Mapping) and "notify_socket" in agent_data
+    if environ.get(NOTIFY_SOCKET_ENV) and not has_socket:
+        data = _merge(data, {"agent": {"notify_socket": environ[NOTIFY_SOCKET_ENV]}})
     where = f"load config {config_file}" if config_file else "load settings"
     settings = validated(Settings, data, where)
     if not settings.agent.node_name:

@@ -2,8 +2,12 @@
 
 One datagram per message on the AF_UNIX socket named by $NOTIFY_SOCKET (a path, or an
 abstract name when it starts with "@"). Outside systemd the variable is unset and every
-call is a no-op that returns False. The environment is passed in (from agent/config.py),
-never read here.
+call is a no-op that returns False. The socket comes from the settings (agent/config.py
+reads the environment), never from os.environ here.
+
+A message that cannot be sent is logged and reported as False, as sd_notify(3) returns an
+error without stopping its caller: a daemon must not die because its supervisor's socket
+went away (if the pings really stop, the watchdog restarts it anyway).
 
 With `WatchdogSec=` in the unit, systemd sets $WATCHDOG_USEC (and $WATCHDOG_PID): the
 agent must send WATCHDOG=1 more often than that, and `watchdog_interval_s` says how often
@@ -12,11 +16,14 @@ agent must send WATCHDOG=1 more often than that, and `watchdog_interval_s` says 
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from collections.abc import Mapping
 
 from agent.errors import NotifyError
+
+log = logging.getLogger(__name__)
 
 READY = "READY=1"
 WATCHDOG = "WATCHDOG=1"
@@ -48,7 +55,7 @@ class SdNotifier:
         return self.notify_socket is not None
 
     def notify(self, *assignments: str) -> bool:
-        """Send `KEY=value` lines in one datagram; False when notification is disabled."""
+        """Send `KEY=value` lines in one datagram; False when disabled or not delivered."""
         if self.notify_socket is None:
             return False
         for line in assignments:
@@ -60,9 +67,8 @@ class SdNotifier:
                 sock.connect(_address(self.notify_socket))
                 sock.sendall(message)
         except OSError as err:
-            raise NotifyError(
-                f"notify systemd at {self.notify_socket}: {err.strerror or err}"
-            ) from err
+            log.warning("notify systemd at %s: %s", self.notify_socket, err.strerror or err)
+            return False
         return True
 
     def ready(self, status: str | None = None) -> bool:

@@ -1,11 +1,11 @@
 """STAND-IN for the colocd agent in the benchmarks' "colocd" setups.
 
-The agent's tick loop and cgroup layer are not on main yet, so these functions write, once,
-what the agent's enforcement is expected to write for the batch tier on this kernel (cgroup
-v1, see the testbed notes in the project's design docs). `apply_expected_colocd_enforcement`
+These functions write, once, what the agent's enforcement is expected to write for the
+batch tier on this kernel (cgroup v1, see the testbed notes in the project's design docs);
+they were written before the agent's tick loop existed. `apply_expected_colocd_enforcement`
 is the single entry point, called once per "colocd" setup by bench_effectiveness.py and
-bench_memory_pressure.py: replace those two calls with running the real agent loop on the
-tree, and delete this module.
+bench_memory_pressure.py: replace those two calls with running the real agent (`colocd
+run --pods DIR --kubelet-cgroup-root <tree root>`) on the tree, and delete this module.
 
 CPU: the besteffort level gets `cpu.idle=1` (SCHED_IDLE against online), and no CFS quota
 unless online's demand leaves batch too little: a quota that throttles every period hurts

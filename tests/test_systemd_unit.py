@@ -106,3 +106,26 @@ def test_example_env_file_sets_exactly_what_the_unit_reads() -> None:
     defaults = {value.split("=", 1)[0] for value in _directives(unit_text)["Environment"]}
     assert set(env) == used == defaults
     assert env["COLOCD_PODS_DIR"] == ["/etc/colocd/pods"]
+
+
+def test_exec_start_is_a_valid_colocd_command_line() -> None:
+    """ExecStart, with the unit's default variables expanded, parses as `colocd run`."""
+    from agent.cli import build_parser
+
+    unit = _directives(UNIT.read_text())
+    defaults = dict(value.split("=", 1) for value in unit["Environment"])
+    words = []
+    for word in unit["ExecStart"][0].split()[1:]:
+        if word.startswith("${"):
+            words.append(defaults[word[2:-1]])
+        elif word.startswith("$"):
+            words += defaults[word[1:]].split()  # unbraced: split on spaces, empty is nothing
+        else:
+            words.append(word)
+    args = build_parser().parse_args(words)
+    assert args.command == "run"
+    assert (args.pods, args.state_dir, args.revert_on_exit) == (
+        "/etc/colocd/pods",
+        "/var/lib/colocd",
+        True,
+    )

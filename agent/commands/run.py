@@ -24,6 +24,7 @@ from agent.metrics import AgentMetrics, serve
 from agent.output import render_table
 from agent.pod_source import DirPodSource, PodSource
 from agent.quantity import parse_quantity
+from agent.sdnotify import SdNotifier
 from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy, detect_layout
 from isolation.errors import CgroupGoneError, IsolationError, UnsupportedKnobError, WriteError
@@ -279,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
             executor=executor,
             metrics=metrics,
             on_tick=(lambda r: print_dry_run(cgroups, r)) if agent.dry_run else None,
+            notifier=SdNotifier(agent.notify_socket) if agent.notify_socket else None,
             **seams,
         )
         stop = threading.Event()
