@@ -88,6 +88,8 @@ class Evictor:
         self._max_backoff_s = max_backoff_s
         self._clock = clock
         self._refusals: dict[str, _Refusal] = {}
+        for result in EvictionResult:  # from 0, so the first failure shows in increase()
+            metrics.evictions.labels(result.value)
 
     def evict(self, request: EvictionRequest, *, dry_run: bool = False) -> EvictionOutcome:
         now = self._clock()

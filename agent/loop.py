@@ -162,6 +162,8 @@ class Loop:
         self.capacity = capacity
         self.executor = executor
         self.metrics = metrics
+        if metrics is not None:
+            metrics.identify(settings.agent.node_name)
         self.publish = publish
         self.evict = evict
         self.notifier = notifier

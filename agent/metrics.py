@@ -1,15 +1,20 @@
 """Every metric of colocd, declared in one place on an injected `CollectorRegistry`.
 
-Names are `colocd_<subsystem>_<name>_<unit>` in base units (seconds, bytes, cores); labels
-take values from small fixed sets only: `tier` (system/dedicated/online/batch), `resource`
-(cpu/memory/gpu), `knob` (the knob table), `result` (the executor's outcomes, tick
-results), `reason` (a class, never free text), `trigger` (usage/pressure), `mode`.
+Names are `colocd_<subsystem>_<name>_<unit>` in base units (seconds, bytes, cores, GPU
+devices); labels take values from small fixed sets only: `tier` (system/dedicated/online/
+batch), `resource` (cpu/memory/gpu), `knob` (the knob table), `result` (the executor's
+outcomes, tick results), `reason` (a class, never free text), `trigger` (usage/pressure),
+`mode`, `indicator` (the margin's indicator setting). `colocd_agent_info` alone carries
+`nodename` and `version`: one value each per process, for dashboards to pick a node by name.
 
+    agent      info{nodename,version}
     loop       tick_duration_seconds, ticks_total{result}, last_tick_timestamp_seconds,
                degraded{reason}
     budget     batch_cpu_cores, batch_memory_bytes, batch_gpu_devices, degraded{resource},
-               predicted_online_cpu_cores, predicted_online_memory_bytes
-    margin     cpu_cores, ratio, indicator (in the indicator's own unit)
+               predicted_online_cpu_cores, predicted_online_memory_bytes,
+               capacity_cpu_cores, capacity_memory_bytes
+    margin     cpu_cores, cpu_ratio, indicator{indicator} and indicator_target{indicator}
+               (in the indicator's own unit)
     executor   writes_total{knob,result}
     sampler    vanished_cgroups_total
     fastpath   clamps_total{trigger}, reaction_seconds, evaluations_total, mode{mode}
@@ -24,7 +29,8 @@ requests, Events, ColocationPolicies); `AgentMetrics` builds one on the same reg
                lists_total{resource,reason}, events_total{resource,type},
                errors_total{resource,error}, parse_errors_total{resource}
     node       status_writes_total{reason,result}, status_skips_total{reason},
-               published_batch_cpu_cores, published_batch_memory_bytes, published_batch_gpus
+               published_batch_cpu_cores, published_batch_memory_bytes,
+               published_batch_gpu_devices
     eviction   requests_total{result}
     events     recorded_total{type,result}
     policy     objects{state}, rejected_total, effective_fallback, ties,
@@ -35,6 +41,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from importlib import metadata
 from wsgiref.simple_server import WSGIServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -61,6 +68,14 @@ TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
 class AgentMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self.info = Gauge(
+            "info",
+            "Always 1; names the node this agent runs on and its version.",
+            ("nodename", "version"),
+            namespace=NAMESPACE,
+            subsystem="agent",
+            registry=registry,
+        )
 
         def gauge(sub: str, name: str, doc: str, labels=(), unit: str = "") -> Gauge:
             return Gauge(
@@ -113,6 +128,12 @@ class AgentMetrics:
             "Predicted online working set: max(current, p95 of the window).",
             unit="bytes",
         )
+        self.capacity_cpu = gauge(
+            "budget", "capacity_cpu", "Node CPU the budgets are computed from.", unit="cores"
+        )
+        self.capacity_memory = gauge(
+            "budget", "capacity_memory", "Node memory the budgets are computed from.", unit="bytes"
+        )
         self.margin_cores = gauge(
             "margin", "cpu", "CPU safety margin kept free for online.", unit="cores"
         )
@@ -122,9 +143,17 @@ class AgentMetrics:
         self.indicator = gauge(
             "margin",
             "indicator",
-            "The interference indicator the margin controller reads (in its own unit; NaN "
-            "when not read).",
+            "The interference indicator the margin controller reads, by which one (in its "
+            "own unit; NaN when not read).",
+            ("indicator",),
         )
+        self.indicator_target = gauge(
+            "margin",
+            "indicator_target",
+            "The target the margin controller holds the indicator to (in its own unit).",
+            ("indicator",),
+        )
+        self._indicator_name: str | None = None
         self.writes = counter(
             "executor", "writes", "cgroup writes by knob and outcome.", ("knob", "result")
         )
@@ -180,6 +209,10 @@ class AgentMetrics:
 
     # --- updates from the loop -----------------------------------------------------------
 
+    def identify(self, node: str) -> None:
+        self.info.clear()
+        self.info.labels(node, _version()).set(1)
+
     def tick(self, result: str, seconds: float | None = None) -> None:
         self.ticks.labels(result).inc()
         if seconds is not None:
@@ -197,9 +230,19 @@ class AgentMetrics:
             self.online_cpu.set(b.cpu.terms.online / 1000)
         if b.memory.terms is not None:
             self.online_memory.set(b.memory.terms.online)
-        self.margin_cores.set(plan.margin.millicores / 1000)
-        self.margin_ratio.set(plan.margin.fraction)
-        self.indicator.set(float("nan") if plan.margin.indicator is None else plan.margin.indicator)
+        self.capacity_cpu.set(b.cpu.capacity / 1000)
+        self.capacity_memory.set(b.memory.capacity)
+        m = plan.margin
+        self.margin_cores.set(m.millicores / 1000)
+        self.margin_ratio.set(m.fraction)
+        if m.indicator_name != self._indicator_name:  # the policy switched indicators
+            self.indicator.clear()
+            self.indicator_target.clear()
+            self._indicator_name = m.indicator_name
+        self.indicator.labels(m.indicator_name).set(
+            float("nan") if m.indicator is None else m.indicator
+        )
+        self.indicator_target.labels(m.indicator_name).set(m.target)
         for e in plan.evictions:
             self.evictions.labels("dry_run" if e.dry_run else "evict").inc()
 
@@ -290,7 +333,9 @@ class KubeMetrics:
             "node", "published_batch_memory_bytes", "colocd.io/batch-memory last written."
         )
         self.node_batch_gpu = gauge(
-            "node", "published_batch_gpus", "colocd.io/batch-gpu last written, in whole GPUs."
+            "node",
+            "published_batch_gpu_devices",
+            "colocd.io/batch-gpu last written, in whole GPUs.",
         )
 
         # Evictions through the Eviction API, and the Events colocd writes.
@@ -334,6 +379,13 @@ class KubeMetrics:
             "ColocationPolicy status patches, by result.",
             ("result",),
         )
+
+
+def _version() -> str:
+    try:
+        return metadata.version("colocd")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
 def serve(registry: CollectorRegistry, host: str, port: int) -> WSGIServer:

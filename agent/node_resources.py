@@ -91,6 +91,9 @@ class PublishReason(StrEnum):
     BACKOFF = "backoff"
 
 
+WRITE_REASONS = (PublishReason.FIRST, PublishReason.CHANGED, PublishReason.REFRESH)
+
+
 @dataclass(frozen=True, slots=True)
 class PublishResult:
     written: bool
@@ -120,6 +123,13 @@ class NodeResourcePublisher:
         self._last_write = 0.0
         self._refresh_at = 0.0
         self._retry_at = 0.0
+        # Every series from 0, so the first failed write shows in increase().
+        for reason in PublishReason:
+            if reason in WRITE_REASONS:
+                for result in ("ok", "failed"):
+                    metrics.node_status_writes.labels(reason.value, result)
+            else:
+                metrics.node_status_skips.labels(reason.value)
 
     def publish(self, capacity: BatchCapacity) -> PublishResult:
         now = self._clock()

@@ -195,6 +195,8 @@ def decide(
             round(margin.fraction * node.capacity.cpu_milli),
             margin.indicator,
             margin.reason,
+            settings.margin.indicator.value,
+            settings.margin.effective_target,
         ),
         extended_resources=tuple(
             ExtendedResource(b.extended_name, b.amount, b.reason) for b in budgets.all()

@@ -112,6 +112,10 @@ class MarginReport:
     millicores: int
     indicator: float | None
     reason: str
+    # Which indicator the controller watched (a `qos.settings.Indicator` value) and the
+    # target it held it to, in the indicator's own unit.
+    indicator_name: str
+    target: float
 
 
 @dataclass(frozen=True, slots=True)

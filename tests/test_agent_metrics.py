@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from agent.metrics import AgentMetrics, serve
 from isolation.executor import ApplyReport, Outcome, Result, Write
 from qos.decide import BrainState, decide
-from qos.settings import QosSettings
+from qos.settings import Indicator, QosSettings
 from tests.qos_builders import node, pod, snapshot
 
 NAME = re.compile(r"^colocd_[a-z]+_[a-z0-9_]+$")
@@ -26,6 +26,10 @@ BOUNDED_LABELS = {
     "type",
     "error",
     "state",
+    "indicator",
+    # colocd_agent_info only: one value each per process.
+    "nodename",
+    "version",
 }
 
 
@@ -82,6 +86,10 @@ def test_values_come_from_the_plan_and_the_apply_report() -> None:
     assert plan.budgets.cpu.terms is not None
     assert value("colocd_budget_predicted_online_cpu_cores") == plan.budgets.cpu.terms.online / 1000
     assert value("colocd_margin_cpu_ratio") == plan.margin.fraction
+    assert value("colocd_budget_capacity_cpu_cores") == plan.budgets.cpu.capacity / 1000
+    assert value("colocd_budget_capacity_memory_bytes") == plan.budgets.memory.capacity
+    psi = {"indicator": "cpu_psi_some_avg10"}
+    assert value("colocd_margin_indicator_target", psi) == 10.0  # the default target
     assert value("colocd_budget_degraded", {"resource": "cpu"}) == 0
     write = Write("cpu.idle", "kubepods/besteffort", True)
     m.applied(ApplyReport((Result(write, Outcome.APPLIED), Result(write, Outcome.VANISHED))))
@@ -93,6 +101,35 @@ def test_values_come_from_the_plan_and_the_apply_report() -> None:
     m.degraded_reasons(["pod_source"])
     assert value("colocd_loop_degraded", {"reason": "pod_source"}) == 1
     assert value("colocd_loop_degraded", {"reason": "stale_readings"}) == 0
+
+
+def test_a_switched_indicator_leaves_no_stale_series() -> None:
+    registry = CollectorRegistry()
+    m = AgentMetrics(registry)
+    state = node(pod("web", cpu="1"))
+    psi = QosSettings()
+    throttling = psi.model_copy(
+        update={"margin": psi.margin.model_copy(update={"indicator": Indicator.THROTTLING})}
+    )
+    for settings in (psi, throttling):
+        m.plan(decide(snapshot(10.0, state=state), BrainState(), settings, 10.0)[0])
+    found = {
+        s.labels["indicator"]: s.value
+        for f in registry.collect()
+        if f.name == "colocd_margin_indicator_target"
+        for s in f.samples
+    }
+    assert found == {"cfs_throttled_ratio": 0.05}
+
+
+def test_the_info_metric_names_the_node() -> None:
+    registry = CollectorRegistry()
+    m = AgentMetrics(registry)
+    m.identify("node-1")
+    m.identify("node-2")  # replaces, never adds
+    samples = [s for f in registry.collect() if f.name == "colocd_agent_info" for s in f.samples]
+    assert [(s.labels["nodename"], s.value) for s in samples] == [("node-2", 1.0)]
+    assert samples[0].labels["version"]
 
 
 def test_two_agents_in_one_process_do_not_collide() -> None:

@@ -46,6 +46,15 @@ def count(registry: CollectorRegistry, result: str) -> float:
     return value or 0.0
 
 
+def test_every_result_is_counted_from_zero(evictor: Evictor, registry: CollectorRegistry) -> None:
+    # Present before the first eviction, so an alert on increase() sees the first failure.
+    for result in EvictionResult:
+        assert (
+            registry.get_sample_value("colocd_eviction_requests_total", {"result": result.value})
+            == 0
+        ), result
+
+
 def test_429_backs_off_then_the_eviction_succeeds(
     api: ApiServer, evictor: Evictor, clock: FakeClock, registry: CollectorRegistry
 ) -> None:

@@ -38,6 +38,17 @@ def patches(api: ApiServer) -> int:
     return sum(1 for r in api.requests() if r.method == "PATCH" and r.path.endswith("/status"))
 
 
+def test_every_write_and_skip_is_counted_from_zero(
+    publisher: NodeResourcePublisher, registry: CollectorRegistry
+) -> None:
+    # Present before the first publish, so an alert on increase() sees the first failure.
+    value = registry.get_sample_value
+    labels = {"reason": "changed", "result": "failed"}
+    assert value("colocd_node_status_writes_total", labels) == 0
+    assert value("colocd_node_status_skips_total", {"reason": "too_soon"}) == 0
+    assert value("colocd_node_status_writes_total", {"reason": "too_soon", "result": "ok"}) is None
+
+
 def test_first_publish_writes_capacity_and_allocatable(
     api: ApiServer, publisher: NodeResourcePublisher, registry: CollectorRegistry
 ) -> None:
@@ -53,7 +64,7 @@ def test_first_publish_writes_capacity_and_allocatable(
         assert {k: status[section][k] for k in expected} == expected
         assert status[section]["cpu"] == "8"  # kubelet's own resources untouched
     assert registry.get_sample_value("colocd_node_published_batch_cpu_cores") == 2.5
-    assert registry.get_sample_value("colocd_node_published_batch_gpus") == 1.5
+    assert registry.get_sample_value("colocd_node_published_batch_gpu_devices") == 1.5
 
 
 def test_writes_are_throttled_by_threshold_and_intervals(
