@@ -60,6 +60,7 @@ DEGRADED_REASONS = ("stale_readings", "pod_source", "apply_failed")
 TICK_RESULTS = ("ok", "unsynced", "error")
 FAST_TRIGGERS = ("usage", "pressure")
 FAST_MODES = ("psi-trigger", "interval", "off")
+EVICTION_MODES = ("evict", "dry_run")
 # Fast-path reactions: tens of milliseconds expected, a second is a miss.
 REACTION_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -204,7 +205,7 @@ class AgentMetrics:
             self.fast_mode.labels(m).set(0)
         for tier in Tier:
             self.pods.labels(tier.value).set(0)
-        for mode in ("evict", "dry_run"):
+        for mode in EVICTION_MODES:
             self.evictions.labels(mode)
 
     # --- updates from the loop -----------------------------------------------------------

@@ -6,12 +6,13 @@ from __future__ import annotations
 import re
 import urllib.request
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from agent.metrics import AgentMetrics, serve
 from isolation.executor import ApplyReport, Outcome, Result, Write
 from qos.decide import BrainState, decide
 from qos.settings import Indicator, QosSettings
+from tests.metrics_conventions import problems
 from tests.qos_builders import node, pod, snapshot
 
 NAME = re.compile(r"^colocd_[a-z]+_[a-z0-9_]+$")
@@ -130,6 +131,44 @@ def test_the_info_metric_names_the_node() -> None:
     samples = [s for f in registry.collect() if f.name == "colocd_agent_info" for s in f.samples]
     assert [(s.labels["nodename"], s.value) for s in samples] == [("node-2", 1.0)]
     assert samples[0].labels["version"]
+
+
+def test_the_exposition_follows_the_naming_conventions() -> None:
+    registry = CollectorRegistry()
+    m = AgentMetrics(registry)
+    m.identify("node-1")
+    state = node(pod("web", cpu="1"), pod("job", batch_cpu=500))
+    m.plan(decide(snapshot(10.0, state=state), BrainState(), QosSettings(), 10.0)[0])
+    m.tick("ok", 0.004)
+    m.clamp("pressure", 0.03)
+    assert problems(generate_latest(registry).decode()) == []
+
+
+def test_the_convention_check_catches_each_kind_of_mistake() -> None:
+    registry = CollectorRegistry()
+    Gauge("colocd_fastpath_latency_ms", "ms, not seconds", ["pod"], registry=registry).labels(
+        "web-7d9f"
+    ).set(3)
+    Gauge("colocd_budget_online_memory", "no unit", registry=registry).set(1)
+    Counter("colocd_tier_moves", "by tier", ["tier"], registry=registry).labels("gold").inc()
+    Histogram("colocd_loop_tick", "no unit", registry=registry).observe(0.1)
+    info = Gauge("colocd_agent_info", "two nodes", ["nodename", "version"], registry=registry)
+    info.labels("a", "1").set(1)
+    info.labels("b", "1").set(1)
+    Gauge("colocd_other_info", "info labels elsewhere", ["nodename"], registry=registry).labels(
+        "a"
+    ).set(1)
+    found = problems(generate_latest(registry).decode())
+    assert found == [
+        "colocd_fastpath_latency_ms: 'ms' is not a base unit",
+        "colocd_fastpath_latency_ms: a latency metric must end in one of ('_seconds',)",
+        "colocd_fastpath_latency_ms: label pod='web-7d9f' is not a bounded label",
+        "colocd_budget_online_memory: a memory metric must end in one of ('_bytes',)",
+        "colocd_tier_moves_total: label tier='gold' is outside its vocabulary",
+        "colocd_loop_tick: a histogram must end in its base unit",
+        "colocd_agent_info: one sample, valued 1, labelled ['nodename', 'version']",
+        "colocd_other_info: label nodename='a' is not a bounded label",
+    ]
 
 
 def test_two_agents_in_one_process_do_not_collide() -> None:

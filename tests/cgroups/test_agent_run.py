@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import signal
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from isolation.detect import Hierarchy
 from isolation.layout import Driver
 from qos.k8s_qos import QOSClass
 from qos.pod import Container, Pod, Resources
+from tests.processes import free_port, wait_for
 
 pytestmark = pytest.mark.cgroup_v1
 
@@ -47,16 +47,6 @@ def tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
 
 def besteffort(tree: KubeletTree, knob: str) -> Any:
     return tree.cgroups.read(knob, tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)).value
-
-
-def wait_for(what: Callable[[], Any], timeout: float, step: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = what()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError(f"not within {timeout}s: {what}")
 
 
 def test_once_dry_run_prints_the_plan_and_the_writes_and_writes_nothing(
@@ -90,12 +80,6 @@ def test_the_agent_needs_a_readable_pod_directory(
     assert main([*argv, "--once", "--state-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()
     assert err == f"colocd: error: read pods {tmp_path / 'absent'}: not a directory"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def scrape(port: int) -> dict[str, float]:
