@@ -98,6 +98,10 @@ class ApplyReport:
     def failed(self) -> tuple[Result, ...]:
         return self.of(Outcome.FAILED)
 
+    @property
+    def vanished(self) -> tuple[Result, ...]:
+        return self.of(Outcome.VANISHED)
+
     def counts(self) -> dict[str, int]:
         counted = Counter(r.outcome for r in self.results)
         return {o.value: counted.get(o, 0) for o in Outcome}
