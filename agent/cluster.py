@@ -1,11 +1,13 @@
 """The Kubernetes side of one node agent, built, started and stopped together for the loop.
 
     cluster = Cluster(client, node_name, metrics.kube); cluster.start()
-    Loop(..., source=cluster.pods, publish=cluster.publish, evict=cluster.evict,
+    Loop(..., source=cluster, publish=cluster.publish, evict=cluster.evict,
          qos=cluster.qos_settings)
     at exit: cluster.stop()
 
-- `pods`: the pods bound to this node (`ApiPodSource`, an informer).
+- `snapshot()`: the pods bound to this node (`ApiPodSource`, an informer), reported synced
+  only once this node and the ColocationPolicies are listed too, so the first tick already
+  runs under the policy in force.
 - `publish(plan)`: the plan's budgets as `colocd.io/batch-*` on the Node
   (`NodeResourcePublisher`, which writes only on first sight, real change or refresh).
 - `evict(eviction, pod)`: the brain's eviction decisions through the Eviction API
@@ -17,7 +19,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import time
 
 from pydantic import ValidationError
 
@@ -27,7 +31,7 @@ from agent.kube import KubeClient
 from agent.metrics import KubeMetrics
 from agent.node_info import NodeWatcher
 from agent.node_resources import BatchCapacity, NodeResourcePublisher
-from agent.pod_source import ApiPodSource
+from agent.pod_source import ApiPodSource, PodSnapshot
 from agent.policy.resolve import Resolution
 from agent.policy.watcher import PolicyWatcher
 from qos.plan import Eviction, Plan
@@ -59,6 +63,23 @@ class Cluster:
     def stop(self) -> None:
         for watcher in (self.policies, self.node, self.pods):
             watcher.stop()
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        watchers = (self.pods, self.node, self.policies)
+        return all(w.wait_synced(max(0.0, deadline - time.monotonic())) for w in watchers)
+
+    def snapshot(self) -> PodSnapshot:
+        snap = self.pods.snapshot()
+        waiting = [
+            what
+            for what, w in (("node", self.node), ("policies", self.policies))
+            if not w.wait_synced(0)
+        ]
+        if snap.synced and waiting:
+            why = f"waiting for the {' and '.join(waiting)} to be listed"
+            return dataclasses.replace(snap, synced=False, problems=(*snap.problems, why))
+        return snap
 
     def qos_settings(self) -> QosSettings:
         """The settings of the policy in force (resolved again only when it changes)."""

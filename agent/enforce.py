@@ -82,6 +82,12 @@ def _quota(millicores: int) -> CpuMax:
     return CpuMax(max(MIN_QUOTA_US, millicores * CFS_PERIOD_US // 1000), CFS_PERIOD_US)
 
 
+def _exceeds(value: object, quota: CpuMax) -> bool:
+    """A set quota larger than `quota` (no quota below a limited parent is fine)."""
+    cores = value.cores if isinstance(value, CpuMax) else None
+    return cores is not None and quota.cores is not None and cores > quota.cores
+
+
 def _looser_than(a: Write, b: Write) -> bool:
     """Of two limits on one file, is `a` the looser (so `b` should be kept)?"""
     if isinstance(a.value, CpuMax) and isinstance(b.value, CpuMax):
@@ -129,10 +135,12 @@ class Enforcer:
                 return True  # cannot tell yet: try it (the executor reports the outcome)
         return self._idle
 
-    def _subtree(self, cgroup: str, level: int) -> list[tuple[str, int]]:
-        """`cgroup` and every cgroup below it in the cpuset hierarchy, with their levels."""
+    def _subtree(
+        self, cgroup: str, level: int, controller: str = "cpuset"
+    ) -> list[tuple[str, int]]:
+        """`cgroup` and every cgroup below it in `controller`'s hierarchy, with levels."""
         out = []
-        for path in self.cgroups.walk("cpuset", cgroup):
+        for path in self.cgroups.walk(controller, cgroup):
             depth = path.count("/") - cgroup.count("/") if path != cgroup else 0
             out.append((path, min(Level.CONTAINER, level + depth)))
         return out or [(cgroup, level)]
@@ -140,6 +148,19 @@ class Enforcer:
     def _cpuset(self, cgroup: str, level: int, cpus: Iterable[int]) -> list[Write]:
         value = frozenset(cpus)
         return [Write("cpuset.cpus", c, value, lvl) for c, lvl in self._subtree(cgroup, level)]
+
+    def _quotas_below(self, cgroup: str, level: int, quota: CpuMax) -> list[Write]:
+        """v1 refuses a parent quota below a child's (EINVAL): the cgroups below `cgroup`
+        whose quota is larger come down to it (kubelet's container limits, batch pods')."""
+        out = []
+        for path, lvl in self._subtree(cgroup, level, "cpu")[1:]:
+            try:
+                current = self.cgroups.read("cpu.max", path).value
+            except (CgroupGoneError, UnsupportedKnobError, WriteError):
+                continue
+            if _exceeds(current, quota):
+                out.append(Write("cpu.max", path, quota, lvl))
+        return out
 
     def cap_writes(
         self, cap: CpusetCap | QuotaCap | None, topo: Topology, pool: tuple[int, ...]
@@ -154,7 +175,9 @@ class Enforcer:
                     out += self._cpuset(cgroup, level, cpus)
                     out.append(Write("cpu.max", cgroup, CpuMax(None, CFS_PERIOD_US), level))
                 case QuotaCap(millicores=milli):
-                    out.append(Write("cpu.max", cgroup, _quota(milli // len(targets)), level))
+                    quota = _quota(milli // len(targets))
+                    out.append(Write("cpu.max", cgroup, quota, level))
+                    out += self._quotas_below(cgroup, level, quota)
                     out += self._cpuset(cgroup, level, pool)
                 case None if pool != topo.cpus:
                     out += self._cpuset(cgroup, level, pool)  # keep batch off exclusive CPUs
@@ -242,7 +265,7 @@ class Enforcer:
             merged.add(self._released_besteffort(topo, pool))
         released = self._release(set(merged.writes), topo)
         self._owned = {(w.cgroup, w.knob): w.level for w in owned}
-        return [*merged.writes.values(), *released]
+        return _fit_quotas([*merged.writes.values(), *released], merged.writes)
 
     def _release(self, keep: set[tuple[str, str]], topo: Topology) -> list[Write]:
         if self.executor is None:
@@ -255,3 +278,23 @@ class Enforcer:
             if w is not None:
                 out.append(w)
         return out
+
+
+def _fit_quotas(writes: list[Write], wanted: dict[tuple[str, str], Write]) -> list[Write]:
+    """No quota written below a parent's quota of this batch may exceed it (v1: EINVAL)."""
+    limits = {
+        w.cgroup: w.value
+        for w in wanted.values()
+        if w.knob == "cpu.max" and isinstance(w.value, CpuMax) and w.value.quota_us is not None
+    }
+    if not limits:
+        return writes
+    out = []
+    for w in writes:
+        fitted = w
+        if w.knob == "cpu.max":
+            for parent, quota in limits.items():
+                if w.cgroup.startswith(parent + "/") and _exceeds(fitted.value, quota):
+                    fitted = Write(w.knob, w.cgroup, quota, w.level)
+        out.append(fitted)
+    return out

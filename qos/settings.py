@@ -199,12 +199,19 @@ class CpuMechanism(StrEnum):
 
 
 class CpuSuppressSettings(_Section):
-    """Batch CPU treatment. `cpuset` confines batch to floor(budget) CPUs of the shared pool
-    (Koordinator's default); `quota` puts a CFS quota on the batch tier, which made online
-    p99 about 5x worse on the test kernel (batch throttled every period hurts online
-    wake-ups); `idle-only` leaves batch uncapped under SCHED_IDLE, which gave the best tails
-    there but does not hold batch to its published budget. The default, cpuset + cpu.idle,
-    is the one the reaction benchmark must confirm on the target kernel."""
+    """Batch CPU treatment. `quota` puts a CFS quota (the budget) on the batch tier; `cpuset`
+    confines batch to floor(budget) CPUs of the shared pool (Koordinator's default);
+    `idle-only` leaves batch uncapped under SCHED_IDLE, which gives the best online tails
+    but does not hold batch to its published budget.
+
+    The default is measured, not assumed (benchmarks/bench_reaction.py on a 6.18 hybrid-v1
+    VM with 2 vCPUs, 8 interleaved rounds): next to two batch hogs under cpu.idle, an online
+    probe needing ~0.55 core had a median p99 / p99.9 wake-up lateness of 245 / 2326 us with
+    a one-CPU quota on besteffort, against 963 / 4217 us with batch confined to one CPU by
+    cpuset, and batch got more of its one CPU (0.99 against 0.83 cores). The CPU a cpuset
+    leaves free of batch idles (here a halted vCPU) and wakes online slowly; under a quota
+    batch keeps every CPU busy at SCHED_IDLE, which online preempts at once. Without
+    cpu.idle a quota hurt online tails about 5x in earlier measurements here: keep both."""
 
     idle: bool = Field(
         True,
@@ -212,7 +219,7 @@ class CpuSuppressSettings(_Section):
         "the lowest weight where the kernel has no cpu.idle.",
     )
     mechanism: CpuMechanism = Field(
-        CpuMechanism.CPUSET, description="cpuset | quota | idle-only (see the section)."
+        CpuMechanism.QUOTA, description="quota | cpuset | idle-only (see the section)."
     )
     cpuset_min_cpus: int = Field(
         1, ge=1, description="Fewest CPUs left to batch by cpuset shrinking (never empty)."

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 
 from qos.budget import LastGood, Resource, Terms, clamp_amount, from_terms, without_fresh_readings
 from qos.decide import BrainState, decide
+from qos.plan import CpusetCap, QuotaCap
 from qos.samples import CpuReading, GpuReading, MemoryReading, PressureReading, Snapshot
 from qos.settings import QosSettings, ReclaimSettings
 from qos.state import NodeCapacity
@@ -158,7 +159,10 @@ def test_budgets_stay_in_range_whatever_the_readings(rows, cpu_cap, mem_cap, gpu
             assert isinstance(e.value, int) and e.value >= 0
         assert 0.05 <= plan.margin.fraction <= 0.5
         cap = plan.batch_tier.cpu_cap
-        assert cap is not None and len(cap.cpus) >= 1
+        if isinstance(cap, CpusetCap):
+            assert len(cap.cpus) >= 1
+        else:
+            assert isinstance(cap, QuotaCap) and cap.millicores >= 1
         mem = plan.batch_tier.memory
         assert mem is not None and 0 <= mem.high_bytes <= capacity.memory_bytes
         assert mem.max_bytes is None or mem.high_bytes <= mem.max_bytes <= capacity.memory_bytes

@@ -14,6 +14,7 @@ from qos.settings import QosSettings
 from tests.qos_builders import GIB, node, pod, snapshot
 
 S = QosSettings()
+CPUSET = QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}})
 PODS = (
     pod("payments", cpu="2", memory=2 * GIB, guaranteed=True, tier="dedicated"),
     pod("web", cpu="500m", memory=1 * GIB),
@@ -34,7 +35,7 @@ def test_decide_is_pure_same_inputs_same_plan_and_input_state_untouched():
 
 
 def test_dedicated_pods_get_exclusive_cpus_that_batch_never_shares():
-    plan, state = decide(snapshot(1.0, state=node(*PODS)), BrainState(), S, 1.0)
+    plan, state = decide(snapshot(1.0, state=node(*PODS)), BrainState(), CPUSET, 1.0)
     (dedicated,) = plan.dedicated_pods
     assert dedicated.pod == "default/payments" and dedicated.cpus == (6, 7)
     assert plan.shared_cpus is not None and plan.shared_cpus.cpus == (0, 1, 2, 3, 4, 5)
@@ -44,7 +45,7 @@ def test_dedicated_pods_get_exclusive_cpus_that_batch_never_shares():
     assert "exclusive 6-7" in dedicated.reason
     # They keep their cores on the next tick even when the pod list changes.
     more = node(*PODS, pod("ledger", cpu="1", memory=GIB, guaranteed=True, tier="dedicated"))
-    plan, _ = decide(snapshot(2.0, state=more), state, S, 2.0)
+    plan, _ = decide(snapshot(2.0, state=more), state, CPUSET, 2.0)
     cpus = {d.pod: d.cpus for d in plan.dedicated_pods}
     assert cpus == {"default/payments": (6, 7), "default/ledger": (5,)}
 
@@ -57,7 +58,7 @@ def test_a_dedicated_pod_without_enough_free_cpus_is_noted_not_squeezed():
 
 
 def test_batch_cpuset_holds_the_whole_cpus_of_the_budget():
-    plan, _ = decide(snapshot(1.0, state=node(*PODS)), BrainState(), S, 1.0)
+    plan, _ = decide(snapshot(1.0, state=node(*PODS)), BrainState(), CPUSET, 1.0)
     budget = plan.budgets.cpu.amount
     cap = plan.batch_tier.cpu_cap
     assert isinstance(cap, CpusetCap)

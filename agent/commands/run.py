@@ -260,7 +260,7 @@ def run(args: argparse.Namespace) -> int:
             cluster = Cluster(client, agent.node_name, metrics.kube)
             cluster.start()
             stack.callback(cluster.stop)
-            source = cluster.pods
+            source = cluster
             seams = {
                 "publish": cluster.publish,
                 "evict": cluster.evict,

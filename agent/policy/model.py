@@ -360,8 +360,9 @@ class MarginSpec(Section):
 
 class CpuIsolation(Section):
     suppress: Literal["cpuset", "quota", "idle-only"] | None = None
-    """How batch is held to its CPU budget: confine it to fewer CPUs (cpuset), a CFS quota
-    (made online p99 about 5x worse on the test kernel), or not at all (idle-only)."""
+    """How batch is held to its CPU budget: a CFS quota (the default: next to SCHED_IDLE
+    batch it hurt online least where measured), confine it to fewer CPUs (cpuset), or not at
+    all (idle-only)."""
     batch_idle: bool | None = None
     """Run batch as SCHED_IDLE (cpu.idle) where the kernel has it."""
     min_batch_cpus: int | None = Field(default=None, ge=1)

@@ -197,7 +197,7 @@ def test_a_pod_cgroup_that_vanishes_mid_tick_is_counted_not_fatal(node: Node) ->
     assert loop.executor is not None
     loop.executor.force_rewrite_s = 0  # read every file again (no cache)
     report = loop.executor.apply(writes)
-    assert gone in {r.write.cgroup for r in report.vanished}
+    assert gone in {r.write.cgroup for r in report.of(Outcome.VANISHED)}
     assert not report.failed, report.failed
     # The next tick finds the pod's cgroup missing and carries on.
     later = loop.tick()

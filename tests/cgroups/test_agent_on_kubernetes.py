@@ -76,9 +76,9 @@ def test_one_tick_follows_the_policy_publishes_the_budget_and_enforces_it(
         api.create(node(NODE, cpu="2", memory="4Gi"))
         for pod in (web, job):
             api.create(bound(tree, pod))
-        # The policy in force asks for the quota mechanism (the built-in default is not it).
-        quota = {"scope": "Cluster", "isolation": {"cpu": {"suppress": "quota"}}}
-        api.create(policy("cluster-default", quota))
+        # The policy in force asks for the cpuset mechanism (the built-in default is not it).
+        cpuset = {"scope": "Cluster", "isolation": {"cpu": {"suppress": "cpuset"}}}
+        api.create(policy("cluster-default", cpuset))
         state = tmp_path / "state"
         argv = ["run", "--once", "--node-name", NODE, "--node-cpu", "2", "--node-memory", "4Gi"]
         argv += ["--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", api.url))]
@@ -96,9 +96,9 @@ def test_one_tick_follows_the_policy_publishes_the_budget_and_enforces_it(
         assert "colocd.io/batch-memory" in capacity
         be = tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
         assert tree.cgroups.read("cpu.idle", be).value is True
-        quota_us = tree.cgroups.read("cpu.max", be).value
-        assert isinstance(quota_us, CpuMax) and quota_us.quota_us is not None
-        assert any("batch quota" in why for why in status.batch_tier)
+        assert len(tree.cgroups.read("cpuset.cpus", be).value) == 1
+        assert tree.cgroups.read("cpu.max", be).value == CpuMax(None, 100_000)
+        assert any(why.startswith("batch on 1 of 2 shared CPUs") for why in status.batch_tier)
 
 
 def _config(tmp_path: Path, root: str) -> Path:
