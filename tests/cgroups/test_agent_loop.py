@@ -167,19 +167,25 @@ def test_one_tick_applies_the_plan_and_revert_restores_every_original(node: Node
     assert after == before
 
 
-def test_the_quota_mechanism_caps_besteffort_and_leaves_its_cpuset(node: Node) -> None:
+def test_the_quota_mechanism_caps_besteffort_and_the_pods_below_fit_under_it(
+    node: Node,
+) -> None:
     node.add(web(), busy=1)
-    node.add(job(), busy=1)
-    loop = node.loop(qos={"cpu": {"mechanism": "quota"}})
+    node.add(job(), busy=1)  # its own quota from batch-cpu: 500m
+    # Little is planned for batch: the tier's quota falls to its 100m floor, below the pod's.
+    loop = node.loop(qos={"cpu": {"mechanism": "quota"}, "reclaim": {"cpu_max_fraction": 0.2}})
     result = first_tick(loop)
-    assert result.report is not None and not result.report.failed, result.report
+    assert result.report is not None and not result.report.failed, result.report.failed
     cap = result.plan.batch_tier.cpu_cap
-    assert isinstance(cap, QuotaCap)
-    assert node.read("cpu.max") == CpuMax(max(1000, cap.millicores * 100), 100_000)
+    assert isinstance(cap, QuotaCap) and cap.millicores == 100
+    assert node.read("cpu.max") == CpuMax(10_000, 100_000)
+    # cgroup v1 refuses a parent quota below a child's: the pod's came down to it.
+    assert node.read("cpu.max", "job") == CpuMax(10_000, 100_000)
     assert node.read("cpuset.cpus") == ALL
     assert node.read("cpu.idle") is True
     loop.close()
     assert node.read("cpu.max") == CpuMax(None, 100_000)
+    assert node.read("cpu.max", "job") == CpuMax(None, 100_000)
 
 
 def test_a_pod_cgroup_that_vanishes_mid_tick_is_counted_not_fatal(node: Node) -> None:
