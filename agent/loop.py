@@ -71,6 +71,7 @@ log = logging.getLogger(__name__)
 # single tick (--once) has CPU rates.
 PRIME_S = 0.25
 MAX_PROBLEM_LINES = 10
+RECENT_CLAMPS = 10  # fast-path clamps kept for the status file
 
 
 class Notifier(Protocol):
@@ -184,7 +185,8 @@ class Loop:
         )
         self.brain = BrainState()
         self.ticks = 0
-        self.clamps: list[Clamp] = []
+        self.clamps: list[Clamp] = []  # the most recent ones
+        self.clamp_count = 0
         self.last: TickResult | None = None
         self._snapshot: Snapshot | None = None
         self._cap: CpusetCap | QuotaCap | None = None
@@ -319,7 +321,8 @@ class Loop:
         clamp = Clamp(done, self.wall(), surge.trigger, done - r.since, _cap_words(cap))
         self._cap = cap
         self.clamps.append(clamp)
-        del self.clamps[:-100]
+        del self.clamps[:-RECENT_CLAMPS]
+        self.clamp_count += 1
         if self.metrics is not None:
             self.metrics.clamp(surge.trigger, clamp.reaction_s)
         log.info(
@@ -374,18 +377,16 @@ class Loop:
             f"{r.outcome.value} {r.write.knob} of /{r.write.cgroup}: {r.reason}"
             for r in (report.failed if report else ())
         ]
-        last = self.clamps[-1] if self.clamps else None
         fast = FastPathStatus(mode="off")
         if self.fast is not None:
             fast = FastPathStatus(
                 mode=self.fast.mode,
                 detail=self.fast.detail,
-                clamps=len(self.clamps),
-                last=None
-                if last is None
-                else ClampStatus(
-                    at=last.wall, trigger=last.trigger, reaction_s=last.reaction_s, cap=last.cap
-                ),
+                clamps=self.clamp_count,
+                recent=[
+                    ClampStatus(at=c.wall, trigger=c.trigger, reaction_s=c.reaction_s, cap=c.cap)
+                    for c in self.clamps[-RECENT_CLAMPS:]
+                ],
             )
         tier = plan.batch_tier
         return Status(

@@ -75,8 +75,8 @@ class ClampStatus(_Model):
 class FastPathStatus(_Model):
     mode: str  # psi-trigger | interval | off
     detail: str = ""
-    clamps: int = 0
-    last: ClampStatus | None = None
+    clamps: int = 0  # since the agent started
+    recent: list[ClampStatus] = Field(default_factory=list)  # the last few, oldest first
 
 
 class Status(_Model):

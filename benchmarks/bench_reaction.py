@@ -243,9 +243,9 @@ def reaction(surges: int, surge_s: float, agent_shares: int, mechanism: str) -> 
                 row = {"observed_ms": (seen - sent) * 1000, "fast_path": False}
                 clamp_at = seen
                 if fast_clamps(port) > before:
-                    last = wait_for(lambda t=sent: _last_clamp(work / "state", t), 3, 0.05)
+                    first = wait_for(lambda t=sent: _first_clamp(work / "state", t), 3, 0.05)
                     row["fast_path"] = True
-                    clamp_at = last.at if last else seen
+                    clamp_at = first.at if first else seen
                 row["reaction_ms"] = max(0.0, clamp_at - onset) * 1000
                 rows.append(row)
                 print(
@@ -285,13 +285,13 @@ def _line(worker: subprocess.Popen[str]) -> str:
     return worker.stdout.readline()
 
 
-def _last_clamp(state: Path, after: float) -> ClampStatus | None:
-    """The agent's own record of its last clamp, once its status shows one after `after`."""
+def _first_clamp(state: Path, after: float) -> ClampStatus | None:
+    """The agent's own record of its first clamp after `after`, once its status shows it."""
     try:
-        last = read_status(state).fast_path.last
+        recent = read_status(state).fast_path.recent
     except StatusError:
         return None
-    return last if last is not None and last.at > after else None
+    return next((c for c in recent if c.at > after), None)
 
 
 def _up(port: int) -> bool:

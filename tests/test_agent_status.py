@@ -64,9 +64,14 @@ def status(written_at: float, tick_s: float = 1.0) -> Status:
             mode="interval",
             detail="interval reader every 50 ms",
             clamps=4,
-            last=ClampStatus(
-                at=written_at - 3, trigger="usage", reaction_s=0.052, cap="batch cpuset 1"
-            ),
+            recent=[
+                ClampStatus(
+                    at=written_at - 9, trigger="pressure", reaction_s=0.2, cap="batch cpuset 0"
+                ),
+                ClampStatus(
+                    at=written_at - 3, trigger="usage", reaction_s=0.052, cap="batch cpuset 1"
+                ),
+            ],
         ),
     )
 

@@ -97,8 +97,8 @@ def render(status: Status, now: float) -> str:
     if fast.detail:
         line += f" ({fast.detail})"
     line += f"; {fast.clamps} clamps"
-    if fast.last is not None:
-        last = fast.last
+    if fast.recent:
+        last = fast.recent[-1]
         line += (
             f", last {_ago(now - last.at)}: {last.cap} in {last.reaction_s * 1000:.0f} ms "
             f"({last.trigger})"

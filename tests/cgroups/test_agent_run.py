@@ -152,8 +152,8 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
         assert reaction < 1.0, reaction
 
         published = wait_for(lambda: (s := status()) is not None and s.ticks > first.ticks and s, 8)
-        assert published.fast_path.clamps >= 1 and published.fast_path.last is not None
-        assert published.fast_path.last.cap == "batch cpuset 1"
+        assert published.fast_path.clamps >= 1 and published.fast_path.recent
+        assert published.fast_path.recent[0].cap == "batch cpuset 1"
         cpu = published.budgets[0]
         assert cpu.amount < 2000 and "online" in cpu.reason, cpu.reason
         metrics = scrape(port)
