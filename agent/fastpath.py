@@ -23,14 +23,38 @@ from agent.config import FastPathSettings
 from agent.sampler import OnlineNow, Sampler
 from isolation.cgroups import Cgroups
 from isolation.pressure import PressureTriggers
+from qos.cpus import format_cpus
+from qos.plan import CpusetCap, QuotaCap
 
-__all__ = ["FastPath", "Surge", "detect_surge"]
+__all__ = ["FastPath", "Surge", "cap_words", "detect_surge", "tighter"]
 
 
 class Surge(NamedTuple):
     reading: OnlineNow
     trigger: str  # "usage" | "pressure"
     why: str
+
+
+def cap_words(cap: CpusetCap | QuotaCap | None) -> str:
+    """A CPU cap in a few words, for logs and the status file."""
+    match cap:
+        case CpusetCap(cpus=cpus):
+            return f"batch cpuset {format_cpus(cpus)}"
+        case QuotaCap(millicores=m):
+            return f"batch quota {m}m"
+    return "no CPU cap"
+
+
+def tighter(
+    new: CpusetCap | QuotaCap | None, old: CpusetCap | QuotaCap | None, drop: float
+) -> bool:
+    """Whether `new` holds batch back more than `old` (the fast path only ever clamps)."""
+    match new, old:
+        case CpusetCap(cpus=n), CpusetCap(cpus=o):
+            return len(n) < len(o)
+        case QuotaCap(millicores=n), QuotaCap(millicores=o):
+            return n < o * (1 - drop)
+    return False
 
 
 def detect_surge(

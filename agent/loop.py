@@ -29,31 +29,23 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import NamedTuple, Protocol
+from typing import Protocol
 
 from agent.config import Settings
 from agent.enforce import Enforcer
 from agent.errors import StatusError
-from agent.fastpath import FastPath, Surge
+from agent.fastpath import FastPath, Surge, cap_words, tighter
 from agent.metrics import AgentMetrics
 from agent.pod_source import PodSnapshot, PodSource
-from agent.sampler import Readings, Sampler
-from agent.status import (
-    ApplyStatus,
-    BudgetStatus,
-    ClampStatus,
-    FastPathStatus,
-    MarginStatus,
-    Status,
-    write_status,
-)
+from agent.report import RECENT_CLAMPS, fast_path_status, status_of, tick_line
+from agent.sampler import Sampler
+from agent.status import FastPathStatus, write_status
+from agent.tick import Clamp, Degraded, TickResult
 from agent.topology import Topology, locate
 from isolation.cgroups import Cgroups
 from isolation.errors import IsolationError
 from isolation.executor import ApplyReport, Executor, Write
 from isolation.layout import KubeletLayout
-from qos.cpus import format_cpus
 from qos.decide import BrainState, decide
 from qos.plan import CpusetCap, Eviction, Plan, QuotaCap
 from qos.pod import Pod
@@ -61,17 +53,14 @@ from qos.samples import CpuReading, PressureReading, Snapshot
 from qos.settings import QosSettings
 from qos.state import NodeCapacity, NodeState
 from qos.tiers import Tier
-from qos.units import Unit, format_amount
 
-__all__ = ["Degraded", "Loop", "Notifier", "TickResult"]
+__all__ = ["Loop", "Notifier"]
 
 log = logging.getLogger(__name__)
 
 # Before the first tick, usage counters are read once and again after this long, so even a
 # single tick (--once) has CPU rates.
 PRIME_S = 0.25
-MAX_PROBLEM_LINES = 10
-RECENT_CLAMPS = 10  # fast-path clamps kept for the status file
 
 
 class Notifier(Protocol):
@@ -84,57 +73,6 @@ class Notifier(Protocol):
 
 Publisher = Callable[[Plan], object]
 Evict = Callable[[Eviction, Pod | None], object]
-
-
-class Degraded(NamedTuple):
-    """Why the loop runs degraded: a class for the metric label, and the line for humans."""
-
-    kind: str  # one of agent.metrics.DEGRADED_REASONS
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Clamp:
-    at: float  # the loop's clock
-    wall: float
-    trigger: str
-    reaction_s: float
-    cap: str
-
-
-@dataclass(slots=True)
-class TickResult:
-    at: float
-    plan: Plan
-    topology: Topology
-    readings: Readings | None  # None: withheld from the brain (pod source lost)
-    writes: list[Write]
-    report: ApplyReport | None  # None in dry-run
-    degraded: list[Degraded] = field(default_factory=list)
-    # What the plan wanted and could not do, pods not found or refused: one line each.
-    notes: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def _cap_words(cap: CpusetCap | QuotaCap | None) -> str:
-    match cap:
-        case CpusetCap(cpus=cpus):
-            return f"batch cpuset {format_cpus(cpus)}"
-        case QuotaCap(millicores=m):
-            return f"batch quota {m}m"
-    return "no CPU cap"
-
-
-def tighter(
-    new: CpusetCap | QuotaCap | None, old: CpusetCap | QuotaCap | None, drop: float
-) -> bool:
-    """Whether `new` holds batch back more than `old` (the fast path only ever clamps)."""
-    match new, old:
-        case CpusetCap(cpus=n), CpusetCap(cpus=o):
-            return len(n) < len(o)
-        case QuotaCap(millicores=n), QuotaCap(millicores=o):
-            return n < o * (1 - drop)
-    return False
 
 
 class Loop:
@@ -318,7 +256,7 @@ class Loop:
         pool = plan.shared_cpus.cpus if plan.shared_cpus is not None else last.topology.cpus
         report = self._apply(self.enforcer.cap_writes(cap, last.topology, pool))
         done = self.clock()
-        clamp = Clamp(done, self.wall(), surge.trigger, done - r.since, _cap_words(cap))
+        clamp = Clamp(done, self.wall(), surge.trigger, done - r.since, cap_words(cap))
         self._cap = cap
         self.clamps.append(clamp)
         del self.clamps[:-RECENT_CLAMPS]
@@ -336,92 +274,34 @@ class Loop:
     # --- reporting -------------------------------------------------------------------------
 
     def _report(self, result: TickResult) -> None:
-        plan = result.plan
-        counts = Counter(p.tier for p in result.topology.node.pods)
-        b = plan.budgets
-        parts = [
-            f"batch cpu {b.cpu.amount}m",
-            f"memory {format_amount(b.memory.amount, Unit.BYTES)}",
-        ]
-        if b.gpu is not None:
-            parts.append(f"gpu {b.gpu.amount}")
-        line = (
-            f"tick {self.ticks}: {', '.join(parts)}; margin {plan.margin.millicores}m; "
-            f"pods {' '.join(f'{t.value} {counts.get(t, 0)}' for t in Tier)}; "
-            f"writes {result.report if result.report is not None else 'dry-run'}; "
-            f"{result.seconds * 1000:.1f} ms"
-        )
-        if result.degraded:
-            line += f"; degraded: {' | '.join(d.text for d in result.degraded)}"
-        log.info("%s", line)
+        log.info("%s", tick_line(result, self.ticks))
         if self.metrics is not None:
             self.metrics.tick("ok", result.seconds)
-            self.metrics.plan(plan)
-            self.metrics.tiers(dict(counts))
+            self.metrics.plan(result.plan)
+            self.metrics.tiers(dict(Counter(p.tier for p in result.topology.node.pods)))
             self.metrics.vanished.inc(len(result.readings.vanished) if result.readings else 0)
             self.metrics.degraded_reasons(d.kind for d in result.degraded)
             if self.fast is not None:
                 self.metrics.fast_path_mode(self.fast.mode)
         if not self.dry_run:
+            fast = FastPathStatus(mode="off")
+            if self.fast is not None:
+                fast = fast_path_status(self.fast, self.clamps, self.clamp_count)
+            agent = self.settings.agent
+            status = status_of(
+                result,
+                node=agent.node_name,
+                tick_s=agent.tick_s,
+                ticks=self.ticks,
+                written_at=self.wall(),
+                fast_path=fast,
+            )
             try:
-                write_status(self.settings.agent.state_dir, self._status(result, counts))
+                write_status(agent.state_dir, status)
             except StatusError as err:  # a report must never stop the loop
                 log.warning("%s", err)
         if self.on_tick is not None:
             self.on_tick(result)
-
-    def _status(self, result: TickResult, counts: Counter[Tier]) -> Status:
-        plan = result.plan
-        report = result.report
-        problems = [
-            f"{r.outcome.value} {r.write.knob} of /{r.write.cgroup}: {r.reason}"
-            for r in (report.failed if report else ())
-        ]
-        fast = FastPathStatus(mode="off")
-        if self.fast is not None:
-            fast = FastPathStatus(
-                mode=self.fast.mode,
-                detail=self.fast.detail,
-                clamps=self.clamp_count,
-                recent=[
-                    ClampStatus(at=c.wall, trigger=c.trigger, reaction_s=c.reaction_s, cap=c.cap)
-                    for c in self.clamps[-RECENT_CLAMPS:]
-                ],
-            )
-        tier = plan.batch_tier
-        return Status(
-            node=self.settings.agent.node_name,
-            written_at=self.wall(),
-            tick_s=self.settings.agent.tick_s,
-            ticks=self.ticks,
-            pods={t.value: counts.get(t, 0) for t in Tier},
-            budgets=[
-                BudgetStatus(
-                    resource=b.resource.value,
-                    name=b.extended_name,
-                    amount=b.amount,
-                    unit=b.resource.unit.value,
-                    degraded=b.degraded,
-                    reason=b.reason,
-                    predicted_online=None if b.terms is None else b.terms.online,
-                )
-                for b in plan.budgets.all()
-            ],
-            margin=MarginStatus(
-                fraction=plan.margin.fraction,
-                millicores=plan.margin.millicores,
-                indicator=plan.margin.indicator,
-                reason=plan.margin.reason,
-            ),
-            batch_tier=[x.reason for x in (tier.cpu_idle, tier.cpu_cap, tier.memory) if x],
-            degraded=[d.text for d in result.degraded],
-            notes=result.notes[:MAX_PROBLEM_LINES],
-            evictions=[e.reason for e in plan.evictions],
-            apply=ApplyStatus(
-                counts=report.counts() if report else {}, problems=problems[:MAX_PROBLEM_LINES]
-            ),
-            fast_path=fast,
-        )
 
     # --- running -------------------------------------------------------------------------
 

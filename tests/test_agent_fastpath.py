@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.config import FastPathSettings
-from agent.fastpath import detect_surge
-from agent.loop import tighter
+from agent.fastpath import detect_surge, tighter
 from agent.sampler import OnlineNow
 from qos.plan import CpusetCap, QuotaCap
 

@@ -19,12 +19,13 @@ from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
 from agent.errors import ConfigError
 from agent.kube import KubeClient
-from agent.loop import Loop, TickResult
+from agent.loop import Loop
 from agent.metrics import AgentMetrics, serve
 from agent.output import render_table
 from agent.pod_source import DirPodSource, PodSource
 from agent.quantity import parse_quantity
 from agent.sdnotify import SdNotifier
+from agent.tick import TickResult
 from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy, detect_layout
 from isolation.errors import CgroupGoneError, IsolationError, UnsupportedKnobError, WriteError

