@@ -252,8 +252,10 @@ class Enforcer:
         be = topo.besteffort
 
         def tier_level(w: Write) -> bool:
-            """Besteffort's own settings follow the plan (None: left alone), never released."""
-            return targets.tier_level and (w.cgroup == be or w.cgroup.startswith(be + "/"))
+            """Besteffort's own settings (and its subtree's cpusets) follow the plan (None:
+            left alone) and are never released; quotas brought down below it are owned."""
+            below = w.cgroup.startswith(be + "/") and w.knob != "cpu.max"
+            return targets.tier_level and (w.cgroup == be or below)
 
         batch = self._batch_tier(plan, topo, pool)
         merged = _Batch()
@@ -263,9 +265,17 @@ class Enforcer:
         merged.add(owned)
         if not targets.tier_level:  # after the pods': their cpusets win below besteffort
             merged.add(self._released_besteffort(topo, pool))
-        released = self._release(set(merged.writes), topo)
+        wanted = _fit_quotas(list(merged.writes.values()), merged.writes)
+        restores = self._release(set(merged.writes), topo)
+        released = _fit_quotas(restores, merged.writes)
         self._owned = {(w.cgroup, w.knob): w.level for w in owned}
-        return _fit_quotas([*merged.writes.values(), *released], merged.writes)
+        # An original that still had to be brought under a quota is released again later.
+        self._owned |= {
+            (w.cgroup, w.knob): w.level
+            for w, r in zip(released, restores, strict=True)
+            if w.value != r.value
+        }
+        return [*wanted, *released]
 
     def _release(self, keep: set[tuple[str, str]], topo: Topology) -> list[Write]:
         if self.executor is None:

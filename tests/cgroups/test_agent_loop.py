@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -83,8 +83,16 @@ class Node:
             cgroup = tree.pod_cgroup(self.pods[pod])
         return tree.cgroups.read(knob, cgroup).value
 
-    def loop(self, *, qos: dict[str, Any] | None = None, **agent: Any) -> Loop:
-        """A loop over this tree; batch is capped by cpuset unless `qos` says otherwise."""
+    def loop(
+        self,
+        *,
+        qos: dict[str, Any] | None = None,
+        policy: Callable[[], QosSettings] | None = None,
+        cpu_milli: int = 2000,
+        **agent: Any,
+    ) -> Loop:
+        """A loop over this tree; batch is capped by cpuset unless `qos` (or the settings
+        `policy` gives each tick) says otherwise."""
         settings = Settings(
             qos=QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}, **(qos or {})}),
             isolation=IsolationSettings(
@@ -104,8 +112,9 @@ class Node:
             source=DirPodSource(self.pods_dir),
             cgroups=cgroups,
             layout=self.tree.layout,
-            capacity=NodeCapacity(2000, 4 * GIB),
+            capacity=NodeCapacity(cpu_milli, 4 * GIB),
             executor=Executor.from_settings(cgroups, settings.isolation),
+            qos=policy,
         )
 
 
@@ -186,6 +195,41 @@ def test_the_quota_mechanism_caps_besteffort_and_the_pods_below_fit_under_it(
     loop.close()
     assert node.read("cpu.max") == CpuMax(None, 100_000)
     assert node.read("cpu.max", "job") == CpuMax(None, 100_000)
+
+
+def test_quotas_brought_under_the_tier_quota_come_back_when_it_rises(node: Node) -> None:
+    limited = Resources({"cpu": Decimal("0.2")}, {"cpu": Decimal(1)})
+    etl = Pod(
+        "jobs", "etl", annotations={TIER_ANNOTATION: "batch"}, containers=(Container("c", limited),)
+    )
+    node.add(etl, busy=1)  # burstable: kubelet gave its container a 1-CPU quota
+    node.add(job())
+    assert node.read("cpu.max", "etl", container=True) == CpuMax(100_000, 100_000)
+    quota = {"mechanism": "quota"}
+    little = QosSettings.model_validate({"cpu": quota, "reclaim": {"cpu_max_fraction": 0.1}})
+    plenty = QosSettings.model_validate(
+        {
+            "cpu": quota,
+            "reclaim": {"cpu_max_fraction": 1.0},
+            "margin": {"min_fraction": 0, "max_fraction": 0, "initial_fraction": 0},
+        }
+    )
+    settings = [little]
+    loop = node.loop(policy=lambda: settings[-1], cpu_milli=4000)
+    first = first_tick(loop)
+    assert first.report is not None and not first.report.failed, first.report.failed
+    # The 100m floor for the tier, split between besteffort and the burstable batch pod.
+    assert node.read("cpu.max", "etl") == CpuMax(5_000, 100_000)
+    assert node.read("cpu.max", "etl", container=True) == CpuMax(5_000, 100_000)
+
+    settings.append(plenty)
+    later = loop.tick()
+    assert later is not None and later.report is not None and not later.report.failed
+    cap = later.plan.batch_tier.cpu_cap
+    assert isinstance(cap, QuotaCap) and cap.millicores >= 2000, cap  # 1 CPU each at least
+    assert node.read("cpu.max", "etl") == CpuMax(cap.millicores // 2 * 100, 100_000)
+    assert node.read("cpu.max", "etl", container=True) == CpuMax(100_000, 100_000)
+    loop.close()
 
 
 def test_a_pod_cgroup_that_vanishes_mid_tick_is_counted_not_fatal(node: Node) -> None:
