@@ -36,13 +36,18 @@ from qos.state import NodeCapacity
 
 HELP = "run the node agent (tick loop, enforcement, metrics, status)"
 DESCRIPTION = """\
-Run colocd on this node. Every tick (1 s by default) it reads the pods (--pods DIR, a
-directory of Pod manifests like kubelet's static pods, re-read when it changes), finds
-their cgroups, reads usage and pressure per tier, lets the brain decide the batch budgets
-and settings, applies them to the cgroups (journaling every original value first), and
+Run colocd on this node. Every tick (1 s by default) it reads the pods, finds their
+cgroups, reads usage and pressure per tier, lets the brain decide the batch budgets and
+settings, applies them to the cgroups (journaling every original value first), and
 reports: one log line per tick (-v), Prometheus metrics (--metrics-addr) and a status file
 in --state-dir that `colocd status` prints. Between ticks a fast path watches the online
 pods and clamps batch at once when online demand surges.
+
+Pods come from the Kubernetes API (the pods bound to --node-name or $NODE_NAME; in-cluster
+credentials or --kubeconfig); there the ColocationPolicies in force set the brain's
+settings, the budgets are published on the Node (colocd.io/batch-*) and evictions go
+through the Eviction API. On a bare host, --pods DIR reads Pod manifests from a directory
+instead (like kubelet's static pods, re-read when it changes).
 
 Settings come from --config FILE (YAML or JSON with the sections qos, isolation and
 agent; see agent/config.py for every field) with these flags laid over it. The node's CPU
@@ -54,10 +59,11 @@ loop after the current step; with --revert-on-exit every cgroup value colocd cha
 then written back from the journal (`colocd revert` does the same later).
 
 Exit status: 0 on a clean stop, 1 when the agent cannot start (bad settings, no cgroup
-hierarchy or kubelet tree, unreadable pod directory) or a --once tick could not run,
-2 for bad usage."""
+hierarchy or kubelet tree, unreadable pod directory, no credentials or node name) or a
+--once tick could not run, 2 for bad usage."""
 EPILOG = """\
 examples:
+  NODE_NAME=node-7 colocd run --metrics-addr 0.0.0.0:9464      # in a DaemonSet pod
   colocd run --pods /etc/colocd/pods --metrics-addr 127.0.0.1:9464 -v
   colocd run --pods pods/ --once --dry-run
   colocd run --config /etc/colocd/config.yaml --state-dir /var/lib/colocd --revert-on-exit"""
@@ -92,7 +98,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="PATH",
         help="kubelet's --cgroup-root (found by searching the tree when absent)",
     )
-    p.add_argument("--node-name", metavar="NAME", help="this node (default $NODE_NAME or host)")
+    p.add_argument(
+        "--node-name",
+        metavar="NAME",
+        help="this node (default $NODE_NAME; with --pods, else the host name)",
+    )
     p.add_argument("--tick", metavar="SECONDS", type=float, help="seconds between ticks (1)")
     p.add_argument("--once", action="store_true", help="run one tick and exit")
     p.add_argument(
