@@ -205,13 +205,14 @@ class CpuSuppressSettings(_Section):
     but does not hold batch to its published budget.
 
     The default is measured, not assumed (benchmarks/bench_reaction.py on a 6.18 hybrid-v1
-    VM with 2 vCPUs, 8 interleaved rounds): next to two batch hogs under cpu.idle, an online
-    probe needing ~0.55 core had a median p99 / p99.9 wake-up lateness of 245 / 2326 us with
-    a one-CPU quota on besteffort, against 963 / 4217 us with batch confined to one CPU by
-    cpuset, and batch got more of its one CPU (0.99 against 0.83 cores). The CPU a cpuset
-    leaves free of batch idles (here a halted vCPU) and wakes online slowly; under a quota
-    batch keeps every CPU busy at SCHED_IDLE, which online preempts at once. Without
-    cpu.idle a quota hurt online tails about 5x in earlier measurements here: keep both."""
+    VM with 2 vCPUs, two runs of 8 interleaved rounds): next to two batch hogs under
+    cpu.idle, an online probe needing ~0.55 core had a median p99 / p99.9 wake-up lateness of
+    245 / 2326 us and 177 / 1864 us with a one-CPU quota on besteffort, against 963 / 4217 us
+    and 281 / 2473 us with batch confined to one CPU by cpuset, and batch got more of its one
+    CPU (0.99 and 0.92 against 0.83 and 0.87 cores). The CPU a cpuset leaves free of batch
+    idles (here a halted vCPU) and wakes online slowly; under a quota batch keeps every CPU
+    busy at SCHED_IDLE, which online preempts at once. Without cpu.idle a quota hurt online
+    tails about 5x in earlier measurements here: keep both."""
 
     idle: bool = Field(
         True,
