@@ -99,6 +99,8 @@ class FastPath:
 
     @property
     def detail(self) -> str:
+        if not self._online:
+            return "waiting: no online pod to watch, or no CPU cap to clamp (batch is cpu.idle)"
         every = f"every {self.settings.interval_s * 1000:g} ms"
         if self.triggers is None:
             return f"interval reader {every} (PSI triggers off)"

@@ -41,18 +41,18 @@ from agent.report import RECENT_CLAMPS, fast_path_status, status_of, tick_line
 from agent.sampler import Sampler
 from agent.status import FastPathStatus, write_status
 from agent.tick import Clamp, Degraded, TickResult
-from agent.topology import Topology, locate
+from agent.topology import Locator, Topology
 from isolation.cgroups import Cgroups
 from isolation.errors import IsolationError
 from isolation.executor import ApplyReport, Executor, Write
 from isolation.layout import KubeletLayout
-from qos.decide import BrainState, decide
+from qos.decide import BrainState, cpu_mechanism, decide
 from qos.plan import CpusetCap, Eviction, Plan, QuotaCap
 from qos.pod import Pod
 from qos.samples import CpuReading, PressureReading, Snapshot
-from qos.settings import QosSettings
+from qos.settings import CpuMechanism, QosSettings
 from qos.state import NodeCapacity, NodeState
-from qos.tiers import Tier
+from qos.tiers import Tier, TierSettings
 
 __all__ = ["Loop", "Notifier"]
 
@@ -114,6 +114,7 @@ class Loop:
         self.wall = wall
         self.dry_run = settings.agent.dry_run or executor is None
         self.sampler = Sampler(cgroups, settings.agent.node_cgroup, clock)
+        self.locator = Locator(cgroups, layout)
         self.enforcer = Enforcer(cgroups, None if self.dry_run else executor)
         fast = settings.agent.fast_path
         self.fast = (
@@ -130,12 +131,19 @@ class Loop:
         self._cap: CpusetCap | QuotaCap | None = None
         self._source_lost_at: float | None = None
         self._ready = False
+        self._node_state: tuple[tuple[int, TierSettings], NodeState] | None = None
 
     # --- one tick ------------------------------------------------------------------------
 
     def _node(self, view: PodSnapshot) -> NodeState:
-        a = self.settings.agent
-        return NodeState.build(a.node_name, self.capacity, view.pods, self.qos.tiers)
+        """The pods with their tiers; classified again only when the pods or the tier
+        rules changed (classifying hundreds of pods every tick is most of a tick's work)."""
+        key = (view.generation, self.qos.tiers)
+        if self._node_state is None or self._node_state[0] != key:
+            a = self.settings.agent
+            state = NodeState.build(a.node_name, self.capacity, view.pods, self.qos.tiers)
+            self._node_state = (key, state)
+        return self._node_state[1]
 
     def _source_problems(self, view: PodSnapshot, now: float) -> tuple[list[Degraded], bool]:
         """Degraded reasons from the pod source, and whether to withhold the readings."""
@@ -168,11 +176,12 @@ class Loop:
         if self._qos_source is not None:
             self.qos = self._qos_source()
         node = self._node(view)
-        topo = locate(node, self.cgroups, self.layout)
+        topo = self.locator.locate(node)
         readings = self.sampler.sample(topo)
         now = readings.at
         degraded, withhold = self._source_problems(view, now)
-        snapshot = Snapshot(node=node, cpus=topo.cpus)
+        cpu_idle = self.enforcer.idle_supported(topo)
+        snapshot = Snapshot(node=node, cpus=topo.cpus, cpu_idle=cpu_idle)
         if not withhold:
             snapshot = snapshot._replace(
                 cpu=readings.cpu,
@@ -203,7 +212,9 @@ class Loop:
         )
         self._act(plan, topo)
         if self.fast is not None:
-            online = [p.cgroup for p in topo.in_tier(Tier.ONLINE)]
+            # Without a CPU cap there is nothing to clamp: the fast path then only waits.
+            capped = cpu_mechanism(self.qos, cpu_idle) is not CpuMechanism.IDLE_ONLY
+            online = [p.cgroup for p in topo.in_tier(Tier.ONLINE)] if capped else []
             terms = plan.budgets.cpu.terms
             self.fast.arm(online, None if terms is None else terms.online)
         result.seconds = self.clock() - started
@@ -309,7 +320,7 @@ class Loop:
         """Read the usage counters once, so the first tick has rates."""
         view = self.source.snapshot()
         if view.synced:
-            self.sampler.sample(locate(self._node(view), self.cgroups, self.layout))
+            self.sampler.sample(self.locator.locate(self._node(view)))
 
     def run(self, stop: threading.Event, *, once: bool = False) -> TickResult | None:
         """Tick until `stop` is set (or once); returns the last tick."""

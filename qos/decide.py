@@ -110,10 +110,19 @@ def _batch_demand(snapshot: Snapshot, now: float, settings: QosSettings) -> floa
     return clean(d.cpu_milli)
 
 
+def cpu_mechanism(settings: QosSettings, cpu_idle: bool | None) -> CpuMechanism:
+    """The mechanism in force: `auto` is idle-only where batch runs as cpu.idle (the setting
+    is on and the kernel has it), quota elsewhere (unknown counts as no)."""
+    mechanism = settings.cpu.mechanism
+    if mechanism is not CpuMechanism.AUTO:
+        return mechanism
+    return CpuMechanism.IDLE_ONLY if settings.cpu.idle and cpu_idle else CpuMechanism.QUOTA
+
+
 def _cpu_cap(
-    budget: Budget, layout: CpuLayout, settings: QosSettings
+    budget: Budget, layout: CpuLayout, settings: QosSettings, mechanism: CpuMechanism
 ) -> CpusetCap | QuotaCap | None:
-    match settings.cpu.mechanism:
+    match mechanism:
         case CpuMechanism.CPUSET:
             return batch_cpuset(layout.shared, budget.amount, settings.cpu.cpuset_min_cpus)
         case CpuMechanism.QUOTA:
@@ -122,7 +131,7 @@ def _cpu_cap(
             if quota > budget.amount:
                 why += f" raised to the floor of {settings.cpu.quota_min_milli}m"
             return QuotaCap(quota, why)
-        case CpuMechanism.IDLE_ONLY:
+        case _:  # idle-only
             return None
 
 
@@ -162,12 +171,18 @@ def decide(
     fresh_mem_terms = (
         None if mem_b.degraded or is_stale(mem_d.at, now, settings.reclaim) else mem_d.terms
     )
+    mechanism = cpu_mechanism(settings, snapshot.cpu_idle)
     idle = None
     if settings.cpu.idle:
-        idle = CpuIdle(True, "batch runs as cpu.idle (SCHED_IDLE): online preempts it at once")
+        why = "batch runs as cpu.idle (SCHED_IDLE): online preempts it at once"
+        if mechanism is CpuMechanism.IDLE_ONLY:
+            why += "; no CPU cap (it would only make online wait for halted CPUs)"
+            if settings.cpu.mechanism is CpuMechanism.AUTO:
+                why += ", auto: the kernel has cpu.idle"
+        idle = CpuIdle(True, why)
     tier = BatchTierPlan(
         cpu_idle=idle,
-        cpu_cap=_cpu_cap(cpu_b, layout, settings),
+        cpu_cap=_cpu_cap(cpu_b, layout, settings, mechanism),
         memory=batch_tier(mem_b, fresh_mem_terms) if settings.memory.enabled else None,
     )
     shared = None

@@ -93,6 +93,9 @@ class Snapshot(NamedTuple):
     latency: LatencyReading | None = None
     gpu: GpuReading | None = None
     batch_demand: BatchDemand | None = None
+    # Whether the kernel runs the batch tier as cpu.idle (SCHED_IDLE); None: not known
+    # (a trace, or the agent could not tell yet), which counts as no.
+    cpu_idle: bool | None = None
 
 
 def clean(value: float | None, upper: float | None = None) -> float | None:

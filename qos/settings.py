@@ -193,6 +193,7 @@ class ReclaimSettings(_Section):
 class CpuMechanism(StrEnum):
     """How batch CPU is held to its budget."""
 
+    AUTO = "auto"
     CPUSET = "cpuset"
     QUOTA = "quota"
     IDLE_ONLY = "idle-only"
@@ -201,18 +202,21 @@ class CpuMechanism(StrEnum):
 class CpuSuppressSettings(_Section):
     """Batch CPU treatment. `quota` puts a CFS quota (the budget) on the batch tier; `cpuset`
     confines batch to floor(budget) CPUs of the shared pool (Koordinator's default);
-    `idle-only` leaves batch uncapped under SCHED_IDLE, which gives the best online tails
-    but does not hold batch to its published budget.
+    `idle-only` leaves batch uncapped under SCHED_IDLE, so it runs only on CPU time online
+    leaves idle and yields the moment online wakes; `auto` (the default) is `idle-only` where
+    the batch tier runs as cpu.idle (the setting is on and the kernel has it) and `quota`
+    where it does not.
 
-    The default is measured, not assumed (benchmarks/bench_reaction.py on a 6.18 hybrid-v1
-    VM with 2 vCPUs, two runs of 8 interleaved rounds): next to two batch hogs under
-    cpu.idle, an online probe needing ~0.55 core had a median p99 / p99.9 wake-up lateness of
-    245 / 2326 us and 177 / 1864 us with a one-CPU quota on besteffort, against 963 / 4217 us
-    and 281 / 2473 us with batch confined to one CPU by cpuset, and batch got more of its one
-    CPU (0.99 and 0.92 against 0.83 and 0.87 cores). The CPU a cpuset leaves free of batch
-    idles (here a halted vCPU) and wakes online slowly; under a quota batch keeps every CPU
-    busy at SCHED_IDLE, which online preempts at once. Without cpu.idle a quota hurt online
-    tails about 5x in earlier measurements here: keep both."""
+    Measured, not assumed (benchmarks/bench_reaction.py on a 6.18 hybrid-v1 VM with 2
+    vCPUs, 8 interleaved rounds): next to two batch hogs under cpu.idle, an online probe
+    needing ~0.55 core had a median p99 / p99.9 wake-up lateness of 139 / 1279 us with no
+    cap while batch got 1.36 cores, against 177 / 1864 us with a one-CPU quota on besteffort
+    (batch 0.92) and 281 / 2473 us with batch confined to one CPU by cpuset (batch 0.87). A
+    cap costs batch the CPU online leaves idle and does not help online: SCHED_IDLE batch is
+    preempted at once, and the CPU a cpuset frees idles (a halted vCPU here) and wakes online
+    slowly. Of the caps the quota hurt less, so `auto` caps with it where cpu.idle is missing
+    (without cpu.idle a quota hurt online tails about 5x against shares alone in earlier
+    measurements here: prefer kernels with cpu.idle, 5.15+)."""
 
     idle: bool = Field(
         True,
@@ -220,7 +224,9 @@ class CpuSuppressSettings(_Section):
         "the lowest weight where the kernel has no cpu.idle.",
     )
     mechanism: CpuMechanism = Field(
-        CpuMechanism.QUOTA, description="quota | cpuset | idle-only (see the section)."
+        CpuMechanism.AUTO,
+        description="auto | quota | cpuset | idle-only (see the section); auto = idle-only "
+        "where the batch tier runs as cpu.idle, else quota.",
     )
     cpuset_min_cpus: int = Field(
         1, ge=1, description="Fewest CPUs left to batch by cpuset shrinking (never empty)."

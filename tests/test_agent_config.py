@@ -19,7 +19,7 @@ def test_defaults_need_no_file_and_take_the_node_name_from_the_environment() -> 
     assert s.agent.node_name == "node-7"
     assert s.agent.tick_s == 1.0
     assert s.agent.fast_path.enabled
-    assert s.qos.cpu.mechanism is CpuMechanism.QUOTA
+    assert s.qos.cpu.mechanism is CpuMechanism.AUTO
 
 
 def test_a_bare_host_without_node_name_uses_the_host_name(tmp_path: Path) -> None:

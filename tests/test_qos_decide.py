@@ -7,10 +7,10 @@ import copy
 import pytest
 
 from qos.cpus import format_cpus
-from qos.decide import BrainState, decide
+from qos.decide import BrainState, cpu_mechanism, decide
 from qos.plan import CpusetCap, QuotaCap
 from qos.samples import LatencyReading, ThrottleReading
-from qos.settings import QosSettings
+from qos.settings import CpuMechanism, QosSettings
 from tests.qos_builders import GIB, node, pod, snapshot
 
 S = QosSettings()
@@ -78,6 +78,36 @@ def test_cpu_mechanism_choice(mechanism, kind):
     assert plan.batch_tier.cpu_idle is not None and plan.batch_tier.cpu_idle.enabled
     if mechanism == "quota":
         assert plan.batch_tier.cpu_cap.millicores == max(100, plan.budgets.cpu.amount)
+
+
+@pytest.mark.parametrize(
+    ("cpu_idle", "idle_setting", "kind"),
+    [
+        (True, True, type(None)),  # batch yields at once: no cap
+        (False, True, QuotaCap),  # the kernel has no cpu.idle: hold batch by a quota instead
+        (None, True, QuotaCap),  # not known (a trace): as if it had none
+        (True, False, QuotaCap),  # cpu.idle switched off: batch is not idle, so capped
+    ],
+)
+def test_auto_mechanism_caps_batch_only_where_it_cannot_run_as_cpu_idle(
+    cpu_idle, idle_setting, kind
+):
+    s = QosSettings.model_validate({"cpu": {"idle": idle_setting}})
+    assert s.cpu.mechanism is CpuMechanism.AUTO
+    plan, _ = decide(snapshot(1.0)._replace(cpu_idle=cpu_idle), BrainState(), s, 1.0)
+    assert isinstance(plan.batch_tier.cpu_cap, kind)
+    resolved = cpu_mechanism(s, cpu_idle)
+    assert resolved is (CpuMechanism.IDLE_ONLY if kind is type(None) else CpuMechanism.QUOTA)
+    if kind is type(None):
+        assert "no CPU cap" in plan.batch_tier.cpu_idle.reason
+        assert "auto: the kernel has cpu.idle" in plan.batch_tier.cpu_idle.reason
+
+
+def test_an_explicit_mechanism_ignores_cpu_idle_support():
+    s = QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}})
+    plan, _ = decide(snapshot(1.0)._replace(cpu_idle=True), BrainState(), s, 1.0)
+    assert isinstance(plan.batch_tier.cpu_cap, CpusetCap)
+    assert cpu_mechanism(s, True) is CpuMechanism.CPUSET
 
 
 def test_cpu_idle_off_leaves_it_alone():

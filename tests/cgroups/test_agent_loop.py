@@ -232,6 +232,57 @@ def test_quotas_brought_under_the_tier_quota_come_back_when_it_rises(node: Node)
     loop.close()
 
 
+def test_a_batch_pods_own_quota_is_held_within_the_tier_quota(node: Node) -> None:
+    """v1 refuses a parent quota below a child's (EINVAL): a batch pod asking for more
+    batch-cpu than the tier's quota is given the tier's quota, by the tick and by a fast
+    clamp alike."""
+    node.add(web(), busy=1)
+    node.add(job(**{BATCH_CPU: Decimal(3000)}), busy=1)  # 3 cores: above any tier quota
+    loop = node.loop(qos={"cpu": {"mechanism": "quota"}})
+    result = first_tick(loop)
+    assert result.report is not None and not result.report.failed, result.report.failed
+    tier = node.read("cpu.max")
+    assert tier.quota_us is not None and tier.quota_us < 300_000
+    assert node.read("cpu.max", "job") == tier
+    clamp = loop.enforcer.cap_writes(QuotaCap(100, "surge"), result.topology, result.topology.cpus)
+    assert loop.executor is not None
+    report = loop.executor.apply(clamp)
+    assert not report.failed, report.failed
+    assert node.read("cpu.max") == node.read("cpu.max", "job") == CpuMax(10_000, 100_000)
+    loop.close()
+    assert node.read("cpu.max") == node.read("cpu.max", "job") == CpuMax(None, 100_000)
+
+
+def test_by_default_batch_runs_as_cpu_idle_uncapped_where_the_kernel_has_it(
+    hierarchy: Hierarchy, node: Node
+) -> None:
+    node.add(web(), busy=1)
+    node.add(job(), busy=1)
+    settings = Settings(
+        isolation=IsolationSettings(state_dir=node.state, kubelet_cgroup_root=node.tree.root),
+        agent=AgentSettings(
+            node_name="test-node", state_dir=node.state, node_cgroup=node.tree.root
+        ),
+    )
+    cgroups = Cgroups(hierarchy)
+    loop = Loop(
+        settings,
+        source=DirPodSource(node.pods_dir),
+        cgroups=cgroups,
+        layout=node.tree.layout,
+        capacity=NodeCapacity(cpu_milli=2000, memory_bytes=8 * GIB),
+        executor=Executor.from_settings(cgroups, settings.isolation),
+    )
+    result = first_tick(loop)
+    tier = result.plan.batch_tier
+    assert tier.cpu_cap is None and tier.cpu_idle is not None
+    assert "auto: the kernel has cpu.idle" in tier.cpu_idle.reason
+    assert node.read("cpu.idle") is True
+    assert node.read("cpuset.cpus") == ALL and node.read("cpu.max") == CpuMax(None, 100_000)
+    assert loop.fast is not None and "no CPU cap to clamp" in loop.fast.detail
+    loop.close()
+
+
 def test_a_pod_cgroup_that_vanishes_mid_tick_is_counted_not_fatal(node: Node) -> None:
     node.add(web())
     node.add(job(), busy=1)
