@@ -7,6 +7,7 @@ AgentError
  ├── TraceError         a `colocd simulate` trace could not be read
  ├── SourceError        a pod or policy source failed (API server away, bad directory)
  ├── WorkloadError      a demo/benchmark workload could not start or reported garbage
+ ├── DemoError          `colocd demo` (or a benchmark's agent child) could not set up or run
  ├── NotifyError        a message to systemd's $NOTIFY_SOCKET could not be sent
  ├── StatusError        the agent's status file cannot be written or read
  └── KubeError          the Kubernetes API refused or did not answer (only agent.kube raises it)
@@ -123,4 +124,8 @@ class WorkloadError(AgentError):
 
 
 class NotifyError(AgentError):
+    pass
+
+
+class DemoError(AgentError):
     pass

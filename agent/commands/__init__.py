@@ -1,7 +1,7 @@
 """One module per `colocd` subcommand; each exposes `register(subparsers)`."""
 
-from agent.commands import classify, discover, policy, revert, run, simulate, status
+from agent.commands import classify, demo, discover, policy, revert, run, simulate, status
 
-COMMANDS = (classify, discover, run, status, policy, revert, simulate)
+COMMANDS = (classify, discover, run, status, policy, revert, simulate, demo)
 
 __all__ = ["COMMANDS"]

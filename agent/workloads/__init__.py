@@ -6,7 +6,8 @@
 - `memory_hog`: batch, grows anonymous memory at a rate up to a target.
 
 `protocol` describes how they report (gate, JSON-lines report, samples file), `launch`
-starts and stops them from the harness side, `stats` turns samples into percentiles.
+starts and stops them from the harness side, `stats` turns samples into percentiles
+and hog reports into rates.
 """
 
 from agent.workloads.launch import WorkloadProcess, stop_all
@@ -20,7 +21,7 @@ from agent.workloads.protocol import (
     Started,
     Throughput,
 )
-from agent.workloads.stats import LatencySummary, median, percentile
+from agent.workloads.stats import LatencySummary, median, percentile, units_per_second
 
 __all__ = [
     "CacheInterval",
@@ -36,4 +37,5 @@ __all__ = [
     "median",
     "percentile",
     "stop_all",
+    "units_per_second",
 ]

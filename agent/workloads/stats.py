@@ -1,10 +1,13 @@
-"""Latency percentiles the way load testers report them (nearest rank, no interpolation)."""
+"""Latency percentiles the way load testers report them (nearest rank, no interpolation),
+and a CPU hog's rate of work from its reports."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from typing import NamedTuple
+
+from agent.workloads.protocol import Report, Started, Throughput
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -45,3 +48,21 @@ def median(values: Sequence[float | None]) -> float | None:
     if len(present) % 2:
         return present[mid]
     return (present[mid - 1] + present[mid]) / 2
+
+
+def units_per_second(reports: Sequence[Report], t0: float, t1: float) -> float | None:
+    """A hog's rate over the reports that bracket [t0, t1] (its start counts as 0 units).
+
+    With reports every 0.1 s the bracket overshoots the window by at most that at each end;
+    a starved hog, which reports late, still gets a rate over a somewhat longer span. One
+    that never reported after t1 (killed before its last report) is measured up to its last
+    report inside the window; with none there, its rate is unknown (None).
+    """
+    points = [(r.t, 0) for r in reports if isinstance(r, Started)]
+    points += [(r.t, r.units) for r in reports if isinstance(r, Throughput)]
+    before = [p for p in points if p[0] <= t0]
+    after = [p for p in points if p[0] >= t1] or [p for p in points if p[0] > t0][-1:]
+    if not before or not after:
+        return None
+    (ta, ua), (tb, ub) = max(before), min(after)
+    return (ub - ua) / (tb - ta)
