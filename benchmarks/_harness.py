@@ -16,20 +16,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from agent.demo.agent_child import AgentProcess
 from agent.errors import AgentError
 from agent.output import emit
 from agent.pod_manifest import parse_pod
-from agent.workloads import (
-    LatencySummary,
-    Report,
-    Started,
-    Throughput,
-    WorkloadProcess,
-    median,
-    stop_all,
-)
+from agent.workloads import LatencySummary, WorkloadProcess, median, stop_all
 from benchmarks._tree import BenchTree, CgroupDir
 from benchmarks.errors import BenchError
+from qos.k8s_qos import QOSClass
 from qos.pod import Pod
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -64,6 +58,67 @@ class WorkloadSpec(NamedTuple):
     pod: str
     container: str
     samples: bool = False
+
+
+class Enforcement(NamedTuple):
+    """What a setup wrote (or found written, for colocd) and why, for the JSON."""
+
+    writes: dict[str, int | str]
+    reason: str
+
+
+# What colocd may write on the besteffort level on cgroup v1, read back after a window.
+BESTEFFORT_FILES = (
+    "cpu.idle",
+    "cpu.shares",
+    "cpu.cfs_quota_us",
+    "cpuset.cpus",
+    "memory.limit_in_bytes",
+)
+
+
+@contextmanager
+def colocd_agent(
+    tree: BenchTree,
+    workdir: Path,
+    node_cpu_milli: int,
+    node_memory_bytes: int,
+    settings: dict[str, Any] | None = None,
+) -> Iterator[AgentProcess]:
+    """The real agent (`colocd run` in a child process) over the tree's pods, with the
+    brain's default settings unless `settings` says otherwise; stopped (and its writes
+    reverted) on the way out. The node is the tree's root cgroup."""
+    agent = AgentProcess(
+        tree.kubelet_tree,
+        workdir / "agent",
+        cpu_milli=node_cpu_milli,
+        memory_bytes=node_memory_bytes,
+        settings=settings,
+    )
+    for p in tree.kubelet_tree.pods.values():
+        agent.publish(p)
+    try:
+        agent.start()
+        yield agent
+    finally:
+        code = agent.stop()
+        if code not in (0, None):
+            print(f"  note: the agent exited with status {code}: {agent.log_tail()}")
+
+
+def colocd_enforcement(tree: BenchTree, agent: AgentProcess) -> Enforcement:
+    """What the agent has written on the besteffort level, and its reasons (its status)."""
+    status = agent.status()
+    if status is None:
+        raise BenchError(f"read colocd status: none written: {agent.log_tail()}")
+    besteffort = tree.qos(QOSClass.BEST_EFFORT)
+    writes: dict[str, int | str] = {}
+    for name in BESTEFFORT_FILES:
+        value = besteffort.read(name)
+        writes[f"besteffort/{name}"] = int(value) if value.lstrip("-").isdigit() else value
+    budgets = [f"{b.name} {b.amount}{b.unit}" for b in status.budgets]
+    reason = "; ".join([*budgets, *status.batch_tier])
+    return Enforcement(writes, f"colocd after {status.ticks} ticks: {reason}")
 
 
 @contextmanager
@@ -103,24 +158,6 @@ def measure_cores(level: CgroupDir, seconds: float, watch: Sequence[WorkloadProc
     start, used = time.monotonic(), cpu_seconds(level)
     sleep_until(start + seconds, watch)
     return (cpu_seconds(level) - used) / (time.monotonic() - start)
-
-
-def units_per_second(reports: Sequence[Report], t0: float, t1: float) -> float | None:
-    """A hog's rate over the reports that bracket [t0, t1] (its start counts as 0 units).
-
-    With reports every 0.1 s the bracket overshoots the window by at most that at each end;
-    a starved hog, which reports late, still gets a rate over a somewhat longer span. One
-    that never reported after t1 (killed before its last report) is measured up to its last
-    report inside the window; with none there, its rate is unknown (None).
-    """
-    points = [(r.t, 0) for r in reports if isinstance(r, Started)]
-    points += [(r.t, r.units) for r in reports if isinstance(r, Throughput)]
-    before = [p for p in points if p[0] <= t0]
-    after = [p for p in points if p[0] >= t1] or [p for p in points if p[0] > t0][-1:]
-    if not before or not after:
-        return None
-    (ta, ua), (tb, ub) = max(before), min(after)
-    return (ub - ua) / (tb - ta)
 
 
 def sleep_until(deadline: float, watch: Sequence[WorkloadProcess] = ()) -> None:

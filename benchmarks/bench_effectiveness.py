@@ -9,11 +9,16 @@ all of them alike:
 - kubelet         kubelet's defaults: besteffort cpu.shares=2;
 - static-suppress Koordinator-style: the besteffort level capped by a CFS quota of
                   capacity x 65 % - online's usage, computed once;
-- colocd          what colocd is expected to enforce (benchmarks/_colocd_stand_in.py,
-                  to be replaced by the real agent loop).
+- colocd          the real agent: `colocd run` in a child process over the tree (pods
+                  from a manifest directory, the tree's root as the node, the brain's
+                  default settings), started with the workloads and left running.
 
-Every setup starts at kubelet's defaults; its knobs are written after a warm-up in which
-online's CPU use is measured (what an agent would see), then the window is measured.
+Every setup starts at kubelet's defaults; the static setups write their knobs after a
+warm-up in which online's CPU use is measured (what an agent would see). colocd starts
+with the workloads and the window opens once it has ticked `--agent-ticks` times (so its
+first decisions are in force); it keeps deciding during the window. What each setup wrote
+(for colocd: the besteffort level's files read back at the end, and the agent's reasons)
+goes into the JSON.
 
 Target: colocd's online p99 and p99.9 latency no worse than the best static setup
 (kubelet, static-suppress) in the same run, and batch >= 95 % of its throughput under
@@ -23,22 +28,26 @@ kubelet's defaults.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.workloads import LatencySummary, median, stop_all
+from agent.demo.agent_child import AgentProcess
+from agent.workloads import LatencySummary, median, stop_all, units_per_second
 from agent.workloads.cpu_hog import DEFAULT_UNIT_ITERATIONS
 from agent.workloads.spin import iterations_per_ms
-from benchmarks._colocd_stand_in import Enforcement, apply_expected_colocd_enforcement
 from benchmarks._harness import (
     MIB,
+    Enforcement,
     WorkloadSpec,
     base_parser,
     bench_main,
     capacity_cores,
+    colocd_agent,
+    colocd_enforcement,
     cpu_seconds,
     fmt_ms,
     fmt_ratio,
@@ -48,7 +57,6 @@ from benchmarks._harness import (
     pod,
     print_table,
     sleep_until,
-    units_per_second,
     workloads_in,
 )
 from benchmarks._tree import CFS_PERIOD_US, BenchTree, build_tree
@@ -63,6 +71,7 @@ MIN_SUPPRESS_CORES = 0.1
 BATCH_TARGET_SHARE = 0.95
 NODE_MEMORY_BYTES = 4096 * MIB
 START_TIMEOUT_S = 20.0
+AGENT_START_TIMEOUT_S = 30.0
 # Frequent enough that the reports bracketing a window measure its rate within ~1 %.
 HOG_REPORT_EVERY = "--report-every=0.1"
 NOTE_ALONE = (
@@ -87,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--hogs", type=int, default=2, help="batch CPU hogs (one pod each)")
     parser.add_argument("--period-ms", type=float, default=2.0, help="probe request period")
     parser.add_argument("--work-us", type=float, default=1000.0, help="probe CPU per request")
+    parser.add_argument(
+        "--agent-ticks", type=int, default=5, help="colocd ticks before its window opens (5)"
+    )
     return parser
 
 
@@ -116,12 +128,8 @@ class Context:
 
 
 def apply_setup(setup: str, tree: BenchTree, online_demand: float, ctx: Context) -> Enforcement:
-    if setup in ("alone", "kubelet"):
+    if setup in ("alone", "kubelet", "colocd"):  # colocd: the agent writes its own
         return Enforcement({}, "kubelet defaults (besteffort cpu.shares=2)")
-    if setup == "colocd":
-        return apply_expected_colocd_enforcement(
-            tree, tree.pod("online"), online_demand, ctx.capacity_cores, NODE_MEMORY_BYTES
-        )
     # Koordinator's BE suppress, evaluated once: capacity x 65 % - non-BE usage.
     cores = max(ctx.capacity_cores * KOORDINATOR_CPU_THRESHOLD - online_demand, MIN_SUPPRESS_CORES)
     quota = round(cores * CFS_PERIOD_US)
@@ -164,7 +172,13 @@ def run_phase(setup: str, repeat: int, ctx: Context) -> Phase:
     with (
         build_tree(pods, capacity_milli, NODE_MEMORY_BYTES) as tree,
         workloads_in(tree, workdir, specs) as procs,
+        contextlib.ExitStack() as stack,
     ):
+        agent: AgentProcess | None = None
+        if setup == "colocd":
+            agent = stack.enter_context(
+                colocd_agent(tree, workdir, capacity_milli, NODE_MEMORY_BYTES)
+            )
         for proc in procs.values():
             proc.open_gate()
         for proc in procs.values():
@@ -172,6 +186,8 @@ def run_phase(setup: str, repeat: int, ctx: Context) -> Phase:
         online, besteffort = tree.pod("online"), tree.qos(QOSClass.BEST_EFFORT)
         demand = measure_cores(online, args.warmup, list(procs.values()))
         enforcement = apply_setup(setup, tree, demand, ctx)
+        if agent is not None:
+            agent.wait_ticks(args.agent_ticks, AGENT_START_TIMEOUT_S)
         t0 = time.monotonic()
         online0, batch0 = cpu_seconds(online), cpu_seconds(besteffort)
         throttled0 = _throttled(besteffort)
@@ -179,6 +195,8 @@ def run_phase(setup: str, repeat: int, ctx: Context) -> Phase:
         t1 = time.monotonic()
         online1, batch1 = cpu_seconds(online), cpu_seconds(besteffort)
         throttled1 = _throttled(besteffort)
+        if agent is not None:
+            enforcement = colocd_enforcement(tree, agent)
         exit_codes = stop_all(list(procs.values()))
         samples = [s for s in procs["probe"].samples() if t0 <= s.arrival_t <= t1]
         rates = [

@@ -8,9 +8,10 @@ set rate. Setups, each in a fresh tree, interleaved over repeats:
 - alone                the online service only;
 - kubelet/<N>MiB       kubelet's defaults (kubepods limit, oom_score_adj; nothing else)
                        with batch growing to N MiB;
-- colocd/<N>MiB        what colocd is expected to enforce (benchmarks/_colocd_stand_in.py):
-                       a hard limit on the besteffort level sized from online's real working
-                       set, cache included.
+- colocd/<N>MiB        the real agent (`colocd run` in a child process, the brain's default
+                       settings, the tree's root as the node) started once the online
+                       service is warm; batch starts after the agent's first ticks, and the
+                       agent keeps deciding while batch grows.
 
 Two batch sizes by default: one that overflows the node (the OOM killer ends it, after it
 has evicted online's cache) and one that fits (never OOM-killed: online thrashes for the
@@ -21,6 +22,7 @@ cache kept (>= 90 % of what it had warm), while batch is throttled or OOM-killed
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -29,27 +31,29 @@ from typing import Any
 
 from agent.workloads import CacheInterval, LatencySummary, MemoryGrowth, median, stop_all
 from agent.workloads.protocol import iter_kind
-from benchmarks._colocd_stand_in import Enforcement, apply_expected_colocd_enforcement
 from benchmarks._harness import (
     MIB,
+    Enforcement,
     WorkloadSpec,
     base_parser,
     bench_main,
     capacity_cores,
+    colocd_agent,
+    colocd_enforcement,
     fmt_ms,
     fmt_ratio,
     host_facts,
-    measure_cores,
     median_latency,
     pod,
     print_table,
     workloads_in,
 )
-from benchmarks._tree import BenchTree, CgroupDir, build_tree
+from benchmarks._tree import CgroupDir, build_tree
 from qos.k8s_qos import QOSClass
 
 NAME = "memory_pressure"
-SETTLE_S = 1.0
+AGENT_TICKS = 3  # colocd's ticks before batch starts
+AGENT_START_TIMEOUT_S = 30.0
 TAIL_TARGET_RATIO = 1.5
 CACHE_KEPT_SHARE = 0.9
 WARM_TIMEOUT_S = 180.0
@@ -125,14 +129,7 @@ def _exit(code: int | None, oom_kills: int | None) -> str | None:
     return "stopped by the harness" if code in (0, -15) else f"exit {code}"
 
 
-def apply_setup(
-    setup: str, tree: BenchTree, online_demand: float, capacity: float, node_bytes: int
-) -> Enforcement:
-    if setup.startswith("colocd"):
-        return apply_expected_colocd_enforcement(
-            tree, tree.pod("online"), online_demand, capacity, node_bytes
-        )
-    return Enforcement({}, "kubelet defaults (kubepods limit and oom_score_adj only)")
+KUBELET = Enforcement({}, "kubelet defaults (kubepods limit and oom_score_adj only)")
 
 
 def run_phase(setup: str, batch_mib: int | None, repeat: int, ctx: Context) -> Phase:
@@ -167,16 +164,21 @@ def run_phase(setup: str, batch_mib: int | None, repeat: int, ctx: Context) -> P
         )
     workdir = ctx.scratch / f"{setup.replace('/', '-')}-{repeat}"
     workdir.mkdir()
+    cpu_milli = round(ctx.capacity_cores * 1000)
     with (
-        build_tree(pods, round(ctx.capacity_cores * 1000), node_bytes) as tree,
+        build_tree(pods, cpu_milli, node_bytes) as tree,
         workloads_in(tree, workdir, specs) as procs,
+        contextlib.ExitStack() as stack,
     ):
         service = procs["service"]
         service.open_gate()
         service.wait_started(WARM_TIMEOUT_S)
         online, besteffort = tree.pod("online"), tree.qos(QOSClass.BEST_EFFORT)
-        demand = measure_cores(online, SETTLE_S, [service])
-        enforcement = apply_setup(setup, tree, demand, ctx.capacity_cores, node_bytes)
+        enforcement = KUBELET
+        if setup.startswith("colocd"):
+            agent = stack.enter_context(colocd_agent(tree, workdir, cpu_milli, node_bytes))
+            agent.wait_ticks(AGENT_TICKS, AGENT_START_TIMEOUT_S)
+            enforcement = colocd_enforcement(tree, agent)
         warm_cache = _stat(online, "total_cache")
         t0 = time.monotonic()
         if "hog" in procs:

@@ -1,4 +1,5 @@
-"""The benchmarks end to end at toy sizes: real workloads in real cgroups, JSON out, no leftovers.
+"""The benchmarks end to end at toy sizes: real workloads in real cgroups, the real agent
+(`colocd run`) for the colocd setups, JSON out, no leftovers.
 
 Not timed: the figures are not judged here (that is what `make bench` is for), only that
 every setup ran, wrote what it claims to write, and cleaned up.
@@ -67,7 +68,8 @@ def test_effectiveness_runs_every_setup(tmp_path: Path) -> None:
     writes = {p["setup"]: p["enforcement"]["writes"] for p in out["phases"]}
     assert writes["kubelet"] == {}
     assert "besteffort/cpu.cfs_quota_us" in writes["static-suppress"]
-    assert writes["colocd"]["besteffort/cpu.idle"] == 1
+    assert writes["colocd"]["besteffort/cpu.idle"] == 1  # read back: the real agent wrote it
+    assert phases["colocd"]["enforcement"]["reason"].startswith("colocd after")
     assert {"latency_p99_us", "latency_p999_us", "batch_throughput"} <= set(out["targets"])
 
 
@@ -96,3 +98,20 @@ def test_memory_pressure_colocd_keeps_online_cache_and_batch_is_killed(tmp_path:
     assert (
         colocd["batch_peak_mib"] * (1 << 20) <= limit["writes"]["besteffort/memory.limit_in_bytes"]
     )
+
+
+def test_overhead_measures_the_real_agent_over_a_small_tree(tmp_path: Path) -> None:
+    out = _run(
+        "bench_overhead",
+        tmp_path,
+        "--pods=10",
+        "--busy=1",
+        "--warmup=1",
+        "--duration=3",
+    )
+    result = out["result"]
+    assert (result["pods"], result["containers"]) == (10, 30)
+    assert result["ticks"] >= 2
+    assert 0 < result["millicores"] < 1000
+    assert 10 < result["rss_max_mib"] < 500
+    assert set(out["targets"]) == {"millicores", "rss_mib", "all_met"}
