@@ -17,9 +17,10 @@ $(STAMP): pyproject.toml
 system-deps:
 	scripts/install-system-deps.sh
 
-# Until `colocd demo` lands: classify the shipped example pods (real work, no cluster).
+# Colocation on this machine: online alone, + batch under kubelet's defaults, + batch under
+# the real agent; a table, a verdict and colocd-demo.png (needs root; about a minute).
 demo: install
-	$(BIN)/colocd classify examples/
+	$(BIN)/colocd demo
 
 lint: install
 	$(BIN)/ruff check .

@@ -118,6 +118,11 @@ class _Demo:
 
     def run(self) -> None:
         tree = self.node.build()
+        self.say(
+            f"colocd demo: a node of {self.cpus} CPUs and {NODE_MEMORY_BYTES >> 20} MiB"
+            f" (kubepods' limit), built beneath this process's own cgroups ({tree.root});"
+            f" 3 phases of {self.duration_s / len(PHASES):.0f} s"
+        )
         self.signals.check()
         agent = AgentProcess(
             tree,
@@ -208,11 +213,6 @@ def run_demo(
     signals = _Signals()
     with signals.installed(), tempfile.TemporaryDirectory(prefix="colocd-demo-") as tmp:
         demo = _Demo(Path(tmp), duration_s, live, say, signals)
-        say(
-            f"colocd demo: a node of {demo.cpus} CPUs and {NODE_MEMORY_BYTES >> 20} MiB"
-            " (kubepods' limit), built beneath this process's own cgroups; 3 phases of"
-            f" {duration_s / len(PHASES):.0f} s"
-        )
         try:
             demo.run()
         except Interrupted:
