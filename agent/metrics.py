@@ -126,7 +126,7 @@ class AgentMetrics:
         self.online_memory = gauge(
             "budget",
             "predicted_online_memory",
-            "Predicted online working set: max(current, p95 of the window).",
+            "Predicted online memory (page cache included): max(current, p95 of the window).",
             unit="bytes",
         )
         self.capacity_cpu = gauge(

@@ -11,7 +11,8 @@ as `now`. A value that cannot be had is None, never 0:
   daemons and pods the source does not know yet count as system (protected). A pod seen
   for the first time has no rate yet: the online reading is then None (the brain falls
   back to its window's peak).
-- Memory: working sets (usage minus inactive file cache); online includes dedicated pods.
+- Memory: working sets (usage minus inactive file cache), but online's (dedicated pods
+  included) is its whole usage, page cache and all (`qos.samples.MemoryReading` says why).
   The v2 root cgroup has no memory.current: there the node's is total minus available.
 - Pressure: the worst online pod's CPU PSI some avg10 (the margin's indicator; dedicated
   pods stall only on their own cores, which batch never gets); the node
@@ -164,6 +165,9 @@ class Sampler:
         def tier_ws(*tiers: Tier) -> float | None:
             return _sum(s.memory.working_set_bytes for p, s in read if p.tier in tiers)
 
+        def tier_usage(*tiers: Tier) -> float | None:
+            return _sum(s.memory.usage_bytes for p, s in read if p.tier in tiers)
+
         node_ws = None if node is None else node.memory.working_set_bytes
         if node_ws is None and self.node_cgroup == "":
             # The v2 root has no memory.current: the host's own count (total - available).
@@ -177,7 +181,7 @@ class Sampler:
             at,
             node_working_set_bytes=node_ws,
             system_working_set_bytes=system,
-            online_working_set_bytes=tier_ws(*ONLINE),
+            online_memory_bytes=tier_usage(*ONLINE),
             batch_working_set_bytes=tier_ws(Tier.BATCH),
         )
 

@@ -159,7 +159,7 @@ def memory_demand(
         return Demand(None, None, "no memory reading"), state
     cap = float(node.capacity.memory_bytes)
     system = clean(reading.system_working_set_bytes, cap)
-    online = clean(reading.online_working_set_bytes, cap)
+    online = clean(reading.online_memory_bytes, cap)
     found, sys_w, online_w = _protected(
         state.memory_system,
         state.memory_online,
@@ -172,7 +172,7 @@ def memory_demand(
     )
     state = replace(state, memory_system=sys_w, memory_online=online_w)
     if found is None:
-        return Demand(at, None, "online memory working set never read"), state
+        return Demand(at, None, "online memory use never read"), state
     fixed = settings.reclaim.memory_margin_fraction
     terms = Terms(
         capacity=cap,
@@ -181,7 +181,7 @@ def memory_demand(
         online=found.online,
         margin=fixed * cap,
         system_why=found.system_why,
-        online_why="working set, " + found.online_why,
+        online_why="with its page cache, " + found.online_why,
         margin_why=f"fixed {format_fraction(fixed)}",
     )
     return Demand(at, terms), state

@@ -72,7 +72,7 @@ def batch_tier(budget: Budget, terms: Terms | None) -> MemoryLimits:
             high,
             None,
             f"memory.high {_mi(high)} = batch-memory; memory.max left alone "
-            "(no fresh online working set)",
+            "(no fresh online memory reading)",
         )
     hard = clamp_amount(terms.capacity - terms.system - terms.online, budget.capacity)
     top = max(high, hard)

@@ -265,7 +265,7 @@ class ColocdPolicy:
             memory=MemoryReading(
                 obs.t,
                 system_working_set_bytes=obs.system_memory_bytes,
-                online_working_set_bytes=obs.online_memory_bytes,
+                online_memory_bytes=obs.online_memory_bytes,
                 batch_working_set_bytes=obs.batch_memory_bytes,
             ),
             cpu_pressure=PressureReading(obs.t, some_avg10=obs.online_cpu_psi),

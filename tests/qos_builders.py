@@ -71,7 +71,7 @@ def snapshot(
             at,
             node_working_set_bytes=node_ws,
             system_working_set_bytes=system_ws,
-            online_working_set_bytes=online_ws,
+            online_memory_bytes=online_ws,
         ),
         cpu_pressure=PressureReading(at, some_avg10=psi),
         memory_pressure=None if memory_psi is None else PressureReading(at, memory_psi),

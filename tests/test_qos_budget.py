@@ -30,7 +30,7 @@ def test_the_reason_writes_out_the_formula_with_its_numbers():
     assert "margin" in cpu.reason and "below target" in cpu.reason
     mem = plan.budgets.memory
     assert mem.amount == math.floor(16 * GIB * 0.9 - 1 * GIB - 4 * GIB)
-    assert "working set" in mem.reason
+    assert "online 4.00Gi (with its page cache, current)" in mem.reason, mem.reason
 
 
 @pytest.mark.parametrize(
@@ -138,7 +138,7 @@ def test_budgets_stay_in_range_whatever_the_readings(rows, cpu_cap, mem_cap, gpu
                 now,
                 node_working_set_bytes=nws,
                 system_working_set_bytes=sws,
-                online_working_set_bytes=ows,
+                online_memory_bytes=ows,
             ),
             cpu_pressure=PressureReading(now, some_avg10=psi),
             memory_pressure=PressureReading(now, some_avg10=psi),

@@ -9,6 +9,8 @@ is the node cgroup, so other work on this shared machine does not count as node 
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from isolation.detect import Hierarchy
 from isolation.executor import Executor, Outcome
 from isolation.knobs import CpuMax
 from isolation.layout import Driver
+from isolation.readings import POD_TICK
 from isolation.settings import IsolationSettings
 from qos.k8s_qos import QOSClass
 from qos.plan import QuotaCap
@@ -280,6 +283,49 @@ def test_by_default_batch_runs_as_cpu_idle_uncapped_where_the_kernel_has_it(
     assert node.read("cpu.idle") is True
     assert node.read("cpuset.cpus") == ALL and node.read("cpu.max") == CpuMax(None, 100_000)
     assert loop.fast is not None and "no CPU cap to clamp" in loop.fast.detail
+    loop.close()
+
+
+CACHE_READER = (
+    "import os, sys, time\n"
+    "path, size = sys.argv[1], 64 << 20\n"
+    "with open(path, 'wb') as f:\n"
+    "    f.write(b'x' * size); f.flush(); os.fsync(f.fileno())\n"
+    "fd = os.open(path, os.O_RDONLY)\n"
+    "os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)\n"  # charge it here, read once
+    "while os.read(fd, 1 << 20): pass\n"
+    "print('ready', flush=True)\n"
+    "time.sleep(60)\n"
+)
+
+
+def test_online_memory_counts_its_page_cache_and_batch_is_limited_below_it(
+    node: Node, tmp_path: Path
+) -> None:
+    """Pages read once sit on the inactive list, outside the working set: counted there,
+    online's cache would be room offered to batch, which would take it by evicting it."""
+    online = node.add(web())
+    reader = node.tree.spawn(
+        online,
+        "app",
+        [sys.executable, "-c", CACHE_READER, str(tmp_path / "data")],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert reader.stdout is not None and reader.stdout.readline() == "ready\n"
+    node.add(job(), busy=1)
+    loop = node.loop()
+    result = first_tick(loop)
+    pod = node.tree.cgroups.sample(node.tree.pod_cgroup(online), POD_TICK)
+    assert pod is not None and pod.memory.working_set_bytes is not None
+    assert result.readings is not None
+    online_bytes = result.readings.memory.online_memory_bytes
+    assert online_bytes is not None and online_bytes >= 64 << 20
+    assert pod.memory.working_set_bytes < online_bytes - (32 << 20)  # the cache is inactive
+    limits = result.plan.batch_tier.memory
+    assert limits is not None and limits.max_bytes is not None
+    assert limits.max_bytes <= 4 * GIB - (64 << 20)
+    assert node.read("memory.max") == limits.max_bytes
     loop.close()
 
 
