@@ -3,7 +3,8 @@
     batch tier     kubepods/besteffort: cpu.idle (or cpu.shares 2 where the kernel has no
                    cpu.idle), the CPU cap (cpuset.cpus on it and on every cgroup below it,
                    since a v1 cpuset child must stay inside its parent; or cpu.max), and
-                   memory.high / memory.max. Batch pods outside besteffort get the same per
+                   memory.high / memory.max (v1, which has no memory.high: memory.max at
+                   the budget). Batch pods outside besteffort get the same per
                    pod. If an online pod sits in besteffort (annotated), besteffort gets its
                    originals back and every batch pod is treated on its own instead.
     batch pods     cpu.max from colocd.io/batch-cpu, memory.high/max from batch-memory.
@@ -31,6 +32,7 @@ from isolation.knobs import CpuMax
 from qos.k8s_qos import QOSClass
 from qos.plan import CpusetCap, MemoryLimits, Plan, QuotaCap
 from qos.tiers import Tier
+from qos.units import Unit, format_amount
 
 __all__ = ["CFS_PERIOD_US", "Enforcer", "Targets", "batch_targets"]
 
@@ -117,23 +119,44 @@ class Enforcer:
     def __init__(self, cgroups: Cgroups, executor: Executor | None) -> None:
         self.cgroups = cgroups
         self.executor = executor
-        self._idle: bool | None = None  # whether cpu.idle exists (probed once)
+        self._knobs: dict[str, bool] = {}  # knobs probed on besteffort: does the kernel have it
         # Per-pod settings written last time: released when no longer wanted.
         self._owned: dict[tuple[str, str], int] = {}
         self.notes: tuple[str, ...] = ()  # what the last `writes` could not do as planned
 
     # --- the parts -------------------------------------------------------------------
 
-    def idle_supported(self, topo: Topology) -> bool:
-        if self._idle is None:
+    def _supported(self, knob: str, cgroup: str) -> bool | None:
+        """Whether the kernel has `knob` (probed once); None: cannot tell yet."""
+        if knob not in self._knobs:
             try:
-                self.cgroups.read("cpu.idle", topo.besteffort)
-                self._idle = True
+                self.cgroups.read(knob, cgroup)
+                self._knobs[knob] = True
             except UnsupportedKnobError:
-                self._idle = False
+                self._knobs[knob] = False
             except (CgroupGoneError, WriteError):
-                return True  # cannot tell yet: try it (the executor reports the outcome)
-        return self._idle
+                return None
+        return self._knobs[knob]
+
+    def idle_supported(self, topo: Topology) -> bool:
+        """cpu.idle exists (or cannot be told yet: try it, the executor reports the outcome)."""
+        return self._supported("cpu.idle", topo.besteffort) is not False
+
+    def _tier_memory(self, topo: Topology, limits: MemoryLimits | None) -> list[Write]:
+        """The batch tier's memory.high/max. Without memory.high (cgroup v1) nothing can
+        throttle batch by reclaim before its hard limit, which then sits at the budget, so
+        batch is held where v2 would start throttling it: what was offered to it, with the
+        budget's headroom below the point where kubepods as a whole would reclaim (and take
+        online's cache)."""
+        be = topo.besteffort
+        high = None if limits is None else limits.high_bytes
+        if high is None or self._supported("memory.high", be) is not False:
+            return _memory(be, limits, Level.QOS)
+        self.notes += (
+            f"no memory.high here (cgroup v1): {be} gets memory.max "
+            f"{format_amount(high, Unit.BYTES)} (the budget) instead",
+        )
+        return [Write("memory.max", be, high, Level.QOS)]
 
     def _subtree(
         self, cgroup: str, level: int, controller: str = "cpuset"
@@ -195,7 +218,7 @@ class Enforcer:
                     out.append(Write("cpu.shares", cgroup, LOWEST_SHARES, level))
         out += self.cap_writes(tier.cpu_cap, topo, pool)
         if targets.tier_level:
-            out += _memory(topo.besteffort, tier.memory, Level.QOS)
+            out += self._tier_memory(topo, tier.memory)
         return out
 
     def _released_besteffort(self, topo: Topology, pool: tuple[int, ...]) -> list[Write]:
