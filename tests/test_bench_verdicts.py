@@ -31,6 +31,11 @@ def test_units_per_second(t0: float, t1: float, expected: float | None) -> None:
     assert rate == (None if expected is None else pytest.approx(expected))
 
 
+def test_the_cpu_a_hog_got_is_a_rate_of_its_cpu_time() -> None:
+    assert units_per_second(HOG, 10.1, 10.4, cpu=True) == pytest.approx(1.0)
+    assert units_per_second(HOG, 10.0, 10.2, cpu=True) == pytest.approx(1.0)  # from 0 at start
+
+
 def _cpu_summary(colocd: tuple, kubelet: tuple, suppress: tuple) -> dict:
     def row(p99, p999, units):
         return {"latency_p99_us": p99, "latency_p999_us": p999, "batch_units_per_s": units}

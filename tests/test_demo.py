@@ -79,7 +79,7 @@ def test_a_short_demo_compares_the_three_phases_plots_and_leaves_nothing(tmp_pat
     table = out[out.index("PHASE") :]
     for row in ("online alone", "online + batch, kubelet defaults", "online + batch, colocd"):
         assert row in table
-    assert "Under colocd, online's p99" in out and "of what it did under kubelet" in out
+    assert "Under colocd, online's p99" in out and "of the work it did under kubelet" in out
     assert "colocd stopped and wrote back every cgroup value it had changed" in out
     assert plot.read_bytes().startswith(PNG_MAGIC) and plot.stat().st_size > 10_000
     assert _trees() == before

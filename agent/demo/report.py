@@ -20,7 +20,8 @@ COLUMNS = (
     ("ONLINE P50", "p50"),
     ("P99", "p99"),
     ("P99.9 (ms)", "p999"),
-    ("BATCH (cores of work)", "batch"),
+    ("BATCH CPU (cores)", "batch"),
+    ("BATCH WORK", "work"),
     ("BATCH-CPU", "batch_cpu"),
     ("BATCH-MEMORY", "batch_memory"),
     ("OTHER LOAD (cores)", "other"),
@@ -40,7 +41,7 @@ def _bytes(value: int | None) -> str:
 
 
 def live_line(s: Second) -> str:
-    batch = "    -" if s.batch_cores is None else f"{s.batch_cores:5.2f}"
+    batch = "   -" if s.batch_cores is None else f"{s.batch_cores:4.2f}"
     memory = "" if s.batch_memory_bytes is None else f" +{_bytes(s.batch_memory_bytes)}"
     budgets = (
         f"batch-cpu {_milli(s.batch_cpu_milli)} batch-memory {_bytes(s.batch_memory_budget_bytes)}"
@@ -57,7 +58,17 @@ def _us_to_ms(value: float | None) -> float | None:
     return None if value is None else value / 1000
 
 
+def _work(r: PhaseResult, base: PhaseResult | None) -> str:
+    """Units of work per second, relative to the kubelet phase's."""
+    if r.batch_units_per_s is None:
+        return "-"
+    if base is None or not base.batch_units_per_s:
+        return f"{r.batch_units_per_s:.0f}/s"
+    return f"{r.batch_units_per_s / base.batch_units_per_s:.2f}x"
+
+
 def summary_table(results: Sequence[PhaseResult]) -> str:
+    kubelet = next((r for r in results if r.name == "kubelet"), None)
     rows = [
         {
             "phase": TITLES.get(r.name, r.name),
@@ -65,6 +76,7 @@ def summary_table(results: Sequence[PhaseResult]) -> str:
             "p99": _ms(_us_to_ms(r.latency_us.p99), 0),
             "p999": _ms(_us_to_ms(r.latency_us.p999), 0),
             "batch": "-" if r.batch_cores is None else f"{r.batch_cores:.2f}",
+            "work": _work(r, kubelet),
             "batch_cpu": _milli(r.batch_cpu_milli),
             "batch_memory": _bytes(r.batch_memory_budget_bytes),
             "other": "-" if r.other_cores is None else f"{r.other_cores:.2f}",
@@ -104,12 +116,10 @@ def verdict(results: Sequence[PhaseResult]) -> str:
         + _compare("p99.9", lat_c.p999, lat_k.p999)
         + " under kubelet's defaults"
     ]
-    if colocd.batch_cores is not None and kubelet.batch_cores:
-        share = colocd.batch_cores / kubelet.batch_cores
-        words.append(
-            f"; batch did {colocd.batch_cores:.2f} cores of work, {share:.0%} of what it did"
-            " under kubelet's defaults."
-        )
+    if colocd.batch_units_per_s is not None and kubelet.batch_units_per_s:
+        share = colocd.batch_units_per_s / kubelet.batch_units_per_s
+        cores = "" if colocd.batch_cores is None else f" on {colocd.batch_cores:.2f} cores"
+        words.append(f"; batch did {share:.0%} of the work it did under kubelet's defaults{cores}.")
     else:
         words.append("; batch throughput was not measured.")
     if alone is not None and alone.latency_us.p99 is not None:

@@ -21,7 +21,6 @@ from types import TracebackType
 from agent.errors import DemoError, WorkloadError
 from agent.kubelet_tree import KubeletTree
 from agent.workloads import WorkloadProcess, stop_all
-from agent.workloads.cpu_hog import DEFAULT_UNIT_ITERATIONS
 from isolation.errors import IsolationError
 from isolation.layout import Driver, Runtime
 from isolation.readings import CONTAINER_TICK
@@ -133,11 +132,6 @@ class DemoNode:
             raise DemoError(str(err)) from err
 
     # --- readings ------------------------------------------------------------------------
-
-    @property
-    def unit_cores(self) -> float:
-        """CPU-seconds one unit of hog work takes on an uncontended CPU."""
-        return DEFAULT_UNIT_ITERATIONS / (self.iterations_per_ms * 1000)
 
     def cpu_seconds(self, cgroup: str) -> float | None:
         """CPU time used below `cgroup` ('' = the whole machine); None if unreadable."""

@@ -6,8 +6,9 @@ cpuacct (CPU used in the tree and on the whole machine). A `PhaseResult` covers 
 measured window: online latency percentiles from every request the probe served in it,
 batch throughput from the hogs' reports bracketing it, and the budgets colocd published.
 
-Batch throughput is given in *cores of work*: units done per second times the CPU time one
-unit takes on an uncontended CPU (calibrated at start), so 2.0 means two CPUs' worth.
+Batch is shown as the CPU its hogs got (cores), and its throughput as units of work done
+per second, compared between phases (this machine's CPU speed varies too much over a
+minute for a unit to stand for a fixed amount of CPU).
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Second(NamedTuple):
     at: float  # monotonic clock
     phase: str
     online_p99_ms: float | None  # worst interval p99 reported since the previous line
-    batch_cores: float | None  # the CPU hogs' work since the previous line
+    batch_cores: float | None  # the CPU the hogs got since the previous line
     batch_memory_bytes: int | None  # what the memory hog holds
     batch_cpu_milli: int | None  # colocd's budgets; None while it does not run
     batch_memory_budget_bytes: int | None
@@ -49,7 +50,8 @@ class PhaseResult(NamedTuple):
     start: float  # the measured window (monotonic), after the phase settled
     end: float
     latency_us: LatencySummary
-    batch_cores: float | None
+    batch_cores: float | None  # the CPU the hogs got
+    batch_units_per_s: float | None  # the work they did
     batch_cpu_milli: int | None  # median over the window; None: colocd did not run
     batch_memory_budget_bytes: int | None
     other_cores: float | None  # CPU used outside the demo's tree (other work on the machine)
@@ -62,7 +64,7 @@ def budget(status: Status | None, name: str) -> int | None:
 
 
 def short_reason(status: Status) -> str:
-    """Why batch-cpu is what it is, in a few words: what is kept for online."""
+    """Why batch-cpu is what it is, in a few words: what is kept for online, and the cap."""
     cpu = next((b for b in status.budgets if b.name == BATCH_CPU), None)
     parts = []
     if cpu is not None and cpu.predicted_online is not None:
@@ -70,8 +72,12 @@ def short_reason(status: Status) -> str:
     parts.append(f"margin {status.margin.millicores}m")
     if cpu is not None and cpu.degraded:
         parts.append("degraded")
-    cap = [r for r in status.batch_tier if r.startswith("batch on") or "quota" in r]
-    return ", ".join(parts) + (f"; {cap[0].split(':')[0]}" if cap else "")
+    caps = [r.split(":")[0] for r in status.batch_tier if r.startswith(("batch on", "batch quota"))]
+    if caps:
+        parts.append(caps[0])
+    elif any("no CPU cap" in r for r in status.batch_tier):
+        parts.append("batch cpu.idle, no cap")
+    return ", ".join(parts)
 
 
 class Follower:
@@ -92,7 +98,7 @@ class Follower:
             for r in iter_kind(node.probe.reports if node.probe else [], ProbeInterval)
             if since < r.t <= now and r.latency_p99_us is not None
         ]
-        rates = [units_per_second(h.reports, since, now) for h in node.hogs]
+        rates = [units_per_second(h.reports, since, now, cpu=True) for h in node.hogs]
         present = [r for r in rates if r is not None]
         grown = list(iter_kind(node.filler.reports if node.filler else [], MemoryGrowth))
         status = self.agent.status() if self.agent is not None else None
@@ -101,7 +107,7 @@ class Follower:
             at=now,
             phase=phase,
             online_p99_ms=max(p99) / 1000 if p99 else None,
-            batch_cores=sum(present) * node.unit_cores if present else None,
+            batch_cores=sum(present) if present else None,
             batch_memory_bytes=grown[-1].anon_bytes if grown else None,
             batch_cpu_milli=budget(status, BATCH_CPU),
             batch_memory_budget_bytes=budget(status, BATCH_MEMORY),
@@ -139,15 +145,19 @@ def phase_result(
     """The phase's figures over its measured window [start, end] (monotonic)."""
     start, end = window
     inside = [s for s in seconds if start <= s.at <= end]
-    rates = [units_per_second(h.reports, start, end) for h in node.hogs]
-    present = [r for r in rates if r is not None]
-    batch = sum(present) * node.unit_cores if present else None
+
+    def total(cpu: bool) -> float | None:
+        rates = [units_per_second(h.reports, start, end, cpu=cpu) for h in node.hogs]
+        present = [r for r in rates if r is not None]
+        return sum(present) if present and len(present) == len(rates) else None
+
     return PhaseResult(
         name=name,
         start=start,
         end=end,
         latency_us=LatencySummary.of(latencies_us),
-        batch_cores=batch,
+        batch_cores=total(cpu=True),
+        batch_units_per_s=total(cpu=False),
         batch_cpu_milli=_median_int([s.batch_cpu_milli for s in inside]),
         batch_memory_budget_bytes=_median_int([s.batch_memory_budget_bytes for s in inside]),
         other_cores=_other_cores(inside),

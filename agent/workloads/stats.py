@@ -50,8 +50,11 @@ def median(values: Sequence[float | None]) -> float | None:
     return (present[mid - 1] + present[mid]) / 2
 
 
-def units_per_second(reports: Sequence[Report], t0: float, t1: float) -> float | None:
-    """A hog's rate over the reports that bracket [t0, t1] (its start counts as 0 units).
+def units_per_second(
+    reports: Sequence[Report], t0: float, t1: float, *, cpu: bool = False
+) -> float | None:
+    """A hog's rate over the reports that bracket [t0, t1] (its start counts as 0 units);
+    with `cpu`, the CPU it got instead (CPU seconds per second: cores).
 
     With reports every 0.1 s the bracket overshoots the window by at most that at each end;
     a starved hog, which reports late, still gets a rate over a somewhat longer span. One
@@ -59,7 +62,7 @@ def units_per_second(reports: Sequence[Report], t0: float, t1: float) -> float |
     report inside the window; with none there, its rate is unknown (None).
     """
     points = [(r.t, 0) for r in reports if isinstance(r, Started)]
-    points += [(r.t, r.units) for r in reports if isinstance(r, Throughput)]
+    points += [(r.t, r.cpu_s if cpu else r.units) for r in reports if isinstance(r, Throughput)]
     before = [p for p in points if p[0] <= t0]
     after = [p for p in points if p[0] >= t1] or [p for p in points if p[0] > t0][-1:]
     if not before or not after:
