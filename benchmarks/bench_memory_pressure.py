@@ -65,7 +65,7 @@ NOTE_NOISE = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser(__doc__.split("\n")[0], duration=15.0, repeats=2)
+    parser = base_parser(__doc__.split("\n")[0], duration=15.0, repeats=3)
     parser.add_argument("--node-mib", type=int, default=2048, help="node-sized memory cgroup")
     parser.add_argument("--online-anon-mib", type=int, default=512)
     parser.add_argument("--online-cache-mib", type=int, default=400)

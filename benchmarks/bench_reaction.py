@@ -4,7 +4,7 @@ hurts online least on this kernel (not a test).
 Part 1, reaction. A kubelet-like tree on this host (agent.kubelet_tree): an online pod with
 two idle workers and a batch pod with two CPU hogs. The real agent runs beside it (`colocd
 run` in a subprocess, tick 1 s, fast path on, with the CPU cap the brain uses where the
-kernel has no cpu.idle (cpuset) unless `--mechanism` says otherwise: with cpu.idle the
+kernel has no cpu.idle (quota) unless `--mechanism` says otherwise: with cpu.idle the
 brain's default (`auto`) sets no cap, so there is nothing to clamp). Each round the
 workers spin at once (the surge) and the benchmark polls besteffort's cpuset (or quota)
 until batch is held back. The reaction is the time from the

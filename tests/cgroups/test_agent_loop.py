@@ -313,6 +313,16 @@ def test_online_memory_counts_its_page_cache_and_batch_is_limited_below_it(
         text=True,
     )
     assert reader.stdout is not None and reader.stdout.readline() == "ready\n"
+
+    def inactive_cache() -> int:
+        """The kernel flushes memory.stat every ~2 s: wait for the cache to show there."""
+        pod = node.tree.cgroups.sample(node.tree.pod_cgroup(online), POD_TICK)
+        assert pod is not None
+        return pod.memory.inactive_file_bytes or 0
+
+    deadline = time.monotonic() + 10
+    while inactive_cache() < 48 << 20 and time.monotonic() < deadline:
+        time.sleep(0.1)
     node.add(job(), busy=1)
     loop = node.loop()
     result = first_tick(loop)
