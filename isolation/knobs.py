@@ -44,6 +44,7 @@ from enum import StrEnum
 from typing import Any, NamedTuple
 
 from isolation.errors import KnobError
+from qos.cpus import format_cpus as format_cpuset  # one list formatter for qos and cgroups
 
 __all__ = [
     "KNOBS",
@@ -171,19 +172,6 @@ def parse_cpuset(text: str) -> frozenset[int]:
         lo, sep, hi = part.partition("-")
         out.update(range(int(lo), int(hi) + 1) if sep else (int(lo),))
     return frozenset(out)
-
-
-def format_cpuset(cpus: frozenset[int]) -> str:
-    ranges: list[str] = []
-    ordered = sorted(cpus)
-    i = 0
-    while i < len(ordered):
-        j = i
-        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
-            j += 1
-        ranges.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
-        i = j + 1
-    return ",".join(ranges)
 
 
 def _int(value: Any, lo: int, hi: int) -> int:

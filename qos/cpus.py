@@ -9,6 +9,7 @@ holds whole cores.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from qos.plan import CpusetCap, DedicatedPodPlan
@@ -18,7 +19,7 @@ from qos.tiers import Tier
 MIN_SHARED_CPUS = 1
 
 
-def format_cpus(cpus: tuple[int, ...]) -> str:
+def format_cpus(cpus: Iterable[int]) -> str:
     """Kernel list format: (0, 1, 2, 5) -> '0-2,5'."""
     runs: list[str] = []
     ordered = sorted(cpus)
