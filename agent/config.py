@@ -272,8 +272,9 @@ def load(
     return settings
 
 
-def node_name_from(flag: str | None, environ: Mapping[str, str]) -> str:
+def node_name_from(flag: str | None, environ: Mapping[str, str] | None = None) -> str:
     """`--node-name`, else the NODE_NAME variable the DaemonSet sets from the downward API."""
+    environ = os.environ if environ is None else environ
     name = (flag or environ.get(NODE_NAME_ENV, "")).strip()
     if not name:
         raise ConfigError(

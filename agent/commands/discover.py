@@ -5,15 +5,23 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from prometheus_client import CollectorRegistry
+
 from agent.cli_support import Reporter, add_output_flag
+from agent.config import node_name_from
+from agent.errors import SourceError
+from agent.kube import KubeClient
 from agent.manifests import load_pods
+from agent.metrics import KubeMetrics
 from agent.output import emit
+from agent.pod_source import ApiPodSource
 from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy, detect_layout
 from isolation.discovery import PodCgroups, discover_pod
 from isolation.errors import IsolationError
 from isolation.layout import KubeletLayout
 from qos.errors import TierAnnotationError
+from qos.pod import Pod
 from qos.tiers import DEFAULT_TIER_SETTINGS, classify
 
 HELP = "find the cgroups of pods on this node"
@@ -24,7 +32,8 @@ container's (containerd, CRI-O and docker naming) from the pod's UID, QoS class 
 container IDs in its status. Nothing is created or changed.
 
 Pods come from --pods DIR (Pod manifests with status.containerStatuses, as kubelet would
-report them). With -o json each pod is one line: namespace, name, uid, qosClass, tier,
+report them) or, with --kubeconfig, from the API server (the pods bound to --node-name).
+With -o json each pod is one line: namespace, name, uid, qosClass, tier,
 cgroupVersion, driver, podCgroup (absolute directory per controller on v1, one on v2),
 containers (name -> cgroup path; on v1 relative to each controller's mount, as
 /proc/PID/cgroup shows it) and missing (what was expected and not found).
@@ -34,6 +43,7 @@ Exit status: 0 when every pod was looked up (missing cgroups are reported, not e
 EPILOG = """\
 examples:
   colocd discover --pods /etc/kubernetes/manifests
+  colocd discover --kubeconfig ~/.kube/config --node-name worker-3 -o json
   colocd discover --pods pods/ --kubelet-cgroup-root /kube.slice -o json | jq .missing"""
 
 COLUMNS = (
@@ -56,7 +66,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--pods", metavar="DIR", required=True, help="directory of Pod manifests")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pods", metavar="DIR", help="directory of Pod manifests")
+    source.add_argument(
+        "--kubeconfig",
+        metavar="FILE",
+        help="read this node's pods from the API server (with --node-name or NODE_NAME)",
+    )
+    p.add_argument("--node-name", help="this node's name (default: $NODE_NAME)")
+    p.add_argument(
+        "--sync-timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="how long to wait for the API server's pod list (default 30)",
+    )
     add_cgroup_flags(p)
     p.add_argument(
         "--kubelet-cgroup-root",
@@ -104,6 +128,34 @@ def row(found: PodCgroups, tier: str, cgroups: Cgroups, layout: KubeletLayout) -
     }
 
 
+def _pods(args: argparse.Namespace, report: Reporter) -> list[tuple[str, Pod]]:
+    """(where it came from, pod) from the manifest directory or the API server."""
+    if args.pods is not None:
+        loaded = load_pods([args.pods])
+        for w in loaded.warnings:
+            report.warning(w)
+        for err in loaded.errors:
+            report.error(str(err))
+        return [(f"{i.source}[doc {i.index}]", i.pod) for i in loaded.pods]
+    node = node_name_from(args.node_name)
+    client = KubeClient.connect(args.kubeconfig)
+    source = ApiPodSource(client, node, KubeMetrics(CollectorRegistry()))
+    source.start()
+    try:
+        if not source.wait_synced(args.sync_timeout):
+            raise SourceError(
+                f"list pods of node {node}: no answer from the API server "
+                f"within {args.sync_timeout:g} s"
+            )
+        snap = source.snapshot()
+    finally:
+        source.stop()
+        client.close()
+    for problem in snap.problems:
+        report.error(problem)
+    return [(f"pod {p.key}", p) for p in snap.pods]
+
+
 def run(args: argparse.Namespace) -> int:
     report = Reporter()
     try:
@@ -113,17 +165,11 @@ def run(args: argparse.Namespace) -> int:
         report.error(str(err))
         return 1
     cgroups = Cgroups(hierarchy)
-    loaded = load_pods([args.pods])
-    for w in loaded.warnings:
-        report.warning(w)
-    for err in loaded.errors:
-        report.error(str(err))
     rows = []
-    for item in loaded.pods:
-        where = f"{item.source}[doc {item.index}]"
+    for where, pod in _pods(args, report):
         try:
-            tier = classify(item.pod, DEFAULT_TIER_SETTINGS, strict=True).tier.value
-            found = discover_pod(item.pod, cgroups, layout)
+            tier = classify(pod, DEFAULT_TIER_SETTINGS, strict=True).tier.value
+            found = discover_pod(pod, cgroups, layout)
         except (TierAnnotationError, IsolationError) as err:
             report.error(f"{where}: {err}")
             continue
