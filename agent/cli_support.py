@@ -6,7 +6,7 @@ import argparse
 import sys
 from dataclasses import dataclass
 
-from agent.output import FORMATS
+from agent.report.output import FORMATS
 
 
 def add_output_flag(parser: argparse.ArgumentParser, formats: tuple[str, ...] = FORMATS) -> None:

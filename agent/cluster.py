@@ -25,15 +25,15 @@ import time
 
 from pydantic import ValidationError
 
-from agent.events import EventRecorder
-from agent.evictor import EvictionRequest, Evictor
-from agent.kube import KubeClient
-from agent.metrics import KubeMetrics
-from agent.node_info import NodeWatcher
-from agent.node_resources import BatchCapacity, NodeResourcePublisher
-from agent.pod_source import ApiPodSource, PodSnapshot
+from agent.act.events import EventRecorder
+from agent.act.evictor import EvictionRequest, Evictor
+from agent.act.node_resources import BatchCapacity, NodeResourcePublisher
 from agent.policy.resolve import Resolution
 from agent.policy.watcher import PolicyWatcher
+from agent.report.metrics import KubeMetrics
+from agent.sources.kube import KubeClient
+from agent.sources.node_info import NodeWatcher
+from agent.sources.pod_source import ApiPodSource, PodSnapshot
 from qos.plan import Eviction, Plan
 from qos.pod import Pod
 from qos.settings import DEFAULT_QOS_SETTINGS, QosSettings

@@ -6,11 +6,9 @@ AgentError
  ├── ConfigError        settings or flags are unusable
  ├── TraceError         a `colocd simulate` trace could not be read
  ├── SourceError        a pod or policy source failed (API server away, bad directory)
- ├── WorkloadError      a demo/benchmark workload could not start or reported garbage
- ├── DemoError          `colocd demo` (or a benchmark's agent child) could not set up or run
  ├── NotifyError        a message to systemd's $NOTIFY_SOCKET could not be sent
  ├── StatusError        the agent's status file cannot be written or read
- └── KubeError          the Kubernetes API refused or did not answer (only agent.kube raises it)
+ └── KubeError          the Kubernetes API refused or did not answer (only sources.kube raises it)
       ├── APIUnavailable    no usable answer: connection refused/reset, timeout, 5xx; retry later
       ├── APIForbidden      401/403: credentials or RBAC do not allow the call
       ├── APINotFound       404: the object (or the resource type) does not exist
@@ -119,13 +117,5 @@ class TooManyRequests(KubeError):
     pass
 
 
-class WorkloadError(AgentError):
-    pass
-
-
 class NotifyError(AgentError):
-    pass
-
-
-class DemoError(AgentError):
     pass

@@ -7,14 +7,14 @@ fast path in between.
 
 It does not tick before the pod source has synced. The brain's state is carried from tick to
 tick; every reading and `now` come from one monotonic clock. Between ticks the fast path
-(`agent.fastpath`) watches the online tier and, on a surge, asks the brain again with the
+(`agent.observe.fastpath`) watches the online tier and, on a surge, asks the brain again with the
 fresh reading (on a copy of its state, which is then dropped) and clamps batch if the new
 CPU cap is tighter; the next tick takes over from there.
 
 Failing towards online: while the pod source cannot be read the last pods it gave are used;
 after `pods_stale_after_s` the readings are withheld, so the brain degrades every budget to
 0 and batch is held back. Stale readings degrade the same way inside the brain. Nothing the
-loop writes throttles online (see `agent.enforce`).
+loop writes throttles online (see `agent.act.enforce`).
 
 The Kubernetes side plugs in through small seams (`agent.cluster` provides them): any
 `PodSource`, a `publish(plan)` for the node's extended resources, an `evict(eviction, pod)`
@@ -31,17 +31,17 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Protocol
 
+from agent.act.enforce import Enforcer
 from agent.config import Settings
-from agent.enforce import Enforcer
 from agent.errors import StatusError
-from agent.fastpath import FastPath, Surge, cap_words, tighter
-from agent.metrics import AgentMetrics
-from agent.pod_source import PodSnapshot, PodSource
-from agent.report import RECENT_CLAMPS, fast_path_status, status_of, tick_line
-from agent.sampler import Sampler
-from agent.status import FastPathStatus, write_status
+from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
+from agent.observe.sampler import Sampler
+from agent.observe.topology import Locator, Topology
+from agent.report.metrics import AgentMetrics
+from agent.report.status import FastPathStatus, write_status
+from agent.report.tick_report import RECENT_CLAMPS, fast_path_status, status_of, tick_line
+from agent.sources.pod_source import PodSnapshot, PodSource
 from agent.tick import Clamp, Degraded, TickResult
-from agent.topology import Locator, Topology
 from isolation.cgroups import Cgroups
 from isolation.errors import IsolationError
 from isolation.executor import ApplyReport, Executor, Write

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from agent.sampler import Readings
-from agent.topology import Topology
+from agent.observe.sampler import Readings
+from agent.observe.topology import Topology
 from isolation.executor import ApplyReport, Write
 from qos.plan import Plan
 
@@ -16,7 +16,7 @@ __all__ = ["Clamp", "Degraded", "TickResult"]
 class Degraded(NamedTuple):
     """Why the loop runs degraded: a class for the metric label, and the line for humans."""
 
-    kind: str  # one of agent.metrics.DEGRADED_REASONS
+    kind: str  # one of agent.report.metrics.DEGRADED_REASONS
     text: str
 
 

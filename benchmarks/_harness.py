@@ -16,13 +16,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from agent.demo.agent_child import AgentProcess
 from agent.errors import AgentError
-from agent.output import emit
-from agent.pod_manifest import parse_pod
-from agent.workloads import LatencySummary, WorkloadProcess, median, stop_all
+from agent.report.output import emit
+from agent.sources.pod_manifest import parse_pod
 from benchmarks._tree import BenchTree, CgroupDir
 from benchmarks.errors import BenchError
+from lab.demo.agent_child import AgentProcess
+from lab.workloads import LatencySummary, WorkloadProcess, median, stop_all
 from qos.k8s_qos import QOSClass
 from qos.pod import Pod
 
@@ -50,7 +50,7 @@ def pod(name: str, containers: dict[str, dict[str, dict[str, str]]]) -> Pod:
 
 
 class WorkloadSpec(NamedTuple):
-    """A workload to run as `pod`/`container`: `python -m agent.workloads.<module> <args>`."""
+    """A workload to run as `pod`/`container`: `python -m lab.workloads.<module> <args>`."""
 
     name: str
     module: str

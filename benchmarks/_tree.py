@@ -1,7 +1,7 @@
 """The one adapter through which the benchmarks get a kubelet-like cgroup tree.
 
 `build_tree()` is the only entry point; the benchmarks use nothing but the `BenchTree` it
-returns. The tree itself is `agent.kubelet_tree.KubeletTree` (cgroupfs driver, containerd
+returns. The tree itself is `lab.kubelet_tree.KubeletTree` (cgroupfs driver, containerd
 naming): kubepods, the QoS levels, pod and container cgroups with kubelet's cpu.shares,
 quota and memory limits, built beneath this process's own cgroup and removed on close.
 This adapter adds what a node has and the benchmarks need on top of that:
@@ -27,10 +27,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.kubelet_tree import KubeletTree
 from benchmarks.errors import TreeError
 from isolation.errors import IsolationError
 from isolation.layout import Driver, Runtime
+from lab.kubelet_tree import KubeletTree
 from qos.k8s_qos import QOSClass, pod_qos_class
 from qos.pod import MEMORY, Pod
 

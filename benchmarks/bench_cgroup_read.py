@@ -1,6 +1,6 @@
 """Benchmark: the CPU cost of reading and reconciling a node's cgroups (not a test).
 
-A real kubelet-like tree (agent.kubelet_tree) of 250 pods / 750 containers is built on this
+A real kubelet-like tree (lab.kubelet_tree) of 250 pods / 750 containers is built on this
 host; then, with `time.process_time` (user + system CPU of this process):
 
 - full read (the tick's read of usage and PSI): every pod's CPU usage and throttling, memory
@@ -33,13 +33,13 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from agent.kubelet_tree import KubeletTree
 from isolation.cgroups import Cgroups
 from isolation.executor import Executor, Level, Write
 from isolation.journal import Journal
 from isolation.knobs import CpuMax
 from isolation.layout import Driver
 from isolation.readings import CONTAINER_TICK, POD_TICK
+from lab.kubelet_tree import KubeletTree
 from qos.pod import Container, Pod, Resources
 
 TARGET_MS = 20.0

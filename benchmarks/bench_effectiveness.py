@@ -35,10 +35,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.demo.agent_child import AgentProcess
-from agent.workloads import LatencySummary, median, stop_all, units_per_second
-from agent.workloads.cpu_hog import DEFAULT_UNIT_ITERATIONS
-from agent.workloads.spin import iterations_per_ms
 from benchmarks._harness import (
     MIB,
     Enforcement,
@@ -60,6 +56,10 @@ from benchmarks._harness import (
     workloads_in,
 )
 from benchmarks._tree import CFS_PERIOD_US, BenchTree, build_tree
+from lab.demo.agent_child import AgentProcess
+from lab.workloads import LatencySummary, median, stop_all, units_per_second
+from lab.workloads.cpu_hog import DEFAULT_UNIT_ITERATIONS
+from lab.workloads.spin import iterations_per_ms
 from qos.k8s_qos import QOSClass
 
 NAME = "effectiveness"

@@ -29,8 +29,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agent.workloads import CacheInterval, LatencySummary, MemoryGrowth, median, stop_all
-from agent.workloads.protocol import iter_kind
 from benchmarks._harness import (
     MIB,
     Enforcement,
@@ -49,6 +47,8 @@ from benchmarks._harness import (
     workloads_in,
 )
 from benchmarks._tree import CgroupDir, build_tree
+from lab.workloads import CacheInterval, LatencySummary, MemoryGrowth, median, stop_all
+from lab.workloads.protocol import iter_kind
 from qos.k8s_qos import QOSClass
 
 NAME = "memory_pressure"

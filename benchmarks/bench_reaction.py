@@ -1,7 +1,7 @@
 """Benchmark: how fast colocd holds batch back when online demand surges, and which CPU cap
 hurts online least on this kernel (not a test).
 
-Part 1, reaction. A kubelet-like tree on this host (agent.kubelet_tree): an online pod with
+Part 1, reaction. A kubelet-like tree on this host (lab.kubelet_tree): an online pod with
 two idle workers and a batch pod with two CPU hogs. The real agent runs beside it (`colocd
 run` in a subprocess, tick 1 s, fast path on, with the CPU cap the brain uses where the
 kernel has no cpu.idle (quota) unless `--mechanism` says otherwise: with cpu.idle the
@@ -55,13 +55,13 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from agent.errors import StatusError
-from agent.kubelet_tree import BUSY_LOOP, SURGE_WORKER, KubeletTree
-from agent.status import ClampStatus, read_status
+from agent.report.status import ClampStatus, read_status
 from isolation.executor import Executor, Level, Write
 from isolation.journal import Journal
 from isolation.knobs import CpuMax
 from isolation.layout import Driver
 from isolation.readings import CONTAINER_TICK
+from lab.kubelet_tree import BUSY_LOOP, SURGE_WORKER, KubeletTree
 from qos.decide import cpu_mechanism
 from qos.k8s_qos import QOSClass
 from qos.pod import Container, Pod, Resources

@@ -55,6 +55,7 @@ __all__ = [
     "Merge",
     "format_cpuset",
     "knob",
+    "looser",
     "parse_cpuset",
 ]
 
@@ -142,14 +143,15 @@ class Knob:
         if self.merge is Merge.LARGER:
             return max(current, desired)
         if self.merge is Merge.LOOSER:
-            return _looser(current, desired)
+            return looser(current, desired)
         return desired
 
 
 # --- value helpers ---------------------------------------------------------------------------
 
 
-def _looser(a: Any, b: Any) -> Any:
+def looser(a: Any, b: Any) -> Any:
+    """The less restrictive of two limits on one knob (None: no limit; cpusets: the union)."""
     if isinstance(a, frozenset):
         return a | b
     if isinstance(a, CpuMax):

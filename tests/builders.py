@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from agent.quantity import parse_quantity
+from agent.sources.quantity import parse_quantity
 from qos.pod import Container, Pod, Resources
 
 

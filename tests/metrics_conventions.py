@@ -18,7 +18,7 @@ import re
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from agent.metrics import (
+from agent.report.metrics import (
     DEGRADED_REASONS,
     EVICTION_MODES,
     FAST_MODES,

@@ -14,7 +14,7 @@ from typing import NamedTuple
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics import MetricWrapperBase
 
-from agent.metrics import AgentMetrics
+from agent.report.metrics import AgentMetrics
 
 __all__ = ["Declared", "Matcher", "declared", "grouping", "matchers", "metric_names"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from agent.config import FastPathSettings
-from agent.fastpath import detect_surge, tighter
-from agent.sampler import OnlineNow
+from agent.observe.fastpath import detect_surge, tighter
+from agent.observe.sampler import OnlineNow
 from qos.plan import CpusetCap, QuotaCap
 
 S = FastPathSettings(surge_milli=100, stall_fraction=0.1)

@@ -1,4 +1,4 @@
-"""agent.metrics: names, units and bounded labels in one place, values from a real plan, and
+"""agent.report.metrics: names, units and bounded labels in one place, values from a real plan, and
 the HTTP endpoint."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from agent.metrics import AgentMetrics, serve
+from agent.report.metrics import AgentMetrics, serve
 from isolation.executor import ApplyReport, Outcome, Result, Write
 from qos.decide import BrainState, decide
 from qos.settings import Indicator, QosSettings

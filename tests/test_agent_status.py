@@ -12,7 +12,7 @@ import pytest
 
 from agent.cli import main
 from agent.errors import StatusError
-from agent.status import (
+from agent.report.status import (
     FILENAME,
     ApplyStatus,
     BudgetStatus,

@@ -1,4 +1,4 @@
-"""benchmarks/_tree.py on the host's real cgroup v1: what it adds to agent.kubelet_tree (node
+"""benchmarks/_tree.py on the host's real cgroup v1: what it adds to lab.kubelet_tree (node
 memory limit, oom_score_adj, levels by name, v1 files) and its safe teardown.
 
 KubeletTree's own layout and values are tested in tests/cgroups/test_kubelet_tree.py.

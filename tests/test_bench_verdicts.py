@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from agent.workloads import Started, Throughput, units_per_second
 from benchmarks import bench_effectiveness, bench_memory_pressure
+from lab.workloads import Started, Throughput, units_per_second
 
 HOG = [
     Started(t=10.0, pid=1, workload="cpu-hog"),

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.kubelet_tree import own_cgroup
 from isolation.detect import detect_hierarchy
+from lab.kubelet_tree import own_cgroup
 from tests.host_cgroups import requires_cgroup_v1
 
 ROOT = Path(__file__).resolve().parents[1]

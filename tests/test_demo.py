@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.kubelet_tree import own_cgroup
 from isolation.detect import detect_hierarchy
+from lab.kubelet_tree import own_cgroup
 from tests.host_cgroups import requires_cgroup_v1
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -113,7 +113,7 @@ def test_sigint_during_the_colocd_phase_cleans_up_everything(tmp_path: Path) -> 
             pytest.fail("the demo ended before its colocd phase: " + "".join(seen))
         running = _processes_under(tmp_path)
         assert any("agent.cli -v run" in p for p in running), running
-        assert any("agent.workloads.latency_probe" in p for p in running), running
+        assert any("lab.workloads.latency_probe" in p for p in running), running
         demo.send_signal(signal.SIGINT)
         rest, err = demo.communicate(timeout=60)
     finally:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from agent.pod_manifest import parse_pod
+from agent.sources.pod_manifest import parse_pod
 from qos.k8s_qos import QOSClass, compute_qos_class, pod_qos_class
 from tests.builders import c, pod, res
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.quantity import parse_quantity
+from agent.sources.quantity import parse_quantity
 from qos.k8s_qos import compute_qos_class
 from qos.pod import Container, Pod, Resources
 from qos.state import NodeCapacity, NodeState

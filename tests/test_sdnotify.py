@@ -1,4 +1,4 @@
-"""agent.sdnotify against real unix datagram sockets (path and abstract), as systemd listens."""
+"""agent.report.sdnotify against real unix datagram sockets (path and abstract), as systemd does."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from agent import config
 from agent.errors import ConfigError, NotifyError
-from agent.sdnotify import SdNotifier, watchdog_interval_s
+from agent.report.sdnotify import SdNotifier, watchdog_interval_s
 
 
 @pytest.fixture
@@ -67,7 +67,7 @@ def test_unreachable_socket_is_logged_and_reported_not_raised(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     missing = tmp_path / "gone.sock"
-    with caplog.at_level(logging.WARNING, logger="agent.sdnotify"):
+    with caplog.at_level(logging.WARNING, logger="agent.report.sdnotify"):
         assert SdNotifier(str(missing)).watchdog() is False
     assert [r.getMessage() for r in caplog.records] == [
         f"notify systemd at {missing}: No such file or directory"

@@ -11,7 +11,7 @@ import pytest
 
 from agent.cli import main
 from agent.errors import TraceError
-from agent.trace import read_trace
+from agent.sources.trace import read_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 TRACES = sorted((ROOT / "examples" / "traces").iterdir())

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from agent.errors import WorkloadError
-from agent.workloads.protocol import (
+from lab.errors import WorkloadError
+from lab.workloads.protocol import (
     CacheInterval,
     Ended,
     MemoryGrowth,
@@ -25,7 +25,7 @@ from agent.workloads.protocol import (
     wait_for_gate,
     write_samples,
 )
-from agent.workloads.stats import LatencySummary, median, percentile
+from lab.workloads.stats import LatencySummary, median, percentile
 
 TEN = [float(v) for v in range(1, 11)]
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.errors import WorkloadError
-from agent.workloads import (
+from lab.errors import WorkloadError
+from lab.workloads import (
     CacheInterval,
     Ended,
     MemoryGrowth,
@@ -20,10 +20,10 @@ from agent.workloads import (
     WorkloadProcess,
     stop_all,
 )
-from agent.workloads.cache_service import cgroup_cache_bytes, memory_cgroup_dir
-from agent.workloads.latency_probe import WorkPlan
-from agent.workloads.latency_probe import build_parser as probe_parser
-from agent.workloads.protocol import iter_kind
+from lab.workloads.cache_service import cgroup_cache_bytes, memory_cgroup_dir
+from lab.workloads.latency_probe import WorkPlan
+from lab.workloads.latency_probe import build_parser as probe_parser
+from lab.workloads.protocol import iter_kind
 from tests.host_cgroups import requires_cgroup_v1
 
 MIB = 1 << 20

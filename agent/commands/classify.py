@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from agent.cli_support import Reporter, add_output_flag
-from agent.manifests import load_pods
-from agent.output import emit
+from agent.report.output import emit
+from agent.sources.manifests import load_pods
 from qos.errors import TierAnnotationError
 from qos.tiers import DEFAULT_TIER_SETTINGS, classify
 

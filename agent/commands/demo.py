@@ -1,4 +1,8 @@
-"""`colocd demo`: colocation shown on this very machine, with the real agent (no Kubernetes)."""
+"""`colocd demo`: colocation shown on this very machine, with the real agent (no Kubernetes).
+
+The demo itself lives in the lab (`lab.demo`), which the running agent never imports: it is
+imported here only when `colocd demo` runs.
+"""
 
 from __future__ import annotations
 
@@ -6,17 +10,17 @@ import argparse
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agent.cli_support import Reporter
-from agent.demo.plot import write_plot
-from agent.demo.report import live_line, summary_table, verdict
-from agent.demo.run import PHASES, run_demo
-from agent.demo.timeline import Second
-from agent.errors import DemoError
+
+if TYPE_CHECKING:
+    from lab.demo.timeline import Second
 
 HELP = "show colocation on this machine: online vs batch, kubelet's defaults vs colocd"
 DEFAULT_DURATION_S = 60.0
 MIN_PHASE_S = 3.0
+PHASE_COUNT = 3  # lab.demo.run.PHASES; a test checks they agree
 DEFAULT_PLOT = Path("colocd-demo.png")
 DESCRIPTION = """\
 Show what colocd does, on this very machine, with no Kubernetes. The demo builds a
@@ -58,7 +62,7 @@ def _duration(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    least = MIN_PHASE_S * len(PHASES)
+    least = MIN_PHASE_S * PHASE_COUNT
     if not least <= value <= 3600:
         raise argparse.ArgumentTypeError(f"{value:g} s: give {least:g} to 3600 seconds")
     return value
@@ -90,6 +94,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from lab.demo.plot import write_plot
+    from lab.demo.report import live_line, summary_table, verdict
+    from lab.demo.run import run_demo
+    from lab.errors import DemoError
+
     out = sys.stdout
 
     def live(second: Second) -> None:

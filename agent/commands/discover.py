@@ -10,11 +10,11 @@ from prometheus_client import CollectorRegistry
 from agent.cli_support import Reporter, add_output_flag
 from agent.config import node_name_from
 from agent.errors import SourceError
-from agent.kube import KubeClient
-from agent.manifests import load_pods
-from agent.metrics import KubeMetrics
-from agent.output import emit
-from agent.pod_source import ApiPodSource
+from agent.report.metrics import KubeMetrics
+from agent.report.output import emit
+from agent.sources.kube import KubeClient
+from agent.sources.manifests import load_pods
+from agent.sources.pod_source import ApiPodSource
 from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy, detect_layout
 from isolation.discovery import PodCgroups, discover_pod

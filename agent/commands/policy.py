@@ -16,18 +16,18 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
+from agent.act.events import EventRecorder
 from agent.cli_support import Reporter
 from agent.errors import ConfigError, PolicyError
-from agent.events import EventRecorder
-from agent.kube import KubeClient
-from agent.metrics import KubeMetrics
-from agent.output import render_table
 from agent.policy.crd import render_crd
 from agent.policy.load import PolicyLoad, load_policies
 from agent.policy.model import ColocationPolicy, Section
 from agent.policy.resolve import Resolution, field_paths, resolve
 from agent.policy.status import run_status_controller
-from agent.units import parse_duration
+from agent.report.metrics import KubeMetrics
+from agent.report.output import render_table
+from agent.sources.kube import KubeClient
+from agent.sources.units import parse_duration
 
 log = logging.getLogger(__name__)
 

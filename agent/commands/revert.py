@@ -6,7 +6,7 @@ import argparse
 
 from agent.cli_support import Reporter, add_output_flag
 from agent.commands.discover import add_cgroup_flags
-from agent.output import emit
+from agent.report.output import emit
 from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy
 from isolation.errors import IsolationError

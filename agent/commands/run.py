@@ -18,13 +18,13 @@ from agent import config
 from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
 from agent.errors import ConfigError
-from agent.kube import KubeClient
 from agent.loop import Loop
-from agent.metrics import AgentMetrics, serve
-from agent.output import render_table
-from agent.pod_source import DirPodSource, PodSource
-from agent.quantity import parse_quantity
-from agent.sdnotify import SdNotifier
+from agent.report.metrics import AgentMetrics, serve
+from agent.report.output import render_table
+from agent.report.sdnotify import SdNotifier
+from agent.sources.kube import KubeClient
+from agent.sources.pod_source import DirPodSource, PodSource
+from agent.sources.quantity import parse_quantity
 from agent.tick import TickResult
 from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy, detect_layout

@@ -6,8 +6,8 @@ import argparse
 
 from agent.cli_support import add_output_flag
 from agent.config import read_mapping, validated
-from agent.output import emit
-from agent.trace import read_trace
+from agent.report.output import emit
+from agent.sources.trace import read_trace
 from qos.baselines import Crane, Koordinator
 from qos.replay import ColocdPolicy, compare, replay
 from qos.settings import DEFAULT_QOS_SETTINGS, QosSettings

@@ -10,8 +10,8 @@ from pathlib import Path
 from agent.cli_support import Reporter, add_output_flag
 from agent.config import DEFAULT_STATE_DIR
 from agent.errors import StatusError
-from agent.output import render_table
-from agent.status import FILENAME, BudgetStatus, Status, read_status, stale_after
+from agent.report.output import render_table
+from agent.report.status import FILENAME, BudgetStatus, Status, read_status, stale_after
 from qos.budget import Resource
 from qos.units import Unit, format_amount
 

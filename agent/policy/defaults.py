@@ -8,7 +8,7 @@ shaping, which no other defaults describe yet, is written out here.
 
 from __future__ import annotations
 
-from agent.node_resources import PublishSettings
+from agent.act.node_resources import PublishSettings
 from agent.policy.model import NetworkSpec, NetworkTiers, ShapingClass
 from agent.policy.to_settings import from_settings
 from qos.settings import DEFAULT_QOS_SETTINGS

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from agent.errors import ManifestError, PolicyError
-from agent.manifests import read_documents
 from agent.policy.model import KIND, ColocationPolicy, parse_policy
+from agent.sources.manifests import read_documents
 
 
 @dataclass(frozen=True, slots=True)

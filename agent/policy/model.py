@@ -11,8 +11,8 @@ Lists (`tiers.rules`, `nodeNames`, `workloads`) are replaced whole, never concat
 except `workloads`, which every applying policy contributes to (strongest first).
 
 Units are written as people write them and kept as written, so provenance shows what the
-author typed: quantities ("500m", "2Gi") via `agent.quantity.parse_quantity`, durations
-("30s", "5m") and bit rates ("200Mbit") via `agent.units`. Converters to base units live on
+author typed: quantities ("500m", "2Gi") via `agent.sources.quantity.parse_quantity`, durations
+("30s", "5m") and bit rates ("200Mbit") via `agent.sources.units`. Converters to base units live on
 the models (`seconds()`, `bits_per_second()`, ...).
 """
 
@@ -34,9 +34,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from agent.errors import PolicyError
-from agent.pod_manifest import DnsSubdomain
-from agent.quantity import parse_quantity
-from agent.units import BITRATE_PATTERN, DURATION_PATTERN, parse_bitrate, parse_duration
+from agent.sources.pod_manifest import DnsSubdomain
+from agent.sources.quantity import parse_quantity
+from agent.sources.units import BITRATE_PATTERN, DURATION_PATTERN, parse_bitrate, parse_duration
 from qos.k8s_qos import QOSClass
 from qos.selector import LabelSelector, Operator, Requirement
 from qos.tiers import Tier, TierRule, TierSettings

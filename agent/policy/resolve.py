@@ -24,7 +24,7 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from agent.node_resources import PublishSettings
+from agent.act.node_resources import PublishSettings
 from agent.policy.defaults import BUILTIN
 from agent.policy.model import (
     ColocationPolicy,
@@ -35,7 +35,7 @@ from agent.policy.model import (
     problems,
 )
 from agent.policy.to_settings import to_publish_settings, to_qos_settings
-from agent.units import parse_bitrate, parse_duration
+from agent.sources.units import parse_bitrate, parse_duration
 from qos.settings import QosSettings
 
 

@@ -25,16 +25,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from agent.backoff import Backoff
+from agent.act.events import EventRecorder, EventType, ObjectRef
 from agent.errors import KubeError
-from agent.events import EventRecorder, EventType, ObjectRef
-from agent.informer import Informer
-from agent.kube import NODES, POLICIES, KubeClient
-from agent.metrics import KubeMetrics
-from agent.node_info import NodeInfo, parse_node_labels
 from agent.policy.model import GROUP_VERSION, KIND, ColocationPolicy
 from agent.policy.resolve import applies
 from agent.policy.tracker import PolicyDocument, PolicyTracker, parse_document
+from agent.report.metrics import KubeMetrics
+from agent.sources.backoff import Backoff
+from agent.sources.informer import Informer
+from agent.sources.kube import NODES, POLICIES, KubeClient
+from agent.sources.node_info import NodeInfo, parse_node_labels
 
 log = logging.getLogger(__name__)
 

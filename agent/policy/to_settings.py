@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING
 from typing import Any
 
-from agent.node_resources import PublishSettings
+from agent.act.node_resources import PublishSettings
 from agent.policy.model import (
     PolicySettings,
     QosClassDefaults,
@@ -28,8 +28,8 @@ from agent.policy.model import (
     TiersSpec,
     WorkloadOverride,
 )
-from agent.quantity import parse_quantity
-from agent.units import format_duration, parse_duration
+from agent.sources.quantity import parse_quantity
+from agent.sources.units import format_duration, parse_duration
 from qos.k8s_qos import QOSClass
 from qos.settings import CpuMechanism, Indicator, QosSettings
 from qos.tiers import TierRule, TierSettings

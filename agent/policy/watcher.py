@@ -16,13 +16,13 @@ import logging
 import threading
 from collections.abc import Mapping
 
-from agent.backoff import Backoff
-from agent.events import EventRecorder, EventType, ObjectRef
-from agent.informer import Informer, InformerBacked
-from agent.kube import POLICIES, KubeClient
-from agent.metrics import KubeMetrics
-from agent.node_info import NodeWatcher
+from agent.act.events import EventRecorder, EventType, ObjectRef
 from agent.policy.tracker import NodePolicy, PolicyDocument, PolicyTracker, parse_document
+from agent.report.metrics import KubeMetrics
+from agent.sources.backoff import Backoff
+from agent.sources.informer import Informer, InformerBacked
+from agent.sources.kube import POLICIES, KubeClient
+from agent.sources.node_info import NodeWatcher
 
 log = logging.getLogger(__name__)
 

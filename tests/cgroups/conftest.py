@@ -11,10 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from agent.kubelet_tree import KubeletTree
 from isolation.detect import Hierarchy, Mode, detect_hierarchy
 from isolation.errors import DetectionError
 from isolation.layout import Driver, Runtime
+from lab.kubelet_tree import KubeletTree
 
 
 def _hierarchy() -> Hierarchy | None:

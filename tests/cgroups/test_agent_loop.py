@@ -2,7 +2,7 @@
 it; vanished pods and a vanished pod source fail towards online; per-pod settings colocd
 no longer wants go back to their originals.
 
-The loop runs in this process against a kubelet-like tree (agent.kubelet_tree) whose root
+The loop runs in this process against a kubelet-like tree (lab.kubelet_tree) whose root
 is the node cgroup, so other work on this shared machine does not count as node use.
 """
 
@@ -21,11 +21,10 @@ from typing import Any
 import pytest
 
 from agent.config import AgentSettings, FastPathSettings, Settings
-from agent.kubelet_tree import BUSY_LOOP, KubeletTree
 from agent.loop import Loop
-from agent.pod_source import DirPodSource
-from agent.status import read_status
-from agent.topology import locate
+from agent.observe.topology import locate
+from agent.report.status import read_status
+from agent.sources.pod_source import DirPodSource
 from isolation.cgroups import Cgroups
 from isolation.detect import Hierarchy
 from isolation.executor import Executor, Outcome
@@ -33,6 +32,7 @@ from isolation.knobs import CpuMax
 from isolation.layout import Driver
 from isolation.readings import POD_TICK
 from isolation.settings import IsolationSettings
+from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.k8s_qos import QOSClass
 from qos.plan import QuotaCap
 from qos.pod import BATCH_CPU, TIER_ANNOTATION, Container, Pod, Resources

@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from agent.cli import main
-from agent.kubelet_tree import BUSY_LOOP, KubeletTree
-from agent.status import read_status
+from agent.report.status import read_status
 from isolation.detect import Hierarchy
 from isolation.knobs import CpuMax
 from isolation.layout import Driver
+from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.k8s_qos import QOSClass
 from qos.pod import BATCH_CPU, Container, Pod, Resources
 from tests.kube.apiserver import ApiServer

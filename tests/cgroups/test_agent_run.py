@@ -20,10 +20,10 @@ import pytest
 
 from agent.cli import main
 from agent.errors import StatusError
-from agent.kubelet_tree import BUSY_LOOP, SURGE_WORKER, KubeletTree
-from agent.status import Status, read_status
+from agent.report.status import Status, read_status
 from isolation.detect import Hierarchy
 from isolation.layout import Driver
+from lab.kubelet_tree import BUSY_LOOP, SURGE_WORKER, KubeletTree
 from qos.k8s_qos import QOSClass
 from qos.pod import Container, Pod, Resources
 from tests.processes import free_port, wait_for

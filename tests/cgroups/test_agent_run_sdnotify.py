@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from agent.cli import main
-from agent.kubelet_tree import KubeletTree
 from isolation.detect import Hierarchy
 from isolation.layout import Driver
+from lab.kubelet_tree import KubeletTree
 from qos.pod import Container, Pod, Resources
 
 pytestmark = pytest.mark.cgroup_v1

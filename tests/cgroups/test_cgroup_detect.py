@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.kubelet_tree import KubeletTree
 from isolation.detect import Hierarchy, Mode, detect_hierarchy, detect_layout
 from isolation.errors import DetectionError
 from isolation.layout import Driver, KubeletLayout
+from lab.kubelet_tree import KubeletTree
 
 # Lines as the kernel writes them; only cgroup/cgroup2 mounts at or below the root count.
 HYBRID = """\

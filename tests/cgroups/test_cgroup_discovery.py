@@ -14,11 +14,11 @@ import pytest
 import yaml
 
 from agent.cli import main
-from agent.kubelet_tree import KubeletTree
 from isolation.discovery import discover_pod
 from isolation.errors import UnsafeNameError
 from isolation.executor import Executor, Outcome, Write
 from isolation.journal import Journal
+from lab.kubelet_tree import KubeletTree
 from qos.pod import Container, ContainerRuntimeID, Pod, Resources
 
 pytestmark = pytest.mark.cgroup_v1

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from agent.kubelet_tree import KubeletTree
 from isolation.executor import Executor, Level, Outcome, Write
 from isolation.journal import Journal
 from isolation.knobs import CpuMax
 from isolation.readings import CONTAINER_TICK, ReadSet
+from lab.kubelet_tree import KubeletTree
 from qos.pod import Container, Pod
 
 pytestmark = [pytest.mark.cgroup_v1, pytest.mark.cgroup_v2]

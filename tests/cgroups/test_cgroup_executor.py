@@ -12,12 +12,12 @@ from typing import Any
 import pytest
 
 from agent.cli import main
-from agent.kubelet_tree import KubeletTree
 from isolation.errors import UnsupportedKnobError
 from isolation.executor import Executor, Level, Outcome, Write
 from isolation.journal import FILENAME, Journal
 from isolation.knobs import KNOBS, CpuMax, IoLimit, knob
 from isolation.settings import IsolationSettings
+from lab.kubelet_tree import KubeletTree
 from qos.pod import Container, Pod, Resources
 
 pytestmark = pytest.mark.cgroup_v1

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from agent.kubelet_tree import KubeletTree
 from isolation.readings import CONTAINER_TICK, EVERYTHING, Pressure, ReadSet
+from lab.kubelet_tree import KubeletTree
 from qos.pod import Container, Pod
 
 pytestmark = pytest.mark.cgroup_v1

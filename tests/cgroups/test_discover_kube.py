@@ -9,8 +9,8 @@ import uuid
 import pytest
 
 from agent.cli import main
-from agent.kubelet_tree import KubeletTree
 from isolation.layout import Driver, Runtime
+from lab.kubelet_tree import KubeletTree
 from tests.cgroups.test_agent_on_kubernetes import kubeconfig
 from tests.kube.apiserver import ApiServer
 from tests.kube.objects import pod

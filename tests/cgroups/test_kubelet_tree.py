@@ -1,4 +1,4 @@
-"""agent.kubelet_tree builds a kubelet-like tree on the real kernel and removes all of it."""
+"""lab.kubelet_tree builds a kubelet-like tree on the real kernel and removes all of it."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.kubelet_tree import KubeletTree
 from isolation.detect import Hierarchy, detect_layout
 from isolation.layout import Driver, Runtime
+from lab.kubelet_tree import KubeletTree
 from qos.pod import Container, Pod, Resources
 
 pytestmark = pytest.mark.cgroup_v1

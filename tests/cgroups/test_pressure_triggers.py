@@ -10,12 +10,12 @@ from collections.abc import Iterator
 import pytest
 
 from agent.config import FastPathSettings
-from agent.fastpath import FastPath
-from agent.kubelet_tree import BUSY_LOOP, KubeletTree
-from agent.sampler import Sampler
+from agent.observe.fastpath import FastPath
+from agent.observe.sampler import Sampler
 from isolation.detect import Hierarchy, Mode
 from isolation.layout import Driver
 from isolation.pressure import PressureTriggers
+from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.pod import Container, Pod
 
 pytestmark = pytest.mark.cgroup_v1

@@ -25,8 +25,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from agent.kubelet_tree import KubeletTree
 from isolation.layout import Driver
+from lab.kubelet_tree import KubeletTree
 from qos.pod import Container, Pod, Resources
 from tests.metrics_conventions import problems
 from tests.processes import free_port, wait_for

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.backoff import Backoff
-from agent.kube import KubeClient
-from agent.metrics import KubeMetrics
+from agent.report.metrics import KubeMetrics
+from agent.sources.backoff import Backoff
+from agent.sources.kube import KubeClient
 
 from .apiserver import ApiServer
 

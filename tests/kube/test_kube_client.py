@@ -1,4 +1,4 @@
-"""agent.kube: the real client over HTTP, and its errors translated into our own tree."""
+"""agent.sources.kube: the real client over HTTP, and its errors translated into our own tree."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from agent.errors import (
     KubeError,
     TooManyRequests,
 )
-from agent.kube import MAX_REASON, NODES, PODS, POLICIES, KubeClient
+from agent.sources.kube import MAX_REASON, NODES, PODS, POLICIES, KubeClient
 
 from .apiserver import ApiServer
 from .objects import node, pod

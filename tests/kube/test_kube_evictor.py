@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.events import EventRecorder, EventType, ObjectRef
-from agent.evictor import EvictionRequest, EvictionResult, Evictor
-from agent.kube import KubeClient
-from agent.metrics import KubeMetrics
+from agent.act.events import EventRecorder, EventType, ObjectRef
+from agent.act.evictor import EvictionRequest, EvictionResult, Evictor
+from agent.report.metrics import KubeMetrics
+from agent.sources.kube import KubeClient
 
 from .apiserver import ApiServer
 from .conftest import FakeClock

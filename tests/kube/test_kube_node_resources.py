@@ -7,14 +7,14 @@ import random
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.kube import KubeClient
-from agent.metrics import KubeMetrics
-from agent.node_resources import (
+from agent.act.node_resources import (
     BatchCapacity,
     NodeResourcePublisher,
     PublishReason,
     PublishSettings,
 )
+from agent.report.metrics import KubeMetrics
+from agent.sources.kube import KubeClient
 
 from .apiserver import ApiServer
 from .conftest import FakeClock

@@ -11,13 +11,13 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from agent.backoff import Backoff
 from agent.config import node_name_from
 from agent.errors import ConfigError
-from agent.informer import Informer
-from agent.kube import PODS, KubeClient
-from agent.metrics import KubeMetrics
-from agent.pod_source import ApiPodSource, DirPodSource, PodSource
+from agent.report.metrics import KubeMetrics
+from agent.sources.backoff import Backoff
+from agent.sources.informer import Informer
+from agent.sources.kube import PODS, KubeClient
+from agent.sources.pod_source import ApiPodSource, DirPodSource, PodSource
 
 from .apiserver import ApiServer, wait_for
 from .objects import pod

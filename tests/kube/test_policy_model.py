@@ -19,7 +19,7 @@ from agent.policy.crd import crd_manifest, render_crd
 from agent.policy.defaults import BUILTIN
 from agent.policy.model import QUANTITY_PATTERN, parse_policy
 from agent.policy.resolve import field_paths, leaves
-from agent.units import (
+from agent.sources.units import (
     BITRATE_PATTERN,
     DURATION_PATTERN,
     parse_bitrate,

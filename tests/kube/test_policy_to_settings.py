@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic.alias_generators import to_camel
 
-from agent.node_resources import PublishSettings
+from agent.act.node_resources import PublishSettings
 from agent.policy.load import load_policies
 from agent.policy.model import parse_policy
 from agent.policy.resolve import field_paths, resolve

@@ -8,14 +8,14 @@ from collections.abc import Iterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.backoff import Backoff
-from agent.events import EventRecorder
-from agent.kube import NODES, POLICIES, KubeClient
-from agent.metrics import KubeMetrics
-from agent.node_info import NodeInfo, NodeWatcher, parse_node_labels
+from agent.act.events import EventRecorder
 from agent.policy.status import PolicyStatusController, run_status_controller
 from agent.policy.tracker import PolicyDocument, parse_document
 from agent.policy.watcher import PolicyWatcher
+from agent.report.metrics import KubeMetrics
+from agent.sources.backoff import Backoff
+from agent.sources.kube import NODES, POLICIES, KubeClient
+from agent.sources.node_info import NodeInfo, NodeWatcher, parse_node_labels
 
 from .apiserver import ApiServer, wait_for
 from .conftest import FakeClock

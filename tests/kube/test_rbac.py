@@ -15,15 +15,15 @@ from typing import Any
 import pytest
 import yaml
 
-from agent.events import EventRecorder
-from agent.evictor import EvictionRequest, EvictionResult, Evictor
-from agent.kube import KubeClient
-from agent.metrics import KubeMetrics
-from agent.node_info import NodeWatcher
-from agent.node_resources import BatchCapacity, NodeResourcePublisher
-from agent.pod_source import ApiPodSource
+from agent.act.events import EventRecorder
+from agent.act.evictor import EvictionRequest, EvictionResult, Evictor
+from agent.act.node_resources import BatchCapacity, NodeResourcePublisher
 from agent.policy.status import run_status_controller
 from agent.policy.watcher import PolicyWatcher
+from agent.report.metrics import KubeMetrics
+from agent.sources.kube import KubeClient
+from agent.sources.node_info import NodeWatcher
+from agent.sources.pod_source import ApiPodSource
 
 from .apiserver import ApiServer, Recorded, wait_for
 from .objects import node, pod, policy, pool

@@ -1,0 +1,331 @@
+"""Plan -> cgroup writes (`isolation.executor.Write`), on the cgroups discovery found.
+
+    batch tier     kubepods/besteffort: cpu.idle (or cpu.shares 2 where the kernel has no
+                   cpu.idle), the CPU cap (cpuset.cpus on it and on every cgroup below it,
+                   since a v1 cpuset child must stay inside its parent; or cpu.max), and
+                   memory.high / memory.max (v1, which has no memory.high: memory.max at
+                   the budget). Batch pods outside besteffort get the same per
+                   pod. If an online pod sits in besteffort (annotated), besteffort gets its
+                   originals back and every batch pod is treated on its own instead.
+    batch pods     cpu.max from colocd.io/batch-cpu, memory.high/max from batch-memory.
+    online pods    memory.min / memory.low (cgroup v1 has neither: `unsupported`).
+    dedicated      each pod's cpuset; every other pod, and the burstable level, get the
+                   shared pool.
+
+`None` in the plan leaves a setting alone. What only protects online is written to online
+cgroups (memory protection, the shared pool); everything that holds back is written to
+batch cgroups, so an agent that stops or crashes leaves batch capped and online untouched.
+A per-pod setting colocd made and no longer wants (the pod left the batch tier, the last
+dedicated pod went) gets its journaled original back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from agent.observe.topology import Topology
+from isolation.cgroups import Cgroups
+from isolation.errors import CgroupGoneError, UnsupportedKnobError, WriteError
+from isolation.executor import Executor, Level, Write
+from isolation.knobs import CpuMax, looser
+from qos.k8s_qos import QOSClass
+from qos.plan import CpusetCap, MemoryLimits, Plan, QuotaCap
+from qos.tiers import Tier
+from qos.units import Unit, format_amount
+
+__all__ = ["CFS_PERIOD_US", "Enforcer", "Targets", "batch_targets"]
+
+CFS_PERIOD_US = 100_000
+MIN_QUOTA_US = 1000  # the kernel's smallest CFS quota
+LOWEST_SHARES = 2  # kubelet's BestEffort weight: the fallback where cpu.idle is missing
+TIER_KNOBS = ("cpu.idle", "cpu.shares", "cpu.max", "memory.high", "memory.max")
+
+
+@dataclass(frozen=True, slots=True)
+class Targets:
+    """The cgroups that carry the batch tier's settings, each with its level."""
+
+    cgroups: tuple[tuple[str, int], ...]
+    tier_level: bool  # besteffort carries them (False: an online pod lives there)
+    note: str = ""
+
+
+def batch_targets(topo: Topology) -> Targets:
+    be = topo.besteffort
+    strangers = [
+        p.key
+        for p in topo.placed
+        if p.qos_class is QOSClass.BEST_EFFORT and p.tier is not Tier.BATCH
+    ]
+    batch = topo.in_tier(Tier.BATCH)
+    if strangers:
+        note = (
+            f"{', '.join(strangers)} in {be} is not batch: batch settings go on each batch "
+            "pod instead of the besteffort level"
+        )
+        return Targets(tuple((p.cgroup, Level.POD) for p in batch), False, note)
+    outside = [(p.cgroup, Level.POD) for p in batch if p.qos_class is not QOSClass.BEST_EFFORT]
+    return Targets(((be, Level.QOS), *outside), True)
+
+
+def _memory(cgroup: str, limits: MemoryLimits | None, level: int) -> list[Write]:
+    if limits is None:
+        return []
+    out = []
+    if limits.high_bytes is not None:
+        out.append(Write("memory.high", cgroup, limits.high_bytes, level))
+    if limits.max_bytes is not None:
+        out.append(Write("memory.max", cgroup, limits.max_bytes, level))
+    return out
+
+
+def _quota(millicores: int) -> CpuMax:
+    return CpuMax(max(MIN_QUOTA_US, millicores * CFS_PERIOD_US // 1000), CFS_PERIOD_US)
+
+
+def _exceeds(value: object, quota: CpuMax) -> bool:
+    """A set quota larger than `quota` (no quota below a limited parent is fine)."""
+    cores = value.cores if isinstance(value, CpuMax) else None
+    return cores is not None and quota.cores is not None and cores > quota.cores
+
+
+def _looser_than(a: Write, b: Write) -> bool:
+    """Of two limits on one file, is `a` the looser (so `b` should be kept)? The knob table's
+    rule decides; only CPU quotas and memory limits are compared, other values keep the first."""
+    if not (isinstance(a.value, CpuMax) or a.knob.startswith("memory.")):
+        return False
+    return a.value != b.value and looser(a.value, b.value) == a.value
+
+
+class _Batch:
+    """Writes keyed by (cgroup, knob): of two limits on one file the tighter is kept, of
+    two other values the first."""
+
+    def __init__(self) -> None:
+        self.writes: dict[tuple[str, str], Write] = {}
+
+    def add(self, writes: Iterable[Write]) -> None:
+        for w in writes:
+            key = (w.cgroup, w.knob)
+            old = self.writes.get(key)
+            if old is None or _looser_than(old, w):
+                self.writes[key] = w
+
+
+class Enforcer:
+    def __init__(self, cgroups: Cgroups, executor: Executor | None) -> None:
+        self.cgroups = cgroups
+        self.executor = executor
+        self._knobs: dict[str, bool] = {}  # knobs probed on besteffort: does the kernel have it
+        # Per-pod settings written last time: released when no longer wanted.
+        self._owned: dict[tuple[str, str], int] = {}
+        self.notes: tuple[str, ...] = ()  # what the last `writes` could not do as planned
+
+    # --- the parts -------------------------------------------------------------------
+
+    def _supported(self, knob: str, cgroup: str) -> bool | None:
+        """Whether the kernel has `knob` (probed once); None: cannot tell yet."""
+        if knob not in self._knobs:
+            try:
+                self.cgroups.read(knob, cgroup)
+                self._knobs[knob] = True
+            except UnsupportedKnobError:
+                self._knobs[knob] = False
+            except (CgroupGoneError, WriteError):
+                return None
+        return self._knobs[knob]
+
+    def idle_supported(self, topo: Topology) -> bool:
+        """cpu.idle exists (or cannot be told yet: try it, the executor reports the outcome)."""
+        return self._supported("cpu.idle", topo.besteffort) is not False
+
+    def _tier_memory(self, topo: Topology, limits: MemoryLimits | None) -> list[Write]:
+        """The batch tier's memory.high/max. Without memory.high (cgroup v1) nothing can
+        throttle batch by reclaim before its hard limit, which then sits at the budget, so
+        batch is held where v2 would start throttling it: what was offered to it, with the
+        budget's headroom below the point where kubepods as a whole would reclaim (and take
+        online's cache)."""
+        be = topo.besteffort
+        high = None if limits is None else limits.high_bytes
+        if high is None or self._supported("memory.high", be) is not False:
+            return _memory(be, limits, Level.QOS)
+        self.notes += (
+            f"no memory.high here (cgroup v1): {be} gets memory.max "
+            f"{format_amount(high, Unit.BYTES)} (the budget) instead",
+        )
+        return [Write("memory.max", be, high, Level.QOS)]
+
+    def _subtree(
+        self, cgroup: str, level: int, controller: str = "cpuset"
+    ) -> list[tuple[str, int]]:
+        """`cgroup` and every cgroup below it in `controller`'s hierarchy, with levels."""
+        out = []
+        for path in self.cgroups.walk(controller, cgroup):
+            depth = path.count("/") - cgroup.count("/") if path != cgroup else 0
+            out.append((path, min(Level.CONTAINER, level + depth)))
+        return out or [(cgroup, level)]
+
+    def _cpuset(self, cgroup: str, level: int, cpus: Iterable[int]) -> list[Write]:
+        value = frozenset(cpus)
+        return [Write("cpuset.cpus", c, value, lvl) for c, lvl in self._subtree(cgroup, level)]
+
+    def _quotas_below(self, cgroup: str, level: int, quota: CpuMax) -> list[Write]:
+        """v1 refuses a parent quota below a child's (EINVAL): the cgroups below `cgroup`
+        whose quota is larger come down to it (kubelet's container limits, batch pods')."""
+        out = []
+        for path, lvl in self._subtree(cgroup, level, "cpu")[1:]:
+            try:
+                current = self.cgroups.read("cpu.max", path).value
+            except (CgroupGoneError, UnsupportedKnobError, WriteError):
+                continue
+            if _exceeds(current, quota):
+                out.append(Write("cpu.max", path, quota, lvl))
+        return out
+
+    def cap_writes(
+        self, cap: CpusetCap | QuotaCap | None, topo: Topology, pool: tuple[int, ...]
+    ) -> list[Write]:
+        """The batch tier's CPU cap on its targets; `pool` is what batch may use uncapped
+        (the shared CPUs). A quota is split evenly where several targets carry it."""
+        targets = batch_targets(topo).cgroups
+        out: list[Write] = []
+        for cgroup, level in targets:
+            match cap:
+                case CpusetCap(cpus=cpus):
+                    out += self._cpuset(cgroup, level, cpus)
+                    out.append(Write("cpu.max", cgroup, CpuMax(None, CFS_PERIOD_US), level))
+                case QuotaCap(millicores=milli):
+                    quota = _quota(milli // len(targets))
+                    out.append(Write("cpu.max", cgroup, quota, level))
+                    out += self._quotas_below(cgroup, level, quota)
+                    out += self._cpuset(cgroup, level, pool)
+                case None if pool != topo.cpus:
+                    out += self._cpuset(cgroup, level, pool)  # keep batch off exclusive CPUs
+        return out
+
+    def _batch_tier(self, plan: Plan, topo: Topology, pool: tuple[int, ...]) -> list[Write]:
+        targets = batch_targets(topo)
+        tier = plan.batch_tier
+        out: list[Write] = []
+        for cgroup, level in targets.cgroups:
+            if tier.cpu_idle is not None:
+                if self.idle_supported(topo):
+                    out.append(Write("cpu.idle", cgroup, tier.cpu_idle.enabled, level))
+                elif tier.cpu_idle.enabled:
+                    out.append(Write("cpu.shares", cgroup, LOWEST_SHARES, level))
+        out += self.cap_writes(tier.cpu_cap, topo, pool)
+        if targets.tier_level:
+            out += self._tier_memory(topo, tier.memory)
+        return out
+
+    def _released_besteffort(self, topo: Topology, pool: tuple[int, ...]) -> list[Write]:
+        """An online pod lives in besteffort: its tier-level settings go back."""
+        if self.executor is None:
+            return []
+        be = topo.besteffort
+        out = [self.executor.restore_write(be, k, Level.QOS) for k in TIER_KNOBS]
+        return [w for w in out if w is not None] + self._cpuset(be, Level.QOS, pool)
+
+    def _pods(self, plan: Plan, topo: Topology) -> list[Write]:
+        out: list[Write] = []
+        for bp in plan.batch_pods:
+            place = topo.by_key(bp.pod)
+            if place is None:
+                continue
+            if bp.cpu_quota_milli is not None:
+                out.append(Write("cpu.max", place.cgroup, _quota(bp.cpu_quota_milli), Level.POD))
+            out += _memory(place.cgroup, bp.memory, Level.POD)
+        for op in plan.online_pods:
+            place = topo.by_key(op.pod)
+            if place is None:
+                continue
+            out.append(Write("memory.min", place.cgroup, op.memory_min_bytes, Level.POD))
+            out.append(Write("memory.low", place.cgroup, op.memory_low_bytes, Level.POD))
+        return out
+
+    def _cpu_pools(self, plan: Plan, topo: Topology) -> list[Write]:
+        out: list[Write] = []
+        dedicated = {d.pod for d in plan.dedicated_pods}
+        for d in plan.dedicated_pods:
+            place = topo.by_key(d.pod)
+            if place is not None:
+                out += self._cpuset(place.cgroup, Level.POD, d.cpus)
+        if plan.shared_cpus is None:
+            return out
+        shared = plan.shared_cpus.cpus
+        out += self._cpuset(topo.burstable, Level.QOS, shared)
+        for p in topo.placed:
+            if p.key in dedicated or p.tier is Tier.BATCH:
+                continue
+            if p.qos_class is not QOSClass.BURSTABLE:  # burstable pods are below, done
+                out += self._cpuset(p.cgroup, Level.POD, shared)
+        return out
+
+    # --- the whole plan ----------------------------------------------------------------
+
+    def writes(self, plan: Plan, topo: Topology) -> list[Write]:
+        """Every write the plan asks for, plus the release of per-pod settings colocd made
+        earlier and no longer wants. Remembers what it owns for the next call."""
+        pool = plan.shared_cpus.cpus if plan.shared_cpus is not None else topo.cpus
+        targets = batch_targets(topo)
+        self.notes = (targets.note,) if targets.note else ()
+        be = topo.besteffort
+
+        def tier_level(w: Write) -> bool:
+            """Besteffort's own settings (and its subtree's cpusets) follow the plan (None:
+            left alone) and are never released; quotas brought down below it are owned."""
+            below = w.cgroup.startswith(be + "/") and w.knob != "cpu.max"
+            return targets.tier_level and (w.cgroup == be or below)
+
+        batch = self._batch_tier(plan, topo, pool)
+        merged = _Batch()
+        merged.add(w for w in batch if tier_level(w))
+        owned = [w for w in batch if not tier_level(w)]
+        owned += self._pods(plan, topo) + self._cpu_pools(plan, topo)
+        merged.add(owned)
+        if not targets.tier_level:  # after the pods': their cpusets win below besteffort
+            merged.add(self._released_besteffort(topo, pool))
+        wanted = _fit_quotas(list(merged.writes.values()), merged.writes)
+        restores = self._release(set(merged.writes), topo)
+        released = _fit_quotas(restores, merged.writes)
+        self._owned = {(w.cgroup, w.knob): w.level for w in owned}
+        # An original that still had to be brought under a quota is released again later.
+        self._owned |= {
+            (w.cgroup, w.knob): w.level
+            for w, r in zip(released, restores, strict=True)
+            if w.value != r.value
+        }
+        return [*wanted, *released]
+
+    def _release(self, keep: set[tuple[str, str]], topo: Topology) -> list[Write]:
+        if self.executor is None:
+            return []
+        out = []
+        for (cgroup, knob), level in self._owned.items():
+            if (cgroup, knob) in keep or not self.cgroups.exists(cgroup):
+                continue
+            w = self.executor.restore_write(cgroup, knob, level)
+            if w is not None:
+                out.append(w)
+        return out
+
+
+def _fit_quotas(writes: list[Write], wanted: dict[tuple[str, str], Write]) -> list[Write]:
+    """No quota written below a parent's quota of this batch may exceed it (v1: EINVAL)."""
+    limits = {
+        w.cgroup: w.value
+        for w in wanted.values()
+        if w.knob == "cpu.max" and isinstance(w.value, CpuMax) and w.value.quota_us is not None
+    }
+    if not limits:
+        return writes
+    out = []
+    for w in writes:
+        fitted = w
+        if w.knob == "cpu.max":
+            for parent, quota in limits.items():
+                if w.cgroup.startswith(parent + "/") and _exceeds(fitted.value, quota):
+                    fitted = Write(w.knob, w.cgroup, quota, w.level)
+        out.append(fitted)
+    return out

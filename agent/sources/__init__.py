@@ -1,0 +1,8 @@
+"""Where facts come in. In: the API server (pods bound to this node, its Node), a directory of
+Pod manifests, trace files. Out: `qos.Pod`s, node facts and samples for the loop.
+
+The Kubernetes adapter (`kube`, `informer`, `backoff`) is the only code that talks to the API
+server; `quantity` and `units` parse what people write ("500m", "2Gi", "30s").
+"""
+
+__all__: list[str] = []

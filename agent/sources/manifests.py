@@ -1,0 +1,154 @@
+"""Reading Kubernetes documents from files, directories and stdin.
+
+A path may hold several YAML documents (`---`) or one JSON document; each is parsed on its
+own so one malformed document does not hide the others. `Pod`, `PodList` and `List` are
+expanded into pods; other kinds are skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agent.errors import ManifestError
+from agent.sources.pod_manifest import parse_pod
+from qos.pod import Pod
+
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+_DOC_START = re.compile(r"^---(?=\s|$)", re.MULTILINE)
+
+
+@dataclass(frozen=True, slots=True)
+class Document:
+    source: str
+    index: int
+    body: Any
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedPod:
+    source: str
+    index: int
+    pod: Pod
+
+
+@dataclass(slots=True)
+class LoadResult:
+    pods: list[LoadedPod] = field(default_factory=list)
+    errors: list[ManifestError] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def manifest_files(path: Path) -> list[Path]:
+    """The manifests `path` names: itself, or the YAML/JSON files below it (not hidden)."""
+    if path.is_dir():
+        return sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file()
+            and p.suffix in MANIFEST_SUFFIXES
+            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
+    return [path]
+
+
+def _split(text: str) -> list[str]:
+    if text.lstrip().startswith(("{", "[")):
+        return [text]
+    starts = [m.start() for m in _DOC_START.finditer(text)]
+    bounds = [0, *starts, len(text)]
+    chunks = [text[a:b] for a, b in itertools.pairwise(bounds)]
+    return [re.sub(r"\A---", "", c) for c in chunks if c.strip() and c.strip() != "---"]
+
+
+def _parse(chunk: str) -> Any:
+    if chunk.lstrip().startswith(("{", "[")):
+        return json.loads(chunk)
+    return yaml.safe_load(chunk)
+
+
+def read_documents(paths: Iterable[str]) -> Iterator[Document | ManifestError]:
+    """Every non-empty document under `paths` (`-` is stdin), numbered from 1 per source."""
+    for raw in paths:
+        if raw == "-":
+            sources = [("<stdin>", sys.stdin.read())]
+        else:
+            path = Path(raw)
+            if not path.exists():
+                yield ManifestError(raw, None, "no such file or directory")
+                continue
+            sources = []
+            for f in manifest_files(path):
+                try:
+                    sources.append((str(f), f.read_text(encoding="utf-8")))
+                except (OSError, UnicodeDecodeError) as err:
+                    yield ManifestError(str(f), None, f"cannot read: {err}")
+        for source, text in sources:
+            for index, chunk in enumerate(_split(text), start=1):
+                try:
+                    body = _parse(chunk)
+                except (yaml.YAMLError, json.JSONDecodeError) as err:
+                    reason = " ".join(str(err).split())
+                    yield ManifestError(source, index, f"not valid YAML/JSON: {reason}")
+                    continue
+                if body is not None:
+                    yield Document(source, index, body)
+
+
+def _items(doc: Document) -> tuple[list[tuple[str, Any]], list[str]]:
+    """(label, Pod body) pairs in a document, and warnings for what was skipped."""
+    body = doc.body
+    where = f"{doc.source}[doc {doc.index}]"
+    if isinstance(body, list):
+        body = {"kind": "List", "items": body}
+    if not isinstance(body, dict):
+        raise ManifestError(doc.source, doc.index, f"expected an object, got {type(body).__name__}")
+    kind = body.get("kind")
+    if kind == "Pod":
+        return [("", body)], []
+    if kind in ("PodList", "List"):
+        items = body.get("items") or []
+        if not isinstance(items, list):
+            raise ManifestError(doc.source, doc.index, "items: expected a list")
+        pods, warnings = [], []
+        implied = "Pod" if kind == "PodList" else None
+        for i, item in enumerate(items):
+            item_kind = item.get("kind", implied) if isinstance(item, dict) else None
+            if item_kind == "Pod":
+                pods.append((f"items[{i}]: ", item))
+            else:
+                what = item_kind or "an object with no kind"
+                warnings.append(f"{where}: items[{i}]: skipped {what} (not a Pod)")
+        return pods, warnings
+    name = body.get("metadata", {}).get("name") if isinstance(body.get("metadata"), dict) else None
+    what = f"{kind or 'an object with no kind'}{'/' + name if name else ''}"
+    return [], [f"{where}: skipped {what} (not a Pod)"]
+
+
+def load_pods(paths: Iterable[str]) -> LoadResult:
+    """Parse every Pod under `paths`; problems are collected, never raised."""
+    result = LoadResult()
+    for doc in read_documents(paths):
+        if isinstance(doc, ManifestError):
+            result.errors.append(doc)
+            continue
+        try:
+            items, warnings = _items(doc)
+        except ManifestError as err:
+            result.errors.append(err)
+            continue
+        result.warnings.extend(warnings)
+        for label, body in items:
+            try:
+                result.pods.append(LoadedPod(doc.source, doc.index, parse_pod(body)))
+            except ValueError as err:
+                result.errors.append(ManifestError(doc.source, doc.index, f"{label}{err}"))
+    return result

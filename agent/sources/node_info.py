@@ -1,0 +1,96 @@
+"""The Node objects colocd reads: this node's labels and capacity, or every node's labels.
+
+`NodeWatcher` watches this one node (`fieldSelector=metadata.name=<node>`) so the agent
+knows which NodePool policies select it and what the node's capacity is. The policy
+controller watches every node but parses labels only (`parse_node_labels`), so the constant
+churn of node status does not count as a change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import ROUND_FLOOR
+from typing import Any
+
+from agent.report.metrics import KubeMetrics
+from agent.sources.backoff import Backoff
+from agent.sources.informer import Informer, InformerBacked
+from agent.sources.kube import NODES, KubeClient
+from agent.sources.quantity import parse_quantity
+from qos.state import NodeCapacity
+
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    name: str
+    labels: Mapping[str, str] = field(default_factory=dict)
+    capacity: NodeCapacity | None = None  # None when not parsed or not reported yet
+
+
+def _meta(obj: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
+    meta = obj.get("metadata") or {}
+    name = meta.get("name")
+    if not isinstance(name, str) or not name:
+        raise ValueError("metadata.name: missing")
+    labels = meta.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise ValueError("metadata.labels: expected a map")
+    return name, {str(k): str(v) for k, v in labels.items()}
+
+
+def parse_node_labels(obj: Mapping[str, Any]) -> NodeInfo:
+    name, labels = _meta(obj)
+    return NodeInfo(name, labels)
+
+
+def parse_node(obj: Mapping[str, Any]) -> NodeInfo:
+    """Name, labels and `status.capacity` (cpu, memory, nvidia.com/gpu)."""
+    name, labels = _meta(obj)
+    capacity = (obj.get("status") or {}).get("capacity") or {}
+    if "cpu" not in capacity or "memory" not in capacity:
+        return NodeInfo(name, labels)
+    cpu = parse_quantity(capacity["cpu"]) * 1000
+    memory = parse_quantity(capacity["memory"])
+    gpus = parse_quantity(capacity.get(GPU_RESOURCE, 0))
+    return NodeInfo(
+        name,
+        labels,
+        NodeCapacity(
+            cpu_milli=int(cpu.to_integral_value(ROUND_FLOOR)),
+            memory_bytes=int(memory.to_integral_value(ROUND_FLOOR)),
+            gpus=int(gpus.to_integral_value(ROUND_FLOOR)),
+        ),
+    )
+
+
+class NodeWatcher(InformerBacked[NodeInfo]):
+    """This node's object, kept current by an informer."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        node_name: str,
+        metrics: KubeMetrics,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.node_name = node_name
+        self._informer: Informer[NodeInfo] = Informer(
+            client,
+            NODES,
+            parse=parse_node,
+            metrics=metrics,
+            field_selector=f"metadata.name={node_name}",
+            backoff=backoff,
+        )
+
+    def info(self) -> NodeInfo | None:
+        """The last known state of this node (None until it was seen)."""
+        return self._informer.snapshot().items.get(self.node_name)
+
+    @property
+    def generation(self) -> int:
+        return self._informer.snapshot().generation

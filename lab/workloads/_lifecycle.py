@@ -1,0 +1,89 @@
+"""What every workload process does around its real work: flags, gate, signals, reports."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+
+from lab.workloads.protocol import Ended, Report, ReportWriter, Started, wait_for_gate
+
+
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--report", type=Path, required=True, help="JSON-lines report file")
+    parser.add_argument(
+        "--duration", type=float, default=None, help="seconds to run (default: until SIGTERM)"
+    )
+    parser.add_argument(
+        "--gate", action="store_true", help="wait for a line on stdin before starting"
+    )
+    parser.add_argument(
+        "--report-every", type=float, default=1.0, help="seconds between reports (default 1)"
+    )
+    return parser
+
+
+class Lifecycle:
+    """Stop flag (SIGTERM/SIGINT or the deadline), plus the report writer."""
+
+    def __init__(self, name: str, args: argparse.Namespace) -> None:
+        self.name = name
+        self.reports = ReportWriter.open(args.report)
+        self.report_every: float = args.report_every
+        self._duration: float | None = args.duration
+        self._deadline = float("inf")
+        self._signalled = False
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self._signalled = True
+
+    def start(self) -> float:
+        now = time.monotonic()
+        if self._duration is not None:
+            self._deadline = now + self._duration
+        self.reports.write(Started(t=now, pid=os.getpid(), workload=self.name))
+        return now
+
+    def running(self, now: float) -> bool:
+        return not self._signalled and now < self._deadline
+
+    def write(self, report: Report) -> None:
+        self.reports.write(report)
+
+    def end(self) -> None:
+        reason = "signal" if self._signalled else "duration"
+        self.reports.write(Ended(t=time.monotonic(), reason=reason))
+        self.reports.close()
+
+
+def run_workload(
+    name: str,
+    parser: argparse.ArgumentParser,
+    body: Callable[[argparse.Namespace, Lifecycle], None],
+) -> int:
+    """Parse flags, pass the gate, run `body`, always end the report; the `main` of a workload."""
+    args = parser.parse_args()
+    try:
+        life = Lifecycle(name, args)
+    except OSError as err:
+        print(f"{name}: open report {args.report}: {err.strerror}", file=sys.stderr)
+        return 1
+    if args.gate and not wait_for_gate():
+        life.reports.close()
+        return 0
+    try:
+        body(args, life)
+    except OSError as err:
+        print(f"{name}: {err}", file=sys.stderr)
+        return 1
+    finally:
+        life.end()
+    return 0
