@@ -19,10 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from agent.errors import ConfigError
+from agent.errors import ConfigError, InputError
+from agent.inputs import parse_yaml, read_text
 from isolation.errors import UnsafeNameError
 from isolation.layout import normalize_cgroup
 from isolation.settings import IsolationSettings
@@ -44,6 +44,7 @@ __all__ = [
 NODE_NAME_ENV = "NODE_NAME"
 NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
 DEFAULT_STATE_DIR = Path("/var/lib/colocd")
+MAX_CONFIG_BYTES = 2**20  # settings and policies are a few KiB
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -209,13 +210,12 @@ class Settings(_Section):
 
 
 def read_mapping(path: str, action: str) -> dict[str, Any]:
-    """A YAML or JSON file holding one mapping (empty file: {})."""
+    """A YAML or JSON file holding one mapping (empty file: {}); a regular file of at most
+    MAX_CONFIG_BYTES, without duplicate keys or deep nesting."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{action} {path}: {getattr(err, 'strerror', None) or err}") from err
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{action} {path}: not YAML or JSON ({err.__class__.__name__})") from err
+        data = parse_yaml(read_text(path, MAX_CONFIG_BYTES))
+    except InputError as err:
+        raise ConfigError(f"{action} {path}: {err.reason}") from err
     if data is None:
         return {}
     if not isinstance(data, dict):

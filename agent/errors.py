@@ -8,6 +8,7 @@ AgentError
  ├── SourceError        a pod or policy source failed (API server away, bad directory)
  ├── NotifyError        a message to systemd's $NOTIFY_SOCKET could not be sent
  ├── StatusError        the agent's status file cannot be written or read
+ ├── InputError         an input file is too big, too deep, not text or not a plain file
  └── KubeError          the Kubernetes API refused or did not answer (only sources.kube raises it)
       ├── APIUnavailable    no usable answer: connection refused/reset, timeout, 5xx; retry later
       ├── APIForbidden      401/403: credentials or RBAC do not allow the call
@@ -68,6 +69,16 @@ class TraceError(AgentError):
 
 class StatusError(AgentError):
     pass
+
+
+class InputError(AgentError):
+    """Only a reason ("larger than 16777216 bytes"): the caller names the action and file.
+    `missing`: the file does not exist (callers often say more about that case)."""
+
+    def __init__(self, reason: str, *, missing: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.missing = missing
 
 
 class KubeError(AgentError):

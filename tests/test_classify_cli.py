@@ -94,7 +94,7 @@ def test_bad_documents_are_reported_and_the_rest_classified(capsys, monkeypatch)
     errors = [line for line in err.splitlines() if "error" in line]
     assert any("<stdin>[doc 3]" in e and "invalid quantity 'lots'" in e for e in errors)
     assert any("<stdin>[doc 4]" in e and "'gold' is not one of" in e for e in errors)
-    assert any("<stdin>[doc 5]" in e and "not valid YAML" in e for e in errors)
+    assert any("<stdin>[doc 5]" in e and "not YAML or JSON" in e for e in errors)
     assert any("skipped Deployment/web" in line for line in err.splitlines())
     assert any("items[1]: skipped Service" in line for line in err.splitlines())
     assert all(len(e.splitlines()) == 1 for e in errors)

@@ -245,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
     agent = settings.agent
     if agent.pods_dir is not None and not agent.pods_dir.is_dir():
         raise ConfigError(f"read pods {agent.pods_dir}: not a directory")
+    if agent.pods_dir is not None and (problem := DirPodSource(agent.pods_dir).check()):
+        raise ConfigError(problem)  # e.g. `--pods /`: far too big a tree to be a pod dir
     iso = settings.isolation
     try:
         hierarchy = detect_hierarchy(iso.cgroup_root, str(iso.proc_root))

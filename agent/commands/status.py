@@ -11,7 +11,7 @@ from agent.cli_support import Reporter, add_output_flag
 from agent.config import DEFAULT_STATE_DIR
 from agent.errors import StatusError
 from agent.report.output import render_table
-from agent.report.status import FILENAME, BudgetStatus, Status, read_status, stale_after
+from agent.report.status import FILENAME, BudgetStatus, Status, read_status, staleness
 from qos.budget import Resource
 from qos.units import Unit, format_amount
 
@@ -25,7 +25,7 @@ path's clamps. With -o json the file's content is printed as one JSON object.
 
 Exit status: 0 when the status is fresh, 1 when there is no status (the agent is not
 running here, or uses another --state-dir) or it cannot be read, 3 when it is stale (older
-than 3 ticks: the agent stopped or is stuck), 2 for bad usage."""
+than 3 ticks: the agent stopped or is stuck; or stamped in the future), 2 for bad usage."""
 EPILOG = """\
 examples:
   colocd status
@@ -58,6 +58,8 @@ def _amount(b: BudgetStatus) -> str:
 
 
 def _ago(seconds: float) -> str:
+    if seconds < 0:
+        return f"{-seconds:g}s in the future"
     return f"{seconds:.1f}s ago" if seconds < 120 else f"{seconds / 60:.0f} min ago"
 
 
@@ -120,12 +122,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(render(status, now) + "\n")
     sys.stdout.flush()
-    age = status.age(now)
-    limit = stale_after(status.tick_s)
-    if age > limit:
-        report.warning(
-            f"status in {args.state_dir} is {age:.0f}s old (stale after {limit:g}s): "
-            "the agent is not running or is stuck"
-        )
+    why = staleness(status, now)
+    if why is not None:
+        report.warning(f"status in {args.state_dir} is {why}")
         return EXIT_STALE
     return 0

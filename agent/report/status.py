@@ -10,14 +10,14 @@ clamps. A file older than a few ticks means the agent is not running (or is stuc
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import time
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from agent.errors import StatusError
+from agent.errors import InputError, StatusError
+from agent.inputs import parse_json, read_text
 
 __all__ = [
     "FILENAME",
@@ -29,6 +29,7 @@ __all__ = [
     "Status",
     "read_status",
     "stale_after",
+    "staleness",
     "write_status",
 ]
 
@@ -37,10 +38,14 @@ FORMAT = 1
 # A status older than this many ticks (and at least STALE_FLOOR_S) is stale.
 STALE_TICKS = 3
 STALE_FLOOR_S = 5.0
+# Writer and reader share the host's clock; allow for rounding, not for skew.
+FUTURE_SLACK_S = 1.0
+# A status file is a few KiB; anything much bigger was not written by colocd.
+MAX_STATUS_BYTES = 2**20
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="ignore")
+    model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
 
 class BudgetStatus(_Model):
@@ -83,7 +88,7 @@ class Status(_Model):
     format: int = FORMAT
     node: str
     written_at: float  # unix time
-    tick_s: float
+    tick_s: float = Field(gt=0)
     ticks: int
     pods: dict[str, int]  # tier -> count
     budgets: list[BudgetStatus]
@@ -101,6 +106,21 @@ class Status(_Model):
 
 def stale_after(tick_s: float) -> float:
     return max(STALE_FLOOR_S, STALE_TICKS * tick_s)
+
+
+def staleness(status: Status, now: float) -> str | None:
+    """Why `status` does not show the agent as it is now; None when it is fresh. A time
+    stamp in the future is not fresh: the clock was set back, or colocd did not write it."""
+    age = status.age(now)
+    if age < -FUTURE_SLACK_S:
+        return (
+            f"stamped {-age:g}s in the future: the clock was set back or another program "
+            "wrote the file"
+        )
+    limit = stale_after(status.tick_s)
+    if age > limit:
+        return f"{age:.0f}s old (stale after {limit:g}s): the agent is not running or is stuck"
+    return None
 
 
 def write_status(state_dir: Path, status: Status) -> Path:
@@ -121,18 +141,18 @@ def write_status(state_dir: Path, status: Status) -> Path:
 def read_status(state_dir: Path) -> Status:
     path = state_dir / FILENAME
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise StatusError(
-            f"read status {path}: no status file; the agent is not running here "
-            "(or uses another --state-dir)"
-        ) from None
-    except OSError as err:
-        raise StatusError(f"read status {path}: {err.strerror or err}") from err
+        text = read_text(path, MAX_STATUS_BYTES)
+    except InputError as err:
+        if err.missing:
+            raise StatusError(
+                f"read status {path}: no status file; the agent is not running here "
+                "(or uses another --state-dir)"
+            ) from None
+        raise StatusError(f"read status {path}: {err.reason}") from err
     try:
-        status = Status.model_validate(json.loads(text))
-    except json.JSONDecodeError as err:
-        raise StatusError(f"read status {path}: not JSON ({err.msg})") from err
+        status = Status.model_validate(parse_json(text))
+    except InputError as err:
+        raise StatusError(f"read status {path}: {err.reason}") from err
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "status"

@@ -8,21 +8,23 @@ expanded into pods; other kinds are skipped with a warning.
 from __future__ import annotations
 
 import itertools
-import json
+import os
 import re
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from agent.errors import ManifestError
+from agent.errors import InputError, ManifestError
+from agent.inputs import MAX_DOCUMENT_BYTES, parse_json, parse_yaml, read_stdin, read_text
 from agent.sources.pod_manifest import parse_pod
 from qos.pod import Pod
 
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+# A manifest directory is a handful of files a level or two deep (kubelet's static pods are
+# flat). `--pods /` must end in one line, not walk the whole filesystem.
+MAX_WALK_DEPTH = 8
+MAX_WALK_ENTRIES = 10_000
 _DOC_START = re.compile(r"^---(?=\s|$)", re.MULTILINE)
 
 
@@ -48,16 +50,41 @@ class LoadResult:
 
 
 def manifest_files(path: Path) -> list[Path]:
-    """The manifests `path` names: itself, or the YAML/JSON files below it (not hidden)."""
-    if path.is_dir():
-        return sorted(
-            p
-            for p in path.rglob("*")
-            if p.is_file()
-            and p.suffix in MANIFEST_SUFFIXES
-            and not any(part.startswith(".") for part in p.relative_to(path).parts)
+    """The manifests `path` names: itself, or the YAML/JSON files below it (not hidden).
+
+    The walk stays on real directories (symlinked ones are not followed), at most
+    MAX_WALK_DEPTH levels and MAX_WALK_ENTRIES entries deep; beyond that it raises
+    ManifestError: such a tree is not a manifest directory."""
+    if not path.is_dir():
+        return [path]
+    found: list[Path] = []
+    seen = 0
+    for top, dirs, files in os.walk(path, onerror=_raise):
+        depth = len(Path(top).relative_to(path).parts)
+        seen += len(dirs) + len(files)
+        if seen > MAX_WALK_ENTRIES:
+            raise ManifestError(
+                str(path),
+                None,
+                f"more than {MAX_WALK_ENTRIES} entries below it; not a manifest directory",
+            )
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        if depth >= MAX_WALK_DEPTH and dirs:
+            raise ManifestError(
+                str(path),
+                None,
+                f"directories nested deeper than {MAX_WALK_DEPTH} levels; not a manifest directory",
+            )
+        found += (
+            Path(top, f)
+            for f in files
+            if not f.startswith(".") and f.endswith(MANIFEST_SUFFIXES) and Path(top, f).is_file()
         )
-    return [path]
+    return sorted(found)
+
+
+def _raise(err: OSError) -> None:
+    raise ManifestError(str(err.filename), None, f"cannot read: {err.strerror or err}")
 
 
 def _split(text: str) -> list[str]:
@@ -71,33 +98,47 @@ def _split(text: str) -> list[str]:
 
 def _parse(chunk: str) -> Any:
     if chunk.lstrip().startswith(("{", "[")):
-        return json.loads(chunk)
-    return yaml.safe_load(chunk)
+        return parse_json(chunk)
+    return parse_yaml(chunk)
+
+
+def _read(path: str, *, named: bool) -> str:
+    """A manifest's text; a pipe is read only when named on the command line."""
+    if path == "-":
+        return read_stdin(MAX_DOCUMENT_BYTES)
+    return read_text(path, MAX_DOCUMENT_BYTES, allow_pipe=named)
 
 
 def read_documents(paths: Iterable[str]) -> Iterator[Document | ManifestError]:
     """Every non-empty document under `paths` (`-` is stdin), numbered from 1 per source."""
     for raw in paths:
         if raw == "-":
-            sources = [("<stdin>", sys.stdin.read())]
+            files, named = [raw], True
         else:
             path = Path(raw)
             if not path.exists():
                 yield ManifestError(raw, None, "no such file or directory")
                 continue
-            sources = []
-            for f in manifest_files(path):
-                try:
-                    sources.append((str(f), f.read_text(encoding="utf-8")))
-                except (OSError, UnicodeDecodeError) as err:
-                    yield ManifestError(str(f), None, f"cannot read: {err}")
-        for source, text in sources:
+            try:
+                files, named = [str(f) for f in manifest_files(path)], not path.is_dir()
+            except ManifestError as err:
+                yield err
+                continue
+            except OSError as err:
+                yield ManifestError(raw, None, f"cannot read: {err.strerror or err}")
+                continue
+        for file in files:
+            source = "<stdin>" if file == "-" else file
+            try:
+                text = _read(file, named=named)
+            except InputError as err:
+                yield ManifestError(source, None, f"cannot read: {err}")
+                continue
             for index, chunk in enumerate(_split(text), start=1):
                 try:
                     body = _parse(chunk)
-                except (yaml.YAMLError, json.JSONDecodeError) as err:
-                    reason = " ".join(str(err).split())
-                    yield ManifestError(source, index, f"not valid YAML/JSON: {reason}")
+                except InputError as err:
+                    yield ManifestError(source, index, err.reason)
                     continue
                 if body is not None:
                     yield Document(source, index, body)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from agent.errors import ManifestError
 from agent.report.metrics import KubeMetrics
 from agent.sources.backoff import Backoff
 from agent.sources.informer import Informer, InformerBacked
@@ -94,15 +95,17 @@ class ApiPodSource(InformerBacked[Pod]):
         )
 
 
-def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...] | None:
-    """(path, size, mtime) of every manifest under `directory`; None if it is unreadable."""
+def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...] | str:
+    """(path, size, mtime) of every manifest under `directory`, or why it cannot be read."""
     if not directory.is_dir():
-        return None
+        return f"read {directory}: not a readable directory"
     try:
         files = manifest_files(directory)
         return tuple((str(p), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()])
-    except OSError:
-        return None
+    except ManifestError as err:
+        return str(err)
+    except OSError as err:
+        return f"read {directory}: {err.strerror or err}"
 
 
 class DirPodSource:
@@ -111,11 +114,17 @@ class DirPodSource:
     def __init__(self, directory: str | Path) -> None:
         self.directory = Path(directory)
         self._lock = threading.Lock()
-        self._fingerprint: tuple[tuple[str, int, int], ...] | None = None
+        self._fingerprint: tuple[tuple[str, int, int], ...] | str | None = None
         self._snapshot = PodSnapshot(pods=(), synced=False, fresh=False, generation=0)
 
     def start(self) -> None:
         self.snapshot()
+
+    def check(self) -> str | None:
+        """Why the directory cannot serve as a pod source (too big a tree, unreadable);
+        None when it can. `colocd run` refuses to start on such a directory."""
+        found = _fingerprint(self.directory)
+        return found if isinstance(found, str) else None
 
     def stop(self) -> None:
         """Nothing runs in the background."""
@@ -127,8 +136,8 @@ class DirPodSource:
         with self._lock:
             fingerprint = _fingerprint(self.directory)
             old = self._snapshot
-            if fingerprint is None:
-                problem = f"read {self.directory}: not a readable directory; keeping the last pods"
+            if isinstance(fingerprint, str):
+                problem = f"{fingerprint}; keeping the last pods"
                 self._snapshot = PodSnapshot(
                     old.pods, old.synced, False, old.generation, (problem,)
                 )

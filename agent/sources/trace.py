@@ -11,24 +11,27 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
-import sys
 from collections.abc import Iterator, Mapping
-from pathlib import Path
 
-from agent.errors import TraceError
+from agent.errors import InputError, TraceError
+from agent.inputs import parse_json, read_stdin, read_text
 from qos.replay import TraceRow
 
 COLUMNS = TraceRow._fields
 REQUIRED = ("t", "cpu_capacity_milli", "online_cpu_milli", "batch_cpu_demand_milli")
+# A day of one-second samples is about 10 MiB.
+MAX_TRACE_BYTES = 64 * 2**20
 
 
 def _text(path: str) -> str:
+    """The trace's text; a named pipe is fine (`--trace <(generate)`), it is named on purpose."""
     try:
-        return sys.stdin.read() if path == "-" else Path(path).read_text()
-    except (OSError, UnicodeDecodeError) as err:
-        raise TraceError(path, None, err.strerror or str(err)) from err
+        if path == "-":
+            return read_stdin(MAX_TRACE_BYTES)
+        return read_text(path, MAX_TRACE_BYTES, allow_pipe=True)
+    except InputError as err:
+        raise TraceError(path, None, err.reason) from err
 
 
 def _number(path: str, line: int, column: str, value: object) -> float | None:
@@ -55,21 +58,24 @@ def _records(path: str, text: str) -> Iterator[tuple[int, Mapping[str, object]]]
             if not line.strip():
                 continue
             try:
-                record = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise TraceError(path, n, f"not JSON: {err.msg}") from None
+                record = parse_json(line)
+            except InputError as err:
+                raise TraceError(path, n, err.reason) from None
             if not isinstance(record, dict):
                 raise TraceError(path, n, "each line must be a JSON object")
             yield n, record
         return
     reader = csv.DictReader(io.StringIO(text))
-    missing = [c for c in REQUIRED if c not in (reader.fieldnames or ())]
-    if missing:
-        raise TraceError(path, 1, f"header lacks required columns {', '.join(missing)}")
-    for record in reader:
-        if None in record:
-            raise TraceError(path, reader.line_num, "more cells than header columns")
-        yield reader.line_num, record
+    try:
+        missing = [c for c in REQUIRED if c not in (reader.fieldnames or ())]
+        if missing:
+            raise TraceError(path, 1, f"header lacks required columns {', '.join(missing)}")
+        for record in reader:
+            if None in record:
+                raise TraceError(path, reader.line_num, "more cells than header columns")
+            yield reader.line_num, record
+    except csv.Error as err:  # e.g. a cell larger than csv's field limit
+        raise TraceError(path, reader.line_num, f"not CSV: {err}") from None
 
 
 def read_trace(path: str) -> list[TraceRow]:
