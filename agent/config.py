@@ -27,6 +27,8 @@ from isolation.errors import UnsafeNameError
 from isolation.layout import normalize_cgroup
 from isolation.settings import IsolationSettings
 from qos.settings import QosSettings
+from qos.strict_numbers import StrictNumbers
+from qos.units import MAX_NODE_CPUS, MAX_NODE_MEMORY_BYTES
 
 __all__ = [
     "NODE_NAME_ENV",
@@ -49,14 +51,14 @@ MAX_CONFIG_BYTES = 2**20  # settings and policies are a few KiB
 M = TypeVar("M", bound=BaseModel)
 
 
-class _Section(BaseModel):
+class _Section(StrictNumbers):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 def parse_address(text: str) -> tuple[str, int]:
     """`HOST:PORT` (`[::1]:9464` for IPv6, `:9464` for every address) -> (host, port)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
         raise ValueError(f"{text!r} is not HOST:PORT")
     return host.strip("[]") or "0.0.0.0", int(port)
 
@@ -148,10 +150,16 @@ class AgentSettings(_Section):
         "'' = the root). Set it where the node is itself a cgroup, e.g. a kind node.",
     )
     cpu_milli: int | None = Field(
-        None, gt=0, description="Node CPU capacity in millicores (default: the host's CPUs)."
+        None,
+        gt=0,
+        le=MAX_NODE_CPUS * 1000,
+        description="Node CPU capacity in millicores (default: the host's CPUs).",
     )
     memory_bytes: int | None = Field(
-        None, gt=0, description="Node memory capacity in bytes (default: the host's RAM)."
+        None,
+        gt=0,
+        le=MAX_NODE_MEMORY_BYTES,
+        description="Node memory capacity in bytes (default: the host's RAM).",
     )
     notify_socket: str | None = Field(
         None,

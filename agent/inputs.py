@@ -171,9 +171,7 @@ def parse_json(text: str) -> Any:
     try:
         data = json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as err:
-        raise InputError(
-            f"not JSON: {err.msg} (line {err.lineno} column {err.colno})"
-        ) from None
+        raise InputError(f"not JSON: {err.msg} (line {err.lineno} column {err.colno})") from None
     except ValueError as err:  # from _no_duplicates
         raise InputError(f"not JSON: {err}") from None
     except RecursionError:

@@ -51,7 +51,7 @@ class Journal:
                 continue
             try:
                 obj = json.loads(line)
-            except json.JSONDecodeError as err:
+            except (json.JSONDecodeError, RecursionError) as err:  # RecursionError: too deep
                 if number == len(lines):
                     continue  # a record cut short by a crash: its write never happened
                 raise JournalError(str(self.path), f"line {number}: not JSON") from err

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, field_validator
 
 from isolation.errors import UnsafeNameError
 from isolation.layout import normalize_cgroup
+from qos.strict_numbers import StrictNumbers
 
 __all__ = ["IsolationSettings"]
 
 
-class IsolationSettings(BaseModel):
+class IsolationSettings(StrictNumbers):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     cgroup_root: Path = Field(

@@ -14,6 +14,12 @@ class Unit(StrEnum):
 GIB = 1024**3
 MIB = 1024**2
 
+# The most one node can have, with room to spare: Linux runs at most 8192 CPUs (NR_CPUS)
+# and x86-64 addresses at most 4 PiB (52 bits). Inputs beyond these ("1e30" CPUs,
+# "99999999999Ei") are typos or attacks, and would overflow the int64s cgroup files hold.
+MAX_NODE_CPUS = 2**16
+MAX_NODE_MEMORY_BYTES = 2**56
+
 
 def format_amount(value: float, unit: Unit) -> str:
     """'2500m', '3.25Gi', '512Mi', '150 (1.50 GPU)': short, exact enough to check by hand."""

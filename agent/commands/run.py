@@ -31,6 +31,7 @@ from isolation.detect import detect_hierarchy, detect_layout
 from isolation.errors import CgroupGoneError, IsolationError, UnsupportedKnobError, WriteError
 from isolation.executor import Executor, Write
 from isolation.knobs import CpuMax, format_cpuset
+from qos.pod import CPU, MEMORY
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
 
@@ -130,11 +131,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _quantity(flag: str, text: str | None, scale: int) -> int | None:
+def _quantity(flag: str, text: str | None, resource: str, scale: int) -> int | None:
     if text is None:
         return None
     try:
-        value = parse_quantity(text) * scale
+        value = parse_quantity(text, resource) * scale
     except ValueError as err:
         raise ConfigError(f"read {flag}: {err}") from None
     if value <= 0:
@@ -159,8 +160,8 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
             "state_dir": args.state_dir,
             "dry_run": args.dry_run or None,
             "fast_path": {"enabled": args.fast_path},
-            "cpu_milli": _quantity("--node-cpu", args.node_cpu, 1000),
-            "memory_bytes": _quantity("--node-memory", args.node_memory, 1),
+            "cpu_milli": _quantity("--node-cpu", args.node_cpu, CPU, 1000),
+            "memory_bytes": _quantity("--node-memory", args.node_memory, MEMORY, 1),
         },
     }
 

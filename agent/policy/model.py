@@ -38,7 +38,9 @@ from agent.sources.pod_manifest import DnsSubdomain
 from agent.sources.quantity import parse_quantity
 from agent.sources.units import BITRATE_PATTERN, DURATION_PATTERN, parse_bitrate, parse_duration
 from qos.k8s_qos import QOSClass
+from qos.pod import CPU, MEMORY
 from qos.selector import LabelSelector, Operator, Requirement
+from qos.strict_numbers import StrictNumbers
 from qos.tiers import Tier, TierRule, TierSettings
 
 API_GROUP = "colocd.io"
@@ -57,13 +59,16 @@ QUANTITY_PATTERN = (
 # --- unit-carrying strings ---------------------------------------------------------------
 
 
-def _quantity_text(value: object) -> str:
-    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
-        raise ValueError(f"quantity must be a string or number, got {value!r}")
-    text = str(value).strip()
-    if parse_quantity(text) < 0:
-        raise ValueError(f"negative quantity {value!r}")
-    return text
+def _quantity_text(resource: str | None) -> Any:
+    def check(value: object) -> str:
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ValueError(f"quantity must be a string or number, got {value!r}")
+        text = str(value).strip()
+        if parse_quantity(text, resource) < 0:
+            raise ValueError(f"negative quantity {value!r}")
+        return text
+
+    return check
 
 
 def _checked(parse: Any) -> Any:
@@ -74,17 +79,22 @@ def _checked(parse: Any) -> Any:
     return check
 
 
-Quantity = Annotated[
-    str,
-    BeforeValidator(_quantity_text),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer"}, {"type": "string"}],
-            "pattern": QUANTITY_PATTERN,
-            "x-kubernetes-int-or-string": True,
-        }
-    ),
-]
+def _quantity_type(resource: str | None) -> Any:
+    return Annotated[
+        str,
+        BeforeValidator(_quantity_text(resource)),
+        WithJsonSchema(
+            {
+                "anyOf": [{"type": "integer"}, {"type": "string"}],
+                "pattern": QUANTITY_PATTERN,
+                "x-kubernetes-int-or-string": True,
+            }
+        ),
+    ]
+
+
+CpuQuantity = _quantity_type(CPU)  # bounded by what a node can have
+MemoryQuantity = _quantity_type(MEMORY)
 Duration = Annotated[
     str,
     BeforeValidator(_checked(parse_duration)),
@@ -114,7 +124,7 @@ Percent = Annotated[
 # --- bases -------------------------------------------------------------------------------
 
 
-class Section(BaseModel):
+class Section(StrictNumbers):
     """A group of settings merged field by field across layers."""
 
     model_config = ConfigDict(
@@ -283,8 +293,8 @@ class ResourcePercents(Section):
 class ReservedResources(Section):
     """Kept for node daemons (kubelet, runtime, system) before anything goes to batch."""
 
-    cpu: Quantity | None = None
-    memory: Quantity | None = None
+    cpu: CpuQuantity | None = None
+    memory: MemoryQuantity | None = None
 
 
 class ReclaimSpec(Section):
@@ -368,7 +378,7 @@ class CpuIsolation(Section):
     """Run batch as SCHED_IDLE (cpu.idle) where the kernel has it."""
     min_batch_cpus: int | None = Field(default=None, ge=1)
     """Fewest CPUs the cpuset mechanism leaves to batch."""
-    min_batch_quota: Quantity | None = None
+    min_batch_quota: CpuQuantity | None = None
     """Smallest CFS quota the quota mechanism leaves to batch ("100m")."""
     dedicated_cpusets: bool | None = None
     """Give dedicated-tier pods exclusive whole CPUs."""
@@ -530,7 +540,7 @@ class ColocationPolicySpec(PolicySettings):
         )
 
 
-class PolicyMeta(BaseModel):
+class PolicyMeta(StrictNumbers):
     model_config = ConfigDict(extra="ignore", populate_by_name=True, frozen=True)
 
     name: DnsSubdomain
@@ -539,7 +549,7 @@ class PolicyMeta(BaseModel):
     resource_version: str = Field(default="", alias="resourceVersion")
 
 
-class ColocationPolicy(BaseModel):
+class ColocationPolicy(StrictNumbers):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     api_version: Literal["colocd.io/v1alpha1"] = Field(alias="apiVersion")

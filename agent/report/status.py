@@ -14,10 +14,11 @@ import os
 import time
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
 from agent.errors import InputError, StatusError
 from agent.inputs import parse_json, read_text
+from qos.strict_numbers import StrictNumbers
 
 __all__ = [
     "FILENAME",
@@ -44,7 +45,7 @@ FUTURE_SLACK_S = 1.0
 MAX_STATUS_BYTES = 2**20
 
 
-class _Model(BaseModel):
+class _Model(StrictNumbers):
     model_config = ConfigDict(frozen=True, extra="ignore", allow_inf_nan=False)
 
 

@@ -18,6 +18,7 @@ from agent.sources.backoff import Backoff
 from agent.sources.informer import Informer, InformerBacked
 from agent.sources.kube import NODES, KubeClient
 from agent.sources.quantity import parse_quantity
+from qos.pod import CPU, MEMORY
 from qos.state import NodeCapacity
 
 GPU_RESOURCE = "nvidia.com/gpu"
@@ -52,8 +53,8 @@ def parse_node(obj: Mapping[str, Any]) -> NodeInfo:
     capacity = (obj.get("status") or {}).get("capacity") or {}
     if "cpu" not in capacity or "memory" not in capacity:
         return NodeInfo(name, labels)
-    cpu = parse_quantity(capacity["cpu"]) * 1000
-    memory = parse_quantity(capacity["memory"])
+    cpu = parse_quantity(capacity["cpu"], CPU) * 1000
+    memory = parse_quantity(capacity["memory"], MEMORY)
     gpus = parse_quantity(capacity.get(GPU_RESOURCE, 0))
     return NodeInfo(
         name,

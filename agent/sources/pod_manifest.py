@@ -13,15 +13,15 @@ from typing import Annotated, Any
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
+    field_validator,
 )
 from pydantic.alias_generators import to_camel
 
-from agent.sources.quantity import parse_quantity
+from agent.sources.quantity import check_bound, parse_quantity
 from qos.pod import (
     CPU,
     MEMORY,
@@ -30,6 +30,7 @@ from qos.pod import (
     Pod,
     Resources,
 )
+from qos.strict_numbers import StrictNumbers
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -59,7 +60,7 @@ DnsLabel = Annotated[str, AfterValidator(_dns_label)]
 DnsSubdomain = Annotated[str, AfterValidator(_dns_subdomain)]
 
 
-class _Model(BaseModel):
+class _Model(StrictNumbers):
     model_config = ConfigDict(
         extra="ignore", alias_generator=to_camel, populate_by_name=True, frozen=True
     )
@@ -68,6 +69,13 @@ class _Model(BaseModel):
 class ResourceRequirements(_Model):
     requests: dict[str, Quantity] = Field(default_factory=dict)
     limits: dict[str, Quantity] = Field(default_factory=dict)
+
+    @field_validator("requests", "limits")
+    @classmethod
+    def _bounded(cls, amounts: dict[str, Decimal]) -> dict[str, Decimal]:
+        for name, q in amounts.items():
+            check_bound(name, q)
+        return amounts
 
     def defaulted(self, names: tuple[str, ...] | None = None) -> Resources:
         """API server defaulting: a missing request defaults to its limit."""

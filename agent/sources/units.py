@@ -11,7 +11,7 @@ import re
 from decimal import Decimal
 
 _DURATION_UNITS = {"ms": Decimal("0.001"), "s": Decimal(1), "m": Decimal(60), "h": Decimal(3600)}
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)", re.ASCII)  # ASCII digits only
 DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h))+$"
 
 # tc's spelling (tc-bitrate(8)): SI prefixes are powers of 1000, IEC ones powers of 1024.
@@ -26,7 +26,7 @@ _BIT_UNITS = {
     "gibit": 2**30,
     "tibit": 2**40,
 }
-_BITRATE = re.compile(r"^(\d+(?:\.\d+)?)([a-z]+)$", re.IGNORECASE)
+_BITRATE = re.compile(r"^(\d+(?:\.\d+)?)([a-z]+)$", re.IGNORECASE | re.ASCII)
 BITRATE_PATTERN = r"^[0-9]+(\.[0-9]+)?([kKmMgGtT][iI]?)?[bB][iI][tT]$"
 
 
