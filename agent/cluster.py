@@ -2,7 +2,7 @@
 
     cluster = Cluster(client, node_name, metrics.kube); cluster.start()
     Loop(..., source=cluster, publish=cluster.publish, evict=cluster.evict,
-         qos=cluster.qos_settings)
+         warn=cluster.warn, qos=cluster.qos_settings)
     at exit: cluster.stop()
 
 - `snapshot()`: the pods bound to this node (`ApiPodSource`, an informer), reported synced
@@ -12,6 +12,8 @@
   (`NodeResourcePublisher`, which writes only on first sight, real change or refresh).
 - `evict(eviction, pod)`: the brain's eviction decisions through the Eviction API
   (`Evictor`, with an Event on the pod).
+- `warn(warning)`: a Warning Event on a pod the loop planned around (a UID seen twice, a
+  junk colocd.io/tier annotation; `agent.sources.pod_checks`).
 - `qos_settings()`: the brain's settings from the ColocationPolicies in force on this node
   (built-in defaults < Cluster < NodePool < Node; `PolicyWatcher`). A resolution the brain
   refuses keeps the last good settings.
@@ -25,7 +27,7 @@ import time
 
 from pydantic import ValidationError
 
-from agent.act.events import EventRecorder
+from agent.act.events import EventRecorder, EventType, ObjectRef
 from agent.act.evictor import EvictionRequest, Evictor
 from agent.act.node_resources import BatchCapacity, NodeResourcePublisher
 from agent.policy.resolve import Resolution
@@ -33,6 +35,7 @@ from agent.policy.watcher import PolicyWatcher
 from agent.report.metrics import KubeMetrics
 from agent.sources.kube import KubeClient
 from agent.sources.node_info import NodeWatcher
+from agent.sources.pod_checks import PodWarning
 from agent.sources.pod_source import ApiPodSource, PodSnapshot
 from qos.plan import Eviction, Plan
 from qos.pod import Pod
@@ -49,10 +52,10 @@ class Cluster:
         self.node_name = node_name
         self.pods = ApiPodSource(client, node_name, metrics)
         self.node = NodeWatcher(client, node_name, metrics)
-        recorder = EventRecorder(client, host=node_name, metrics=metrics)
-        self.policies = PolicyWatcher(client, self.node, metrics, recorder)
+        self.recorder = EventRecorder(client, host=node_name, metrics=metrics)
+        self.policies = PolicyWatcher(client, self.node, metrics, self.recorder)
         self.publisher = NodeResourcePublisher(client, node_name, metrics)
-        self.evictor = Evictor(client, recorder, metrics)
+        self.evictor = Evictor(client, self.recorder, metrics)
         self._resolution: Resolution | None = None
         self._qos = DEFAULT_QOS_SETTINGS
 
@@ -99,6 +102,12 @@ class Cluster:
         self.publisher.publish(
             BatchCapacity(b.cpu.amount, b.memory.amount, 0 if b.gpu is None else b.gpu.amount)
         )
+
+    def warn(self, warning: PodWarning) -> None:
+        """A Warning Event on the pod the agent planned without (or around) a fault."""
+        pod = warning.pod
+        ref = ObjectRef("v1", "Pod", pod.name, pod.namespace, pod.uid)
+        self.recorder.record(ref, EventType.WARNING, warning.reason, warning.message)
 
     def evict(self, eviction: Eviction, pod: Pod | None) -> None:
         if pod is not None:

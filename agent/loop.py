@@ -40,6 +40,7 @@ from agent.observe.topology import Locator, Topology
 from agent.report.metrics import AgentMetrics
 from agent.report.status import FastPathStatus, write_status
 from agent.report.tick_report import RECENT_CLAMPS, fast_path_status, status_of, tick_line
+from agent.sources.pod_checks import PodWarning, vet
 from agent.sources.pod_source import PodSnapshot, PodSource
 from agent.tick import Clamp, Degraded, TickResult
 from isolation.cgroups import Cgroups
@@ -73,6 +74,7 @@ class Notifier(Protocol):
 
 Publisher = Callable[[Plan], object]
 Evict = Callable[[Eviction, Pod | None], object]
+Warn = Callable[[PodWarning], object]
 
 
 class Loop:
@@ -88,6 +90,7 @@ class Loop:
         metrics: AgentMetrics | None = None,
         publish: Publisher | None = None,
         evict: Evict | None = None,
+        warn: Warn | None = None,
         notifier: Notifier | None = None,
         qos: Callable[[], QosSettings] | None = None,
         on_tick: Callable[[TickResult], object] | None = None,
@@ -105,6 +108,7 @@ class Loop:
             metrics.identify(settings.agent.node_name)
         self.publish = publish
         self.evict = evict
+        self.warn = warn
         self.notifier = notifier
         self.on_tick = on_tick
         # The brain's settings: from the policies in force (read each tick) or fixed.
@@ -132,6 +136,7 @@ class Loop:
         self._source_lost_at: float | None = None
         self._ready = False
         self._node_state: tuple[tuple[int, TierSettings], NodeState] | None = None
+        self.pod_warnings: tuple[PodWarning, ...] = ()  # pods planned without a fault
 
     # --- one tick ------------------------------------------------------------------------
 
@@ -142,8 +147,21 @@ class Loop:
         if self._node_state is None or self._node_state[0] != key:
             a = self.settings.agent
             state = NodeState.build(a.node_name, self.capacity, view.pods, self.qos.tiers)
+            state, warnings = vet(state)
+            self._announce(warnings)
             self._node_state = (key, state)
         return self._node_state[1]
+
+    def _announce(self, warnings: tuple[PodWarning, ...]) -> None:
+        """Log (and send as Events) the pod faults not seen at the last look; every tick's
+        status file lists all of them."""
+        known = {str(w) for w in self.pod_warnings}
+        for w in warnings:
+            if str(w) not in known:
+                log.warning("%s", w)
+                if self.warn is not None and not self.dry_run:
+                    self.warn(w)
+        self.pod_warnings = warnings
 
     def _source_problems(self, view: PodSnapshot, now: float) -> tuple[list[Degraded], bool]:
         """Degraded reasons from the pod source, and whether to withhold the readings."""
@@ -207,6 +225,7 @@ class Loop:
             degraded.append(Degraded("apply_failed", why))
         problems = view.problems if view.fresh else ()  # else already in `degraded`
         notes = [*plan.notes, *self.enforcer.notes, *problems, *topo.missing, *topo.refused]
+        notes += [str(w) for w in self.pod_warnings]
         result = TickResult(
             now, plan, topo, None if withhold else readings, writes, report, degraded, notes
         )

@@ -278,6 +278,7 @@ def run(args: argparse.Namespace) -> int:
             seams = {
                 "publish": cluster.publish,
                 "evict": cluster.evict,
+                "warn": cluster.warn,
                 "qos": cluster.qos_settings,
             }
             if settings.qos != QosSettings():

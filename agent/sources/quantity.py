@@ -46,8 +46,6 @@ def check_bound(resource: str | None, q: Decimal, shown: object = None) -> Decim
     limit = _MAX.get(resource or "", MAX_QUANTITY)
     if abs(q) > limit:
         what = f"{resource} quantity" if resource else "quantity"
-        raise ValueError(
-            f"{what} {shown if shown is not None else q!r} is more than a node can have "
-            f"(at most {limit:f})"
-        )
+        text = repr(shown) if shown is not None else f"{q:f}"
+        raise ValueError(f"{what} {text} is more than a node can have (at most {limit:f})")
     return q
