@@ -21,6 +21,7 @@ from isolation.layout import Driver
 from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.k8s_qos import QOSClass
 from qos.pod import BATCH_CPU, Container, Pod, Resources
+from tests.cgroups.test_agent_run_vetting import expected, pods_with_faults
 from tests.kube.apiserver import ApiServer
 from tests.kube.objects import node, policy
 
@@ -106,3 +107,45 @@ def _config(tmp_path: Path, root: str) -> Path:
     path = tmp_path / "colocd.json"
     path.write_text(json.dumps({"agent": {"node_cgroup": root}}))
     return path
+
+
+def test_run_on_kubernetes_sends_warning_events_about_the_faults(
+    hierarchy: Hierarchy, api: ApiServer, tmp_path: Path
+) -> None:
+    with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
+        web, odd, copy = pods_with_faults(tree)
+        api.create(node(NODE, cpu="2", memory="4Gi"))
+        for p in (web, odd):
+            api.create(bound(tree, p))
+        copy["spec"]["nodeName"] = NODE
+        api.create_silently(copy)  # the API server would never hand out a UID twice
+        state = tmp_path / "state"
+        config = tmp_path / "colocd.json"
+        config.write_text(json.dumps({"agent": {"node_cgroup": tree.root}}))
+        argv = ["run", "--once", "--node-name", NODE, "--node-cpu", "2", "--node-memory", "4Gi"]
+        argv += ["--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", api.url))]
+        argv += ["--kubelet-cgroup-root", tree.root, "--state-dir", str(state)]
+        argv += ["--config", str(config), "--no-fast-path", "--revert-on-exit"]
+        assert main(argv) == 0
+        events = [
+            r.body
+            for r in api.requests()
+            if r.method == "POST" and r.path.endswith("/events") and r.body["type"] == "Warning"
+        ]
+        by_reason = {e["reason"]: e for e in events}
+        duplicate, junk = expected(web)
+        dup = by_reason["DuplicateUID"]
+        assert dup["involvedObject"]["name"] == "web-copy"
+        assert f"pod jobs/web-copy: {dup['message']}" == duplicate
+        bad = by_reason["InvalidTierAnnotation"]
+        assert bad["involvedObject"] == {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "name": "odd",
+            "namespace": "jobs",
+            "uid": odd.uid,
+        }
+        assert f"pod jobs/odd: {bad['message']}" == junk
+        status = read_status(state)
+        assert duplicate in status.notes and junk in status.notes
+        assert status.pods["online"] == 1 and status.pods["batch"] == 1
