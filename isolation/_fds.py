@@ -105,6 +105,19 @@ class FdCache:
             self._close(path, fd)
 
 
+# A cgroup file the kernel wrote holds plain ASCII numbers. Anything else (a torn read, a
+# filesystem that is not cgroupfs, a hostile bind mount) is a value the kernel did not
+# provide: None, never an exception that would stop the tick, and never 0.
+
+
+def count(raw: bytes) -> int | None:
+    """A non-negative decimal integer, or None when `raw` is not one."""
+    raw = raw.strip()
+    if not raw.isdigit() or len(raw) > 20:  # bytes.isdigit: ASCII only; 20 digits > 2**64
+        return None
+    return int(raw)
+
+
 def key_int(buf: bytes | None, key: bytes) -> int | None:
     """The integer after `key ` in a `key value` per line file, None when absent."""
     if buf is None:
@@ -117,30 +130,51 @@ def key_int(buf: bytes | None, key: bytes) -> int | None:
     else:
         start = at + len(key) + 2
     end = buf.find(b"\n", start)
-    return int(buf[start:] if end < 0 else buf[start:end])
+    return count(buf[start:] if end < 0 else buf[start:end])
 
 
 def single_int(buf: bytes | None) -> int | None:
-    return None if buf is None else int(buf)
+    return None if buf is None else count(buf)
 
 
-def _psi_line(line: bytes) -> tuple[float, float, float, int]:
-    _, a10, a60, a300, total = line.split()
-    return (
-        float(a10[6:]),
-        float(a60[6:]),
-        float(a300[7:]),
-        int(total[6:]),
-    )
+_PSI_FIELDS = (b"avg10=", b"avg60=", b"avg300=", b"total=")
+
+
+def _psi_line(line: bytes) -> tuple[float, float, float, int] | None:
+    parts = line.split()
+    if len(parts) != 5 or not all(
+        part.startswith(name) for part, name in zip(parts[1:], _PSI_FIELDS, strict=True)
+    ):
+        return None
+    averages = []
+    for part, name in zip(parts[1:4], _PSI_FIELDS[:3], strict=True):
+        text = part[len(name) :]
+        if not text.replace(b".", b"", 1).isdigit():  # no nan, inf, signs or exponents
+            return None
+        value = float(text)
+        if value > 100:
+            return None
+        averages.append(value)
+    total = count(parts[4][len(_PSI_FIELDS[3]) :])
+    if total is None:
+        return None
+    return averages[0], averages[1], averages[2], total
 
 
 def pressure(buf: bytes | None) -> Pressure | None:
-    """`some avg10=.. avg60=.. avg300=.. total=..` and, when present, the same for `full`."""
+    """`some avg10=.. avg60=.. avg300=.. total=..` and, when present, the same for `full`;
+    None when absent or malformed."""
     if not buf:
         return None
     lines = buf.split(b"\n")
-    some = _psi_line(lines[0])
-    full = _psi_line(lines[1]) if len(lines) > 1 and lines[1].startswith(b"full") else None
+    some = _psi_line(lines[0]) if lines[0].startswith(b"some ") else None
+    if some is None:
+        return None
+    full = None
+    if len(lines) > 1 and lines[1].startswith(b"full "):
+        full = _psi_line(lines[1])
+        if full is None:
+            return None
     if full is None:
         return Pressure(*some)
     return Pressure(*some, *full)

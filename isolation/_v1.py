@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from isolation._fds import FdCache, key_int, pressure
+from isolation._fds import FdCache, count, key_int, pressure, single_int
 from isolation._paths import MAX_REMEMBERED, Root
 from isolation.detect import Hierarchy
 from isolation.knobs import Binding
@@ -88,8 +88,8 @@ class Backend:
         mem = read(p[2]) if p[2] else None
         if usage is None and mem is None:
             return None  # the cgroup is gone (or was never there)
-        mem_usage = None if mem is None else int(mem)
-        cpu_usage = None if usage is None else int(usage)
+        mem_usage = single_int(mem)
+        cpu_usage = single_int(usage)
         if what.throttling and p[1]:
             stat = read(p[1])
             cpu = CpuUsage(
@@ -133,7 +133,10 @@ def _total(buf: bytes | None, op: bytes) -> int | None:
     for line in buf.split(b"\n"):
         parts = line.split()
         if len(parts) == 3 and parts[1] == op:
-            total += int(parts[2])
+            n = count(parts[2])
+            if n is None:
+                return None  # malformed: not a total at all
+            total += n
     return total
 
 

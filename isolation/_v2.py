@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from isolation._fds import FdCache, key_int, pressure, single_int
+from isolation._fds import FdCache, count, key_int, pressure, single_int
 from isolation._paths import MAX_REMEMBERED, Root
 from isolation.detect import Hierarchy
 from isolation.knobs import Binding
@@ -124,10 +124,11 @@ def _io(buf: bytes | None) -> IoStat | None:
     """`MAJ:MIN rbytes=.. wbytes=.. rios=.. wios=.. dbytes=.. dios=..` lines, summed."""
     if buf is None:
         return None
-    sums = {b"rbytes": 0, b"wbytes": 0, b"rios": 0, b"wios": 0}
+    sums: dict[bytes, int | None] = {b"rbytes": 0, b"wbytes": 0, b"rios": 0, b"wios": 0}
     for line in buf.split(b"\n"):
         for pair in line.split()[1:]:
             key, _, value = pair.partition(b"=")
             if key in sums:
-                sums[key] += int(value)
+                n, before = count(value), sums[key]
+                sums[key] = None if n is None or before is None else before + n
     return IoStat(sums[b"rbytes"], sums[b"wbytes"], sums[b"rios"], sums[b"wios"])
