@@ -46,6 +46,8 @@ class Journal:
             lines = self.path.read_text().splitlines()
         except OSError as err:
             raise JournalError(str(self.path), f"cannot read: {err.strerror}") from err
+        except UnicodeDecodeError as err:  # never written by colocd: leave it for a human
+            raise JournalError(str(self.path), f"not UTF-8 text (byte {err.start})") from err
         for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
