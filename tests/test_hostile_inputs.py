@@ -73,7 +73,9 @@ def colocd(*argv: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
 @pytest.mark.parametrize(
     "text", [DEEP_YAML, DEEP_JSON, DEEP_BLOCK_YAML], ids=["flow", "json", "block"]
 )
-@pytest.mark.parametrize("command", ["classify", "policy validate", "run --config"])
+@pytest.mark.parametrize(
+    "command", ["classify", "policy validate", "policy resolve --node n", "run --config"]
+)
 def test_a_deeply_nested_document_is_one_line(
     command: str, text: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
