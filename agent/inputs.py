@@ -59,7 +59,11 @@ def read_text(path: str | os.PathLike[str], limit: int, *, allow_pipe: bool = Fa
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISFIFO(mode) and allow_pipe:
-            os.set_blocking(fd, True)  # a pipe named on purpose: wait for its writer
+            # A pipe named on purpose: open it again, blocking, to wait for its writer (a
+            # non-blocking reader would see end-of-file before the writer comes).
+            blocking = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            os.close(fd)
+            fd = blocking
         elif not stat.S_ISREG(mode):
             raise InputError(f"not a regular file ({_kind(mode)})")
         chunks, size = [], 0

@@ -11,6 +11,10 @@ tick; every reading and `now` come from one monotonic clock. Between ticks the f
 fresh reading (on a copy of its state, which is then dropped) and clamps batch if the new
 CPU cap is tighter; the next tick takes over from there.
 
+Pods that `colocd classify` would refuse do not stop the loop: one whose UID another pod has is
+left out (the most protected of them keeps the cgroup), a junk tier annotation is ignored,
+and each is logged, sent as a Warning Event (the `warn` seam) and listed in the status file.
+
 Failing towards online: while the pod source cannot be read the last pods it gave are used;
 after `pods_stale_after_s` the readings are withheld, so the brain degrades every budget to
 0 and batch is held back. Stale readings degrade the same way inside the brain. Nothing the

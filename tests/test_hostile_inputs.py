@@ -187,6 +187,7 @@ def test_a_named_pipe_given_on_the_command_line_is_read(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
+    time.sleep(3)  # a writer that comes late: the reader waits for it, not sees EOF
     with open(fifo, "w") as w:
         w.write(POD.format(name="web", uid="u1", cpu="1", memory="1Gi"))
     out, err = proc.communicate(timeout=60)
