@@ -50,21 +50,21 @@ def read_text(path: str | os.PathLike[str], limit: int, *, allow_pipe: bool = Fa
     the command line, as `<(kubectl get pods -o yaml)` is), refusing more than `limit` bytes.
 
     A FIFO that is not allowed, a device, a socket or a directory is refused without
-    reading; opening with O_NONBLOCK keeps a FIFO without a writer from hanging the open."""
+    reading; opening with O_NONBLOCK keeps a FIFO without a writer from hanging the open.
+    An allowed pipe is opened blocking, so a writer that comes late is waited for."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOCTTY)
+        pipe = allow_pipe and stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        pipe = False  # the open below says why
+    flags = os.O_RDONLY | os.O_CLOEXEC | os.O_NOCTTY | (0 if pipe else os.O_NONBLOCK)
+    try:
+        fd = os.open(path, flags)
     except OSError as err:
         missing = isinstance(err, FileNotFoundError)
         raise InputError(err.strerror or str(err), missing=missing) from None
     try:
         mode = os.fstat(fd).st_mode
-        if stat.S_ISFIFO(mode) and allow_pipe:
-            # A pipe named on purpose: open it again, blocking, to wait for its writer (a
-            # non-blocking reader would see end-of-file before the writer comes).
-            blocking = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            os.close(fd)
-            fd = blocking
-        elif not stat.S_ISREG(mode):
+        if not (stat.S_ISREG(mode) or (pipe and stat.S_ISFIFO(mode))):
             raise InputError(f"not a regular file ({_kind(mode)})")
         chunks, size = [], 0
         while size <= limit:
