@@ -59,7 +59,7 @@ def manifest_files(path: Path) -> list[Path]:
         return [path]
     found: list[Path] = []
     seen = 0
-    for top, dirs, files in os.walk(path, onerror=_raise):
+    for top, dirs, files in os.walk(path, onerror=lambda err: _unreadable(path, err)):
         depth = len(Path(top).relative_to(path).parts)
         seen += len(dirs) + len(files)
         if seen > MAX_WALK_ENTRIES:
@@ -83,8 +83,9 @@ def manifest_files(path: Path) -> list[Path]:
     return sorted(found)
 
 
-def _raise(err: OSError) -> None:
-    raise ManifestError(str(err.filename), None, f"cannot read: {err.strerror or err}")
+def _unreadable(top: Path, err: OSError) -> None:
+    """A directory below `top` cannot be listed: its pods would go unseen, so say so."""
+    raise ManifestError(str(top), None, f"cannot read {err.filename}: {err.strerror or err}")
 
 
 def _split(text: str) -> list[str]:
