@@ -91,6 +91,30 @@ def test_a_deeply_nested_document_is_one_line(
     assert "nested deeper than 100 levels" in line or "larger than" in line, line
 
 
+def alias_bomb() -> str:
+    """Nine levels of ten aliases each: small on disk, 10**9 values once expanded."""
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 10)]
+    return "\n".join([*lines, "kind: Pod"]) + "\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (alias_bomb(), "more than 1000000 values (YAML aliases included)"),
+        ("a: &a [*a]\nkind: Pod\n", "nested deeper than 100 levels"),
+    ],
+    ids=["bomb", "cycle"],
+)
+def test_yaml_aliases_cannot_blow_up(
+    text: str, reason: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "pod.yaml"
+    path.write_text(text)
+    code, line = cli(capsys, "classify", str(path))
+    assert code == 1 and reason in line, line
+
+
 def test_deep_nesting_through_a_real_process_is_one_line(tmp_path: Path) -> None:
     path = tmp_path / "deep.json"
     path.write_text(DEEP_JSON)
