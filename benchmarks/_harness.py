@@ -23,7 +23,7 @@ from benchmarks._tree import BenchTree, CgroupDir
 from benchmarks.errors import BenchError
 from lab.demo.agent_child import AgentProcess
 from lab.workloads import LatencySummary, WorkloadProcess, median, stop_all
-from qos.k8s_qos import QOSClass
+from qos.k8s_qos import QOSClass, pod_qos_class
 from qos.pod import Pod
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -116,6 +116,10 @@ def colocd_enforcement(tree: BenchTree, agent: AgentProcess) -> Enforcement:
     for name in BESTEFFORT_FILES:
         value = besteffort.read(name)
         writes[f"besteffort/{name}"] = int(value) if value.lstrip("-").isdigit() else value
+    # cpu.idle goes on each batch pod (kubelet rewrites the QoS levels' weights).
+    for pod in tree.kubelet_tree.pods.values():
+        if pod_qos_class(pod) is QOSClass.BEST_EFFORT:
+            writes[f"pod:{pod.name}/cpu.idle"] = int(tree.pod(pod.name).read("cpu.idle"))
     budgets = [f"{b.name} {b.amount}{b.unit}" for b in status.budgets]
     reason = "; ".join([*budgets, *status.batch_tier])
     return Enforcement(writes, f"colocd after {status.ticks} ticks: {reason}")

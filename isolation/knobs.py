@@ -270,15 +270,35 @@ def _fmt_v2_bytes(value: int | None) -> str:
 
 
 def shares_to_weight(shares: int) -> int:
-    """kubelet's CpuSharesToCpuWeight (and runc's conversion)."""
-    return 1 + ((shares - 2) * 9999) // 262142
+    """cgroup v1 cpu.shares -> v2 cpu.weight as the OCI runtimes convert them today: runc >=
+    1.3.2 and crun >= 1.23 (opencontainers/cgroups ConvertCPUSharesToCgroupV2Value, runc PR
+    4785, Kubernetes issue 131216). A quadratic in log2(shares) through the three points
+    that matter: 2 -> 1 (the minimum), 1024 -> 100 (both defaults), 262144 -> 10000 (the
+    maximum). The linear formula it replaced (1 + (shares - 2) * 9999 / 262142) turned
+    1024 shares into weight 39, below systemd's default 100. Every weight 1..10000 is
+    reached, so a weight read back converts to shares and back to the same weight.
+    (kubelet still computes the weight of its own pod and QoS cgroups linearly, with
+    getCPUWeight: lab.kubelet_tree writes those as kubelet does.)"""
+    if shares <= MIN_SHARES:
+        return 1
+    if shares >= MAX_SHARES:
+        return MAX_WEIGHT
+    log = math.log2(shares)
+    return math.ceil(10 ** ((log * log + 125 * log) / 612 - 7 / 34))
 
 
 def _weight_to_shares(weight: int) -> int:
-    # The smallest shares that shares_to_weight maps back to `weight` (0 = idle group).
+    """The smallest shares that shares_to_weight maps to `weight` (0 = idle group)."""
     if weight <= 1:
         return MIN_SHARES
-    return MIN_SHARES + math.ceil((weight - 1) * 262142 / 9999)
+    lo, hi = MIN_SHARES, MAX_SHARES  # shares_to_weight rises monotonically: bisect
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if shares_to_weight(mid) < weight:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
 
 
 def _blkio_from_io_weight(weight: int) -> int:

@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from isolation.cgroups import Cgroups
 from isolation.detect import Hierarchy, Mode, detect_hierarchy
@@ -72,7 +72,8 @@ SURGE_WORKER = (
     "    while time.perf_counter() < end: pass\n"
     "    print('done', began, flush=True)\n",
 )
-V2_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids")
+V2_CONTROLLERS = ("cpuset", "cpu", "io", "memory", "pids", "hugetlb")
+HUGETLB_UNBOUNDED = 1 << 62  # kubelet's setHugePagesUnbounded
 
 
 def own_cgroup(hierarchy: Hierarchy, proc_root: str = "/proc") -> str:
@@ -88,6 +89,25 @@ def own_cgroup(hierarchy: Hierarchy, proc_root: str = "/proc") -> str:
 def milli_to_shares(milli: int) -> int:
     """kubelet's MilliCPUToShares."""
     return min(max(milli * 1024 // 1000, 2), 262144)
+
+
+def kubelet_weight(shares: int) -> int:
+    """kubelet's getCPUWeight (pkg/kubelet/cm/cgroup_manager_linux.go): the linear
+    conversion kubelet still uses for the pod and QoS cgroups it writes itself (the runtimes
+    convert container shares with the quadratic of isolation.knobs.shares_to_weight)."""
+    if shares >= 262144:
+        return 10000
+    return 1 + ((shares - 2) * 9999) // 262142
+
+
+class QosWriteError(NamedTuple):
+    """One write of kubelet's QoS rewrite that the kernel refused (kubelet's Update of that
+    level stops there)."""
+
+    cgroup: str
+    file: str
+    value: str
+    error: str
 
 
 def milli_to_quota(milli: int) -> int:
@@ -149,12 +169,10 @@ class KubeletTree:
         try:
             self._mkdirs(self.root)
             self._mkdirs(self.layout.kubepods())
-            self.cgroups.write(
-                "cpu.shares", self.layout.kubepods(), milli_to_shares(self.node_cpus * 1000)
-            )
+            self._kubelet_shares(self.layout.kubepods(), milli_to_shares(self.node_cpus * 1000))
             for qos in (QOSClass.BURSTABLE, QOSClass.BEST_EFFORT):
                 self._mkdirs(self.layout.qos_cgroup(qos))
-                self.cgroups.write("cpu.shares", self.layout.qos_cgroup(qos), 2)
+                self._kubelet_shares(self.layout.qos_cgroup(qos), 2)
         except BaseException:
             self.close()
             raise
@@ -203,6 +221,100 @@ class KubeletTree:
                     "processes cannot enable controllers; run from a delegated cgroup)"
                 ) from err
 
+    # --- kubelet's own writes -------------------------------------------------------------
+
+    def _file(self, controller: str, cgroup: str, name: str) -> Path:
+        """A cgroup file as kubelet's libcontainer addresses it (v1 mount or the v2 root)."""
+        mount = self.hierarchy.unified if self.hierarchy.mode is Mode.V2 else None
+        mount = mount or self.hierarchy.v1[controller]
+        return mount / cgroup / name
+
+    def _kubelet_shares(self, cgroup: str, shares: int) -> None:
+        """cpu.shares on a pod or QoS cgroup as kubelet writes it: v2 through its own linear
+        getCPUWeight (containers' weights come from the runtime: the knob table)."""
+        if self.hierarchy.mode is Mode.V2:
+            self._file("cpu", cgroup, "cpu.weight").write_text(str(kubelet_weight(shares)))
+        else:
+            self.cgroups.write("cpu.shares", cgroup, shares)
+
+    def qos_requests(self) -> tuple[int, int, int]:
+        """(burstable CPU millicores, guaranteed memory, burstable memory) requested by the
+        tree's pods: what kubelet's QoS manager sums (setCPUCgroupConfig,
+        getQoSMemoryRequests)."""
+        cpu = g_mem = b_mem = 0
+        for p in self.pods.values():
+            qos, state = pod_qos_class(p), pod_state(p)
+            if qos is QOSClass.BURSTABLE:
+                cpu += state.requests.cpu_milli or 0
+                b_mem += state.requests.memory_bytes or 0
+            elif qos is QOSClass.GUARANTEED:
+                g_mem += state.requests.memory_bytes or 0
+        return cpu, g_mem, b_mem
+
+    def _qos_configs(self, memory_qos: bool) -> list[tuple[str, list[tuple[str, str, str]]]]:
+        """kubelet's UpdateCgroups for each QoS cgroup: (controller, file, value) in the
+        order libcontainer's Set writes them (v2 fs2.Set: memory, cpu, hugetlb, unified;
+        v1 fs.Set: memory, cpu, hugetlb). MemoryQoS (v2 only) adds memory.min on burstable
+        (its pods' memory requests) and kubepods (guaranteed + burstable)."""
+        v2 = self.hierarchy.mode is Mode.V2
+        cpu, g_mem, b_mem = self.qos_requests()
+
+        def shares(value: int) -> tuple[str, str, str]:
+            if v2:
+                return ("cpu", "cpu.weight", str(kubelet_weight(value)))
+            return ("cpu", "cpu.shares", str(value))
+
+        hugetlb = []
+        for size in sorted(self._huge_page_sizes()):
+            name = f"hugetlb.{size}.max" if v2 else f"hugetlb.{size}.limit_in_bytes"
+            hugetlb.append(("hugetlb", name, str(HUGETLB_UNBOUNDED)))
+        configs = {
+            self.layout.kubepods(): [*hugetlb],
+            self.layout.qos_cgroup(QOSClass.BURSTABLE): [shares(milli_to_shares(cpu)), *hugetlb],
+            self.layout.qos_cgroup(QOSClass.BEST_EFFORT): [shares(2), *hugetlb],
+        }
+        if memory_qos and v2:
+            if b_mem > 0:
+                configs[self.layout.qos_cgroup(QOSClass.BURSTABLE)].append(
+                    ("memory", "memory.min", str(b_mem))
+                )
+            if g_mem + b_mem > 0:
+                configs[self.layout.kubepods()].append(("memory", "memory.min", str(g_mem + b_mem)))
+        return list(configs.items())
+
+    def _huge_page_sizes(self) -> list[str]:
+        """The page sizes the kernel has, named as libcontainer names them (2MB, 1GB)."""
+        out = []
+        with contextlib.suppress(OSError):
+            for entry in os.listdir("/sys/kernel/mm/hugepages"):
+                kb = int(entry.removeprefix("hugepages-").removesuffix("kB"))
+                out.append(f"{kb >> 20}GB" if kb >= 1 << 20 else f"{kb >> 10}MB")
+        return out
+
+    def kubelet_qos_update(self, *, memory_qos: bool = False) -> list[QosWriteError]:
+        """Replay kubelet's periodic QoS rewrite (qosContainerManagerImpl.UpdateCgroups,
+        every minute and on every pod sync): the same files and values, in the order
+        libcontainer writes them, each level's writes stopping at its first error as
+        kubelet's Update does. A file whose controller is not there is skipped, as
+        libcontainer skips an optional subsystem. v1 reads cpu.shares back, as fs.CpuGroup
+        does. Returns what the kernel refused (empty: the rewrite succeeded)."""
+        errors = []
+        for cgroup, writes in self._qos_configs(memory_qos):
+            for controller, name, value in writes:
+                if controller not in self.hierarchy.v1 and self.hierarchy.mode is not Mode.V2:
+                    continue
+                path = self._file(controller, cgroup, name)
+                if not path.exists():
+                    continue
+                try:
+                    path.write_text(value)
+                    if name == "cpu.shares" and path.read_text().strip() != value:
+                        raise OSError(errno.EINVAL, f"cpu.shares reads {path.read_text().strip()}")
+                except OSError as err:
+                    errors.append(QosWriteError(cgroup, name, value, str(err)))
+                    break
+        return errors
+
     # --- pods --------------------------------------------------------------------------------
 
     def pod_cgroup(self, pod: Pod) -> str:
@@ -236,14 +348,26 @@ class KubeletTree:
                 int(req["cpu"] * 1000) if "cpu" in req else 0,
                 int(lim["cpu"] * 1000) if "cpu" in lim else None,
                 int(lim["memory"]) if "memory" in lim else None,
+                runtime=True,
             )
         self._update_burstable_shares()
         return pod
 
     def _set_kubelet_values(
-        self, cgroup: str, cpu_request: int | None, cpu_limit: int | None, memory: int | None
+        self,
+        cgroup: str,
+        cpu_request: int | None,
+        cpu_limit: int | None,
+        memory: int | None,
+        *,
+        runtime: bool = False,
     ) -> None:
-        self.cgroups.write("cpu.shares", cgroup, milli_to_shares(cpu_request or 0))
+        """What kubelet sets on a pod cgroup, or (`runtime`) the runtime on a container's."""
+        shares = milli_to_shares(cpu_request or 0)
+        if runtime:
+            self.cgroups.write("cpu.shares", cgroup, shares)
+        else:
+            self._kubelet_shares(cgroup, shares)
         if cpu_limit is not None:
             self.cgroups.write("cpu.max", cgroup, CpuMax(milli_to_quota(cpu_limit), CFS_PERIOD_US))
         if memory is not None:
@@ -252,9 +376,7 @@ class KubeletTree:
     def _update_burstable_shares(self) -> None:
         burstable = [p for p in self.pods.values() if pod_qos_class(p) is QOSClass.BURSTABLE]
         milli = sum(pod_state(p).requests.cpu_milli or 0 for p in burstable)
-        self.cgroups.write(
-            "cpu.shares", self.layout.qos_cgroup(QOSClass.BURSTABLE), milli_to_shares(milli)
-        )
+        self._kubelet_shares(self.layout.qos_cgroup(QOSClass.BURSTABLE), milli_to_shares(milli))
 
     def manifest(self, pod: Pod) -> dict[str, Any]:
         """The pod (as `add_pod` returned it) as kubelet would report it: a Pod document

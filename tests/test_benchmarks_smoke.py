@@ -68,7 +68,11 @@ def test_effectiveness_runs_every_setup(tmp_path: Path) -> None:
     writes = {p["setup"]: p["enforcement"]["writes"] for p in out["phases"]}
     assert writes["kubelet"] == {}
     assert "besteffort/cpu.cfs_quota_us" in writes["static-suppress"]
-    assert writes["colocd"]["besteffort/cpu.idle"] == 1  # read back: the real agent wrote it
+    # Read back: the real agent made every batch pod SCHED_IDLE, and left the besteffort
+    # level (whose weight kubelet rewrites) as kubelet keeps it.
+    idle = {k: v for k, v in writes["colocd"].items() if k.endswith("/cpu.idle")}
+    assert idle.pop("besteffort/cpu.idle") == 0
+    assert idle and set(idle.values()) == {1}, writes["colocd"]
     assert phases["colocd"]["enforcement"]["reason"].startswith("colocd after")
     assert {"latency_p99_us", "latency_p999_us", "batch_throughput"} <= set(out["targets"])
 

@@ -1,16 +1,45 @@
 """Plan -> cgroup writes (`isolation.executor.Write`), on the cgroups discovery found.
 
-    batch tier     kubepods/besteffort: cpu.idle (or cpu.shares 2 where the kernel has no
-                   cpu.idle), the CPU cap (cpuset.cpus on it and on every cgroup below it,
-                   since a v1 cpuset child must stay inside its parent; or cpu.max), and
-                   memory.high / memory.max (v1, which has no memory.high: memory.max at
-                   the budget). Batch pods outside besteffort get the same per
+    batch pods     cpu.idle on each batch pod's own cgroup (or cpu.shares 2 where the
+                   kernel has no cpu.idle); cpu.max from colocd.io/batch-cpu,
+                   memory.high/max from batch-memory.
+    batch tier     kubepods/besteffort: the CPU cap (cpuset.cpus on it and on every cgroup
+                   below it, since a v1 cpuset child must stay inside its parent; or
+                   cpu.max), and memory.high / memory.max (v1, which has no memory.high:
+                   memory.max at the budget). Batch pods outside besteffort get the same per
                    pod. If an online pod sits in besteffort (annotated), besteffort gets its
                    originals back and every batch pod is treated on its own instead.
-    batch pods     cpu.max from colocd.io/batch-cpu, memory.high/max from batch-memory.
-    online pods    memory.min / memory.low (cgroup v1 has neither: `unsupported`).
+    online pods    memory.min / memory.low (cgroup v1 has neither: `unsupported`), and on
+                   every ancestor up to kubepods the sum of what its protected children
+                   carry: cgroup-v2.rst bounds a cgroup's effective protection by its
+                   parent's, so a pod's memory.min under a QoS level with none protects
+                   nothing. Never below the memory.min kubelet's MemoryQoS gate writes on
+                   burstable and kubepods (their pods' memory requests), so that with the
+                   gate on both write the same figure.
     dedicated      each pod's cpuset; every other pod, and the burstable level, get the
                    shared pool.
+
+Why nothing goes on the QoS levels that kubelet rewrites. kubelet's QoS container manager
+(pkg/kubelet/cm/qos_container_manager_linux.go, UpdateCgroups) rewrites kubepods,
+kubepods/burstable and kubepods/besteffort at start, every minute
+(periodicQOSCgroupUpdateInterval) and on every pod sync; through libcontainer's Set it
+writes cpu.shares (v1) or cpu.weight (v2: besteffort 2 shares -> 1, burstable from the sum
+of its pods' CPU requests), hugetlb limits, memory.min on burstable and kubepods with the
+MemoryQoS gate, and memory.limit_in_bytes / memory.max on burstable and besteffort with
+QOSReserved. It never writes cpu.idle, cpu.max, cpuset.cpus or memory.high there. The
+kernel refuses a weight write on a group whose cpu.idle is 1 (sched_group_set_shares:
+EINVAL), and UpdateCgroups returns at the first level whose Update fails; Go visits the
+three levels in random order, so cpu.idle on besteffort would also cost burstable its
+weight update in the minutes where besteffort comes first. So cpu.idle goes on each batch
+pod (kubelet writes a pod's weight only when it creates or resizes the pod, and lowers it
+with ReduceCPULimits, whose failure it only logs, when the pod is being killed); the cap
+and memory.high stay on besteffort, where kubelet does not write. memory.max on besteffort
+meets kubelet only with QOSReserved (alpha, off by default), which then sets it to its own
+figure until colocd's next forced rewrite. What per-pod cpu.idle gives up: the scheduler
+decides wake-up preemption between the entities where online's and batch's ancestors meet
+(burstable and besteffort under kubepods), and an idle pod does not make besteffort idle
+there; besteffort keeps kubelet's lowest weight instead, and the idle pods still leave
+their CPUs counted as idle when a waking task picks a CPU (sched_idle_cpu).
 
 `None` in the plan leaves a setting alone. What only protects online is written to online
 cgroups (memory protection, the shared pool); everything that holds back is written to
@@ -39,7 +68,8 @@ __all__ = ["CFS_PERIOD_US", "Enforcer", "Targets", "batch_targets"]
 CFS_PERIOD_US = 100_000
 MIN_QUOTA_US = 1000  # the kernel's smallest CFS quota
 LOWEST_SHARES = 2  # kubelet's BestEffort weight: the fallback where cpu.idle is missing
-TIER_KNOBS = ("cpu.idle", "cpu.shares", "cpu.max", "memory.high", "memory.max")
+TIER_KNOBS = ("cpu.max", "memory.high", "memory.max")
+LEGACY_TIER_KNOBS = ("cpu.idle", "cpu.shares")  # colocd put these on besteffort before
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,12 +238,13 @@ class Enforcer:
         targets = batch_targets(topo)
         tier = plan.batch_tier
         out: list[Write] = []
-        for cgroup, level in targets.cgroups:
-            if tier.cpu_idle is not None:
-                if self.idle_supported(topo):
-                    out.append(Write("cpu.idle", cgroup, tier.cpu_idle.enabled, level))
+        if tier.cpu_idle is not None:
+            idle = self.idle_supported(topo)
+            for p in topo.in_tier(Tier.BATCH):  # never a QoS level: kubelet rewrites those
+                if idle:
+                    out.append(Write("cpu.idle", p.cgroup, tier.cpu_idle.enabled, Level.POD))
                 elif tier.cpu_idle.enabled:
-                    out.append(Write("cpu.shares", cgroup, LOWEST_SHARES, level))
+                    out.append(Write("cpu.shares", p.cgroup, LOWEST_SHARES, Level.POD))
         out += self.cap_writes(tier.cpu_cap, topo, pool)
         if targets.tier_level:
             out += self._tier_memory(topo, tier.memory)
@@ -227,6 +258,44 @@ class Enforcer:
         out = [self.executor.restore_write(be, k, Level.QOS) for k in TIER_KNOBS]
         return [w for w in out if w is not None] + self._cpuset(be, Level.QOS, pool)
 
+    def _legacy_idle(self, topo: Topology) -> list[Write]:
+        """cpu.idle (and the shares it pinned) that an earlier colocd set on besteffort,
+        where kubelet's weight writes then fail: its original goes back."""
+        if self.executor is None:
+            return []
+        be = topo.besteffort
+        out = [self.executor.restore_write(be, k, Level.QOS) for k in LEGACY_TIER_KNOBS]
+        return [w for w in out if w is not None]
+
+    def _protection(self, plan: Plan, topo: Topology) -> list[Write]:
+        """Each protected pod's memory.min/low, and on every ancestor up to kubepods the sum
+        over the protected pods below it (a child's effective protection is bounded by its
+        parent's), never below what kubelet's MemoryQoS writes there: with that gate on,
+        kubelet and colocd then write the same figure and never undo each other."""
+        kubepods = topo.layout.kubepods()
+        out: list[Write] = []
+        sums: dict[str, tuple[int, int]] = {}
+        for op in plan.online_pods:
+            place = topo.by_key(op.pod)
+            if place is None:
+                continue
+            out.append(Write("memory.min", place.cgroup, op.memory_min_bytes, Level.POD))
+            out.append(Write("memory.low", place.cgroup, op.memory_low_bytes, Level.POD))
+            cgroup = place.cgroup
+            while cgroup.startswith(kubepods + "/"):
+                cgroup = cgroup.rsplit("/", 1)[0]
+                floor, low = sums.get(cgroup, (0, 0))
+                sums[cgroup] = (floor + op.memory_min_bytes, low + op.memory_low_bytes)
+        kubelet = _memory_qos_floors(topo)
+        for cgroup, (pods_min, pods_low) in sums.items():
+            floor = max(pods_min, kubelet.get(cgroup, 0))
+            level = Level.NODE if cgroup == kubepods else Level.QOS
+            out += [
+                Write("memory.min", cgroup, floor, level),
+                Write("memory.low", cgroup, max(pods_low, floor), level),
+            ]
+        return out
+
     def _pods(self, plan: Plan, topo: Topology) -> list[Write]:
         out: list[Write] = []
         for bp in plan.batch_pods:
@@ -236,13 +305,7 @@ class Enforcer:
             if bp.cpu_quota_milli is not None:
                 out.append(Write("cpu.max", place.cgroup, _quota(bp.cpu_quota_milli), Level.POD))
             out += _memory(place.cgroup, bp.memory, Level.POD)
-        for op in plan.online_pods:
-            place = topo.by_key(op.pod)
-            if place is None:
-                continue
-            out.append(Write("memory.min", place.cgroup, op.memory_min_bytes, Level.POD))
-            out.append(Write("memory.low", place.cgroup, op.memory_low_bytes, Level.POD))
-        return out
+        return out + self._protection(plan, topo)
 
     def _cpu_pools(self, plan: Plan, topo: Topology) -> list[Write]:
         out: list[Write] = []
@@ -275,7 +338,7 @@ class Enforcer:
         def tier_level(w: Write) -> bool:
             """Besteffort's own settings (and its subtree's cpusets) follow the plan (None:
             left alone) and are never released; quotas brought down below it are owned."""
-            below = w.cgroup.startswith(be + "/") and w.knob != "cpu.max"
+            below = w.cgroup.startswith(be + "/") and w.knob == "cpuset.cpus"
             return targets.tier_level and (w.cgroup == be or below)
 
         batch = self._batch_tier(plan, topo, pool)
@@ -286,6 +349,7 @@ class Enforcer:
         merged.add(owned)
         if not targets.tier_level:  # after the pods': their cpusets win below besteffort
             merged.add(self._released_besteffort(topo, pool))
+        merged.add(self._legacy_idle(topo))
         wanted = _fit_quotas(list(merged.writes.values()), merged.writes)
         restores = self._release(set(merged.writes), topo)
         released = _fit_quotas(restores, merged.writes)
@@ -309,6 +373,20 @@ class Enforcer:
             if w is not None:
                 out.append(w)
         return out
+
+
+def _memory_qos_floors(topo: Topology) -> dict[str, int]:
+    """The memory.min kubelet's MemoryQoS gives the QoS levels (setMemoryQoS): burstable the
+    memory requests of its pods, kubepods those of the guaranteed and burstable pods."""
+    requests = {QOSClass.GUARANTEED: 0, QOSClass.BURSTABLE: 0}
+    for p in topo.node.pods:
+        if p.qos_class in requests:
+            requests[p.qos_class] += p.requests.memory_bytes or 0
+    burstable = requests[QOSClass.BURSTABLE]
+    return {
+        topo.burstable: burstable,
+        topo.layout.kubepods(): burstable + requests[QOSClass.GUARANTEED],
+    }
 
 
 def _fit_quotas(writes: list[Write], wanted: dict[tuple[str, str], Write]) -> list[Write]:

@@ -1,13 +1,16 @@
-"""The tick loop on real v1 cgroups: one tick writes what the plan says and revert undoes
-it; vanished pods and a vanished pod source fail towards online; per-pod settings colocd
-no longer wants go back to their originals.
+"""The tick loop on real cgroups: one tick writes what the plan says and revert undoes it
+(v1 on the host, v2 in the VM, under both kubelet drivers' naming); kubelet's periodic QoS
+rewrite succeeds while colocd holds batch back; vanished pods and a vanished pod source fail
+towards online; per-pod settings colocd no longer wants go back to their originals.
 
 The loop runs in this process against a kubelet-like tree (lab.kubelet_tree) whose root
-is the node cgroup, so other work on this shared machine does not count as node use.
+is the node cgroup, so other work on this shared machine does not count as node use. The
+CPUs are the machine's (kubepods' cpuset, or this process's affinity), never assumed.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -26,10 +29,10 @@ from agent.observe.topology import locate
 from agent.report.status import read_status
 from agent.sources.pod_source import DirPodSource
 from isolation.cgroups import Cgroups
-from isolation.detect import Hierarchy
+from isolation.detect import Hierarchy, Mode
 from isolation.executor import Executor, Outcome
 from isolation.knobs import CpuMax
-from isolation.layout import Driver
+from isolation.layout import Driver, Runtime
 from isolation.readings import POD_TICK
 from isolation.settings import IsolationSettings
 from lab.kubelet_tree import BUSY_LOOP, KubeletTree
@@ -42,7 +45,9 @@ from qos.state import NodeCapacity
 pytestmark = pytest.mark.cgroup_v1
 
 GIB = 1 << 30
-ALL = frozenset({0, 1})
+MIB = 1 << 20
+# The CPUs pods may use here: the machine's, not an assumed count.
+ALL = frozenset(os.sched_getaffinity(0))
 
 
 def web() -> Pod:
@@ -76,9 +81,16 @@ class Node:
         return built
 
     def read(self, knob: str, pod: str | None = None, container: bool = False) -> Any:
+        """`knob` of a pod (or its first container), of besteffort (no pod), or of a QoS
+        level or kubepods named by `pod` ("burstable", "kubepods")."""
         tree = self.tree
-        if pod is None:
-            cgroup = tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
+        levels = {
+            None: tree.layout.qos_cgroup(QOSClass.BEST_EFFORT),
+            "burstable": tree.layout.qos_cgroup(QOSClass.BURSTABLE),
+            "kubepods": tree.layout.kubepods(),
+        }
+        if pod in levels:
+            cgroup = levels[pod]
         elif container:
             p = self.pods[pod]
             cgroup = tree.container_cgroup(p, p.containers[0].name)
@@ -91,7 +103,7 @@ class Node:
         *,
         qos: dict[str, Any] | None = None,
         policy: Callable[[], QosSettings] | None = None,
-        cpu_milli: int = 2000,
+        cpu_milli: int = len(ALL) * 1000,
         **agent: Any,
     ) -> Loop:
         """A loop over this tree; batch is capped by cpuset unless `qos` (or the settings
@@ -121,12 +133,30 @@ class Node:
         )
 
 
+def _node(tree: KubeletTree, tmp_path: Path) -> Node:
+    pods_dir = tmp_path / "pods"
+    pods_dir.mkdir()
+    return Node(tree, pods_dir, tmp_path / "state", {})
+
+
 @pytest.fixture
 def node(hierarchy: Hierarchy, tmp_path: Path) -> Iterator[Node]:
     with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
-        pods_dir = tmp_path / "pods"
-        pods_dir.mkdir()
-        yield Node(tree, pods_dir, tmp_path / "state", {})
+        yield _node(tree, tmp_path)
+
+
+@pytest.fixture(
+    params=[(Driver.CGROUPFS, Runtime.CONTAINERD), (Driver.SYSTEMD, Runtime.CONTAINERD)],
+    ids=["cgroupfs", "systemd"],
+)
+def any_node(
+    request: pytest.FixtureRequest, hierarchy: Hierarchy, tmp_path: Path
+) -> Iterator[Node]:
+    """A node under either kubelet driver: `kubepods/burstable/pod<uid>/<id>` or
+    `kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod<uid>.slice/
+    cri-containerd-<id>.scope`."""
+    with KubeletTree(*request.param, hierarchy=hierarchy) as tree:
+        yield _node(tree, tmp_path)
 
 
 def first_tick(loop: Loop) -> Any:
@@ -137,27 +167,41 @@ def first_tick(loop: Loop) -> Any:
     return result
 
 
-def test_one_tick_applies_the_plan_and_revert_restores_every_original(node: Node) -> None:
+@pytest.mark.cgroup_v2
+def test_one_tick_applies_the_plan_and_revert_restores_every_original(any_node: Node) -> None:
+    node = any_node
     node.add(web(), busy=1)
     node.add(job(), busy=1)
-    before = {
-        (k, p, c): node.read(k, p, c)
-        for k, p, c in [
-            ("cpu.idle", None, False),
-            ("cpu.shares", None, False),
-            ("cpuset.cpus", None, False),
-            ("cpuset.cpus", "job", True),
-            ("cpu.max", "job", False),
-            ("cpu.max", "web", False),
-            ("cpuset.cpus", "web", False),
+    keys = [
+        ("cpu.idle", None, False),
+        ("cpu.shares", None, False),
+        ("cpuset.cpus", None, False),
+        ("cpu.idle", "job", False),
+        ("cpu.shares", "job", False),
+        ("cpuset.cpus", "job", True),
+        ("cpu.max", "job", False),
+        ("cpu.max", "web", False),
+        ("cpuset.cpus", "web", False),
+    ]
+    v2 = node.tree.hierarchy.mode is Mode.V2
+    if v2:
+        keys += [
+            (k, p, False)
+            for k in ("memory.min", "memory.low")
+            for p in ("web", "burstable", "kubepods")
         ]
-    }
+    before = {key: node.read(*key) for key in keys}
     loop = node.loop()
     result = first_tick(loop)
     assert result.report is not None and not result.report.failed, result.report
     plan = result.plan
     cap = plan.batch_tier.cpu_cap
-    assert node.read("cpu.idle") is True
+    # SCHED_IDLE on the batch pod itself; besteffort keeps kubelet's weight (see the rewrite test).
+    assert node.read("cpu.idle", "job") is True
+    assert (
+        node.read("cpu.idle") is False
+        and node.read("cpu.shares") == before[("cpu.shares", None, False)]
+    )
     assert node.read("cpuset.cpus") == frozenset(cap.cpus)
     # v1 cpusets: the whole subtree below besteffort follows (a child must fit its parent).
     assert node.read("cpuset.cpus", "job", container=True) == frozenset(cap.cpus)
@@ -165,7 +209,13 @@ def test_one_tick_applies_the_plan_and_revert_restores_every_original(node: Node
     assert node.read("cpu.max", "job") == CpuMax(50_000, 100_000)
     # The online pod is left exactly as kubelet made it.
     assert node.read("cpu.max", "web") == before[("cpu.max", "web", False)]
-    assert node.read("cpuset.cpus", "web") == ALL
+    assert node.read("cpuset.cpus", "web") == before[("cpuset.cpus", "web", False)]
+    if v2:
+        # Protection the kernel honours: every ancestor carries at least the pod's (1 GiB
+        # request: min 512 MiB, low 1 GiB; kubelet's MemoryQoS would put 1 GiB on both).
+        assert (node.read("memory.min", "web"), node.read("memory.low", "web")) == (GIB // 2, GIB)
+        for level in ("burstable", "kubepods"):
+            assert node.read("memory.min", level) == node.read("memory.low", level) == GIB
     status = read_status(node.state)
     assert status.ticks == 1 and status.pods["online"] == 1 and status.pods["batch"] == 1
     cpu = status.budgets[0]
@@ -177,6 +227,53 @@ def test_one_tick_applies_the_plan_and_revert_restores_every_original(node: Node
     assert reverted is not None and not reverted.failed
     after = {key: node.read(*key) for key in before}
     assert after == before
+
+
+@pytest.mark.cgroup_v2
+def test_kubelets_qos_rewrite_succeeds_while_colocd_holds_batch_back(any_node: Node) -> None:
+    """kubelet rewrites kubepods, burstable and besteffort every minute (weights; memory.min
+    with MemoryQoS). cpu.idle on besteffort made the kernel refuse those writes; on the batch
+    pods it does not, and the rewrite leaves batch where colocd holds it."""
+    node = any_node
+    node.add(web(), busy=1)
+    node.add(job(), busy=1)
+    be = node.tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
+    # The test can fail: idle on the QoS level makes kubelet's very writes fail.
+    node.tree.cgroups.write("cpu.idle", be, True)
+    refused = node.tree.kubelet_qos_update()
+    assert [(e.cgroup, e.file) for e in refused] == [
+        (be, "cpu.weight" if node.tree.hierarchy.mode is Mode.V2 else "cpu.shares")
+    ], refused
+    node.tree.cgroups.write("cpu.idle", be, False)
+    assert node.tree.kubelet_qos_update() == []  # kubelet puts besteffort's weight back
+
+    loop = node.loop()
+    first = first_tick(loop)
+    assert first.report is not None and not first.report.failed, first.report.failed
+    held = {
+        "idle": node.read("cpu.idle", "job"),
+        "cpus": node.read("cpuset.cpus"),
+        "quota": node.read("cpu.max", "job"),
+        "memory": node.read("memory.max"),
+    }
+    assert held["idle"] is True and held["cpus"] == frozenset(first.plan.batch_tier.cpu_cap.cpus)
+    for memory_qos in (False, True):
+        assert node.tree.kubelet_qos_update(memory_qos=memory_qos) == []
+        later = loop.tick()
+        assert later is not None and later.report is not None and not later.report.failed
+        if memory_qos and node.tree.hierarchy.mode is Mode.V2:
+            # kubelet's MemoryQoS figure (web's 1 GiB request) is colocd's: no tug of war.
+            assert (
+                node.read("memory.min", "burstable") == node.read("memory.min", "kubepods") == GIB
+            )
+        now = {
+            "idle": node.read("cpu.idle", "job"),
+            "cpus": node.read("cpuset.cpus"),
+            "quota": node.read("cpu.max", "job"),
+            "memory": node.read("memory.max"),
+        }
+        assert now == held
+    loop.close()
 
 
 def test_the_quota_mechanism_caps_besteffort_and_the_pods_below_fit_under_it(
@@ -194,7 +291,7 @@ def test_the_quota_mechanism_caps_besteffort_and_the_pods_below_fit_under_it(
     # cgroup v1 refuses a parent quota below a child's: the pod's came down to it.
     assert node.read("cpu.max", "job") == CpuMax(10_000, 100_000)
     assert node.read("cpuset.cpus") == ALL
-    assert node.read("cpu.idle") is True
+    assert node.read("cpu.idle", "job") is True and node.read("cpu.idle") is False
     loop.close()
     assert node.read("cpu.max") == CpuMax(None, 100_000)
     assert node.read("cpu.max", "job") == CpuMax(None, 100_000)
@@ -273,14 +370,14 @@ def test_by_default_batch_runs_as_cpu_idle_uncapped_where_the_kernel_has_it(
         source=DirPodSource(node.pods_dir),
         cgroups=cgroups,
         layout=node.tree.layout,
-        capacity=NodeCapacity(cpu_milli=2000, memory_bytes=8 * GIB),
+        capacity=NodeCapacity(cpu_milli=len(ALL) * 1000, memory_bytes=8 * GIB),
         executor=Executor.from_settings(cgroups, settings.isolation),
     )
     result = first_tick(loop)
     tier = result.plan.batch_tier
     assert tier.cpu_cap is None and tier.cpu_idle is not None
     assert "auto: the kernel has cpu.idle" in tier.cpu_idle.reason
-    assert node.read("cpu.idle") is True
+    assert node.read("cpu.idle", "job") is True and node.read("cpu.idle") is False
     assert node.read("cpuset.cpus") == ALL and node.read("cpu.max") == CpuMax(None, 100_000)
     assert loop.fast is not None and "no CPU cap to clamp" in loop.fast.detail
     loop.close()
@@ -395,7 +492,7 @@ def test_a_lost_pod_source_keeps_the_last_pods_then_holds_batch_back(node: Node)
     cpu = last.plan.budgets.cpu
     assert cpu.degraded and cpu.amount == 0, cpu.reason
     # Batch is held at the floor: one CPU, still SCHED_IDLE ...
-    assert len(node.read("cpuset.cpus")) == 1 and node.read("cpu.idle") is True
+    assert len(node.read("cpuset.cpus")) == 1 and node.read("cpu.idle", "job") is True
     # ... and online is never throttled by it.
     assert (node.read("cpu.max", "web"), node.read("cpuset.cpus", "web")) == web_before
     status = read_status(node.state)

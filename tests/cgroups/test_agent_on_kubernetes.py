@@ -96,7 +96,9 @@ def test_one_tick_follows_the_policy_publishes_the_budget_and_enforces_it(
         assert capacity["colocd.io/batch-cpu"] == str(cpu.amount)
         assert "colocd.io/batch-memory" in capacity
         be = tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
-        assert tree.cgroups.read("cpu.idle", be).value is True
+        # SCHED_IDLE on the batch pod, not on besteffort (whose weight kubelet rewrites).
+        assert tree.cgroups.read("cpu.idle", tree.pod_cgroup(job)).value is True
+        assert tree.cgroups.read("cpu.idle", be).value is False
         assert len(tree.cgroups.read("cpuset.cpus", be).value) == 1
         assert tree.cgroups.read("cpu.max", be).value == CpuMax(None, 100_000)
         assert any(why.startswith("batch on 1 of 2 shared CPUs") for why in status.batch_tier)

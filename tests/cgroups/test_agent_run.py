@@ -1,11 +1,13 @@
-"""`colocd run` on real v1 cgroups: --once --dry-run changes nothing; the daemon clamps batch
+"""`colocd run` on real cgroups: --once --dry-run changes nothing; the daemon clamps batch
 on an online surge through its fast path, publishes the budget in its status file and
-metrics, re-reads the pod directory, and reverts everything on SIGTERM.
+metrics, re-reads the pod directory, and reverts everything on SIGTERM (v1 on the host, and
+v2 in the VM, in a tree named as kubelet's systemd driver names it).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from agent.cli import main
 from agent.errors import StatusError
 from agent.report.status import Status, read_status
 from isolation.detect import Hierarchy
-from isolation.layout import Driver
+from isolation.layout import Driver, Runtime
 from lab.kubelet_tree import BUSY_LOOP, SURGE_WORKER, KubeletTree
 from qos.k8s_qos import QOSClass
 from qos.pod import Container, Pod, Resources
@@ -32,6 +34,9 @@ pytestmark = pytest.mark.cgroup_v1
 
 
 TRIGGERS = ("usage", "pressure")
+ALL = frozenset(os.sched_getaffinity(0))  # the machine's CPUs, not an assumed count
+# Waits stretch inside the VM of tests/vm, whose emulated CPU is ~18x slower.
+SLOW = 6 if os.environ.get("COLOCD_IN_VM") else 1
 
 
 def web() -> Pod:
@@ -96,9 +101,15 @@ def scrape(port: int) -> dict[str, float]:
     return values
 
 
+@pytest.mark.cgroup_v2
 def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_reverts(
-    tree: KubeletTree, tmp_path: Path
+    hierarchy: Hierarchy, tmp_path: Path
 ) -> None:
+    with KubeletTree(Driver.SYSTEMD, Runtime.CONTAINERD, hierarchy=hierarchy) as tree:
+        _surge_clamped_and_reverted(tree, tmp_path)
+
+
+def _surge_clamped_and_reverted(tree: KubeletTree, tmp_path: Path) -> None:
     pods = tmp_path / "pods"
     pods.mkdir()
     online = tree.add_pod(web())
@@ -106,18 +117,23 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
         tree.spawn(
             online, "app", SURGE_WORKER, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
         )
-        for _ in range(2)
+        for _ in ALL
     ]
     batch = tree.add_pod(hog("a"))
-    for _ in range(2):
+    for _ in ALL:
         tree.spawn(batch, "loop", BUSY_LOOP)
     for p in (online, batch):
         tree.write_manifest(p, pods)
+
+    def batch_idle() -> bool:
+        return tree.cgroups.read("cpu.idle", tree.pod_cgroup(batch)).value
+
     original = {k: besteffort(tree, k) for k in ("cpu.idle", "cpuset.cpus")}
+    original["pod cpu.idle"] = batch_idle()
     # Ticks 4 s apart: a clamp well before the next tick is the fast path's (its counter
     # says so too). The bound is generous: the machine is shared with other work.
-    # Node capacity 2.5 CPUs, margin 0: batch holds both CPUs while online idles and drops
-    # to one when online needs more than half a core.
+    # Node capacity: the CPUs + 0.5, margin 0: batch holds every CPU while online idles and
+    # drops to one when online spins on all of them.
     config = {
         "qos": {
             "cpu": {"mechanism": "cpuset"},
@@ -130,7 +146,7 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
     state, port = tmp_path / "state", free_port()
     argv = [sys.executable, "-m", "agent.cli", "-v", "run", "--pods", str(pods)]
     argv += ["--kubelet-cgroup-root", tree.root, "--config", str(tmp_path / "colocd.json")]
-    argv += ["--state-dir", str(state), "--node-cpu", "2.5", "--revert-on-exit"]
+    argv += ["--state-dir", str(state), "--node-cpu", f"{len(ALL) + 0.5}", "--revert-on-exit"]
     argv += ["--metrics-addr", f"127.0.0.1:{port}"]
     agent = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
     try:
@@ -141,29 +157,31 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
             except StatusError:  # not written yet
                 return None
 
-        first = wait_for(status, 15)
+        first = wait_for(status, 15 * SLOW)
         assert first.fast_path.mode in ("interval", "psi-trigger") and first.fast_path.detail
-        assert besteffort(tree, "cpuset.cpus") == frozenset({0, 1}), first.budgets[0].reason
-        assert besteffort(tree, "cpu.idle") is True
+        assert besteffort(tree, "cpuset.cpus") == ALL, first.budgets[0].reason
+        # SCHED_IDLE on the batch pod; besteffort is left to kubelet's own rewrites.
+        assert batch_idle() is True and besteffort(tree, "cpu.idle") is False
 
         start = time.monotonic()
         for w in workers:
             assert w.stdin is not None
             w.stdin.write("4\n")
             w.stdin.flush()
-        wait_for(lambda: len(besteffort(tree, "cpuset.cpus")) == 1, 5, step=0.005)
+        wait_for(lambda: len(besteffort(tree, "cpuset.cpus")) == 1, 5 * SLOW, step=0.005)
         reaction = time.monotonic() - start
-        assert reaction < 3.0, reaction
+        assert reaction < 3.0 * SLOW, reaction
 
         # The next ticks publish a smaller budget (the p95 window keeps the surge in mind).
         before = first.budgets[0].amount
         published = wait_for(
-            lambda: (s := status()) is not None and s.budgets[0].amount < before and s, 12
+            lambda: (s := status()) is not None and s.budgets[0].amount < before and s, 12 * SLOW
         )
         assert published.fast_path.clamps >= 1 and published.fast_path.recent
         assert published.fast_path.recent[0].cap == "batch cpuset 1"
         cpu = published.budgets[0]
-        assert cpu.reason.startswith(f"colocd.io/batch-cpu {cpu.amount}m = capacity 2500m")
+        capacity = len(ALL) * 1000 + 500
+        assert cpu.reason.startswith(f"colocd.io/batch-cpu {cpu.amount}m = capacity {capacity}m")
         metrics = scrape(port)
         clamps = sum(metrics[f'colocd_fastpath_clamps_total{{trigger="{t}"}}'] for t in TRIGGERS)
         assert clamps >= 1
@@ -171,10 +189,10 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
 
         # A new manifest in the directory is picked up by the next tick.
         tree.write_manifest(tree.add_pod(hog("b")), pods)
-        wait_for(lambda: (s := status()) is not None and s.pods["batch"] == 2, 10)
+        wait_for(lambda: (s := status()) is not None and s.pods["batch"] == 2, 10 * SLOW)
 
         agent.send_signal(signal.SIGTERM)
-        assert agent.wait(timeout=15) == 0
+        assert agent.wait(timeout=15 * SLOW) == 0
     finally:
         if agent.poll() is None:
             agent.kill()
@@ -184,4 +202,5 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
             w.stdout.close()
     log = agent.stderr.read() if agent.stderr else ""
     assert "fast path: " in log and "clamped to batch cpuset 1" in log
-    assert {k: besteffort(tree, k) for k in original} == original
+    reverted = {k: besteffort(tree, k) for k in ("cpu.idle", "cpuset.cpus")}
+    assert reverted | {"pod cpu.idle": batch_idle()} == original

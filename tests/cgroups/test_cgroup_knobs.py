@@ -23,7 +23,7 @@ from isolation.knobs import (
 
 # (knob, value, v1 file texts, v2 file texts); None = no binding on that version.
 CASES: list[tuple[str, Any, tuple[str, ...] | None, tuple[str, ...] | None]] = [
-    ("cpu.shares", 1024, ("1024",), ("39",)),
+    ("cpu.shares", 1024, ("1024",), ("100",)),
     ("cpu.shares", 2, ("2",), ("1",)),
     ("cpu.shares", 262144, ("262144",), ("10000",)),
     ("cpu.max", CpuMax(20000, 100000), ("20000", "100000"), ("20000 100000",)),
@@ -78,9 +78,19 @@ def test_memory_limits_are_rounded_down_to_a_page_like_the_kernel() -> None:
     assert knob("memory.max").v2.format(PAGE_SIZE * 3 + 1, None) == (str(PAGE_SIZE * 3),)  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("shares", "weight"), [(2, 1), (512, 20), (1024, 39), (2048, 79)])
-def test_shares_convert_to_weight_as_kubelet_does(shares: int, weight: int) -> None:
+# runc >= 1.3.2 / crun >= 1.23: the defaults meet (1024 -> 100); runc issue 4896 shows
+# 2000 -> 170 (77 with the linear formula of runc <= 1.3.1).
+@pytest.mark.parametrize(
+    ("shares", "weight"),
+    [(2, 1), (3, 2), (512, 59), (1024, 100), (2000, 170), (2048, 174), (262144, 10000)],
+)
+def test_shares_convert_to_weight_as_the_runtimes_do_today(shares: int, weight: int) -> None:
     assert shares_to_weight(shares) == weight
+
+
+@given(st.integers(min_value=2, max_value=262143))
+def test_the_conversion_never_falls_as_shares_rise(shares: int) -> None:
+    assert shares_to_weight(shares) <= shares_to_weight(shares + 1)
 
 
 @given(st.integers(min_value=1, max_value=10000))

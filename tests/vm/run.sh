@@ -7,8 +7,9 @@
 # The host root is shared read-only over 9p and the repository read-write at the same path,
 # so the guest runs this checkout's .venv. Where KVM cannot boot a stock kernel (no
 # /dev/kvm, or the paravirtual kvm_pvm), QEMU emulates the CPU (TCG): ~18x slower, so the
-# v2 subset is kept lean. Exit status: the guest pytest's; 0 with a "skipped" line when
-# the VM cannot run here (no qemu, no kernel with 9p, no virtme-ng).
+# v2 subset is kept lean. Exit status: the guest pytest's (5, no tests collected, is a
+# failure); when the VM cannot run here (no qemu, no kernel with 9p, no virtme-ng) 0 with a
+# "skipped" line on a developer's machine, and 1 in CI (CI=true): CI must run the v2 suite.
 #
 # Environment: COLOCD_VM_KERNEL=/boot/vmlinuz-..., COLOCD_VM_MEM (default 2G),
 # COLOCD_VM_VERBOSE=1 (kernel log), COLOCD_VM_CMD (a command to run instead of pytest,
@@ -17,7 +18,10 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd -P)
 venv=${VENV:-$repo/.venv}
-skip() { echo "test-vm: skipped: $*" >&2; exit 0; }
+skip() {
+    if [[ ${CI:-} == true ]]; then echo "test-vm: FAILED (CI=true): cannot run the VM: $*" >&2; exit 1; fi
+    echo "test-vm: skipped: $*" >&2; exit 0
+}
 
 command -v qemu-system-x86_64 >/dev/null || skip "qemu-system-x86_64 missing (make system-deps, as root)"
 [[ -x $venv/bin/vng ]] || skip "virtme-ng missing in $venv (make install installs the vm extra)"
@@ -41,7 +45,9 @@ args=("$@")
 
 # Single-quote for the guest's /bin/sh; vng also shlex-splits --rwdir/--cwd.
 q() { local s=$1; printf "'%s'" "${s//\'/\'\\\'\'}"; }
-cmd="cd $(q "$repo") || exit 125; export PATH=$(q "$venv/bin:$PATH") COLOCD_IN_VM=1;"
+# The guest leaves this file behind once it runs a command: proof the VM booted.
+marker=$(mktemp -u "$repo/.test-vm-booted.XXXXXX")
+cmd="cd $(q "$repo") || exit 125; : > $(q "$marker"); export PATH=$(q "$venv/bin:$PATH") COLOCD_IN_VM=1;"
 cmd+=" ${COLOCD_VM_CMD:-$(q "$venv/bin/pytest") -q -p no:cacheprovider}"
 for a in "${args[@]}"; do cmd+=" $(q "$a")"; done
 
@@ -55,4 +61,7 @@ PATH="$venv/bin:$PATH" "$venv/bin/vng" --run "$kernel" "${accel[@]}" --cpus 2 \
     --exec "$cmd" </dev/null 2> >(cat >&2) | cat
 rc=${PIPESTATUS[0]}
 wait 2>/dev/null
+booted=0; [[ -e $marker ]] && booted=1; rm -f "$marker"
+(( booted )) || skip "the VM did not boot (vng status $rc; COLOCD_VM_VERBOSE=1 shows the kernel log)"
+if (( rc == 5 )); then echo "test-vm: pytest collected no tests in the VM" >&2; exit 1; fi
 exit "$rc"
