@@ -33,7 +33,7 @@ lint: install
 	$(BIN)/lint-imports
 
 # Host suite (real cgroup v1, network namespaces, kmock, Prometheus, and the image: built by
-# tests/cgroups/test_image_smoke.py through make image's script, cached, run with crun);
+# tests/cgroups/test_image_smoke.py through make image's script, cached, run with runc);
 # pytest's "no tests" (exit 5) is a failure here, never a silent pass.
 test-host: install system-deps
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; \

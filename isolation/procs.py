@@ -12,7 +12,7 @@ from pathlib import Path
 from isolation.cgroups import Cgroups
 from isolation.errors import CgroupGoneError, WriteError
 
-__all__ = ["kill_subtree", "pids_below"]
+__all__ = ["alive", "kill_subtree", "pids_below"]
 
 
 def pids_below(cgroups: Cgroups, cgroup: str) -> frozenset[int]:
@@ -27,6 +27,16 @@ def pids_below(cgroups: Cgroups, cgroup: str) -> frozenset[int]:
                 continue  # removed while walking (the pod is going anyway)
             pids.update(int(p) for p in text.split())
     return frozenset(pids)
+
+
+def alive(pid: int, proc_root: str = "/proc") -> bool:
+    """Not yet exited: a zombie stays in cgroup.procs until its parent reaps it, and no
+    signal reaches it any more."""
+    try:
+        stat = Path(proc_root, str(pid), "stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def kill_subtree(cgroups: Cgroups, cgroup: str) -> bool:

@@ -11,7 +11,7 @@
 # umoci, because it reads and writes an OCI image layout directory directly: no daemon, no
 # containers-storage under /var/lib (buildah's), no registry (skopeo only copies images, it
 # cannot build one), one binary from Debian; and `umoci unpack` makes the runtime bundle the
-# smoke test hands to crun.
+# smoke test hands to runc.
 #
 # Cached in build/image/<key>/ where <key> hashes every input (this script, the package
 # list, pyproject.toml, the Containerfile and the Python sources): a warm run only hashes.
@@ -54,7 +54,8 @@ work=$(mktemp -d build/image-work.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
 # The wheel and its deps are fetched here, with this machine's pip and its settings (proxy,
-# CA); the chroot installs from that wheelhouse only (--no-index), so it needs no network.
+# CA); the chroot installs from that wheelhouse only (--no-index, --isolated from this
+# machine's PIP_* settings), so it needs no network.
 "$PY" -m pip wheel -q --no-deps -w "$work/wheels" . 2>&1 | grep -v -i -E 'license|^\s*$' >&2 || true
 "$PY" -m pip download -q -d "$work/wheels" "$work"/wheels/colocd-*.whl 2>&1 \
   | grep -v "Location '/opt/wheels' is ignored" >&2 || true
@@ -73,7 +74,7 @@ mmdebstrap --quiet --mode=root --variant=essential --include="$packages" \
   --customize-hook="sync-out /var/cache/apt/archives $debs" \
   --customize-hook="copy-in $work/wheels /tmp" \
   --customize-hook='chroot "$1" python3 -m venv /opt/colocd' \
-  --customize-hook='env -i PATH=/usr/bin:/bin chroot "$1" /opt/colocd/bin/pip install -q --no-cache-dir --no-index --find-links /tmp/wheels colocd' \
+  --customize-hook='chroot "$1" /opt/colocd/bin/pip install -q --isolated --no-cache-dir --no-index --find-links /tmp/wheels colocd' \
   --customize-hook='rm -rf "$1/tmp/wheels"' \
   --customize-hook='echo "colocd:x:65532:65532:colocd:/nonexistent:/usr/sbin/nologin" >> "$1/etc/passwd"' \
   --customize-hook='echo "colocd:x:65532:" >> "$1/etc/group"' \

@@ -20,7 +20,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 from agent.act.evictor import (
     EvictionOutcome,
@@ -34,7 +33,7 @@ from isolation.cgroups import Cgroups
 from isolation.discovery import discover_pod
 from isolation.errors import CgroupGoneError, IsolationError
 from isolation.layout import KubeletLayout
-from isolation.procs import kill_subtree, pids_below
+from isolation.procs import alive, kill_subtree, pids_below
 from qos.plan import Eviction
 from qos.pod import Pod
 
@@ -114,7 +113,7 @@ class CgroupEvictor:
                 log.info("evict pod %s: cgroup.kill of /%s", key, cgroup)
                 return
             for _ in range(KILL_ROUNDS):
-                left = {p for p in pids_below(self._cgroups, cgroup) if _alive(p)}
+                left = {p for p in pids_below(self._cgroups, cgroup) if alive(p)}
                 if not left:
                     return
                 log.info("evict pod %s: SIGKILL to %d processes of /%s", key, len(left), cgroup)
@@ -133,16 +132,6 @@ class CgroupEvictor:
         self, request: EvictionRequest, result: EvictionResult, message: str
     ) -> EvictionOutcome:
         return record(self._metrics, EvictionOutcome(request, result, message))
-
-
-def _alive(pid: int) -> bool:
-    """Not yet exited: a zombie stays in cgroup.procs until its parent reaps it, and no
-    signal reaches it any more."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _signal(pids: set[int] | frozenset[int], signum: signal.Signals) -> str:

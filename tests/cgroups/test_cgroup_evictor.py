@@ -25,7 +25,7 @@ from agent.act.cgroup_evictor import CgroupEvictor
 from agent.report.metrics import KubeMetrics
 from isolation.detect import Hierarchy
 from isolation.layout import Driver
-from isolation.procs import pids_below
+from isolation.procs import alive, pids_below
 from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.plan import Eviction
 from qos.pod import BATCH_CPU, Container, Pod, Resources
@@ -54,14 +54,6 @@ def batch(name: str, batch_cpu: str = "0") -> Pod:
 
 def web() -> Pod:
     return Pod("shop", "web", containers=(Container("app", Resources({"cpu": Decimal("0.2")})),))
-
-
-def alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 @pytest.fixture

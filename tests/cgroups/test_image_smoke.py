@@ -1,11 +1,13 @@
 """The image `make image` builds, run the way the DaemonSet runs it: unpacked with umoci and
-started by a real OCI runtime (crun) with a read-only root filesystem and exactly the
+started by a real OCI runtime (runc) with a read-only root filesystem and exactly the
 capabilities deploy/daemonset.yaml grants. Inside: `colocd --version` as the image's own
 (non-root) user, then `colocd run --once --dry-run` as uid 0 on a kubelet-like tree.
 
-Harmless to the host: crun creates no cgroup (--cgroup-manager=disabled); the container
-has its own PID, mount, network, IPC and UTS namespaces; the tree's cgroups are bind-mounted
-read-only (a dry run writes nothing, and could not).
+Harmless to the host: runc makes the container's cgroup beneath the test's own (a relative
+cgroupsPath) and removes it; the container has its own PID, mount, network, IPC and UTS
+namespaces; the tree's cgroups are bind-mounted read-only (a dry run writes nothing, and
+could not). Not crun: it refuses a hybrid host whose cgroup2 mount has a controller
+(hugetlb here), even with --cgroup-manager=disabled.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from qos.pod import Container, Pod, Resources
 pytestmark = [pytest.mark.cgroup_v1, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-TOOLS = ("mmdebstrap", "umoci", "crun")
+TOOLS = ("mmdebstrap", "umoci", "runc")
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +80,9 @@ def bind(source: Path, destination: str) -> dict[str, Any]:
     }
 
 
-def crun(bundle: Path, args: list[str], *, uid: int | None, mounts: list[dict[str, Any]]) -> Any:
+def run_in_image(
+    bundle: Path, args: list[str], *, uid: int | None, mounts: list[dict[str, Any]]
+) -> Any:
     """Run `args` in the image as the DaemonSet would; the CompletedProcess."""
     config = json.loads((bundle / "config.json").read_text())
     base = config.setdefault("_image", {"process": config["process"], "mounts": config["mounts"]})
@@ -96,19 +100,22 @@ def crun(bundle: Path, args: list[str], *, uid: int | None, mounts: list[dict[st
     run_config["mounts"] = [m for m in base["mounts"] if m["destination"] != "/sys/fs/cgroup"]
     run_config["mounts"] += mounts
     run_config["linux"].pop("resources", None)
-    (bundle / "config.json").write_text(json.dumps({**run_config, "_image": base}))
     name = f"colocd-smoke-{secrets.token_hex(4)}"
+    # A relative cgroupsPath: runc makes the container's cgroup beneath its own, in every
+    # controller, and `runc delete` removes it.
+    run_config["linux"]["cgroupsPath"] = name
+    (bundle / "config.json").write_text(json.dumps({**run_config, "_image": base}))
     try:
         return subprocess.run(
-            ["crun", "--cgroup-manager=disabled", "run", "--bundle", str(bundle), name],
+            ["runc", "run", "--bundle", str(bundle), name],
             check=False, capture_output=True, text=True, timeout=180, stdin=subprocess.DEVNULL,
         )  # fmt: skip
     finally:
-        subprocess.run(["crun", "delete", "--force", name], check=False, capture_output=True)
+        subprocess.run(["runc", "delete", "--force", name], check=False, capture_output=True)
 
 
 def test_the_image_says_its_version_as_its_own_non_root_user(bundle: Path) -> None:
-    out = crun(bundle, ["colocd", "--version"], uid=None, mounts=[])
+    out = run_in_image(bundle, ["colocd", "--version"], uid=None, mounts=[])
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "colocd 0.1.0"
     config = json.loads((bundle / "config.json").read_text())
@@ -142,7 +149,9 @@ def test_a_dry_run_tick_inside_the_image_reads_the_tree_and_writes_nothing(
     mounts = [bind(m / tree.root, f"/host/cgroup/{name}") for name, m in tree.mounts.items()]
     mounts.append(bind(pods, "/etc/colocd/pods"))
     argv = ["colocd", "run", "--pods", "/etc/colocd/pods", "--cgroup-root", "/host/cgroup"]
-    out = crun(bundle, [*argv, "--once", "--dry-run", "--node-name", "smoke"], uid=0, mounts=mounts)
+    out = run_in_image(
+        bundle, [*argv, "--once", "--dry-run", "--node-name", "smoke"], uid=0, mounts=mounts
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert out.stdout.startswith("plan (dry run, nothing is written)"), out.stdout
     idle_row = next(line for line in out.stdout.splitlines() if line.startswith("cpu.idle"))
