@@ -4,7 +4,7 @@ PYTHON ?= python3
 STAMP  := $(VENV)/.installed
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps demo test test-host test-vm lint bench crd clean
+.PHONY: install system-deps image demo test test-host test-vm lint bench crd clean
 
 install: $(STAMP)
 
@@ -17,6 +17,12 @@ $(STAMP): pyproject.toml
 system-deps:
 	scripts/install-system-deps.sh
 
+# The OCI image, built here with no daemon and no registry (mmdebstrap + umoci; needs root):
+# prints its tag and size, and writes the SBOM (dpkg.txt, pip-freeze.txt) next to it in
+# build/image/current/. Cached on a hash of its inputs: a warm run takes about a second.
+image: install system-deps
+	scripts/build-image.sh
+
 # Colocation on this machine: online alone, + batch under kubelet's defaults, + batch under
 # the real agent; a table, a verdict and colocd-demo.png (needs root; about a minute).
 demo: install
@@ -26,8 +32,9 @@ lint: install
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-# Host suite (real cgroup v1, network namespaces, kmock, Prometheus); pytest's "no tests"
-# (exit 5) is a failure here, never a silent pass.
+# Host suite (real cgroup v1, network namespaces, kmock, Prometheus, and the image: built by
+# tests/cgroups/test_image_smoke.py through make image's script, cached, run with runc);
+# pytest's "no tests" (exit 5) is a failure here, never a silent pass.
 test-host: install system-deps
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; exit $$rc

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from importlib.metadata import PackageNotFoundError, version
 
 from agent.commands import COMMANDS
 from agent.errors import AgentError
@@ -17,6 +18,14 @@ what the online tiers need, hands the idle CPU, memory and GPU to batch pods, an
 that split with cgroups (v2 and v1) and tc shaping. Every decision carries a reason."""
 
 
+def _version() -> str:
+    """The installed distribution's version (what the image and the wheel carry)."""
+    try:
+        return version("colocd")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="colocd",
@@ -24,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run 'colocd COMMAND --help' for a command's options.",
     )
+    parser.add_argument("--version", action="version", version=f"colocd {_version()}")
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-v info, -vv debug)"
     )

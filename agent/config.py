@@ -166,6 +166,12 @@ class AgentSettings(_Section):
         description="systemd's notify socket (default: $NOTIFY_SOCKET, which systemd sets for "
         "a Type=notify unit): READY=1 after the first tick, WATCHDOG=1 every tick.",
     )
+    kill_grace_s: float = Field(
+        30.0,
+        ge=0,
+        description="With pods_dir (a bare host, no Eviction API), an evicted pod's processes "
+        "get SIGTERM, then SIGKILL after this many seconds (kubelet's default grace period).",
+    )
     pods_stale_after_s: float = Field(
         300.0,
         gt=0,

@@ -22,12 +22,14 @@ loop writes throttles online (see `agent.act.enforce`).
 
 The Kubernetes side plugs in through small seams (`agent.cluster` provides them): any
 `PodSource`, a `publish(plan)` for the node's extended resources, an `evict(eviction, pod)`
-for the Eviction API and a `qos()` giving the brain's settings from the policies in force;
+(the Eviction API, or signals through the pod's cgroup on a bare host) and a `qos()` giving
+the brain's settings from the policies in force;
 a `Notifier` for systemd (sd_notify READY/WATCHDOG/STOPPING). Each is optional.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -259,10 +261,12 @@ class Loop:
             self.publish(plan)
         for e in plan.evictions:
             place = topo.by_key(e.pod)
-            if self.evict is not None and not self.dry_run:
-                self.evict(e, None if place is None else place.state.pod)
-            else:
-                log.warning("eviction decided, no evictor here (static pods): %s", e.reason)
+            if self.evict is None:
+                log.warning("eviction decided, no evictor here: %s", e.reason)
+                continue
+            # A dry-run agent hands the evictor dry-run evictions: reported, never carried out.
+            wanted = dataclasses.replace(e, dry_run=True) if self.dry_run else e
+            self.evict(wanted, None if place is None else place.state.pod)
 
     # --- the fast path ---------------------------------------------------------------------
 

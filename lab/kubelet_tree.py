@@ -49,6 +49,7 @@ from isolation.detect import Hierarchy, Mode, detect_hierarchy
 from isolation.errors import IsolationError
 from isolation.knobs import CpuMax
 from isolation.layout import Driver, KubeletLayout, Runtime, join, normalize_cgroup
+from isolation.procs import alive
 from qos.k8s_qos import QOSClass, pod_qos_class
 from qos.pod import Container, ContainerRuntimeID, Pod
 from qos.state import pod_state
@@ -113,15 +114,6 @@ class QosWriteError(NamedTuple):
 def milli_to_quota(milli: int) -> int:
     """kubelet's MilliCPUToQuota (period 100 ms, at least 1 ms)."""
     return max(milli * CFS_PERIOD_US // 1000, 1000)
-
-
-def _alive(pid: int) -> bool:
-    """Running, as opposed to gone or a zombie waiting for its parent to reap it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class KubeletTree:
@@ -478,7 +470,7 @@ class KubeletTree:
                 proc.wait(timeout=10)
             return
         deadline = time.monotonic() + 10
-        while _alive(pid) and time.monotonic() < deadline:
+        while alive(pid) and time.monotonic() < deadline:
             time.sleep(0.01)
 
     # --- teardown ----------------------------------------------------------------------------

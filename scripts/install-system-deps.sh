@@ -8,6 +8,7 @@ PACKAGES=(
   iproute2 iperf3 nftables                          # network namespaces, HTB, traffic
   prometheus                                        # a real Prometheus scraping the agent
   systemd                                           # systemd-analyze verify of the unit
+  mmdebstrap umoci runc                             # make image and its in-image smoke test
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

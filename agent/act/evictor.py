@@ -88,8 +88,7 @@ class Evictor:
         self._max_backoff_s = max_backoff_s
         self._clock = clock
         self._refusals: dict[str, _Refusal] = {}
-        for result in EvictionResult:  # from 0, so the first failure shows in increase()
-            metrics.evictions.labels(result.value)
+        count_from_zero(metrics)
 
     def evict(self, request: EvictionRequest, *, dry_run: bool = False) -> EvictionOutcome:
         now = self._clock()
@@ -144,7 +143,19 @@ class Evictor:
         message: str,
         retry_at: float | None = None,
     ) -> EvictionOutcome:
-        self._metrics.evictions.labels(result.value).inc()
-        level = logging.WARNING if result in (EvictionResult.FAILED,) else logging.INFO
-        log.log(level, "evict pod %s: %s: %s", request.key, result.value, message)
-        return EvictionOutcome(request, result, message, retry_at)
+        return record(self._metrics, EvictionOutcome(request, result, message, retry_at))
+
+
+def count_from_zero(metrics: KubeMetrics) -> None:
+    """Every result's series from 0, so the first failure shows in increase()."""
+    for result in EvictionResult:
+        metrics.evictions.labels(result.value)
+
+
+def record(metrics: KubeMetrics, outcome: EvictionOutcome) -> EvictionOutcome:
+    """Count and log an eviction's outcome, however it was carried out (API or signals)."""
+    metrics.evictions.labels(outcome.result.value).inc()
+    level = logging.WARNING if outcome.result is EvictionResult.FAILED else logging.INFO
+    request = outcome.request
+    log.log(level, "evict pod %s: %s: %s", request.key, outcome.result.value, outcome.message)
+    return outcome

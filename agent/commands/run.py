@@ -15,6 +15,7 @@ import psutil
 from prometheus_client import CollectorRegistry
 
 from agent import config
+from agent.act.cgroup_evictor import CgroupEvictor
 from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
 from agent.errors import ConfigError
@@ -48,7 +49,8 @@ Pods come from the Kubernetes API (the pods bound to --node-name or $NODE_NAME; 
 credentials or --kubeconfig); there the ColocationPolicies in force set the brain's
 settings, the budgets are published on the Node (colocd.io/batch-*) and evictions go
 through the Eviction API. On a bare host, --pods DIR reads Pod manifests from a directory
-instead (like kubelet's static pods, re-read when it changes).
+instead (like kubelet's static pods, re-read when it changes), and an eviction stops the
+pod's processes through its cgroup: SIGTERM, then SIGKILL after agent.kill_grace_s.
 
 Settings come from --config FILE (YAML or JSON with the sections qos, isolation and
 agent; see agent/config.py for every field) with these flags laid over it. The node's CPU
@@ -268,6 +270,10 @@ def run(args: argparse.Namespace) -> int:
         seams: dict[str, Any] = {}
         if agent.pods_dir is not None:
             source: PodSource = DirPodSource(agent.pods_dir)
+            # No Eviction API on a bare host: evictions signal the pod's cgroup.
+            evictor = CgroupEvictor(cgroups, layout, metrics.kube, grace_s=agent.kill_grace_s)
+            stack.callback(evictor.close)
+            seams = {"evict": evictor.evict}
         else:
             client = KubeClient.connect(None if agent.kubeconfig is None else str(agent.kubeconfig))
             stack.callback(client.close)
