@@ -24,7 +24,9 @@ a `Notifier` for systemd (sd_notify READY/WATCHDOG/STOPPING). Each is optional.
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -43,7 +45,7 @@ from agent.report.tick_report import RECENT_CLAMPS, fast_path_status, status_of,
 from agent.sources.pod_source import PodSnapshot, PodSource
 from agent.tick import Clamp, Degraded, TickResult
 from isolation.cgroups import Cgroups
-from isolation.errors import IsolationError
+from isolation.errors import IsolationError, JournalError
 from isolation.executor import ApplyReport, Executor, Write
 from isolation.layout import KubeletLayout
 from qos.decide import BrainState, cpu_mechanism, decide
@@ -132,6 +134,8 @@ class Loop:
         self._source_lost_at: float | None = None
         self._ready = False
         self._node_state: tuple[tuple[int, TierSettings], NodeState] | None = None
+        # Why the loop stopped on its own (the kernel refuses writes for lack of privilege).
+        self.fatal: str | None = None
 
     # --- one tick ------------------------------------------------------------------------
 
@@ -228,6 +232,11 @@ class Loop:
         report = self.executor.apply(writes)
         if self.metrics is not None:
             self.metrics.applied(report)
+        try:
+            # Pods come and go: what is cached or journaled for cgroups gone is dropped.
+            self.executor.sweep()
+        except JournalError as err:
+            log.warning("compact the journal: %s", err)
         return report
 
     def _act(self, plan: Plan, topo: Topology) -> None:
@@ -346,7 +355,8 @@ class Loop:
                 result = None
             if result is not None:
                 self._notify()
-            if once:
+                self.fatal = _denied(result)
+            if once or self.fatal is not None:
                 return result
             deadline = max(deadline + tick_s, self.clock())
             if self.fast is not None:
@@ -374,3 +384,21 @@ class Loop:
             report = self.executor.close()
         self.cgroups.close()
         return report
+
+
+def _denied(result: TickResult) -> str | None:
+    """The kernel refused writes for lack of privilege (EACCES/EPERM): colocd is not running
+    as root, or something stronger (an LSM, a read-only view) stands in its way. Nothing
+    it would do can work, so the loop stops and says so instead of failing every tick."""
+    report = result.report
+    if report is None:
+        return None
+    denied = [r for r in report.failed if r.errno in (errno.EACCES, errno.EPERM)]
+    if not denied:
+        return None
+    first = denied[0]
+    return (
+        f"write {first.write.knob} of /{first.write.cgroup}: {os.strerror(first.errno or 0)} "
+        f"({len(denied)} of {len(report.results)} writes refused): colocd must run as root "
+        "with write access to the cgroup tree"
+    )

@@ -19,8 +19,12 @@ Read the journal ({FILENAME}) in the state directory, write each original value 
 and children in a safe order, cpu.shares after cpu.idle), and drop what was restored or whose
 cgroup no longer exists. Entries that fail stay for the next attempt.
 
-Exit status: 0 when everything was restored, 1 when something failed or the journal is
-unusable, 2 for bad usage."""
+A journal a crash damaged (NUL bytes, a line cut short, a checksum that does not match)
+is reverted as far as it is intact: every intact record is restored, and each line that
+could not be read is reported and kept in the file, never deleted.
+
+Exit status: 0 when everything was restored, 1 when something failed, some lines could not
+be read or the journal is unusable, 2 for bad usage."""
 
 COLUMNS = (("RESULT", "result"), ("KNOB", "knob"), ("CGROUP", "cgroup"), ("REASON", "reason"))
 
@@ -48,6 +52,8 @@ def run(args: argparse.Namespace) -> int:
     except IsolationError as err:
         report.error(str(err))
         return 1
+    for d in journal.damaged:
+        report.error(f"journal {journal.path}: line {d.line} unreadable, kept: {d.reason}")
     rows = [
         {
             "result": r.outcome.value,
@@ -60,6 +66,6 @@ def run(args: argparse.Namespace) -> int:
     emit(rows, args.output, COLUMNS)
     for r in result.failed:
         report.error(r.reason)
-    if not rows:
+    if not rows and not journal.damaged:
         report.warning(f"nothing to revert in {args.state_dir}")
-    return 1 if result.of(Outcome.FAILED) else 0
+    return 1 if result.of(Outcome.FAILED) or journal.damaged else 0
