@@ -410,7 +410,13 @@ class Executor:
             it.result = Result(it.write, Outcome.SKIPPED, "cpu.idle=1 pins cpu.shares")
             return
         if it.knob.pins and not current.value:
-            self._journal_pinned(it)
+            try:
+                self._journal_pinned(it)
+            except JournalError as err:  # shares' original unknown: idle must not touch it
+                it.result = self._fail(it, err)
+                for p in it.pinned:
+                    p.result = Result(p.write, Outcome.SKIPPED, f"not written: {err}")
+                return
         if not self._write(it, it.desired, current):
             for p in it.pinned:
                 p.result = Result(p.write, Outcome.SKIPPED, f"not written: {it.knob.name} failed")

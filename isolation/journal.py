@@ -159,6 +159,8 @@ class Journal:
                 f.flush()
                 os.fsync(f.fileno())
         except OSError as err:
+            # Part of the line may have reached the file (ENOSPC): start the next one afresh.
+            self._ends_with_newline = False
             raise JournalError(str(self.path), f"cannot append: {err.strerror}") from err
         self._ends_with_newline = True
         self._entries[(cgroup, knob)] = entry
