@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from agent.report.metrics import KubeMetrics
 from agent.report.status import FILENAME as STATUS_FILE
@@ -38,7 +39,6 @@ from isolation.journal import FILENAME as JOURNAL_FILE
 from isolation.knobs import CpuMax
 from isolation.layout import Driver
 from lab.kubelet_tree import KubeletTree
-from prometheus_client import CollectorRegistry
 from qos.pod import BATCH_MEMORY
 from qos.samples import PressureReading
 from tests.cgroups.test_agent_loop import Node, first_tick, job, web
