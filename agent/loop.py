@@ -387,13 +387,14 @@ class Loop:
 
 
 def _denied(result: TickResult) -> str | None:
-    """The kernel refused writes for lack of privilege (EACCES/EPERM): colocd is not running
-    as root, or something stronger (an LSM, a read-only view) stands in its way. Nothing
+    """The kernel refused writes for lack of privilege (EACCES/EPERM) or on a read-only
+    mount (EROFS): colocd is not running as root, or something stronger (an LSM, a
+    read-only view of cgroupfs) stands in its way. Nothing
     it would do can work, so the loop stops and says so instead of failing every tick."""
     report = result.report
     if report is None:
         return None
-    denied = [r for r in report.failed if r.errno in (errno.EACCES, errno.EPERM)]
+    denied = [r for r in report.failed if r.errno in (errno.EACCES, errno.EPERM, errno.EROFS)]
     if not denied:
         return None
     first = denied[0]
