@@ -50,11 +50,12 @@ def _start_time(proc_root: str, pid: int) -> str | None:
 
 
 class NodeLock:
-    """Held from `acquire()` to `release()`; `cgroup_dir` is the kubepods directory."""
+    """Held from `acquire()` to `release()`; `cgroup_dir` is the kubepods directory (None:
+    the state dir lock only, e.g. for `colocd revert`, which must not run under an agent)."""
 
-    def __init__(self, state_dir: Path, cgroup_dir: Path, proc_root: str = "/proc") -> None:
+    def __init__(self, state_dir: Path, cgroup_dir: Path | None, proc_root: str = "/proc") -> None:
         self.state_dir = Path(state_dir)
-        self.cgroup_dir = Path(cgroup_dir)
+        self.cgroup_dir = cgroup_dir
         self.proc_root = proc_root
         self.path = self.state_dir / LOCK_FILE
         self._fd: int | None = None
@@ -62,6 +63,8 @@ class NodeLock:
 
     def acquire(self) -> None:
         self._lock_state_dir()
+        if self.cgroup_dir is None:
+            return
         try:
             self._mark_tree()
         except OwnerError:
@@ -89,6 +92,7 @@ class NodeLock:
         self._fd = fd
 
     def _owner(self) -> Owner | None:
+        assert self.cgroup_dir is not None
         try:
             raw = os.getxattr(self.cgroup_dir, MARKER)
             obj = json.loads(raw)
@@ -99,6 +103,7 @@ class NodeLock:
             return None  # a damaged marker claims nothing
 
     def _mark_tree(self) -> None:
+        assert self.cgroup_dir is not None
         me = Owner(os.getpid(), _start_time(self.proc_root, os.getpid()) or "", str(self.state_dir))
         other = self._owner()
         if other is not None and other.pid != me.pid:
@@ -125,7 +130,7 @@ class NodeLock:
 
     def release(self) -> None:
         """Remove the marker (when still ours) and drop the lock."""
-        if self._marked:
+        if self._marked and self.cgroup_dir is not None:
             owner = self._owner()
             if owner is not None and owner.pid == os.getpid():
                 try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from agent.cli_support import Reporter, add_output_flag
 from agent.commands.discover import add_cgroup_flags
@@ -12,12 +13,14 @@ from isolation.detect import detect_hierarchy
 from isolation.errors import IsolationError
 from isolation.executor import Executor, Outcome
 from isolation.journal import FILENAME, Journal
+from isolation.owner import NodeLock
 
 HELP = "restore every cgroup value colocd changed (from the journal in --state-dir)"
 DESCRIPTION = f"""\
 Read the journal ({FILENAME}) in the state directory, write each original value back (parents
 and children in a safe order, cpu.shares after cpu.idle), and drop what was restored or whose
-cgroup no longer exists. Entries that fail stay for the next attempt.
+cgroup no longer exists. Entries that fail stay for the next attempt. It refuses to run
+while an agent holds the state directory.
 
 A journal a crash damaged (NUL bytes, a line cut short, a checksum that does not match)
 is reverted as far as it is intact: every intact record is restored, and each line that
@@ -44,14 +47,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = Reporter()
+    lock = NodeLock(Path(args.state_dir), None)  # never under a running agent
     try:
         hierarchy = detect_hierarchy(args.cgroup_root)
         cgroups = Cgroups(hierarchy)
+        lock.acquire()
         journal = Journal(args.state_dir, str(hierarchy.root), cgroups.version)
         result = Executor(cgroups, journal, force_rewrite_s=0).revert()
     except IsolationError as err:
         report.error(str(err))
         return 1
+    finally:
+        lock.release()
     for d in journal.damaged:
         report.error(f"journal {journal.path}: line {d.line} unreadable, kept: {d.reason}")
     rows = [

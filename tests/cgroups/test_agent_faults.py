@@ -161,6 +161,9 @@ def test_a_second_agent_refuses_to_start_and_names_the_first_ones_pid(
         assert err == (
             f"colocd: error: own {lock}: another colocd (pid {first.pid}) runs with this state dir"
         )
+        # Nor does `colocd revert` pull the tree from under it.
+        assert main(["revert", "--state-dir", str(state)]) == 1
+        assert f"another colocd (pid {first.pid})" in capsys.readouterr().err
         # Another state dir, the same tree: the marker. The tree is left as it is.
         enforced = node.knobs()
         other = node.root / "other"
