@@ -13,8 +13,12 @@ CPU cap is tighter; the next tick takes over from there.
 
 Failing towards online: while the pod source cannot be read the last pods it gave are used;
 after `pods_stale_after_s` the readings are withheld, so the brain degrades every budget to
-0 and batch is held back. Stale readings degrade the same way inside the brain. Nothing the
-loop writes throttles online (see `agent.act.enforce`).
+0: nothing new is offered to batch and its CPU cap falls to its floor, while its memory
+limits stay where fresh readings put them (see `qos.limits.batch_tier`). Stale readings
+degrade the same way inside the brain. Nothing the loop writes throttles online (see
+`agent.act.enforce`). After each apply the executor drops what it cached and journaled for
+cgroups that are gone. Writes the kernel refuses for lack of privilege (or on a read-only
+mount) stop the loop with `fatal` set: nothing it would do could work.
 
 The Kubernetes side plugs in through small seams (`agent.cluster` provides them): any
 `PodSource`, a `publish(plan)` for the node's extended resources, an `evict(eviction, pod)`

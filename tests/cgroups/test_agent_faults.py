@@ -127,7 +127,7 @@ def ticked(state: Path, ticks: int = 1) -> Any:
             return None
         return s if s.ticks >= ticks else None
 
-    return wait_for(status, 20)
+    return wait_for(status, 60)  # generous: the machine is shared
 
 
 def stop(agent: subprocess.Popen[str], sig: int = signal.SIGTERM) -> tuple[int, str]:
