@@ -78,13 +78,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def bound(tree: KubeletTree, p: Pod) -> dict[str, Any]:
-    obj = tree.manifest(p)
-    obj["spec"]["nodeName"] = NODE
-    obj["status"]["phase"] = "Running"
-    return obj
-
-
 def online_pod(i: int) -> Pod:
     res = {"requests": {"cpu": "300m", "memory": "256Mi"}, "limits": {"cpu": "1"}}
     return pod(f"web-{i}", {"app": res})
@@ -110,7 +103,7 @@ class Soak:
         built = self.tree.add_pod(p)
         if argv is not None:
             self.procs.append(self.tree.spawn(built, built.containers[0].name, argv, **popen))
-        self.api.create(bound(self.tree, built))
+        self.api.create(self.tree.bound(built, NODE))
         return built
 
     def churn(self, live: int) -> None:
@@ -118,7 +111,7 @@ class Soak:
         self.created += 1
         while len(self.churned) > live:
             gone = self.churned.pop(0)
-            self.api.delete(bound(self.tree, gone))
+            self.api.delete(self.tree.bound(gone, NODE))
             self.tree.remove_pod(gone)
             self.deleted += 1
 

@@ -125,12 +125,17 @@ class Node:
         )
 
 
-@pytest.fixture
-def node(hierarchy: Hierarchy, tmp_path: Path) -> Iterator[Node]:
+def node_in(hierarchy: Hierarchy, tmp_path: Path) -> Iterator[Node]:
+    """A Node over a fresh kubelet-like tree, removed afterwards (the `node` fixtures)."""
     with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
         pods_dir = tmp_path / "pods"
         pods_dir.mkdir()
         yield Node(tree, pods_dir, tmp_path / "state", {})
+
+
+@pytest.fixture
+def node(hierarchy: Hierarchy, tmp_path: Path) -> Iterator[Node]:
+    yield from node_in(hierarchy, tmp_path)
 
 
 def first_tick(loop: Loop) -> Any:

@@ -37,11 +37,9 @@ from isolation.detect import Hierarchy
 from isolation.executor import Write
 from isolation.journal import FILENAME as JOURNAL_FILE
 from isolation.knobs import CpuMax
-from isolation.layout import Driver
-from lab.kubelet_tree import KubeletTree
 from qos.pod import BATCH_MEMORY
 from qos.samples import PressureReading
-from tests.cgroups.test_agent_loop import Node, first_tick, job, web
+from tests.cgroups.test_agent_loop import Node, first_tick, job, node_in, web
 from tests.kube.apiserver import _CLOSE, ApiServer
 
 pytestmark = pytest.mark.cgroup_v1
@@ -53,10 +51,7 @@ ONLINE_KNOBS = ("cpu.max", "cpuset.cpus", "cpu.shares", "memory.max", "freeze")
 
 @pytest.fixture
 def node(hierarchy: Hierarchy, tmp_path: Path) -> Iterator[Node]:
-    with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
-        pods_dir = tmp_path / "pods"
-        pods_dir.mkdir()
-        yield Node(tree, pods_dir, tmp_path / "state", {})
+    yield from node_in(hierarchy, tmp_path)
 
 
 def online(node: Node) -> dict[str, Any]:
@@ -263,9 +258,7 @@ def test_the_api_server_gone_for_minutes_then_back_with_410_and_a_cut_watch(
     try:
         web_pod, job_pod = node.add(web(), busy=1), node.add(job(), busy=1)
         for pod in (web_pod, job_pod):
-            obj = node.tree.manifest(pod)
-            obj["spec"]["nodeName"] = "test-node"
-            api.create(obj)
+            api.create(node.tree.bound(pod, "test-node"))
         source.start()
         assert source.wait_synced(10)
         # Minutes away, in loop time: the loop's staleness limits are cut to fractions of a
@@ -295,10 +288,7 @@ def test_the_api_server_gone_for_minutes_then_back_with_410_and_a_cut_watch(
         converges(node, loop, lambda r: clean(r) and not r.degraded)
         # A watch cut mid-stream: the next pod is still seen, and enforced within 2 ticks.
         api._run(api.emulator.broadcast(_CLOSE))
-        late = node.add(job("late"))
-        obj = node.tree.manifest(late)
-        obj["spec"]["nodeName"] = "test-node"
-        api.create(obj)
+        api.create(node.tree.bound(node.add(job("late")), "test-node"))
         assert wait(lambda: any(p.name == "late" for p in source.snapshot().pods))
         converges(node, loop, lambda r: clean(r) and node.read("cpu.max", "late").quota_us)
         assert online(node) == before
