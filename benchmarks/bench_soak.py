@@ -31,7 +31,9 @@ import statistics
 import subprocess
 import sys
 import time
+import urllib.error
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +98,7 @@ class Soak:
     churned: list[Pod] = field(default_factory=list)
     created: int = 0
     deleted: int = 0
+    evicted: int = 0
     edits: int = 0
     surges: int = 0
 
@@ -111,9 +114,14 @@ class Soak:
         self.created += 1
         while len(self.churned) > live:
             gone = self.churned.pop(0)
-            self.api.delete(self.tree.bound(gone, NODE))
+            try:
+                self.api.delete(self.tree.bound(gone, NODE))
+                self.deleted += 1
+            except urllib.error.HTTPError as err:
+                if err.code != HTTPStatus.NOT_FOUND:
+                    raise
+                self.evicted += 1  # the agent evicted it already (batch starved)
             self.tree.remove_pod(gone)
-            self.deleted += 1
 
     def edit_policy(self) -> None:
         self.edits += 1
@@ -275,6 +283,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "duration_s": args.duration,
         "pods_created": soak.created,
         "pods_deleted": soak.deleted,
+        "pods_evicted_by_colocd": soak.evicted,
         "policy_edits": soak.edits,
         "surges": soak.surges,
         "ticks": len(ticks_ms),
