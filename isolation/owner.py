@@ -9,7 +9,9 @@ the first to stop reverts the tree under the other. Two claims keep the second o
   kubepods cgroup (JSON: pid, process start time, state dir): two agents with different
   state directories. A marker whose process is gone (killed, node rebooted) is taken over;
   the start time tells a recycled PID from the owner. Where the file system keeps no
-  extended attributes the lock alone guards (and the log says so).
+  extended attributes the lock alone guards (and the log says so). An owner in another
+  PID namespace (another container) cannot be seen and counts as gone: there the shared
+  state dir (a hostPath) and its lock keep the second agent out.
 """
 
 from __future__ import annotations

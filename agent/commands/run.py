@@ -73,7 +73,7 @@ start and names the first one's PID.
 Exit status: 0 on a clean stop, 1 when the agent cannot start (bad settings, no cgroup
 hierarchy or kubelet tree, unreadable pod directory, no credentials or node name, another
 agent running), a --once tick could not run, or the kernel refused a write for lack of
-privilege (EACCES/EPERM: not root), 2 for bad usage."""
+privilege (EACCES/EPERM: not root) or on a read-only cgroupfs (EROFS), 2 for bad usage."""
 EPILOG = """\
 examples:
   NODE_NAME=node-7 colocd run --metrics-addr 0.0.0.0:9464      # in a DaemonSet pod
