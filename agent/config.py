@@ -31,6 +31,7 @@ from qos.strict_numbers import StrictNumbers
 from qos.units import MAX_NODE_CPUS, MAX_NODE_MEMORY_BYTES
 
 __all__ = [
+    "MIN_TICK_S",
     "NODE_NAME_ENV",
     "NOTIFY_SOCKET_ENV",
     "AgentSettings",
@@ -47,6 +48,7 @@ NODE_NAME_ENV = "NODE_NAME"
 NOTIFY_SOCKET_ENV = "NOTIFY_SOCKET"
 DEFAULT_STATE_DIR = Path("/var/lib/colocd")
 MAX_CONFIG_BYTES = 2**20  # settings and policies are a few KiB
+MIN_TICK_S = 0.1
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -124,7 +126,10 @@ class AgentSettings(_Section):
         "",
         description="This node's name (default: $NODE_NAME; with pods_dir, else the host name).",
     )
-    tick_s: float = Field(1.0, gt=0, description="Seconds between two full ticks.")
+    # A floor, so a typo (--tick 1e-9) cannot busy-loop a core: a tick reads every pod.
+    tick_s: float = Field(
+        1.0, ge=MIN_TICK_S, description=f"Seconds between two full ticks (at least {MIN_TICK_S:g})."
+    )
     fast_path: FastPathSettings = Field(default_factory=FastPathSettings)
     metrics_addr: str | None = Field(
         None, description="HOST:PORT to serve Prometheus metrics on; none when unset."

@@ -17,8 +17,12 @@ and each is logged, sent as a Warning Event (the `warn` seam) and listed in the 
 
 Failing towards online: while the pod source cannot be read the last pods it gave are used;
 after `pods_stale_after_s` the readings are withheld, so the brain degrades every budget to
-0 and batch is held back. Stale readings degrade the same way inside the brain. Nothing the
-loop writes throttles online (see `agent.act.enforce`).
+0: nothing new is offered to batch and its CPU cap falls to its floor, while its memory
+limits stay where fresh readings put them (see `qos.limits.batch_tier`). Stale readings
+degrade the same way inside the brain. Nothing the loop writes throttles online (see
+`agent.act.enforce`). After each apply the executor drops what it cached and journaled for
+cgroups that are gone. Writes the kernel refuses for lack of privilege (or on a read-only
+mount) stop the loop with `fatal` set: nothing it would do could work.
 
 The Kubernetes side plugs in through small seams (`agent.cluster` provides them): any
 `PodSource`, a `publish(plan)` for the node's extended resources, an `evict(eviction, pod)`
@@ -30,7 +34,9 @@ a `Notifier` for systemd (sd_notify READY/WATCHDOG/STOPPING). Each is optional.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import logging
+import os
 import threading
 import time
 from collections import Counter
@@ -50,7 +56,7 @@ from agent.sources.pod_checks import PodWarning, vet
 from agent.sources.pod_source import PodSnapshot, PodSource
 from agent.tick import Clamp, Degraded, TickResult
 from isolation.cgroups import Cgroups
-from isolation.errors import IsolationError
+from isolation.errors import IsolationError, JournalError
 from isolation.executor import ApplyReport, Executor, Write
 from isolation.layout import KubeletLayout
 from qos.decide import BrainState, cpu_mechanism, decide
@@ -143,6 +149,8 @@ class Loop:
         self._ready = False
         self._node_state: tuple[tuple[int, TierSettings], NodeState] | None = None
         self.pod_warnings: tuple[PodWarning, ...] = ()  # pods planned without a fault
+        # Why the loop stopped on its own (the kernel refuses writes for lack of privilege).
+        self.fatal: str | None = None
 
     # --- one tick ------------------------------------------------------------------------
 
@@ -253,6 +261,11 @@ class Loop:
         report = self.executor.apply(writes)
         if self.metrics is not None:
             self.metrics.applied(report)
+        try:
+            # Pods come and go: what is cached or journaled for cgroups gone is dropped.
+            self.executor.sweep()
+        except JournalError as err:
+            log.warning("compact the journal: %s", err)
         return report
 
     def _act(self, plan: Plan, topo: Topology) -> None:
@@ -373,7 +386,8 @@ class Loop:
                 result = None
             if result is not None:
                 self._notify()
-            if once:
+                self.fatal = _denied(result)
+            if once or self.fatal is not None:
                 return result
             deadline = max(deadline + tick_s, self.clock())
             if self.fast is not None:
@@ -401,3 +415,22 @@ class Loop:
             report = self.executor.close()
         self.cgroups.close()
         return report
+
+
+def _denied(result: TickResult) -> str | None:
+    """The kernel refused writes for lack of privilege (EACCES/EPERM) or on a read-only
+    mount (EROFS): colocd is not running as root, or something stronger (an LSM, a
+    read-only view of cgroupfs) stands in its way. Nothing
+    it would do can work, so the loop stops and says so instead of failing every tick."""
+    report = result.report
+    if report is None:
+        return None
+    denied = [r for r in report.failed if r.errno in (errno.EACCES, errno.EPERM, errno.EROFS)]
+    if not denied:
+        return None
+    first = denied[0]
+    return (
+        f"write {first.write.knob} of /{first.write.cgroup}: {os.strerror(first.errno or 0)} "
+        f"({len(denied)} of {len(report.results)} writes refused): colocd must run as root "
+        "with write access to the cgroup tree"
+    )

@@ -20,7 +20,7 @@ from pathlib import Path
 from isolation.errors import DetectionError
 from isolation.layout import Driver, KubeletLayout, join, normalize_cgroup
 
-__all__ = ["Hierarchy", "Mode", "detect_hierarchy", "detect_layout"]
+__all__ = ["AGENT_CONTROLLERS", "Hierarchy", "Mode", "detect_hierarchy", "detect_layout"]
 
 V1_CONTROLLERS = frozenset(
     {
@@ -28,6 +28,9 @@ V1_CONTROLLERS = frozenset(
         "net_cls", "net_prio", "perf_event", "hugetlb", "rdma", "misc",
     }
 )  # fmt: skip
+# The v1 controllers the agent cannot run without (it walks cpu and cpuset subtrees and
+# holds batch's memory): a --cgroup-root at one controller's mount lacks the others.
+AGENT_CONTROLLERS = ("cpu", "cpuset", "memory")
 # Searching for kubelet's root stops this deep below the search base.
 SEARCH_DEPTH = 5
 _SLICE_ROOT = re.compile(r"^(?:(?P<prefix>.+)-)?kubepods\.slice$")
@@ -87,9 +90,12 @@ def _under(path: Path, root: Path) -> bool:
 
 
 def detect_hierarchy(
-    cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup", proc_root: str = "/proc"
+    cgroup_root: str | os.PathLike[str] = "/sys/fs/cgroup",
+    proc_root: str = "/proc",
+    require: tuple[str, ...] = (),
 ) -> Hierarchy:
-    """The cgroup mounts at or below `cgroup_root`, from `<proc_root>/self/mountinfo`."""
+    """The cgroup mounts at or below `cgroup_root`, from `<proc_root>/self/mountinfo`; on
+    cgroup v1 the controllers in `require` must be among them."""
     mountinfo = Path(proc_root) / "self" / "mountinfo"
     root = Path(os.path.realpath(cgroup_root))
     try:
@@ -129,6 +135,15 @@ def detect_hierarchy(
         raise DetectionError(
             "cgroup hierarchy",
             f"no cgroup or cgroup2 mount at or below {root} in {mountinfo}",
+        )
+    missing = [c for c in require if c not in v1]
+    if missing:
+        raise DetectionError(
+            "cgroup hierarchy",
+            f"no {', '.join(missing)} controller{'s' if len(missing) > 1 else ''} at or "
+            f"below {root} (found "
+            f"{', '.join(sorted(v1))}); pass the directory holding every controller's mount, "
+            "e.g. --cgroup-root /sys/fs/cgroup",
         )
     return Hierarchy(Mode.HYBRID if unified else Mode.V1, root, v1, unified)
 

@@ -11,6 +11,7 @@ IsolationError
  ├── WriteError          the kernel refused a write (EINVAL, EBUSY, EACCES, ...):
  │                       carries the file, the value and the errno
  ├── JournalError        the journal under the state dir cannot be read or written
+ ├── OwnerError          another colocd holds this node (state dir lock or tree marker)
  ├── NetworkError        uplink shaping (isolation._net_errors: spec, missing link,
  │                       foreign qdisc in the way, kernel refusal)
  └── GpuError            GPU readings (isolation._gpu_errors: an NVML call failed,
@@ -62,6 +63,13 @@ class WriteError(IsolationError):
         self.path = path
         self.value = value
         self.errno = errno
+        self.reason = reason
+
+
+class OwnerError(IsolationError):
+    def __init__(self, target: str, reason: str) -> None:
+        super().__init__(f"own {target}: {reason}")
+        self.target = target
         self.reason = reason
 
 

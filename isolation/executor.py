@@ -12,6 +12,7 @@ Per batch (one per tick):
    keyed by (cgroup, knob) skips the read while the value is younger than `force_rewrite_s`.
 5. Before the first change to a (cgroup, knob), its original text is journaled on disk.
    `revert()` writes every original back, in the same safe order, and forgets what it did.
+   `sweep()` drops the cache and journal entries of cgroups that are gone (pods churn).
 6. A cgroup that vanished (ENOENT/ENODEV) is a normal event: debug log, counted, `vanished`.
    The kernel refusing a value (EINVAL, EBUSY, EACCES, ...) is `failed`, with file and value.
 
@@ -162,6 +163,8 @@ class Executor:
     def from_settings(cls, cgroups: Cgroups, settings: IsolationSettings) -> Executor:
         """The executor the agent runs with: journal in the state dir, settings applied."""
         journal = Journal(settings.state_dir, str(cgroups.hierarchy.root), cgroups.version)
+        for d in journal.damaged:  # kept in the file; `colocd revert` reports them too
+            log.warning("journal %s: line %d unreadable, kept: %s", journal.path, d.line, d.reason)
         return cls(
             cgroups,
             journal,
@@ -310,6 +313,20 @@ class Executor:
         for key in [k for k in self._cache if k[0] == cgroup]:
             del self._cache[key]
 
+    def sweep(self) -> int:
+        """Drop the cached values and journal entries of cgroups that no longer exist, so
+        neither grows as pods come and go; how many cgroups were dropped. A journal that
+        cannot be compacted raises JournalError (its entries stay until the next sweep)."""
+        known = {cgroup for cgroup, _ in self._cache}
+        if self.journal is not None:
+            known |= self.journal.cgroups()
+        gone = {c for c in known if not self.cgroups.exists(c)}
+        for cgroup in gone:
+            self._forget_cgroup(cgroup)
+        if gone and self.journal is not None:
+            self.journal.drop_cgroups(gone)
+        return len(gone)
+
     def _cached(self, it: _Item) -> bool:
         hit = self._cache.get(it.key)
         if hit is None or hit[0] != it.desired:
@@ -393,7 +410,13 @@ class Executor:
             it.result = Result(it.write, Outcome.SKIPPED, "cpu.idle=1 pins cpu.shares")
             return
         if it.knob.pins and not current.value:
-            self._journal_pinned(it)
+            try:
+                self._journal_pinned(it)
+            except JournalError as err:  # shares' original unknown: idle must not touch it
+                it.result = self._fail(it, err)
+                for p in it.pinned:
+                    p.result = Result(p.write, Outcome.SKIPPED, f"not written: {err}")
+                return
         if not self._write(it, it.desired, current):
             for p in it.pinned:
                 p.result = Result(p.write, Outcome.SKIPPED, f"not written: {it.knob.name} failed")

@@ -403,6 +403,14 @@ class KubeletTree:
             },
         }
 
+    def bound(self, pod: Pod, node_name: str) -> dict[str, Any]:
+        """`manifest(pod)` as the API server holds it once scheduled on `node_name` and
+        running (for a Kubernetes pod source)."""
+        obj = self.manifest(pod)
+        obj["spec"]["nodeName"] = node_name
+        obj["status"]["phase"] = "Running"
+        return obj
+
     def write_manifest(self, pod: Pod, directory: Path) -> Path:
         """Write `manifest(pod)` as `<namespace>_<name>.json` into `directory`."""
         path = directory / f"{pod.namespace}_{pod.name}.json"

@@ -65,7 +65,20 @@ def batch_pods(node: NodeState, settings: MemoryQosSettings) -> tuple[BatchPodPl
 
 def batch_tier(budget: Budget, terms: Terms | None) -> MemoryLimits:
     """memory.high at the memory budget; memory.max at capacity - system - online (the hard
-    line, without max_fraction or margin), or left alone when the terms are not fresh."""
+    line, without max_fraction or margin), or left alone when the terms are not fresh.
+
+    A degraded budget (stale or missing readings) leaves both alone: it stops offering new
+    memory (the published batch-memory decays to 0), but lowering the limits on no
+    evidence would make the kernel reclaim all of batch's page cache (on v1, where the
+    limit is memory.max, refuse it with EBUSY every tick) while online's needs are unknown.
+    The limits come down only on fresh readings."""
+    if budget.degraded:
+        return MemoryLimits(
+            None,
+            None,
+            f"memory.high and memory.max left alone: {budget.reason} (stale readings stop "
+            "new offers, never squeeze what batch holds)",
+        )
     high = budget.amount
     if terms is None:
         return MemoryLimits(

@@ -102,15 +102,24 @@ class Snapshot(NamedTuple):
     cpu_idle: bool | None = None
 
 
+# A reading more than this many times its bound (e.g. what the node has) is a fault, not a
+# measurement: taken at face value it would make the brain hand online the whole node and
+# squeeze batch to nothing on no real evidence.
+ABSURD_FACTOR = 2.0
+
+
 def clean(value: float | None, upper: float | None = None) -> float | None:
-    """A reading fit to compute with: NaN, ±inf, negatives and non-numbers become None
-    (missing), and values above `upper` (e.g. more than the node has) are cut to it."""
+    """A reading fit to compute with: NaN, ±inf, negatives, non-numbers and absurd values
+    (above ABSURD_FACTOR x `upper`) become None (missing); values a little above `upper`
+    (counters sampled a moment apart) are cut to it."""
     if value is None or isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     v = float(value)
     if not math.isfinite(v) or v < 0:
         return None
-    return min(v, upper) if upper is not None else v
+    if upper is None:
+        return v
+    return None if v > ABSURD_FACTOR * upper else min(v, upper)
 
 
 def reading_time(at: float) -> float | None:

@@ -57,7 +57,9 @@ def test_the_state_dir_holds_the_journal_unless_isolation_names_its_own(tmp_path
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        ('{"agent": {"tick_s": 0}}', "agent.tick_s: Input should be greater than 0"),
+        ('{"agent": {"tick_s": 0}}', "agent.tick_s: Input should be greater than or equal to 0.1"),
+        # A floor, so --tick 1e-9 cannot busy-loop a core (issue 11).
+        ('{"agent": {"tick_s": 1e-9}}', "agent.tick_s: Input should be greater than or equal"),
         ('{"agent": {"tick": 1}}', "agent.tick: Extra inputs are not permitted"),
         ('{"agent": {"metrics_addr": "9464"}}', "agent.metrics_addr: Value error, '9464' is not"),
         ('{"agent": {"node_cgroup": "../x"}}', "agent.node_cgroup: Value error, use cgroup path"),

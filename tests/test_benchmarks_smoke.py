@@ -119,3 +119,25 @@ def test_overhead_measures_the_real_agent_over_a_small_tree(tmp_path: Path) -> N
     assert 0 < result["millicores"] < 1000
     assert 10 < result["rss_max_mib"] < 500
     assert set(out["targets"]) == {"millicores", "rss_mib", "all_met"}
+
+
+def test_soak_churns_pods_edits_policies_and_leaks_nothing(tmp_path: Path) -> None:
+    out = _run(
+        "bench_soak",
+        tmp_path,
+        "--duration=12",
+        "--warmup=2",
+        "--churn-every=1",
+        "--live=3",
+        "--policy-every=4",
+        "--surge-every=5",
+    )
+    result = out["result"]
+    assert result["pods_created"] >= 8
+    assert result["pods_deleted"] + result["pods_evicted_by_colocd"] >= 5
+    assert result["policy_edits"] >= 2 and result["surges"] >= 2
+    assert result["ticks"] >= 5 and result["tick_ms_p99"] > 0
+    assert result["agent_exit"] == 0
+    # Nothing left behind as pods come and go: journal entries dropped with their cgroups.
+    assert result["journal_entries_of_gone_cgroups"] == 0
+    assert result["journal_entries_after_stop"] == 0 and result["leaked_pod_cgroups"] == 0

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from qos.budget import LastGood, Resource, Terms, clamp_amount, from_terms, without_fresh_readings
 from qos.decide import BrainState, decide
 from qos.plan import CpusetCap, QuotaCap
-from qos.samples import CpuReading, GpuReading, MemoryReading, PressureReading, Snapshot
+from qos.samples import CpuReading, GpuReading, MemoryReading, PressureReading, Snapshot, clean
 from qos.settings import QosSettings, ReclaimSettings
 from qos.state import NodeCapacity
 from tests.qos_builders import CAPACITY, GIB, node, snapshot
@@ -164,17 +164,29 @@ def test_budgets_stay_in_range_whatever_the_readings(rows, cpu_cap, mem_cap, gpu
         else:
             assert isinstance(cap, QuotaCap) and cap.millicores >= 1
         mem = plan.batch_tier.memory
-        assert mem is not None and 0 <= mem.high_bytes <= capacity.memory_bytes
-        assert mem.max_bytes is None or mem.high_bytes <= mem.max_bytes <= capacity.memory_bytes
+        assert mem is not None
+        if plan.budgets.memory.degraded:  # stale: the limits are left where they are
+            assert mem.high_bytes is None and mem.max_bytes is None
+        else:
+            assert mem.high_bytes is not None and 0 <= mem.high_bytes <= capacity.memory_bytes
+            assert mem.max_bytes is None or mem.high_bytes <= mem.max_bytes <= capacity.memory_bytes
 
 
-@pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0, -math.inf])
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -1.0, -math.inf, 1e300])
 def test_a_bad_reading_counts_as_missing_not_as_zero(bad):
     state = BrainState()
     _, state = decide(snapshot(0.0, online=6000.0), state, SETTINGS, 0.0)
     plan, _ = decide(snapshot(1.0, online=bad), state, SETTINGS, 1.0)
     # 0 would free 6000m for batch; missing keeps the window's peak of 6000m.
     assert plan.budgets.cpu.amount < CAPACITY.cpu_milli * 0.9 - 500 - 6000 + 1
+
+
+@pytest.mark.parametrize(
+    ("value", "upper", "expected"),
+    [(2100.0, 2000.0, 2000.0), (4001.0, 2000.0, None), (5.0, None, 5.0), (-0.5, 10.0, None)],
+)
+def test_clean_cuts_a_slight_overshoot_and_drops_absurd_values(value, upper, expected):
+    assert clean(value, upper) == expected
 
 
 def gpu_snapshot(at, **gpu):

@@ -227,6 +227,20 @@ def test_stale_or_missing_readings_never_evict():
     assert evicted(plans) == []
 
 
+def test_stale_memory_readings_never_lower_the_batch_memory_limits():
+    # Issue 11: stale readings decayed the budget to 0 and colocd wrote memory.max 0 on v1.
+    # Stale inputs stop new offers (published batch-memory decays to 0); the limits stay.
+    first = pressured(0.0)
+    plans = run([(0.0, first)] + [(float(t), first) for t in range(1, 90)])
+    assert plans[0].batch_tier.memory is not None and plans[0].batch_tier.memory.high_bytes
+    last = plans[-1]
+    assert last.budgets.memory.degraded and last.budgets.memory.amount == 0
+    assert next(e.value for e in last.extended_resources if "memory" in e.name) == 0
+    mem = last.batch_tier.memory
+    assert mem is not None and (mem.high_bytes, mem.max_bytes) == (None, None)
+    assert "left alone" in mem.reason
+
+
 def test_sustained_cpu_starvation_evicts():
     s = QosSettings.model_validate(
         {"eviction": {"starvation_seconds": 3, "starvation_fraction": 0.6}}

@@ -6,6 +6,8 @@ module only executes, safely:
 - The Eviction API, never a plain delete, so the API server honours PodDisruptionBudgets.
 - 429 Too Many Requests (a PDB would be violated, or the server sheds load) means back off:
   the pod is not tried again before the server's Retry-After, or an exponential delay.
+- Every eviction carries the pod's UID as a precondition: a pod deleted and re-created
+  under the same name since the decision is not evicted in its place (409: `gone`).
 - Every eviction, and every refusal, gets a Kubernetes Event on the pod with the reason.
 - Every outcome is counted in `colocd_eviction_requests_total{result}`.
 - `dry_run=True` decides and counts but calls nothing.
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from agent.act.events import EventRecorder, EventType, ObjectRef
-from agent.errors import APINotFound, KubeError, TooManyRequests
+from agent.errors import APIConflict, APINotFound, KubeError, TooManyRequests
 from agent.report.metrics import KubeMetrics
 from agent.sources.backoff import Backoff
 from agent.sources.kube import KubeClient
@@ -104,11 +106,15 @@ class Evictor:
         pod = ObjectRef("v1", "Pod", request.name, request.namespace, request.uid)
         try:
             self._client.evict_pod(
-                request.namespace, request.name, grace_period_s=self._grace_period_s
+                request.namespace, request.name, request.uid, grace_period_s=self._grace_period_s
             )
         except APINotFound:
             self._refusals.pop(request.key, None)
             return self._done(request, EvictionResult.GONE, "pod already gone")
+        except APIConflict:
+            # The UID precondition failed: a new pod took the name; it was not decided on.
+            self._refusals.pop(request.key, None)
+            return self._done(request, EvictionResult.GONE, "pod replaced by a new one (uid)")
         except TooManyRequests as err:
             retry_at = self._refuse(request.key, now, err.retry_after_s)
             message = f"eviction refused, retrying in {retry_at - now:.0f}s: {err.reason}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from agent.cli_support import Reporter, add_output_flag
 from agent.commands.discover import add_cgroup_flags
@@ -12,15 +13,21 @@ from isolation.detect import detect_hierarchy
 from isolation.errors import IsolationError
 from isolation.executor import Executor, Outcome
 from isolation.journal import FILENAME, Journal
+from isolation.owner import NodeLock
 
 HELP = "restore every cgroup value colocd changed (from the journal in --state-dir)"
 DESCRIPTION = f"""\
 Read the journal ({FILENAME}) in the state directory, write each original value back (parents
 and children in a safe order, cpu.shares after cpu.idle), and drop what was restored or whose
-cgroup no longer exists. Entries that fail stay for the next attempt.
+cgroup no longer exists. Entries that fail stay for the next attempt. It refuses to run
+while an agent holds the state directory.
 
-Exit status: 0 when everything was restored, 1 when something failed or the journal is
-unusable, 2 for bad usage."""
+A journal a crash damaged (NUL bytes, a line cut short, a checksum that does not match)
+is reverted as far as it is intact: every intact record is restored, and each line that
+could not be read is reported and kept in the file, never deleted.
+
+Exit status: 0 when everything was restored, 1 when something failed, some lines could not
+be read or the journal is unusable, 2 for bad usage."""
 
 COLUMNS = (("RESULT", "result"), ("KNOB", "knob"), ("CGROUP", "cgroup"), ("REASON", "reason"))
 
@@ -40,14 +47,20 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = Reporter()
+    lock = NodeLock(Path(args.state_dir), None)  # never under a running agent
     try:
         hierarchy = detect_hierarchy(args.cgroup_root)
         cgroups = Cgroups(hierarchy)
+        lock.acquire()
         journal = Journal(args.state_dir, str(hierarchy.root), cgroups.version)
         result = Executor(cgroups, journal, force_rewrite_s=0).revert()
     except IsolationError as err:
         report.error(str(err))
         return 1
+    finally:
+        lock.release()
+    for d in journal.damaged:
+        report.error(f"journal {journal.path}: line {d.line} unreadable, kept: {d.reason}")
     rows = [
         {
             "result": r.outcome.value,
@@ -60,6 +73,6 @@ def run(args: argparse.Namespace) -> int:
     emit(rows, args.output, COLUMNS)
     for r in result.failed:
         report.error(r.reason)
-    if not rows:
+    if not rows and not journal.damaged:
         report.warning(f"nothing to revert in {args.state_dir}")
-    return 1 if result.of(Outcome.FAILED) else 0
+    return 1 if result.of(Outcome.FAILED) or journal.damaged else 0

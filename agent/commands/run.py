@@ -1,4 +1,12 @@
-"""`colocd run`: the node agent. Tick, enforce, report; stop cleanly on SIGTERM/SIGINT."""
+"""`colocd run`: the node agent. Tick, enforce, report; stop cleanly on SIGTERM/SIGINT,
+SIGQUIT and SIGHUP.
+
+SIGHUP stops the agent like SIGTERM rather than reloading: what can change while it runs
+already follows without a signal (ColocationPolicies are watched, the pod directory is
+re-read when it changes), and the rest (cgroup root, state dir, metrics address) cannot be
+swapped under a running agent safely. A HUP comes from a terminal that closed: the session
+that started the agent is over, so it stops cleanly (reverting with --revert-on-exit)
+instead of dying with its values left applied."""
 
 from __future__ import annotations
 
@@ -28,11 +36,12 @@ from agent.sources.pod_source import DirPodSource, PodSource
 from agent.sources.quantity import parse_quantity
 from agent.tick import TickResult
 from isolation.cgroups import Cgroups
-from isolation.detect import detect_hierarchy, detect_layout
+from isolation.detect import AGENT_CONTROLLERS, detect_hierarchy, detect_layout
 from isolation.errors import CgroupGoneError, IsolationError, UnsupportedKnobError, WriteError
 from isolation.executor import Executor, Write
 from isolation.knobs import CpuMax, format_cpuset
 from qos.pod import CPU, MEMORY
+from isolation.owner import NodeLock
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
 
@@ -57,13 +66,17 @@ agent; see agent/config.py for every field) with these flags laid over it. The n
 and memory are read from the host unless --node-cpu/--node-memory say otherwise.
 
 --dry-run prints the plan and every write it would make (with the value there now) and
-writes nothing at all. --once runs a single tick and exits. SIGTERM or SIGINT stops the
-loop after the current step; with --revert-on-exit every cgroup value colocd changed is
-then written back from the journal (`colocd revert` does the same later).
+writes nothing at all. --once runs a single tick and exits. SIGTERM, SIGINT, SIGQUIT or
+SIGHUP stops the loop after the current step; with --revert-on-exit every cgroup value
+colocd changed is then written back from the journal (`colocd revert` does the same later).
+
+One agent per node: a second one (same state dir, or the same kubelet tree) refuses to
+start and names the first one's PID.
 
 Exit status: 0 on a clean stop, 1 when the agent cannot start (bad settings, no cgroup
-hierarchy or kubelet tree, unreadable pod directory, no credentials or node name) or a
---once tick could not run, 2 for bad usage."""
+hierarchy or kubelet tree, unreadable pod directory, no credentials or node name, another
+agent running), a --once tick could not run, or the kernel refused a write for lack of
+privilege (EACCES/EPERM: not root) or on a read-only cgroupfs (EROFS), 2 for bad usage."""
 EPILOG = """\
 examples:
   NODE_NAME=node-7 colocd run --metrics-addr 0.0.0.0:9464      # in a DaemonSet pod
@@ -226,10 +239,14 @@ def print_dry_run(cgroups: Cgroups, result: TickResult) -> None:
     out.flush()
 
 
+# Every signal whose default would kill the agent with its values left applied.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP)
+
+
 @contextlib.contextmanager
 def _signals(stop: threading.Event) -> Iterator[None]:
-    """SIGTERM and SIGINT stop the loop (after its current step) instead of killing it."""
-    previous = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
+    """These signals stop the loop (after its current step) instead of killing it."""
+    previous = {s: signal.getsignal(s) for s in STOP_SIGNALS}
 
     def handler(signum: int, _frame: object) -> None:
         stop.set()
@@ -252,15 +269,24 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(problem)  # e.g. `--pods /`: far too big a tree to be a pod dir
     iso = settings.isolation
     try:
-        hierarchy = detect_hierarchy(iso.cgroup_root, str(iso.proc_root))
+        hierarchy = detect_hierarchy(iso.cgroup_root, str(iso.proc_root), AGENT_CONTROLLERS)
         layout = detect_layout(hierarchy, iso.kubelet_cgroup_root)
         cgroups = Cgroups(hierarchy)
-        executor = None if agent.dry_run else Executor.from_settings(cgroups, iso)
     except IsolationError as err:
         raise ConfigError(str(err)) from err
     registry = CollectorRegistry()
     metrics = AgentMetrics(registry)
     with contextlib.ExitStack() as stack:
+        executor = None
+        if not agent.dry_run:
+            kubepods = hierarchy.reference() / layout.kubepods()
+            lock = NodeLock(iso.state_dir, kubepods, str(iso.proc_root))
+            try:
+                lock.acquire()
+                stack.callback(lock.release)
+                executor = Executor.from_settings(cgroups, iso)
+            except IsolationError as err:
+                raise ConfigError(str(err)) from err
         if agent.metrics_addr is not None:
             host, port = config.parse_address(agent.metrics_addr)
             try:
@@ -310,6 +336,9 @@ def run(args: argparse.Namespace) -> int:
                 result = loop.run(stop, once=args.once)
         finally:
             reverted = loop.close()
+    if loop.fatal is not None:
+        print(f"colocd: error: {loop.fatal}", file=sys.stderr)
+        return 1
     if reverted is not None and reverted.failed:
         for r in reverted.failed:
             print(f"colocd: error: revert: {r.reason}", file=sys.stderr)

@@ -370,16 +370,23 @@ class KubeClient:
         call = self._core.create_namespaced_event
         self._send("create event in", f"namespace {namespace}", call, namespace, dict(event))
 
-    def evict_pod(self, namespace: str, name: str, *, grace_period_s: int | None = None) -> None:
+    def evict_pod(
+        self, namespace: str, name: str, uid: str, *, grace_period_s: int | None = None
+    ) -> None:
         """POST a policy/v1 Eviction: the API server checks PodDisruptionBudgets (429 when
-        one would be violated) and then deletes the pod gracefully."""
+        one would be violated) and then deletes the pod gracefully. The UID precondition
+        makes it refuse (409) when the pod by that name is no longer the one decided on
+        (deleted and re-created since)."""
+        options: dict[str, Any] = {"preconditions": {"uid": uid}} if uid else {}
+        if grace_period_s is not None:
+            options["gracePeriodSeconds"] = grace_period_s
         body: dict[str, Any] = {
             "apiVersion": "policy/v1",
             "kind": "Eviction",
             "metadata": {"name": name, "namespace": namespace},
         }
-        if grace_period_s is not None:
-            body["deleteOptions"] = {"gracePeriodSeconds": grace_period_s}
+        if options:
+            body["deleteOptions"] = options
         call = self._core.create_namespaced_pod_eviction
         self._send("evict", f"pod {namespace}/{name}", call, name, namespace, body)
 

@@ -27,10 +27,11 @@ from agent.config import AgentSettings, FastPathSettings, Settings
 from agent.loop import Loop
 from agent.observe.topology import locate
 from agent.report.status import read_status
-from agent.sources.pod_source import DirPodSource
+from agent.sources.pod_source import DirPodSource, PodSource
 from isolation.cgroups import Cgroups
 from isolation.detect import Hierarchy, Mode
 from isolation.executor import Executor, Outcome
+from isolation.journal import Journal
 from isolation.knobs import CpuMax
 from isolation.layout import Driver, Runtime
 from isolation.readings import POD_TICK
@@ -104,6 +105,8 @@ class Node:
         qos: dict[str, Any] | None = None,
         policy: Callable[[], QosSettings] | None = None,
         cpu_milli: int = len(ALL) * 1000,
+        source: PodSource | None = None,
+        wall: Callable[[], float] = time.time,
         **agent: Any,
     ) -> Loop:
         """A loop over this tree; batch is capped by cpuset unless `qos` (or the settings
@@ -124,12 +127,13 @@ class Node:
         cgroups = Cgroups(self.tree.hierarchy)
         return Loop(
             settings,
-            source=DirPodSource(self.pods_dir),
+            source=source or DirPodSource(self.pods_dir),
             cgroups=cgroups,
             layout=self.tree.layout,
             capacity=NodeCapacity(cpu_milli, 4 * GIB),
             executor=Executor.from_settings(cgroups, settings.isolation),
             qos=policy,
+            wall=wall,
         )
 
 
@@ -139,8 +143,8 @@ def _node(tree: KubeletTree, tmp_path: Path) -> Node:
     return Node(tree, pods_dir, tmp_path / "state", {})
 
 
-@pytest.fixture
-def node(hierarchy: Hierarchy, tmp_path: Path) -> Iterator[Node]:
+def node_in(hierarchy: Hierarchy, tmp_path: Path) -> Iterator[Node]:
+    """A Node over a fresh kubelet-like tree, removed afterwards (the `node` fixtures)."""
     with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
         yield _node(tree, tmp_path)
 
@@ -157,6 +161,11 @@ def any_node(
     cri-containerd-<id>.scope`."""
     with KubeletTree(*request.param, hierarchy=hierarchy) as tree:
         yield _node(tree, tmp_path)
+
+
+@pytest.fixture
+def node(hierarchy: Hierarchy, tmp_path: Path) -> Iterator[Node]:
+    yield from node_in(hierarchy, tmp_path)
 
 
 def first_tick(loop: Loop) -> Any:
@@ -462,6 +471,11 @@ def test_a_pod_cgroup_that_vanishes_mid_tick_is_counted_not_fatal(node: Node) ->
     assert later is not None and later.report is not None and not later.report.failed
     assert any("jobs/job" in m for m in later.topology.missing)
     assert loop.ticks == 2
+    # Issue 11: what was cached and journaled for the gone cgroup is dropped, on disk too.
+    assert gone not in loop.executor.journal.cgroups()  # type: ignore[union-attr]
+    root = str(node.tree.hierarchy.root)
+    assert gone not in Journal(node.state, root, 1).cgroups()
+    assert loop.executor.sweep() == 0
     loop.close()
 
 
@@ -474,6 +488,8 @@ def test_a_lost_pod_source_keeps_the_last_pods_then_holds_batch_back(node: Node)
     )
     healthy = first_tick(loop)
     web_before = (node.read("cpu.max", "web"), node.read("cpuset.cpus", "web"))
+    batch_memory = node.read("memory.max")
+    assert batch_memory is not None and batch_memory > 0
     shutil.rmtree(node.pods_dir)
 
     kept = loop.tick()
@@ -495,8 +511,20 @@ def test_a_lost_pod_source_keeps_the_last_pods_then_holds_batch_back(node: Node)
     assert len(node.read("cpuset.cpus")) == 1 and node.read("cpu.idle", "job") is True
     # ... and online is never throttled by it.
     assert (node.read("cpu.max", "web"), node.read("cpuset.cpus", "web")) == web_before
+    # Issue 11: stale inputs stop new offers but never squeeze batch's memory (v1 wrote
+    # memory.limit_in_bytes 0 here, which reclaims all its cache and fails with EBUSY).
+    assert last.plan.budgets.memory.amount == 0
+    assert node.read("memory.max") == batch_memory
+    assert not last.report or not last.report.failed
     status = read_status(node.state)
     assert any("pod source" in d for d in status.degraded)
+    # The source back: fresh within 2 ticks, nothing failing.
+    node.pods_dir.mkdir()
+    for pod in node.pods.values():
+        node.tree.write_manifest(pod, node.pods_dir)
+    back = [loop.tick(), loop.tick()]
+    assert back[-1] is not None and not back[-1].degraded, back[-1].degraded
+    assert back[-1].report is not None and not back[-1].report.failed
     loop.close()
 
 

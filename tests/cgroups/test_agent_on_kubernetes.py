@@ -8,7 +8,6 @@ import json
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -55,14 +54,6 @@ def kubeconfig(path: Path, url: str) -> Path:
     return path
 
 
-def bound(tree: KubeletTree, pod: Pod) -> dict[str, Any]:
-    """The pod as the API server holds it once scheduled on this node."""
-    obj = tree.manifest(pod)
-    obj["spec"]["nodeName"] = NODE
-    obj["status"]["phase"] = "Running"
-    return obj
-
-
 def test_one_tick_follows_the_policy_publishes_the_budget_and_enforces_it(
     hierarchy: Hierarchy, api: ApiServer, tmp_path: Path
 ) -> None:
@@ -76,7 +67,7 @@ def test_one_tick_follows_the_policy_publishes_the_budget_and_enforces_it(
         tree.spawn(job, "c", list(BUSY_LOOP))
         api.create(node(NODE, cpu="2", memory="4Gi"))
         for pod in (web, job):
-            api.create(bound(tree, pod))
+            api.create(tree.bound(pod, NODE))
         # The policy in force asks for the cpuset mechanism (the built-in default is not it).
         cpuset = {"scope": "Cluster", "isolation": {"cpu": {"suppress": "cpuset"}}}
         api.create(policy("cluster-default", cpuset))

@@ -149,6 +149,13 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         key = (kmock.resource("v1/pods"), request.namespace, request.name)
         if key not in self.objects or self.objects[key].deleted:
             return aiohttp.web.json_response(_status(404, "NotFound", "pod not found"), status=404)
+        # DeleteOptions.preconditions.uid, as the real API server checks it.
+        body = request.data if isinstance(request.data, dict) else {}
+        wanted = ((body.get("deleteOptions") or {}).get("preconditions") or {}).get("uid")
+        uid = (self.objects[key].raw.get("metadata") or {}).get("uid")
+        if wanted is not None and wanted != uid:
+            message = f"Precondition failed: UID in precondition: {wanted}, UID in object: {uid}"
+            return aiohttp.web.json_response(_status(409, "Conflict", message), status=409)
         if status == 429:
             body = _status(
                 429,

@@ -79,6 +79,7 @@ def test_429_backs_off_then_the_eviction_succeeds(
 
     body = [r.body for r in api.requests() if r.path.endswith("/eviction")][-1]
     assert body["apiVersion"] == "policy/v1" and body["kind"] == "Eviction"
+    assert body["deleteOptions"]["preconditions"] == {"uid": req.uid}
 
     reasons = [(e["reason"], e["type"], e["involvedObject"]["uid"]) for e in events(api)]
     assert reasons == [
@@ -118,6 +119,21 @@ def test_a_pod_already_gone_is_not_an_error(api: ApiServer, evictor: Evictor) ->
     req = request_for(api, "job-3")
     api.delete(pod("job-3"))
     assert evictor.evict(req).result is EvictionResult.GONE
+
+
+def test_a_pod_recreated_under_the_same_name_is_not_evicted_in_its_place(
+    api: ApiServer, evictor: Evictor, registry: CollectorRegistry
+) -> None:
+    # Issue 11: the eviction named the pod only, so its successor could be evicted instead.
+    req = request_for(api, "job-5")
+    api.delete(pod("job-5"))
+    successor = api.create(pod("job-5", cpu=None))
+    assert successor["metadata"]["uid"] != req.uid
+    outcome = evictor.evict(req)
+    assert outcome.result is EvictionResult.GONE and "replaced" in outcome.message
+    assert api.get(pod("job-5")) is not None  # the new pod still runs
+    assert evictions(api) == ["/api/v1/namespaces/default/pods/job-5/eviction"]
+    assert count(registry, "gone") == 1 and count(registry, "evicted") == 0
 
 
 def test_other_api_errors_fail_and_back_off(
