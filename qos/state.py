@@ -148,7 +148,10 @@ class NodeState:
         pods: Iterable[Pod],
         settings: TierSettings = DEFAULT_TIER_SETTINGS,
     ) -> NodeState:
-        states = tuple(sorted((pod_state(p, settings) for p in pods), key=lambda s: s.pod.key))
+        """The node's live pods: finished ones (Succeeded, Failed) count for nothing, not
+        as demand, not as cgroups to look for, not for exclusive CPUs."""
+        live = (pod_state(p, settings) for p in pods if not p.finished)
+        states = tuple(sorted(live, key=lambda s: s.pod.key))
         return cls(name, capacity, states)
 
     def in_tier(self, *tiers: Tier) -> tuple[PodState, ...]:

@@ -8,6 +8,7 @@ is the node cgroup, so other work on this shared machine does not count as node 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import subprocess
 import sys
@@ -493,4 +494,22 @@ def test_outcomes_of_one_tick_are_reported(node: Node) -> None:
     # cgroup v1 has no memory.min/low: reported as unsupported, never as failed.
     unsupported = {r.write.knob for r in result.report.of(Outcome.UNSUPPORTED)}
     assert {"memory.min", "memory.low"} <= unsupported
+    loop.close()
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_finished_pods_are_neither_demand_nor_cgroups_to_look_for(node: Node, phase: str) -> None:
+    """A completed Job's pod stays in the source (kubelet removed its cgroups): the loop
+    neither searches for it nor counts its batch-cpu as demand."""
+    node.add(web(), busy=1)
+    node.add(job(), busy=1)  # running, batch-cpu 500
+    done = node.tree.add_pod(job("done", **{BATCH_CPU: Decimal(4000)}))
+    node.tree.remove_pod(done)
+    node.tree.write_manifest(dataclasses.replace(done, phase=phase), node.pods_dir)
+    loop = node.loop()
+    result = first_tick(loop)
+    assert [p.pod.key for p in result.topology.node.pods] == ["jobs/job", "shop/web"]
+    assert not any("done" in m for m in result.topology.missing), result.topology.missing
+    assert result.readings is not None and result.readings.batch_demand.cpu_milli == 500
+    assert [b.pod for b in result.plan.batch_pods] == ["jobs/job"]
     loop.close()
