@@ -12,6 +12,7 @@
   (`NodeResourcePublisher`, which writes only on first sight, real change or refresh).
 - `evict(eviction, pod)`: the brain's eviction decisions through the Eviction API
   (`Evictor`, with an Event on the pod).
+- `allocatable()`: this Node's `status.allocatable`, the capacity the brain plans with.
 - `qos_settings()`: the brain's settings from the ColocationPolicies in force on this node
   (built-in defaults < Cluster < NodePool < Node; `PolicyWatcher`). A resolution the brain
   refuses keeps the last good settings.
@@ -37,6 +38,7 @@ from agent.sources.pod_source import ApiPodSource, PodSnapshot
 from qos.plan import Eviction, Plan
 from qos.pod import Pod
 from qos.settings import DEFAULT_QOS_SETTINGS, QosSettings
+from qos.state import NodeCapacity
 
 __all__ = ["Cluster"]
 
@@ -80,6 +82,11 @@ class Cluster:
             why = f"waiting for the {' and '.join(waiting)} to be listed"
             return dataclasses.replace(snap, synced=False, problems=(*snap.problems, why))
         return snap
+
+    def allocatable(self) -> NodeCapacity | None:
+        """This Node's `status.allocatable` (None until it is known)."""
+        info = self.node.info()
+        return None if info is None else info.allocatable
 
     def qos_settings(self) -> QosSettings:
         """The settings of the policy in force (resolved again only when it changes)."""

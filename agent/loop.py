@@ -18,7 +18,8 @@ loop writes throttles online (see `agent.act.enforce`).
 
 The Kubernetes side plugs in through small seams (`agent.cluster` provides them): any
 `PodSource`, a `publish(plan)` for the node's extended resources, an `evict(eviction, pod)`
-for the Eviction API and a `qos()` giving the brain's settings from the policies in force;
+for the Eviction API, a `qos()` giving the brain's settings from the policies in force and
+a `node_capacity()` giving the node's capacity (the Node's allocatable on Kubernetes);
 a `Notifier` for systemd (sd_notify READY/WATCHDOG/STOPPING). Each is optional.
 """
 
@@ -90,6 +91,7 @@ class Loop:
         evict: Evict | None = None,
         notifier: Notifier | None = None,
         qos: Callable[[], QosSettings] | None = None,
+        node_capacity: Callable[[], NodeCapacity] | None = None,
         on_tick: Callable[[TickResult], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -109,6 +111,8 @@ class Loop:
         self.on_tick = on_tick
         # The brain's settings: from the policies in force (read each tick) or fixed.
         self._qos_source = qos
+        # The node's capacity: as it is now (the Node's allocatable can change) or fixed.
+        self._capacity_source = node_capacity
         self.qos = settings.qos
         self.clock = clock
         self.wall = wall
@@ -138,7 +142,7 @@ class Loop:
     def _node(self, view: PodSnapshot) -> NodeState:
         """The pods with their tiers; classified again only when the pods or the tier
         rules changed (classifying hundreds of pods every tick is most of a tick's work)."""
-        key = (view.generation, self.qos.tiers)
+        key = (view.generation, self.qos.tiers, self.capacity)
         if self._node_state is None or self._node_state[0] != key:
             a = self.settings.agent
             state = NodeState.build(a.node_name, self.capacity, view.pods, self.qos.tiers)
@@ -175,6 +179,8 @@ class Loop:
             return None
         if self._qos_source is not None:
             self.qos = self._qos_source()
+        if self._capacity_source is not None:
+            self.capacity = self._capacity_source()
         node = self._node(view)
         topo = self.locator.locate(node)
         readings = self.sampler.sample(topo)

@@ -41,9 +41,14 @@ class BatchRequests:
 
 @dataclass(frozen=True, slots=True)
 class NodeCapacity:
+    """What the node gives to pods. `*_source` says where each figure came from (the Node's
+    allocatable, kubepods' own limit, the host's total, configured); budget reasons show it."""
+
     cpu_milli: int
     memory_bytes: int
     gpus: int = 0
+    cpu_source: str = ""
+    memory_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
