@@ -35,12 +35,14 @@ from typing import Protocol
 from agent.act.enforce import Enforcer
 from agent.config import Settings
 from agent.errors import StatusError
+from agent.observe.cpu_topology import read_topology
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
 from agent.observe.sampler import Sampler
 from agent.observe.topology import Locator, Topology
 from agent.report.metrics import AgentMetrics
 from agent.report.status import FastPathStatus, write_status
 from agent.report.tick_report import RECENT_CLAMPS, fast_path_status, status_of, tick_line
+from agent.sources.cpu_manager import CpuManagerState
 from agent.sources.pod_source import PodSnapshot, PodSource
 from agent.tick import Clamp, Degraded, TickResult
 from isolation.cgroups import Cgroups
@@ -119,6 +121,8 @@ class Loop:
         self.dry_run = settings.agent.dry_run or executor is None
         self.sampler = Sampler(cgroups, settings.agent.node_cgroup, clock)
         self.locator = Locator(cgroups, layout)
+        self.topology = read_topology(settings.agent.cpu_topology_root)
+        self.cpu_manager = CpuManagerState(settings.agent.cpu_manager_state)
         self.enforcer = Enforcer(cgroups, None if self.dry_run else executor)
         fast = settings.agent.fast_path
         self.fast = (
@@ -187,7 +191,13 @@ class Loop:
         now = readings.at
         degraded, withhold = self._source_problems(view, now)
         cpu_idle = self.enforcer.idle_supported(topo)
-        snapshot = Snapshot(node=node, cpus=topo.cpus, cpu_idle=cpu_idle)
+        snapshot = Snapshot(
+            node=node,
+            cpus=topo.cpus,
+            cpu_idle=cpu_idle,
+            topology=self.topology,
+            kubelet_cpus=self.cpu_manager.read(),
+        )
         if not withhold:
             snapshot = snapshot._replace(
                 cpu=readings.cpu,

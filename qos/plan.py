@@ -93,6 +93,8 @@ class DedicatedPodPlan:
     uid: str
     cpus: tuple[int, ...]
     reason: str
+    # kubelet's static CPU manager assigned these and owns the pod's cpuset: not written.
+    by_kubelet: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,9 @@ class Plan:
     # What the plan wanted and could not do (a dedicated pod without free cores, an
     # eviction held by its cool-down), one line each.
     notes: tuple[str, ...] = ()
+    # kubelet's static CPU manager owns the pods' cpusets: colocd writes cpusets on batch
+    # only, within `shared_cpus` (kubelet's defaultCpuSet).
+    kubelet_cpusets: bool = False
 
     @property
     def degraded(self) -> tuple[str, ...]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from qos.cpus import NO_TOPOLOGY, CpuTopology, KubeletCpus
 from qos.state import NodeState
 
 
@@ -100,6 +101,10 @@ class Snapshot(NamedTuple):
     # Whether the kernel runs the batch tier as cpu.idle (SCHED_IDLE); None: not known
     # (a trace, or the agent could not tell yet), which counts as no.
     cpu_idle: bool | None = None
+    # Each CPU's physical core and NUMA node (unknown: every CPU its own core).
+    topology: CpuTopology = NO_TOPOLOGY
+    # kubelet's CPU manager state; None where there is none (no file, or not read).
+    kubelet_cpus: KubeletCpus | None = None
 
 
 def clean(value: float | None, upper: float | None = None) -> float | None:

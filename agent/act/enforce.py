@@ -10,7 +10,8 @@
     batch pods     cpu.max from colocd.io/batch-cpu, memory.high/max from batch-memory.
     online pods    memory.min / memory.low (cgroup v1 has neither: `unsupported`).
     dedicated      each pod's cpuset; every other pod, and the burstable level, get the
-                   shared pool.
+                   shared pool. Under kubelet's static CPU manager none of it: kubelet
+                   owns those cpusets (batch still stays within its shared pool).
 
 `None` in the plan leaves a setting alone. What only protects online is written to online
 cgroups (memory protection, the shared pool); everything that holds back is written to
@@ -245,6 +246,8 @@ class Enforcer:
         return out
 
     def _cpu_pools(self, plan: Plan, topo: Topology) -> list[Write]:
+        if plan.kubelet_cpusets:
+            return []  # kubelet's static CPU manager owns every pod's cpuset but batch's
         out: list[Write] = []
         dedicated = {d.pod for d in plan.dedicated_pods}
         for d in plan.dedicated_pods:
