@@ -164,6 +164,11 @@ class AgentSettings(_Section):
         description="Where each CPU's topology (hyperthread siblings) and NUMA node are read "
         "from; colocd picks whole cores, on one NUMA node where they fit.",
     )
+    block_devices_root: Path = Field(
+        Path("/sys/block"),
+        description="Where the node's block devices are read from (their MAJOR:MINOR numbers "
+        "key batch's io.max), once at start.",
+    )
     notify_socket: str | None = Field(
         None,
         description="systemd's notify socket (default: $NOTIFY_SOCKET, which systemd sets for "

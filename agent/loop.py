@@ -35,6 +35,7 @@ from typing import Protocol
 from agent.act.enforce import Enforcer
 from agent.config import Settings
 from agent.errors import StatusError
+from agent.observe.block_devices import read_block_devices
 from agent.observe.cpu_topology import read_topology
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
 from agent.observe.sampler import Sampler
@@ -123,6 +124,7 @@ class Loop:
         self.locator = Locator(cgroups, layout)
         self.topology = read_topology(settings.agent.cpu_topology_root)
         self.cpu_manager = CpuManagerState(settings.agent.cpu_manager_state)
+        self.block_devices = read_block_devices(settings.agent.block_devices_root)
         self.enforcer = Enforcer(cgroups, None if self.dry_run else executor)
         fast = settings.agent.fast_path
         self.fast = (
@@ -197,6 +199,7 @@ class Loop:
             cpu_idle=cpu_idle,
             topology=self.topology,
             kubelet_cpus=self.cpu_manager.read(),
+            block_devices=self.block_devices,
         )
         if not withhold:
             snapshot = snapshot._replace(

@@ -30,6 +30,7 @@ from qos.cpus import (
 )
 from qos.demand import Demand, PredictorState, cpu_demand, gpu_capacity, gpu_demand, memory_demand
 from qos.eviction import EvictionState, MemoryPressure, plan_evictions
+from qos.io import plan_io
 from qos.limits import batch_pods, batch_tier, online_pods
 from qos.margin import MarginState, initial_margin, update_margin
 from qos.plan import (
@@ -247,6 +248,7 @@ def decide(
         evictions=outcome.evictions,
         notes=layout.notes + outcome.notes,
         kubelet_cpusets=layout.by_kubelet,
+        io=plan_io(settings.io, snapshot.block_devices),
     )
     new_state = BrainState(
         predictor=predictor,

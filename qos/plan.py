@@ -98,6 +98,28 @@ class DedicatedPodPlan:
 
 
 @dataclass(frozen=True, slots=True)
+class DeviceLimit:
+    """io.max for one block device (`MAJOR:MINOR`); None: no limit of that kind."""
+
+    device: str
+    name: str
+    rbps: int | None = None
+    wbps: int | None = None
+    riops: int | None = None
+    wiops: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IoPlan:
+    """io.weight for the online and batch tiers; io.max on batch for each device."""
+
+    online_weight: int
+    batch_weight: int
+    batch_limits: tuple[DeviceLimit, ...]
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class Eviction:
     """Evict this batch pod (last resort). `dry_run` evictions are reported, not executed."""
 
@@ -149,6 +171,7 @@ class Plan:
     # kubelet's static CPU manager owns the pods' cpusets: colocd writes cpusets on batch
     # only, within `shared_cpus` (kubelet's defaultCpuSet).
     kubelet_cpusets: bool = False
+    io: IoPlan | None = None  # None: IO left alone
 
     @property
     def degraded(self) -> tuple[str, ...]:

@@ -85,6 +85,15 @@ class BatchDemand(NamedTuple):
     memory_bytes: float | None = None
 
 
+class BlockDevice(NamedTuple):
+    """One of the node's block devices (/sys/block): its name, `MAJOR:MINOR`, and whether
+    it is a disk (loop, ram and zram devices are not)."""
+
+    name: str
+    device: str
+    disk: bool
+
+
 class Snapshot(NamedTuple):
     """Everything one decision sees. `cpus` are the ids of the node's online CPUs."""
 
@@ -105,6 +114,7 @@ class Snapshot(NamedTuple):
     topology: CpuTopology = NO_TOPOLOGY
     # kubelet's CPU manager state; None where there is none (no file, or not read).
     kubelet_cpus: KubeletCpus | None = None
+    block_devices: tuple[BlockDevice, ...] = ()
 
 
 def clean(value: float | None, upper: float | None = None) -> float | None:

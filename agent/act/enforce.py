@@ -9,6 +9,8 @@
                    originals back and every batch pod is treated on its own instead.
     batch pods     cpu.max from colocd.io/batch-cpu, memory.high/max from batch-memory.
     online pods    memory.min / memory.low (cgroup v1 has neither: `unsupported`).
+    IO             io.weight on the batch targets and on online/dedicated pods, io.max on
+                   the batch targets (v1: on every cgroup below them, see `_io`).
     dedicated      each pod's cpuset; every other pod, and the burstable level, get the
                    shared pool. Under kubelet's static CPU manager none of it: kubelet
                    owns those cpusets (batch still stays within its shared pool).
@@ -29,7 +31,7 @@ from agent.observe.topology import Topology
 from isolation.cgroups import Cgroups
 from isolation.errors import CgroupGoneError, UnsupportedKnobError, WriteError
 from isolation.executor import Executor, Level, Write
-from isolation.knobs import CpuMax, looser
+from isolation.knobs import CpuMax, IoLimit, looser
 from qos.k8s_qos import QOSClass
 from qos.plan import CpusetCap, MemoryLimits, Plan, QuotaCap
 from qos.tiers import Tier
@@ -122,6 +124,7 @@ class Enforcer:
         # Per-pod settings written last time: released when no longer wanted.
         self._owned: dict[tuple[str, str], int] = {}
         self.notes: tuple[str, ...] = ()  # what the last `writes` could not do as planned
+        self._io_limited = False  # batch io.max limits are in force
 
     # --- the parts -------------------------------------------------------------------
 
@@ -265,6 +268,42 @@ class Enforcer:
                 out += self._cpuset(p.cgroup, Level.POD, shared)
         return out
 
+    def _io(self, plan: Plan, topo: Topology) -> list[Write]:
+        """io.weight on the batch targets and on each online and dedicated pod; io.max on
+        the batch targets. v1's blk-throttle is not hierarchical (a limit on besteffort
+        does not hold a process in a pod below it; measured here), so on v1 io.max goes on
+        every cgroup of the batch subtrees; v2's io.max holds the whole subtree."""
+        io = plan.io
+        if io is None:
+            return []
+        targets = batch_targets(topo).cgroups
+        out: list[Write] = []
+        if self._supported("io.weight", topo.besteffort) is False:
+            self.notes += (
+                f"io.weight: {self.cgroups.unsupported('io.weight') or 'no such file here'}"
+                " (v1: blkio.bfq.weight needs the BFQ scheduler): IO weights not written",
+            )
+        else:
+            out += [Write("io.weight", c, io.batch_weight, lvl) for c, lvl in targets]
+            out += [
+                Write("io.weight", p.cgroup, io.online_weight, Level.POD)
+                for p in topo.in_tier(Tier.ONLINE, Tier.DEDICATED)
+            ]
+        # Once limits were written, no limits is written too (lifting them).
+        if io.batch_limits or self._io_limited:
+            self._io_limited = bool(io.batch_limits)
+            limits = tuple(
+                IoLimit(d.device, d.rbps, d.wbps, d.riops, d.wiops) for d in io.batch_limits
+            )
+            for cgroup, level in targets:
+                where = (
+                    self._subtree(cgroup, level, "blkio")
+                    if self.cgroups.version == 1
+                    else [(cgroup, level)]
+                )
+                out += [Write("io.max", c, limits, lvl) for c, lvl in where]
+        return out
+
     # --- the whole plan ----------------------------------------------------------------
 
     def writes(self, plan: Plan, topo: Topology) -> list[Write]:
@@ -286,6 +325,9 @@ class Enforcer:
         merged.add(w for w in batch if tier_level(w))
         owned = [w for w in batch if not tier_level(w)]
         owned += self._pods(plan, topo) + self._cpu_pools(plan, topo)
+        io = self._io(plan, topo)
+        merged.add(w for w in io if tier_level(w))
+        owned += [w for w in io if not tier_level(w)]
         merged.add(owned)
         if not targets.tier_level:  # after the pods': their cpusets win below besteffort
             merged.add(self._released_besteffort(topo, pool))

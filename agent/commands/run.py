@@ -199,6 +199,8 @@ def print_dry_run(cgroups: Cgroups, result: TickResult) -> None:
     for item in (tier.cpu_idle, tier.cpu_cap, tier.memory):
         if item is not None:
             out.write(f"  batch tier: {item.reason}\n")
+    if plan.io is not None:
+        out.write(f"  io: {plan.io.reason}\n")
     for line in [*result.notes, *(d.text for d in result.degraded)]:
         out.write(f"  note: {line}\n")
     for e in plan.evictions:
