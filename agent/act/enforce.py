@@ -295,12 +295,10 @@ class Enforcer:
             limits = tuple(
                 IoLimit(d.device, d.rbps, d.wbps, d.riops, d.wiops) for d in io.batch_limits
             )
+            # v1 without a blkio mount: the executor reports the writes unsupported.
+            subtree = self.cgroups.version == 1 and self.cgroups.unsupported("io.max") is None
             for cgroup, level in targets:
-                where = (
-                    self._subtree(cgroup, level, "blkio")
-                    if self.cgroups.version == 1
-                    else [(cgroup, level)]
-                )
+                where = self._subtree(cgroup, level, "blkio") if subtree else [(cgroup, level)]
                 out += [Write("io.max", c, limits, lvl) for c, lvl in where]
         return out
 

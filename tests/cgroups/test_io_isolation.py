@@ -70,12 +70,20 @@ def test_batch_io_yields_to_online_under_colocds_io_max(
         for p in (web, job):
             tree.write_manifest(p, pods)
 
+        # The IO is compared, not the CPU: batch gets the default CPU weight and colocd
+        # puts no CPU setting on it below (on this busy shared machine kubelet's shares=2,
+        # or cpu.idle, would leave the batch reader too little CPU to issue reads at all).
+        be = tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
+        tree.cgroups.write("cpu.shares", be, 1024)
         # Without colocd both read about alike.
         online, batch = read_both(tree, web, job, device)
         assert batch > 4 * LIMIT, (online, batch)
 
         qos = QosSettings.model_validate(
-            {"io": {"batch_read_bps": LIMIT, "devices": [device.name]}}
+            {
+                "io": {"batch_read_bps": LIMIT, "devices": [device.name]},
+                "cpu": {"idle": False, "mechanism": "idle-only"},
+            }
         )
         state = tmp_path / "state"
         settings = Settings(
@@ -109,7 +117,6 @@ def test_batch_io_yields_to_online_under_colocds_io_max(
         assert f"on {device.name} ({number})" in io.reason
         want = (IoLimit(number, rbps=LIMIT),)
         container = tree.container_cgroup(job, "c")
-        be = tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
         assert tree.cgroups.read("io.max", be).value == want
         assert tree.cgroups.read("io.max", container).value == want
         assert tree.cgroups.read("io.max", tree.pod_cgroup(web)).value == ()
