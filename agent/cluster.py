@@ -14,6 +14,7 @@
   (`Evictor`, with an Event on the pod).
 - `warn(warning)`: a Warning Event on a pod the loop planned around (a UID seen twice, a
   junk colocd.io/tier annotation; `agent.sources.pod_checks`).
+- `allocatable()`: this Node's `status.allocatable`, the capacity the brain plans with.
 - `qos_settings()`: the brain's settings from the ColocationPolicies in force on this node
   (built-in defaults < Cluster < NodePool < Node; `PolicyWatcher`). A resolution the brain
   refuses keeps the last good settings.
@@ -40,6 +41,7 @@ from agent.sources.pod_source import ApiPodSource, PodSnapshot
 from qos.plan import Eviction, Plan
 from qos.pod import Pod
 from qos.settings import DEFAULT_QOS_SETTINGS, QosSettings
+from qos.state import NodeCapacity
 
 __all__ = ["Cluster"]
 
@@ -83,6 +85,11 @@ class Cluster:
             why = f"waiting for the {' and '.join(waiting)} to be listed"
             return dataclasses.replace(snap, synced=False, problems=(*snap.problems, why))
         return snap
+
+    def allocatable(self) -> NodeCapacity | None:
+        """This Node's `status.allocatable` (None until it is known)."""
+        info = self.node.info()
+        return None if info is None else info.allocatable
 
     def qos_settings(self) -> QosSettings:
         """The settings of the policy in force (resolved again only when it changes)."""

@@ -166,6 +166,23 @@ class AgentSettings(_Section):
         le=MAX_NODE_MEMORY_BYTES,
         description="Node memory capacity in bytes (default: the host's RAM).",
     )
+    cpu_manager_state: Path = Field(
+        Path("/var/lib/kubelet/cpu_manager_state"),
+        description="kubelet's CPU manager checkpoint. Under the static policy kubelet owns "
+        "the cpusets of Guaranteed pods with whole CPUs: dedicated pods take kubelet's "
+        "CPUs, the shared pool is its defaultCpuSet, and colocd writes no pod's cpuset but "
+        "batch's. Absent file: colocd picks exclusive CPUs itself.",
+    )
+    cpu_topology_root: Path = Field(
+        Path("/sys/devices/system/cpu"),
+        description="Where each CPU's topology (hyperthread siblings) and NUMA node are read "
+        "from; colocd picks whole cores, on one NUMA node where they fit.",
+    )
+    block_devices_root: Path = Field(
+        Path("/sys/block"),
+        description="Where the node's block devices are read from (their MAJOR:MINOR numbers "
+        "key batch's io.max), once at start.",
+    )
     notify_socket: str | None = Field(
         None,
         description="systemd's notify socket (default: $NOTIFY_SOCKET, which systemd sets for "

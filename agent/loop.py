@@ -26,8 +26,9 @@ mount) stop the loop with `fatal` set: nothing it would do could work.
 
 The Kubernetes side plugs in through small seams (`agent.cluster` provides them): any
 `PodSource`, a `publish(plan)` for the node's extended resources, an `evict(eviction, pod)`
-(the Eviction API, or signals through the pod's cgroup on a bare host) and a `qos()` giving
-the brain's settings from the policies in force;
+(the Eviction API, or signals through the pod's cgroup on a bare host), a `qos()`
+giving the brain's settings from the policies in force and a `node_capacity()` giving the
+node's capacity (the Node's allocatable on Kubernetes);
 a `Notifier` for systemd (sd_notify READY/WATCHDOG/STOPPING). Each is optional.
 """
 
@@ -46,12 +47,15 @@ from typing import Protocol
 from agent.act.enforce import Enforcer
 from agent.config import Settings
 from agent.errors import StatusError
+from agent.observe.block_devices import read_block_devices
+from agent.observe.cpu_topology import read_topology
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
 from agent.observe.sampler import Sampler
 from agent.observe.topology import Locator, Topology
 from agent.report.metrics import AgentMetrics
 from agent.report.status import FastPathStatus, write_status
 from agent.report.tick_report import RECENT_CLAMPS, fast_path_status, status_of, tick_line
+from agent.sources.cpu_manager import CpuManagerState
 from agent.sources.pod_checks import PodWarning, vet
 from agent.sources.pod_source import PodSnapshot, PodSource
 from agent.tick import Clamp, Degraded, TickResult
@@ -105,6 +109,7 @@ class Loop:
         warn: Warn | None = None,
         notifier: Notifier | None = None,
         qos: Callable[[], QosSettings] | None = None,
+        node_capacity: Callable[[], NodeCapacity] | None = None,
         on_tick: Callable[[TickResult], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -125,12 +130,17 @@ class Loop:
         self.on_tick = on_tick
         # The brain's settings: from the policies in force (read each tick) or fixed.
         self._qos_source = qos
+        # The node's capacity: as it is now (the Node's allocatable can change) or fixed.
+        self._capacity_source = node_capacity
         self.qos = settings.qos
         self.clock = clock
         self.wall = wall
         self.dry_run = settings.agent.dry_run or executor is None
         self.sampler = Sampler(cgroups, settings.agent.node_cgroup, clock)
         self.locator = Locator(cgroups, layout)
+        self.topology = read_topology(settings.agent.cpu_topology_root)
+        self.cpu_manager = CpuManagerState(settings.agent.cpu_manager_state)
+        self.block_devices = read_block_devices(settings.agent.block_devices_root)
         self.enforcer = Enforcer(cgroups, None if self.dry_run else executor)
         fast = settings.agent.fast_path
         self.fast = (
@@ -157,7 +167,7 @@ class Loop:
     def _node(self, view: PodSnapshot) -> NodeState:
         """The pods with their tiers; classified again only when the pods or the tier
         rules changed (classifying hundreds of pods every tick is most of a tick's work)."""
-        key = (view.generation, self.qos.tiers)
+        key = (view.generation, self.qos.tiers, self.capacity)
         if self._node_state is None or self._node_state[0] != key:
             a = self.settings.agent
             state = NodeState.build(a.node_name, self.capacity, view.pods, self.qos.tiers)
@@ -207,13 +217,22 @@ class Loop:
             return None
         if self._qos_source is not None:
             self.qos = self._qos_source()
+        if self._capacity_source is not None:
+            self.capacity = self._capacity_source()
         node = self._node(view)
         topo = self.locator.locate(node)
         readings = self.sampler.sample(topo)
         now = readings.at
         degraded, withhold = self._source_problems(view, now)
         cpu_idle = self.enforcer.idle_supported(topo)
-        snapshot = Snapshot(node=node, cpus=topo.cpus, cpu_idle=cpu_idle)
+        snapshot = Snapshot(
+            node=node,
+            cpus=topo.cpus,
+            cpu_idle=cpu_idle,
+            topology=self.topology,
+            kubelet_cpus=self.cpu_manager.read(),
+            block_devices=self.block_devices,
+        )
         if not withhold:
             snapshot = snapshot._replace(
                 cpu=readings.cpu,

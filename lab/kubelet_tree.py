@@ -384,6 +384,14 @@ class KubeletTree:
         spec: dict[str, Any] = {"containers": [container(c) for c in pod.containers]}
         if pod.priority is not None:
             spec["priority"] = pod.priority
+        status: dict[str, Any] = {
+            "containerStatuses": [
+                {"name": n, "containerID": f"{cid.runtime}://{cid.id}"}
+                for n, cid in pod.container_ids.items()
+            ]
+        }
+        if pod.phase:
+            status["phase"] = pod.phase
         return {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -395,12 +403,7 @@ class KubeletTree:
                 "annotations": dict(pod.annotations),
             },
             "spec": spec,
-            "status": {
-                "containerStatuses": [
-                    {"name": n, "containerID": f"{cid.runtime}://{cid.id}"}
-                    for n, cid in pod.container_ids.items()
-                ]
-            },
+            "status": status,
         }
 
     def bound(self, pod: Pod, node_name: str) -> dict[str, Any]:

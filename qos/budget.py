@@ -51,6 +51,7 @@ class Terms:
     system_why: str = ""
     online_why: str = ""
     margin_why: str = ""
+    capacity_why: str = ""  # where the capacity came from (e.g. "Node allocatable")
     # An extra upper bound that is not a term of the formula (GPU memory), with its reason.
     bound: float | None = None
     bound_why: str = ""
@@ -102,8 +103,9 @@ def from_terms(resource: Resource, capacity: int, terms: Terms) -> Budget:
     def f(v: float) -> str:
         return format_amount(v, unit)
 
+    source = f" ({terms.capacity_why})" if terms.capacity_why else ""
     parts = [
-        f"{resource.extended_name} {f(amount)} = capacity {f(terms.capacity)}"
+        f"{resource.extended_name} {f(amount)} = capacity {f(terms.capacity)}{source}"
         f" x {terms.max_fraction:g}",
         f"system {f(terms.system)} ({terms.system_why})",
         f"online {f(terms.online)} ({terms.online_why})",

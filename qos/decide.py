@@ -19,9 +19,18 @@ from qos.budget import (
     unknown,
     without_fresh_readings,
 )
-from qos.cpus import CpuLayout, assign_dedicated, batch_cpuset, format_cpus, node_cpus
+from qos.cpus import (
+    CpuLayout,
+    CpuTopology,
+    assign_dedicated,
+    batch_cpuset,
+    format_cpus,
+    kubelet_layout,
+    node_cpus,
+)
 from qos.demand import Demand, PredictorState, cpu_demand, gpu_capacity, gpu_demand, memory_demand
 from qos.eviction import EvictionState, MemoryPressure, plan_evictions
+from qos.io import plan_io
 from qos.limits import batch_pods, batch_tier, online_pods
 from qos.margin import MarginState, initial_margin, update_margin
 from qos.plan import (
@@ -120,11 +129,17 @@ def cpu_mechanism(settings: QosSettings, cpu_idle: bool | None) -> CpuMechanism:
 
 
 def _cpu_cap(
-    budget: Budget, layout: CpuLayout, settings: QosSettings, mechanism: CpuMechanism
+    budget: Budget,
+    layout: CpuLayout,
+    settings: QosSettings,
+    mechanism: CpuMechanism,
+    topology: CpuTopology,
 ) -> CpusetCap | QuotaCap | None:
     match mechanism:
         case CpuMechanism.CPUSET:
-            return batch_cpuset(layout.shared, budget.amount, settings.cpu.cpuset_min_cpus)
+            return batch_cpuset(
+                layout.shared, budget.amount, settings.cpu.cpuset_min_cpus, topology
+            )
         case CpuMechanism.QUOTA:
             quota = max(settings.cpu.quota_min_milli, budget.amount)
             why = f"batch quota {quota}m = batch-cpu {budget.amount}m"
@@ -143,8 +158,11 @@ def decide(
     margin_state, margin = update_margin(
         state.margin or initial_margin(settings.margin), value, at, settings.margin
     )
-    if settings.cpu.dedicated_cpusets:
-        layout = assign_dedicated(node, snapshot.cpus, state.dedicated)
+    kubelet = snapshot.kubelet_cpus
+    if kubelet is not None and kubelet.owns_cpusets:
+        layout = kubelet_layout(node, snapshot.cpus, kubelet)
+    elif settings.cpu.dedicated_cpusets:
+        layout = assign_dedicated(node, snapshot.cpus, state.dedicated, snapshot.topology)
     else:
         layout = CpuLayout((), (), node_cpus(snapshot.cpus, node), ())
 
@@ -182,11 +200,17 @@ def decide(
         idle = CpuIdle(True, why)
     tier = BatchTierPlan(
         cpu_idle=idle,
-        cpu_cap=_cpu_cap(cpu_b, layout, settings, mechanism),
+        cpu_cap=_cpu_cap(cpu_b, layout, settings, mechanism, snapshot.topology),
         memory=batch_tier(mem_b, fresh_mem_terms) if settings.memory.enabled else None,
     )
     shared = None
-    if layout.assignments:
+    if layout.by_kubelet and layout.shared != node_cpus(snapshot.cpus, node):
+        shared = CpusetCap(
+            layout.shared,
+            f"shared pool {format_cpus(layout.shared)}: kubelet's static CPU manager "
+            "(defaultCpuSet); kubelet owns the exclusive CPUs",
+        )
+    elif layout.assignments:
         shared = CpusetCap(
             layout.shared,
             f"shared pool {format_cpus(layout.shared)}: all CPUs but the dedicated pods' "
@@ -223,6 +247,8 @@ def decide(
         batch_pods=batch_pods(node, settings.memory),
         evictions=outcome.evictions,
         notes=layout.notes + outcome.notes,
+        kubelet_cpusets=layout.by_kubelet,
+        io=plan_io(settings.io, snapshot.block_devices),
     )
     new_state = BrainState(
         predictor=predictor,

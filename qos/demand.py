@@ -144,6 +144,7 @@ def cpu_demand(
         system_why=found.system_why,
         online_why=online_why,
         margin_why=margin_why,
+        capacity_why=node.capacity.cpu_source,
     )
     return Demand(at, terms), state
 
@@ -183,6 +184,7 @@ def memory_demand(
         system_why=found.system_why,
         online_why="with its page cache, " + found.online_why,
         margin_why=f"fixed {format_fraction(fixed)}",
+        capacity_why=node.capacity.memory_source,
     )
     return Demand(at, terms), state
 

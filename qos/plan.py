@@ -93,6 +93,30 @@ class DedicatedPodPlan:
     uid: str
     cpus: tuple[int, ...]
     reason: str
+    # kubelet's static CPU manager assigned these and owns the pod's cpuset: not written.
+    by_kubelet: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceLimit:
+    """io.max for one block device (`MAJOR:MINOR`); None: no limit of that kind."""
+
+    device: str
+    name: str
+    rbps: int | None = None
+    wbps: int | None = None
+    riops: int | None = None
+    wiops: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class IoPlan:
+    """io.weight for the online and batch tiers; io.max on batch for each device."""
+
+    online_weight: int
+    batch_weight: int
+    batch_limits: tuple[DeviceLimit, ...]
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +168,10 @@ class Plan:
     # What the plan wanted and could not do (a dedicated pod without free cores, an
     # eviction held by its cool-down), one line each.
     notes: tuple[str, ...] = ()
+    # kubelet's static CPU manager owns the pods' cpusets: colocd writes cpusets on batch
+    # only, within `shared_cpus` (kubelet's defaultCpuSet).
+    kubelet_cpusets: bool = False
+    io: IoPlan | None = None  # None: IO left alone
 
     @property
     def degraded(self) -> tuple[str, ...]:

@@ -18,6 +18,9 @@ BATCH_CPU = "colocd.io/batch-cpu"
 BATCH_MEMORY = "colocd.io/batch-memory"
 BATCH_GPU = "colocd.io/batch-gpu"
 TIER_ANNOTATION = "colocd.io/tier"
+# Pod phases after which no container runs again: such a pod holds no CPU, memory or cgroup
+# worth acting on (a completed Job's pod stays bound to the node until it is deleted).
+FINISHED_PHASES = frozenset({"Succeeded", "Failed"})
 
 ResourceList = Mapping[str, Decimal]
 
@@ -70,6 +73,10 @@ class Pod:
     @property
     def key(self) -> str:
         return f"{self.namespace}/{self.name}"
+
+    @property
+    def finished(self) -> bool:
+        return self.phase in FINISHED_PHASES
 
     def all_containers(self) -> tuple[Container, ...]:
         return self.containers + self.init_containers

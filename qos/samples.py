@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
+from qos.cpus import NO_TOPOLOGY, CpuTopology, KubeletCpus
 from qos.state import NodeState
 
 
@@ -84,6 +85,15 @@ class BatchDemand(NamedTuple):
     memory_bytes: float | None = None
 
 
+class BlockDevice(NamedTuple):
+    """One of the node's block devices (/sys/block): its name, `MAJOR:MINOR`, and whether
+    it is a disk (loop, ram and zram devices are not)."""
+
+    name: str
+    device: str
+    disk: bool
+
+
 class Snapshot(NamedTuple):
     """Everything one decision sees. `cpus` are the ids of the node's online CPUs."""
 
@@ -100,6 +110,11 @@ class Snapshot(NamedTuple):
     # Whether the kernel runs the batch tier as cpu.idle (SCHED_IDLE); None: not known
     # (a trace, or the agent could not tell yet), which counts as no.
     cpu_idle: bool | None = None
+    # Each CPU's physical core and NUMA node (unknown: every CPU its own core).
+    topology: CpuTopology = NO_TOPOLOGY
+    # kubelet's CPU manager state; None where there is none (no file, or not read).
+    kubelet_cpus: KubeletCpus | None = None
+    block_devices: tuple[BlockDevice, ...] = ()
 
 
 # A reading more than this many times its bound (e.g. what the node has) is a fault, not a

@@ -265,6 +265,42 @@ class MemoryQosSettings(_Section):
         return self
 
 
+class IoSettings(_Section):
+    """Block IO per tier: io.weight (v2; v1 blkio.bfq.weight, which only the BFQ scheduler
+    honours) for online and batch pods, and io.max on batch (v1 blkio.throttle.*, which
+    any scheduler honours) on the node's disks. A limit of 0 means none."""
+
+    enabled: bool = Field(True, description="Plan IO weights and batch IO limits.")
+    online_weight: int = Field(
+        100,
+        ge=1,
+        le=10000,
+        description="io.weight of online and dedicated pods (kernel default 100).",
+    )
+    batch_weight: int = Field(
+        10,
+        ge=1,
+        le=10000,
+        description="io.weight of the batch tier: a tenth of the default, so under contention "
+        "batch gets about a tenth of what an online pod gets.",
+    )
+    batch_read_bps: int = Field(0, ge=0, description="Batch read bytes/s per disk (0: no limit).")
+    batch_write_bps: int = Field(0, ge=0, description="Batch write bytes/s per disk (0: none).")
+    batch_read_iops: int = Field(0, ge=0, description="Batch read IO/s per disk (0: no limit).")
+    batch_write_iops: int = Field(0, ge=0, description="Batch write IO/s per disk (0: none).")
+    devices: tuple[str, ...] = Field(
+        (),
+        description="Block device names (as in /sys/block) the batch limits apply to; empty: "
+        "every disk of the node (not loop, ram or zram devices).",
+    )
+
+    @property
+    def limited(self) -> bool:
+        return any(
+            (self.batch_read_bps, self.batch_write_bps, self.batch_read_iops, self.batch_write_iops)
+        )
+
+
 class EvictionSettings(_Section):
     """Last resort: evict batch pods under sustained memory pressure or CPU starvation."""
 
@@ -325,7 +361,7 @@ class GpuSettings(_Section):
 
 class QosSettings(_Section):
     """All of the brain's settings. Sections: tiers, predictor, margin, reclaim, cpu, memory,
-    eviction, gpu."""
+    eviction, gpu, io."""
 
     tiers: TierSettings = Field(
         DEFAULT_TIER_SETTINGS,
@@ -339,6 +375,7 @@ class QosSettings(_Section):
     memory: MemoryQosSettings = Field(default_factory=MemoryQosSettings)
     eviction: EvictionSettings = Field(default_factory=EvictionSettings)
     gpu: GpuSettings = Field(default_factory=GpuSettings)
+    io: IoSettings = Field(default_factory=IoSettings)
 
 
 DEFAULT_QOS_SETTINGS = QosSettings()

@@ -41,9 +41,14 @@ class BatchRequests:
 
 @dataclass(frozen=True, slots=True)
 class NodeCapacity:
+    """What the node gives to pods. `*_source` says where each figure came from (the Node's
+    allocatable, kubepods' own limit, the host's total, configured); budget reasons show it."""
+
     cpu_milli: int
     memory_bytes: int
     gpus: int = 0
+    cpu_source: str = ""
+    memory_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,7 +153,10 @@ class NodeState:
         pods: Iterable[Pod],
         settings: TierSettings = DEFAULT_TIER_SETTINGS,
     ) -> NodeState:
-        states = tuple(sorted((pod_state(p, settings) for p in pods), key=lambda s: s.pod.key))
+        """The node's live pods: finished ones (Succeeded, Failed) count for nothing, not
+        as demand, not as cgroups to look for, not for exclusive CPUs."""
+        live = (pod_state(p, settings) for p in pods if not p.finished)
+        states = tuple(sorted(live, key=lambda s: s.pod.key))
         return cls(name, capacity, states)
 
     def in_tier(self, *tiers: Tier) -> tuple[PodState, ...]:

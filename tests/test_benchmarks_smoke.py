@@ -141,3 +141,25 @@ def test_soak_churns_pods_edits_policies_and_leaks_nothing(tmp_path: Path) -> No
     # Nothing left behind as pods come and go: journal entries dropped with their cgroups.
     assert result["journal_entries_of_gone_cgroups"] == 0
     assert result["journal_entries_after_stop"] == 0 and result["leaked_pod_cgroups"] == 0
+
+
+def test_footprint_compares_the_dry_run_agent_with_no_agent(tmp_path: Path) -> None:
+    out = _run(
+        "bench_footprint",
+        tmp_path,
+        "--pods=2,4",
+        "--duration=0.8",
+        "--warmup=0.2",
+        "--repeats=1",
+        "--hogs=1",
+        "--work-us=100",
+        "--agent-ticks=1",
+    )
+    assert set(out["summary"]) == {"2", "4"}
+    for row in out["summary"].values():
+        for setup in ("no-agent", "dry-run"):
+            assert (row[setup]["lateness_p99_us"] or 0) > 0, row
+        assert row["no-agent"]["agent_millicores"] is None
+        assert row["dry-run"]["agent_millicores"] is not None, row
+        assert row["added_p99"] is not None
+    assert {p["pods"] for p in out["phases"]} == {2, 4}

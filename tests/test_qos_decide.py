@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 
@@ -299,3 +300,39 @@ def test_the_configured_indicator_drives_the_margin(settings, reading, name):
     s = QosSettings.model_validate(settings)
     plan, _ = decide(snapshot(1.0)._replace(**reading), BrainState(), s, 1.0)
     assert name in plan.margin.reason
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_finished_pods_count_for_nothing(phase):
+    """A completed Job's pod stays bound to the node: it is no batch demand (no starvation
+    eviction of the running pods), and a finished dedicated pod holds no exclusive CPUs."""
+    s = QosSettings.model_validate(
+        {
+            "eviction": {"starvation_seconds": 3, "starvation_fraction": 0.6},
+            "cpu": {"mechanism": "cpuset"},
+        }
+    )
+    running = pod("web", cpu="500m", memory=GIB)
+    done = [
+        dataclasses.replace(p, phase=phase)
+        for p in (
+            pod("job-1", batch_cpu=3000, batch_memory=GIB),
+            pod("job-2", batch_cpu=2000, batch_memory=GIB),
+            pod("payments", cpu="2", memory=GIB, guaranteed=True, tier="dedicated"),
+        )
+    ]
+    state = node(running, *done)
+    assert [p.pod.name for p in state.pods] == ["web"]
+
+    # Online uses nearly everything: were the finished jobs counted, batch would be starved.
+    snaps = [(float(t), snapshot(float(t), state=state, online=7000.0)) for t in range(6)]
+    plans = run(snaps, settings=s)
+    assert evicted(plans) == []
+    assert all(p.dedicated_pods == () and p.shared_cpus is None for p in plans)
+    assert plans[-1].batch_pods == ()
+    # The same pods still running: starved, evicted; payments gets its cores.
+    live = node(running, *(dataclasses.replace(p, phase="Running") for p in done))
+    snaps = [(float(t), snapshot(float(t), state=live, online=7000.0)) for t in range(6)]
+    plans = run(snaps, settings=s)
+    assert evicted(plans) and "batch starved" in plans[3].evictions[0].reason
+    assert [d.pod for d in plans[0].dedicated_pods] == ["default/payments"]

@@ -16,8 +16,11 @@
                    nothing. Never below the memory.min kubelet's MemoryQoS gate writes on
                    burstable and kubepods (their pods' memory requests), so that with the
                    gate on both write the same figure.
+    IO             io.weight on the batch targets and on online/dedicated pods, io.max on
+                   the batch targets (v1: on every cgroup below them, see `_io`).
     dedicated      each pod's cpuset; every other pod, and the burstable level, get the
-                   shared pool.
+                   shared pool. Under kubelet's static CPU manager none of it: kubelet
+                   owns those cpusets (batch still stays within its shared pool).
 
 Why nothing goes on the QoS levels that kubelet rewrites. kubelet's QoS container manager
 (pkg/kubelet/cm/qos_container_manager_linux.go, UpdateCgroups) rewrites kubepods,
@@ -57,7 +60,7 @@ from agent.observe.topology import Topology
 from isolation.cgroups import Cgroups
 from isolation.errors import CgroupGoneError, UnsupportedKnobError, WriteError
 from isolation.executor import Executor, Level, Write
-from isolation.knobs import CpuMax, looser
+from isolation.knobs import CpuMax, IoLimit, looser
 from qos.k8s_qos import QOSClass
 from qos.plan import CpusetCap, MemoryLimits, Plan, QuotaCap
 from qos.tiers import Tier
@@ -151,6 +154,7 @@ class Enforcer:
         # Per-pod settings written last time: released when no longer wanted.
         self._owned: dict[tuple[str, str], int] = {}
         self.notes: tuple[str, ...] = ()  # what the last `writes` could not do as planned
+        self._io_limited = False  # batch io.max limits are in force
 
     # --- the parts -------------------------------------------------------------------
 
@@ -308,6 +312,8 @@ class Enforcer:
         return out + self._protection(plan, topo)
 
     def _cpu_pools(self, plan: Plan, topo: Topology) -> list[Write]:
+        if plan.kubelet_cpusets:
+            return []  # kubelet's static CPU manager owns every pod's cpuset but batch's
         out: list[Write] = []
         dedicated = {d.pod for d in plan.dedicated_pods}
         for d in plan.dedicated_pods:
@@ -323,6 +329,40 @@ class Enforcer:
                 continue
             if p.qos_class is not QOSClass.BURSTABLE:  # burstable pods are below, done
                 out += self._cpuset(p.cgroup, Level.POD, shared)
+        return out
+
+    def _io(self, plan: Plan, topo: Topology) -> list[Write]:
+        """io.weight on the batch targets and on each online and dedicated pod; io.max on
+        the batch targets. v1's blk-throttle is not hierarchical (a limit on besteffort
+        does not hold a process in a pod below it; measured here), so on v1 io.max goes on
+        every cgroup of the batch subtrees; v2's io.max holds the whole subtree."""
+        io = plan.io
+        if io is None:
+            return []
+        targets = batch_targets(topo).cgroups
+        out: list[Write] = []
+        if self._supported("io.weight", topo.besteffort) is False:
+            self.notes += (
+                f"io.weight: {self.cgroups.unsupported('io.weight') or 'no such file here'}"
+                " (v1: blkio.bfq.weight needs the BFQ scheduler): IO weights not written",
+            )
+        else:
+            out += [Write("io.weight", c, io.batch_weight, lvl) for c, lvl in targets]
+            out += [
+                Write("io.weight", p.cgroup, io.online_weight, Level.POD)
+                for p in topo.in_tier(Tier.ONLINE, Tier.DEDICATED)
+            ]
+        # Once limits were written, no limits is written too (lifting them).
+        if io.batch_limits or self._io_limited:
+            self._io_limited = bool(io.batch_limits)
+            limits = tuple(
+                IoLimit(d.device, d.rbps, d.wbps, d.riops, d.wiops) for d in io.batch_limits
+            )
+            # v1 without a blkio mount: the executor reports the writes unsupported.
+            subtree = self.cgroups.version == 1 and self.cgroups.unsupported("io.max") is None
+            for cgroup, level in targets:
+                where = self._subtree(cgroup, level, "blkio") if subtree else [(cgroup, level)]
+                out += [Write("io.max", c, limits, lvl) for c, lvl in where]
         return out
 
     # --- the whole plan ----------------------------------------------------------------
@@ -346,6 +386,9 @@ class Enforcer:
         merged.add(w for w in batch if tier_level(w))
         owned = [w for w in batch if not tier_level(w)]
         owned += self._pods(plan, topo) + self._cpu_pools(plan, topo)
+        io = self._io(plan, topo)
+        merged.add(w for w in io if tier_level(w))
+        owned += [w for w in io if not tier_level(w)]
         merged.add(owned)
         if not targets.tier_level:  # after the pods': their cpusets win below besteffort
             merged.add(self._released_besteffort(topo, pool))

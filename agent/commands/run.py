@@ -19,7 +19,6 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import psutil
 from prometheus_client import CollectorRegistry
 
 from agent import config
@@ -28,6 +27,7 @@ from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
 from agent.errors import ConfigError
 from agent.loop import Loop
+from agent.observe.capacity import node_capacity
 from agent.report.metrics import AgentMetrics, serve
 from agent.report.output import render_table
 from agent.report.sdnotify import SdNotifier
@@ -40,8 +40,8 @@ from isolation.detect import AGENT_CONTROLLERS, detect_hierarchy, detect_layout
 from isolation.errors import CgroupGoneError, IsolationError, UnsupportedKnobError, WriteError
 from isolation.executor import Executor, Write
 from isolation.knobs import CpuMax, format_cpuset
-from qos.pod import CPU, MEMORY
 from isolation.owner import NodeLock
+from qos.pod import CPU, MEMORY
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
 
@@ -63,7 +63,9 @@ pod's processes through its cgroup: SIGTERM, then SIGKILL after agent.kill_grace
 
 Settings come from --config FILE (YAML or JSON with the sections qos, isolation and
 agent; see agent/config.py for every field) with these flags laid over it. The node's CPU
-and memory are read from the host unless --node-cpu/--node-memory say otherwise.
+and memory the brain plans with are, in this order: --node-cpu/--node-memory, the Node's
+allocatable (Kubernetes), kubepods' own limits (cpu.max, memory.max) where set, the
+host's totals; the budget reasons name the source.
 
 --dry-run prints the plan and every write it would make (with the value there now) and
 writes nothing at all. --once runs a single tick and exits. SIGTERM, SIGINT, SIGQUIT or
@@ -181,14 +183,6 @@ def overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def host_capacity(agent: config.AgentSettings) -> NodeCapacity:
-    cpus = psutil.cpu_count(logical=True) or 1
-    return NodeCapacity(
-        cpu_milli=agent.cpu_milli or cpus * 1000,
-        memory_bytes=agent.memory_bytes or psutil.virtual_memory().total,
-    )
-
-
 def _shown(value: Any) -> str:
     if isinstance(value, frozenset):
         return format_cpuset(value) or "(empty)"
@@ -221,6 +215,8 @@ def print_dry_run(cgroups: Cgroups, result: TickResult) -> None:
     for item in (tier.cpu_idle, tier.cpu_cap, tier.memory):
         if item is not None:
             out.write(f"  batch tier: {item.reason}\n")
+    if plan.io is not None:
+        out.write(f"  io: {plan.io.reason}\n")
     for line in [*result.notes, *(d.text for d in result.degraded)]:
         out.write(f"  note: {line}\n")
     for e in plan.evictions:
@@ -293,6 +289,16 @@ def run(args: argparse.Namespace) -> int:
                 stack.callback(serve(registry, host, port).shutdown)
             except OSError as err:
                 raise ConfigError(f"serve metrics on {agent.metrics_addr}: {err.strerror}") from err
+
+        def capacity(allocatable: NodeCapacity | None = None) -> NodeCapacity:
+            return node_capacity(
+                cgroups,
+                layout,
+                allocatable=allocatable,
+                cpu_milli=agent.cpu_milli,
+                memory_bytes=agent.memory_bytes,
+            )
+
         seams: dict[str, Any] = {}
         if agent.pods_dir is not None:
             source: PodSource = DirPodSource(agent.pods_dir)
@@ -312,6 +318,7 @@ def run(args: argparse.Namespace) -> int:
                 "evict": cluster.evict,
                 "warn": cluster.warn,
                 "qos": cluster.qos_settings,
+                "node_capacity": lambda: capacity(cluster.allocatable()),
             }
             if settings.qos != QosSettings():
                 log.warning(
@@ -323,7 +330,7 @@ def run(args: argparse.Namespace) -> int:
             source=source,
             cgroups=cgroups,
             layout=layout,
-            capacity=host_capacity(agent),
+            capacity=capacity(),
             executor=executor,
             metrics=metrics,
             on_tick=(lambda r: print_dry_run(cgroups, r)) if agent.dry_run else None,

@@ -394,9 +394,37 @@ class MemoryIsolation(Section):
     """memory.high of batch pods, in percent of their memory limit (throttle before OOM)."""
 
 
+class IoLimits(Section):
+    """Batch's io.max on each disk ("0": no limit of that kind)."""
+
+    read_bps: MemoryQuantity | None = None  # bytes, bounded like memory
+    """Read bytes per second ("50Mi")."""
+    write_bps: MemoryQuantity | None = None
+    """Write bytes per second."""
+    read_iops: int | None = Field(default=None, ge=0)
+    """Read operations per second."""
+    write_iops: int | None = Field(default=None, ge=0)
+    """Write operations per second."""
+
+
+class IoIsolation(Section):
+    enabled: bool | None = None
+    online_weight: int | None = Field(default=None, ge=1, le=10000)
+    """io.weight (1-10000, default 100) of online and dedicated pods; on cgroup v1
+    blkio.bfq.weight, which only the BFQ scheduler honours."""
+    batch_weight: int | None = Field(default=None, ge=1, le=10000)
+    """io.weight of the batch tier."""
+    batch_max: IoLimits | None = None
+    """Batch's io.max (v1: blkio.throttle.*) on each of the devices."""
+    devices: list[str] | None = None
+    """Block device names as in /sys/block the limits apply to; empty: every disk (not
+    loop, ram or zram devices). Their MAJOR:MINOR numbers are read on the node."""
+
+
 class IsolationSpec(Section):
     cpu: CpuIsolation | None = None
     memory: MemoryIsolation | None = None
+    io: IoIsolation | None = None
 
 
 class ShapingClass(Atomic):

@@ -94,6 +94,7 @@ _MILLICORES = _Conversion(_millicores, _cpu_text)
 _BYTES = _Conversion(_bytes, _memory_text)
 _INDICATOR = _Conversion(_INDICATORS.__getitem__, _INDICATOR_NAMES.__getitem__)
 _MECHANISM = _Conversion(CpuMechanism, lambda v: v.value)
+_LIST = _Conversion(tuple, list)
 
 # (field of PolicySettings, field of QosSettings, conversion), as attribute paths.
 FIELDS: tuple[tuple[str, str, _Conversion], ...] = (
@@ -126,6 +127,14 @@ FIELDS: tuple[tuple[str, str, _Conversion], ...] = (
     ("isolation.memory.online_min_percent", "memory.online_min_fraction", _PERCENT),
     ("isolation.memory.online_low_percent", "memory.online_low_fraction", _PERCENT),
     ("isolation.memory.batch_high_percent", "memory.batch_high_fraction", _PERCENT),
+    ("isolation.io.enabled", "io.enabled", _SAME),
+    ("isolation.io.online_weight", "io.online_weight", _SAME),
+    ("isolation.io.batch_weight", "io.batch_weight", _SAME),
+    ("isolation.io.batch_max.read_bps", "io.batch_read_bps", _BYTES),
+    ("isolation.io.batch_max.write_bps", "io.batch_write_bps", _BYTES),
+    ("isolation.io.batch_max.read_iops", "io.batch_read_iops", _SAME),
+    ("isolation.io.batch_max.write_iops", "io.batch_write_iops", _SAME),
+    ("isolation.io.devices", "io.devices", _LIST),
     ("eviction.enabled", "eviction.enabled", _SAME),
     ("eviction.dry_run", "eviction.dry_run", _SAME),
     ("eviction.memory_pressure_percent", "eviction.memory_psi_threshold", _NUMBER),

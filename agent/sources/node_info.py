@@ -1,7 +1,9 @@
 """The Node objects colocd reads: this node's labels and capacity, or every node's labels.
 
 `NodeWatcher` watches this one node (`fieldSelector=metadata.name=<node>`) so the agent
-knows which NodePool policies select it and what the node's capacity is. The policy
+knows which NodePool policies select it and how much of the node kubelet gives to pods
+(`status.allocatable`: capacity less kube-reserved, system-reserved and the eviction
+threshold), which is the capacity the brain plans with on Kubernetes. The policy
 controller watches every node but parses labels only (`parse_node_labels`), so the constant
 churn of node status does not count as a change.
 """
@@ -22,13 +24,15 @@ from qos.pod import CPU, MEMORY
 from qos.state import NodeCapacity
 
 GPU_RESOURCE = "nvidia.com/gpu"
+ALLOCATABLE = "Node allocatable"
 
 
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
     name: str
     labels: Mapping[str, str] = field(default_factory=dict)
-    capacity: NodeCapacity | None = None  # None when not parsed or not reported yet
+    # `status.allocatable` (cpu, memory, GPUs); None when not reported yet.
+    allocatable: NodeCapacity | None = None
 
 
 def _meta(obj: Mapping[str, Any]) -> tuple[str, dict[str, str]]:
@@ -48,14 +52,14 @@ def parse_node_labels(obj: Mapping[str, Any]) -> NodeInfo:
 
 
 def parse_node(obj: Mapping[str, Any]) -> NodeInfo:
-    """Name, labels and `status.capacity` (cpu, memory, nvidia.com/gpu)."""
+    """Name, labels and `status.allocatable` (cpu, memory, nvidia.com/gpu)."""
     name, labels = _meta(obj)
-    capacity = (obj.get("status") or {}).get("capacity") or {}
-    if "cpu" not in capacity or "memory" not in capacity:
+    allocatable = (obj.get("status") or {}).get("allocatable") or {}
+    if "cpu" not in allocatable or "memory" not in allocatable:
         return NodeInfo(name, labels)
-    cpu = parse_quantity(capacity["cpu"], CPU) * 1000
-    memory = parse_quantity(capacity["memory"], MEMORY)
-    gpus = parse_quantity(capacity.get(GPU_RESOURCE, 0))
+    cpu = parse_quantity(allocatable["cpu"], CPU) * 1000
+    memory = parse_quantity(allocatable["memory"], MEMORY)
+    gpus = parse_quantity(allocatable.get(GPU_RESOURCE, 0))
     return NodeInfo(
         name,
         labels,
@@ -63,6 +67,8 @@ def parse_node(obj: Mapping[str, Any]) -> NodeInfo:
             cpu_milli=int(cpu.to_integral_value(ROUND_FLOOR)),
             memory_bytes=int(memory.to_integral_value(ROUND_FLOOR)),
             gpus=int(gpus.to_integral_value(ROUND_FLOOR)),
+            cpu_source=ALLOCATABLE,
+            memory_source=ALLOCATABLE,
         ),
     )
 

@@ -10,6 +10,8 @@ CPUs are the machine's (kubepods' cpuset, or this process's affinity), never ass
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import shutil
 import subprocess
@@ -32,7 +34,7 @@ from isolation.cgroups import Cgroups
 from isolation.detect import Hierarchy, Mode
 from isolation.executor import Executor, Outcome
 from isolation.journal import Journal
-from isolation.knobs import CpuMax
+from isolation.knobs import CpuMax, format_cpuset
 from isolation.layout import Driver, Runtime
 from isolation.readings import POD_TICK
 from isolation.settings import IsolationSettings
@@ -618,4 +620,78 @@ def test_outcomes_of_one_tick_are_reported(node: Node) -> None:
     # cgroup v1 has no memory.min/low: reported as unsupported, never as failed.
     unsupported = {r.write.knob for r in result.report.of(Outcome.UNSUPPORTED)}
     assert {"memory.min", "memory.low"} <= unsupported
+    loop.close()
+
+
+@pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
+def test_finished_pods_are_neither_demand_nor_cgroups_to_look_for(node: Node, phase: str) -> None:
+    """A completed Job's pod stays in the source (kubelet removed its cgroups): the loop
+    neither searches for it nor counts its batch-cpu as demand."""
+    node.add(web(), busy=1)
+    node.add(job(), busy=1)  # running, batch-cpu 500
+    done = node.tree.add_pod(job("done", **{BATCH_CPU: Decimal(4000)}))
+    node.tree.remove_pod(done)
+    node.tree.write_manifest(dataclasses.replace(done, phase=phase), node.pods_dir)
+    loop = node.loop()
+    result = first_tick(loop)
+    assert [p.pod.key for p in result.topology.node.pods] == ["jobs/job", "shop/web"]
+    assert not any("done" in m for m in result.topology.missing), result.topology.missing
+    assert result.readings is not None and result.readings.batch_demand.cpu_milli == 500
+    assert [b.pod for b in result.plan.batch_pods] == ["jobs/job"]
+    loop.close()
+
+
+def test_under_kubelets_static_cpu_manager_colocd_defers_to_its_cpusets(
+    node: Node, tmp_path: Path
+) -> None:
+    """kubelet's static CPU manager gave db a whole CPU and keeps the rest as its shared
+    pool: colocd writes no cpuset on db (nor on any other non-batch pod), takes kubelet's
+    assignment for the dedicated pod and keeps batch inside kubelet's shared pool."""
+    kubepods = node.tree.cgroups.read("cpuset.cpus", node.tree.layout.kubepods()).value
+    cpus = sorted(kubepods)
+    if len(cpus) < 2:
+        pytest.skip("needs 2 CPUs")
+    exclusive, default = frozenset(cpus[-1:]), frozenset(cpus[:-1])
+    whole = Resources(
+        {"cpu": Decimal(1), "memory": Decimal(GIB)}, {"cpu": Decimal(1), "memory": Decimal(GIB)}
+    )
+    db = node.add(
+        Pod(
+            "shop",
+            "db",
+            annotations={TIER_ANNOTATION: "dedicated"},
+            containers=(Container("c", whole),),
+        )
+    )
+    node.add(web())
+    node.add(job(), busy=1)
+    # What kubelet did: db's container (and pod) on its exclusive CPU, recorded in its state.
+    db_cgroup = node.tree.pod_cgroup(db)
+    for cgroup in (node.tree.container_cgroup(db, "c"), db_cgroup):  # v1: children first
+        node.tree.cgroups.write("cpuset.cpus", cgroup, exclusive)
+    state = tmp_path / "cpu_manager_state"
+    state.write_text(
+        json.dumps(
+            {
+                "policyName": "static",
+                "defaultCpuSet": format_cpuset(default),
+                "entries": {db.uid: {"c": format_cpuset(exclusive)}},
+                "checksum": 1,
+            }
+        )
+    )
+    loop = node.loop(cpu_manager_state=state)
+    result = first_tick(loop)
+    assert result.report is not None and not result.report.failed, result.report.failed
+    plan = result.plan
+    (dedicated,) = plan.dedicated_pods
+    assert dedicated.by_kubelet and frozenset(dedicated.cpus) == exclusive
+    assert plan.kubelet_cpusets and plan.shared_cpus is not None
+    assert frozenset(plan.shared_cpus.cpus) == default
+    touched = {w.cgroup for w in result.writes if w.knob.startswith("cpuset")}
+    be = node.tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
+    assert touched and all(c == be or c.startswith(be + "/") for c in touched), touched
+    assert node.read("cpuset.cpus", "db") == exclusive
+    assert node.read("cpuset.cpus", "web") == kubepods
+    assert node.read("cpuset.cpus") <= default  # batch stays in kubelet's shared pool
     loop.close()

@@ -109,7 +109,7 @@ def test_run_on_kubernetes_sends_warning_events_about_the_faults(
         web, odd, copy = pods_with_faults(tree)
         api.create(node(NODE, cpu="2", memory="4Gi"))
         for p in (web, odd):
-            api.create(bound(tree, p))
+            api.create(tree.bound(p, NODE))
         copy["spec"]["nodeName"] = NODE
         api.create_silently(copy)  # the API server would never hand out a UID twice
         state = tmp_path / "state"
@@ -142,3 +142,27 @@ def test_run_on_kubernetes_sends_warning_events_about_the_faults(
         status = read_status(state)
         assert duplicate in status.notes and junk in status.notes
         assert status.pods["online"] == 1 and status.pods["batch"] == 1
+
+
+def test_the_brain_plans_with_the_nodes_allocatable_and_says_so(
+    hierarchy: Hierarchy, api: ApiServer, tmp_path: Path
+) -> None:
+    """kubelet gives pods the Node's allocatable (capacity less the reservations), not the
+    host's totals: the budgets are computed from it and their reasons name it."""
+    with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
+        web = tree.add_pod(
+            Pod("shop", "web", containers=(Container("app", Resources({"cpu": Decimal("0.5")})),))
+        )
+        obj = node(NODE, cpu="2", memory="4Gi")
+        obj["status"]["allocatable"] |= {"cpu": "1500m", "memory": "3Gi"}
+        api.create(obj)
+        api.create(tree.bound(web, NODE))
+        state = tmp_path / "state"
+        argv = ["run", "--once", "--node-name", NODE, "--state-dir", str(state)]
+        argv += ["--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", api.url))]
+        argv += ["--kubelet-cgroup-root", tree.root, "--config", str(_config(tmp_path, tree.root))]
+        assert main(argv) == 0
+
+        cpu, memory = read_status(state).budgets[:2]
+        assert "= capacity 1500m (Node allocatable) x" in cpu.reason, cpu.reason
+        assert "= capacity 3.00Gi (Node allocatable) x" in memory.reason, memory.reason

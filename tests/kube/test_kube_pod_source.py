@@ -18,6 +18,8 @@ from agent.sources.backoff import Backoff
 from agent.sources.informer import Informer
 from agent.sources.kube import PODS, KubeClient
 from agent.sources.pod_source import ApiPodSource, DirPodSource, PodSource
+from qos.state import NodeCapacity, NodeState
+from qos.tiers import Tier
 
 from .apiserver import ApiServer, wait_for
 from .objects import pod
@@ -245,3 +247,39 @@ def test_informer_survives_a_bug_and_lists_again(
         assert sample(registry, "colocd_informer_errors_total", resource="pods", error="other") == 1
     finally:
         informer.stop()
+
+
+def test_a_job_pod_that_finishes_stops_counting_as_batch(
+    api: ApiServer, source: ApiPodSource
+) -> None:
+    """A completed Job's pod stays bound to the node with phase Succeeded (or Failed): the
+    API source still lists it, and the node model the brain decides from drops it."""
+
+    def batch_job(name: str) -> dict:
+        obj = pod(name, cpu=None)
+        obj["spec"]["containers"][0]["resources"] = {
+            "requests": {"colocd.io/batch-cpu": "2000"},
+            "limits": {"colocd.io/batch-cpu": "2000"},
+        }
+        return obj
+
+    for name in ("job-ok", "job-bad", "job-live"):
+        api.create(batch_job(name))
+    source.start()
+    assert source.wait_synced(10)
+    capacity = NodeCapacity(cpu_milli=4000, memory_bytes=8 << 30)
+
+    def batch_demand() -> int:
+        state = NodeState.build("node-1", capacity, source.snapshot().pods)
+        return sum(p.batch.cpu_milli for p in state.in_tier(Tier.BATCH))
+
+    assert batch_demand() == 6000
+    api.patch(batch_job("job-ok"), {"status": {"phase": "Succeeded"}}, "status")
+    api.patch(batch_job("job-bad"), {"status": {"phase": "Failed"}}, "status")
+    wait_for(lambda: {p.name: p.phase for p in source.snapshot().pods}["job-bad"] == "Failed")
+    assert {p.name: p.phase for p in source.snapshot().pods} == {
+        "job-bad": "Failed",
+        "job-live": "Running",
+        "job-ok": "Succeeded",
+    }
+    assert batch_demand() == 2000

@@ -46,13 +46,14 @@ def cpu_percent(watcher: PolicyWatcher) -> int:
     return watcher.current().resolution.settings.reclaim.max_percent.cpu
 
 
-def test_node_watcher_knows_labels_and_capacity(
+def test_node_watcher_knows_labels_and_allocatable(
     watchers: tuple[NodeWatcher, PolicyWatcher],
 ) -> None:
     info = watchers[0].info()
     assert info is not None and info.labels["pool"] == "gpu"
-    assert info.capacity is not None
-    assert (info.capacity.cpu_milli, info.capacity.memory_bytes) == (8000, 32 << 30)
+    assert info.allocatable is not None
+    assert (info.allocatable.cpu_milli, info.allocatable.memory_bytes) == (8000, 32 << 30)
+    assert info.allocatable.cpu_source == "Node allocatable"
 
 
 def test_policies_are_watched_and_layered_for_this_node(
