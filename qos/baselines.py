@@ -80,7 +80,9 @@ class HistogramOptions:
     def find(self, value: float) -> int:
         if value < self.first_bucket:
             return 0
-        i = math.floor(math.log(1 + value * (self.growth - 1) / self.first_bucket) / math.log(self.growth))
+        i = math.floor(
+            math.log(1 + value * (self.growth - 1) / self.first_bucket) / math.log(self.growth)
+        )
         return min(i, self.buckets - 1)
 
 
@@ -92,7 +94,9 @@ class DecayingHistogram:
     reference: float | None = None
     total: float = 0.0
 
-    def add(self, opts: HistogramOptions, half_life: float, t: float, value: float) -> DecayingHistogram:
+    def add(
+        self, opts: HistogramOptions, half_life: float, t: float, value: float
+    ) -> DecayingHistogram:
         weights = list(self.weights) or [0.0] * opts.buckets
         ref = t if self.reference is None else self.reference
         w = 2.0 ** ((t - ref) / half_life)
@@ -149,7 +153,9 @@ class Koordinator:
     def start(self) -> KoordinatorState:
         return KoordinatorState()
 
-    def _reclaimable(self, cap: float, hist: DecayingHistogram, opts: HistogramOptions, q: float) -> float:
+    def _reclaimable(
+        self, cap: float, hist: DecayingHistogram, opts: HistogramOptions, q: float
+    ) -> float:
         peak = hist.percentile(opts, q)
         if peak is None:
             return 0.0
@@ -164,7 +170,9 @@ class Koordinator:
             mem = _sum(obs.online_memory_bytes, obs.system_memory_bytes)
             s = replace(
                 s,
-                cpu=s.cpu if cpu is None else s.cpu.add(CPU_BUCKETS, p.cpu_half_life_seconds, obs.t, cpu),
+                cpu=s.cpu
+                if cpu is None
+                else s.cpu.add(CPU_BUCKETS, p.cpu_half_life_seconds, obs.t, cpu),
                 memory=s.memory
                 if mem is None
                 else s.memory.add(MEMORY_BUCKETS, p.memory_half_life_seconds, obs.t, mem),
@@ -245,7 +253,9 @@ class Volcano:
         )
         old = state.published
         pub = Offer(
-            new.cpu_milli if _moved(new.cpu_milli, old.cpu_milli, p.diff_threshold) else old.cpu_milli,
+            new.cpu_milli
+            if _moved(new.cpu_milli, old.cpu_milli, p.diff_threshold)
+            else old.cpu_milli,
             new.memory_bytes
             if _moved(new.memory_bytes, old.memory_bytes, p.diff_threshold)
             else old.memory_bytes,
