@@ -50,7 +50,7 @@ class PredictorSettings(_Section):
         "(3 h at one sample a second).",
     )
     burst_factor: float = Field(
-        1.25,
+        1.5,
         ge=1.0,
         allow_inf_nan=False,
         description="Safety factor on the largest rise above the level seen so far.",
@@ -63,16 +63,16 @@ class PredictorSettings(_Section):
         "a node that once burst is expected to burst again).",
     )
     cold_start_cpu_fraction: Fraction = Field(
-        0.9,
+        0.6,
         description="CPU burst allowance of a new node, as a share of its capacity, before "
         "its own rises are evidence enough.",
     )
     cold_start_memory_fraction: Fraction = Field(
-        0.0,
+        0.1,
         description="The same for memory, which grows rather than leaps.",
     )
     cold_start_seconds: Seconds = Field(
-        12 * 3600.0,
+        6 * 3600.0,
         description="The cold-start allowance fades linearly to 0 over this time "
         "(Koordinator counts pods at their request for their first 24 h).",
     )
@@ -130,9 +130,9 @@ class MarginSettings(_Section):
         "second; 0 by default since PSI avg10 is already smoothed.",
     )
     min_fraction: Fraction = Field(
-        0.05,
+        0.0,
         description="Smallest margin, as a fraction of node CPU capacity (output bound; "
-        "covers bursts between two decisions).",
+        "the predictor's burst allowance covers bursts between two decisions).",
     )
     max_fraction: Fraction = Field(
         0.5,
@@ -140,8 +140,9 @@ class MarginSettings(_Section):
         "anti-windup clamp of the integral).",
     )
     initial_fraction: Fraction = Field(
-        0.25,
-        description="Margin at start, before the controller has seen the indicator.",
+        0.0,
+        description="Margin at start, before the controller has seen the indicator (the "
+        "predictor's cold start covers a new node).",
     )
     max_step_up_fraction: Fraction = Field(
         0.25,
@@ -178,14 +179,15 @@ class ReclaimSettings(_Section):
     """`reclaimable = capacity x max_fraction - reserved(system) - predicted online - margin`."""
 
     cpu_max_fraction: Fraction = Field(
-        0.9,
+        1.0,
         description="Share of node CPU that online and batch together may be planned to use "
-        "(Koordinator's cpu reclaimThresholdPercent, default 60 %, as a fraction).",
+        "(Koordinator's cpu reclaimThresholdPercent, default 60 %, as a fraction); 1.0 since "
+        "the predictor's burst allowance is the margin, sized from the node's own rises.",
     )
     memory_max_fraction: Fraction = Field(
-        0.9,
+        1.0,
         description="Share of node memory that online and batch together may be planned to "
-        "use (Koordinator's default 65 %).",
+        "use (Koordinator's default 65 %); 1.0 as for CPU.",
     )
     gpu_max_fraction: Fraction = Field(
         0.9, description="Share of node GPU time that online and batch together may use."

@@ -10,7 +10,7 @@ from simple_pid import PID
 from qos.margin import MarginState, initial_margin, step_pid, update_margin
 from qos.settings import MarginSettings
 
-S = MarginSettings()  # target 10 % PSI, margin in [0.05, 0.5], start 0.25
+S = MarginSettings(min_fraction=0.05, initial_fraction=0.25)  # target 10 % PSI, start 0.25
 
 
 def run(values, settings=S, state=None, step=1.0):
@@ -100,7 +100,7 @@ def test_restoring_state_each_call_equals_one_persistent_simple_pid():
 
 
 def test_throttling_indicator_uses_its_own_target():
-    s = MarginSettings(indicator="cfs_throttled_ratio")
+    s = MarginSettings(indicator="cfs_throttled_ratio", initial_fraction=0.25)
     grown, _ = run([0.5], settings=s)
     shrunk, _ = run([0.0], settings=s)
     assert grown[0] > s.initial_fraction > shrunk[0]
