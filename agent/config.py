@@ -26,7 +26,7 @@ from agent.errors import ConfigError
 from isolation.errors import UnsafeNameError
 from isolation.layout import normalize_cgroup
 from isolation.settings import IsolationSettings
-from qos.settings import QosSettings
+from qos.settings import Indicator, QosSettings
 
 __all__ = [
     "NODE_NAME_ENV",
@@ -157,6 +157,11 @@ class AgentSettings(_Section):
         description="systemd's notify socket (default: $NOTIFY_SOCKET, which systemd sets for "
         "a Type=notify unit): READY=1 after the first tick, WATCHDOG=1 every tick.",
     )
+    latency_file: Path | None = Field(
+        None,
+        description="A file the online service writes its latency to (one number, in the "
+        "unit of qos.margin.target, e.g. p99 ms): the input of margin.indicator latency.",
+    )
     pods_stale_after_s: float = Field(
         300.0,
         gt=0,
@@ -206,6 +211,12 @@ class Settings(_Section):
             if isinstance(isolation, Mapping) and "state_dir" not in isolation:
                 data = {**data, "isolation": {**isolation, "state_dir": agent["state_dir"]}}
         return data
+
+    @model_validator(mode="after")
+    def _latency_has_a_source(self) -> Self:
+        if self.qos.margin.indicator is Indicator.LATENCY and self.agent.latency_file is None:
+            raise ValueError("qos.margin.indicator latency needs agent.latency_file to read it")
+        return self
 
 
 def read_mapping(path: str, action: str) -> dict[str, Any]:

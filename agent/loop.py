@@ -35,6 +35,7 @@ from agent.act.enforce import Enforcer
 from agent.config import Settings
 from agent.errors import StatusError
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
+from agent.observe.latency import LatencyFile
 from agent.observe.sampler import Sampler
 from agent.observe.topology import Locator, Topology
 from agent.report.metrics import AgentMetrics
@@ -114,6 +115,8 @@ class Loop:
         self.wall = wall
         self.dry_run = settings.agent.dry_run or executor is None
         self.sampler = Sampler(cgroups, settings.agent.node_cgroup, clock)
+        latency = settings.agent.latency_file
+        self.latency = None if latency is None else LatencyFile(latency)
         self.locator = Locator(cgroups, layout)
         self.enforcer = Enforcer(cgroups, None if self.dry_run else executor)
         fast = settings.agent.fast_path
@@ -182,6 +185,7 @@ class Loop:
         degraded, withhold = self._source_problems(view, now)
         cpu_idle = self.enforcer.idle_supported(topo)
         snapshot = Snapshot(node=node, cpus=topo.cpus, cpu_idle=cpu_idle)
+        latency = None if self.latency is None else self.latency.read(now, self.wall())
         if not withhold:
             snapshot = snapshot._replace(
                 cpu=readings.cpu,
@@ -190,6 +194,7 @@ class Loop:
                 memory_pressure=readings.memory_pressure,
                 throttling=readings.throttling,
                 batch_demand=readings.batch_demand,
+                latency=None if latency is None else latency.reading,
             )
         plan, self.brain = decide(snapshot, self.brain, self.qos, now)
         self._snapshot = snapshot
@@ -207,6 +212,8 @@ class Loop:
             degraded.append(Degraded("apply_failed", why))
         problems = view.problems if view.fresh else ()  # else already in `degraded`
         notes = [*plan.notes, *self.enforcer.notes, *problems, *topo.missing, *topo.refused]
+        if latency is not None and latency.note is not None:
+            notes.append(latency.note)
         result = TickResult(
             now, plan, topo, None if withhold else readings, writes, report, degraded, notes
         )

@@ -100,7 +100,8 @@ class MarginSettings(_Section):
     indicator: Indicator = Field(
         Indicator.CPU_PSI,
         description="Interference indicator: online CPU PSI 'some' avg10 in percent "
-        "(default), online CFS throttled-period ratio, or a user-supplied latency metric.",
+        "(default), online CFS throttled-period ratio, or the latency the online service "
+        "writes to the agent's latency_file.",
     )
     target: float | None = Field(
         None,

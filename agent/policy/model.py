@@ -324,7 +324,7 @@ class IndicatorSpec(Atomic):
 
     type: Literal["cpuPressure", "cfsThrottling", "latency"]
     """cpuPressure: online CPU PSI some avg10 (%); cfsThrottling: ratio of throttled
-    periods; latency: a user-supplied latency metric."""
+    periods; latency: the number the online service writes to the agent's latency_file."""
     target: float | None = Field(default=None, gt=0)
     """Default 10 (% PSI) or 0.05 (throttled ratio); required for latency, in its unit."""
 
