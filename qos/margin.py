@@ -5,8 +5,9 @@ The controller runs on the indicator relative to its target (value / target; set
 so its gains are unit-free whether the indicator is PSI percent, a throttled ratio or a
 latency. It is reverse-acting (the gains act negated): interference above target raises
 the margin. Its output is the margin as a fraction of node CPU, bounded to [min_fraction,
-max_fraction]; the integral is clamped to the same bounds, which is the anti-windup. The applied margin then follows two rules of its own: above target it grows
-to the controller's output at once (at most `max_step_up_fraction` per decision) and never
+max_fraction]; the integral is clamped to the same bounds, which is the anti-windup. The
+applied margin then follows two rules of its own: above target it grows to the
+controller's output at once (at most `max_step_up_fraction` per decision) and never
 shrinks; below target it shrinks towards the output no faster than `shrink_per_second`.
 
 The controller is colocd's own, a few lines of arithmetic on a frozen `PidState` (no

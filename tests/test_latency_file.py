@@ -39,7 +39,7 @@ def test_a_bad_file_is_a_missing_reading_with_a_note(tmp_path, text, why):
 
 def test_the_latency_indicator_needs_a_file_to_read(tmp_path):
     qos = {"margin": {"indicator": "latency", "target": 20}}
-    with pytest.raises(ValidationError, match="needs agent.latency_file"):
+    with pytest.raises(ValidationError, match=r"needs agent\.latency_file"):
         Settings.model_validate({"qos": qos})
     s = Settings.model_validate({"qos": qos, "agent": {"latency_file": str(tmp_path / "p99")}})
     assert s.agent.latency_file == tmp_path / "p99"
