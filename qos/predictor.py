@@ -119,9 +119,9 @@ class Prediction:
             why = f"cold start {fmt(self.cold)} (fading to 0 over {hours:g} h)"
         else:
             why = (
-                f"burst {fmt(self.burst)} (largest rise above the level {fmt(self.learned)}, "
-                f"half-life {settings.burst_half_life_seconds / 3600:g} h, "
-                f"x {settings.burst_factor:g})"
+                f"burst {fmt(self.burst)} ({settings.burst_factor:g} x {fmt(self.learned)}, "
+                "the largest rise above the level seen, half-life "
+                f"{settings.burst_half_life_seconds / 3600:g} h)"
             )
         return f"{base} + {why}"
 

@@ -21,18 +21,18 @@ ROOT = Path(__file__).resolve().parent.parent
 # trace: (core-h, GiB-h, CPU violation s, memory violation s, resources whose bar holds),
 # measured with the default settings.
 PINNED = {
-    "alibaba2018_m_1934.csv": (566.6, 69.9, 0.0, 120.0, ("cpu",)),
-    "alibaba2018_m_1940.csv": (1155.3, 430.7, 80.0, 0.0, ("cpu", "memory")),
-    "alibaba2018_m_1942.csv": (822.8, 190.5, 0.0, 30.0, ("cpu",)),
-    "alibaba2018_m_1945.csv": (1205.6, 364.1, 0.0, 0.0, ("cpu", "memory")),
-    "bitbrains_rnd_vm185.csv": (27.0, 604.8, 300.0, 900.0, ("memory",)),
-    "bitbrains_rnd_vm28.csv": (994.2, 6495.2, 0.0, 0.0, ("memory",)),
-    "bitbrains_rnd_vm392.csv": (0.0, 340.6, 0.0, 300.0, ("cpu",)),
-    "bitbrains_rnd_vm420.csv": (145.9, 225.1, 0.0, 0.0, ("memory",)),
-    "bursty.csv": (0.0, 155.4, 0.0, 0.0, ("cpu",)),
-    "diurnal.csv": (254.1, 1688.6, 0.0, 60.0, ()),
-    "noisy.jsonl": (0.0, 57.2, 0.0, 0.0, ("cpu",)),
-    "step.csv": (4.1, 68.4, 0.0, 5.0, ("cpu",)),
+    "alibaba2018_m_1934.csv": (604.4, 86.7, 0.0, 120.0, ("cpu",)),
+    "alibaba2018_m_1940.csv": (1210.4, 436.9, 80.0, 0.0, ("cpu", "memory")),
+    "alibaba2018_m_1942.csv": (861.7, 216.5, 0.0, 30.0, ("cpu",)),
+    "alibaba2018_m_1945.csv": (1258.5, 381.0, 0.0, 0.0, ("cpu", "memory")),
+    "bitbrains_rnd_vm185.csv": (26.9, 605.4, 300.0, 900.0, ("memory",)),
+    "bitbrains_rnd_vm28.csv": (1008.2, 6495.3, 0.0, 0.0, ("memory",)),
+    "bitbrains_rnd_vm392.csv": (0.0, 339.8, 0.0, 0.0, ("cpu",)),
+    "bitbrains_rnd_vm420.csv": (146.8, 224.7, 0.0, 0.0, ("memory",)),
+    "bursty.csv": (0.0, 149.9, 0.0, 0.0, ("cpu",)),
+    "diurnal.csv": (283.3, 1695.7, 0.0, 60.0, ()),
+    "noisy.jsonl": (0.0, 49.8, 0.0, 0.0, ("cpu",)),
+    "step.csv": (5.5, 62.3, 0.0, 5.0, ("cpu",)),
 }
 
 
