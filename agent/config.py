@@ -26,7 +26,7 @@ from agent.inputs import parse_yaml, read_text
 from isolation.errors import UnsafeNameError
 from isolation.layout import normalize_cgroup
 from isolation.settings import IsolationSettings
-from qos.settings import QosSettings
+from qos.settings import Indicator, QosSettings
 from qos.strict_numbers import StrictNumbers
 from qos.units import MAX_NODE_CPUS, MAX_NODE_MEMORY_BYTES
 
@@ -194,6 +194,11 @@ class AgentSettings(_Section):
         description="With pods_dir (a bare host, no Eviction API), an evicted pod's processes "
         "get SIGTERM, then SIGKILL after this many seconds (kubelet's default grace period).",
     )
+    latency_file: Path | None = Field(
+        None,
+        description="A file the online service writes its latency to (one number, in the "
+        "unit of qos.margin.target, e.g. p99 ms): the input of margin.indicator latency.",
+    )
     pods_stale_after_s: float = Field(
         300.0,
         gt=0,
@@ -243,6 +248,12 @@ class Settings(_Section):
             if isinstance(isolation, Mapping) and "state_dir" not in isolation:
                 data = {**data, "isolation": {**isolation, "state_dir": agent["state_dir"]}}
         return data
+
+    @model_validator(mode="after")
+    def _latency_has_a_source(self) -> Self:
+        if self.qos.margin.indicator is Indicator.LATENCY and self.agent.latency_file is None:
+            raise ValueError("qos.margin.indicator latency needs agent.latency_file to read it")
+        return self
 
 
 def read_mapping(path: str, action: str) -> dict[str, Any]:

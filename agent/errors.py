@@ -5,6 +5,7 @@ AgentError
  ├── PolicyError        a ColocationPolicy document is invalid (file, document, field path)
  ├── ConfigError        settings or flags are unusable
  ├── TraceError         a `colocd simulate` trace could not be read
+ ├── PlotError          a `colocd simulate` plot could not be drawn or written
  ├── SourceError        a pod or policy source failed (API server away, bad directory)
  ├── NotifyError        a message to systemd's $NOTIFY_SOCKET could not be sent
  ├── StatusError        the agent's status file cannot be written or read
@@ -65,6 +66,10 @@ class TraceError(AgentError):
         self.source = source
         self.line = line
         self.reason = reason
+
+
+class PlotError(AgentError):
+    pass
 
 
 class StatusError(AgentError):

@@ -50,6 +50,7 @@ from agent.errors import StatusError
 from agent.observe.block_devices import read_block_devices
 from agent.observe.cpu_topology import read_topology
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
+from agent.observe.latency import LatencyFile
 from agent.observe.sampler import Sampler
 from agent.observe.topology import Locator, Topology
 from agent.report.metrics import AgentMetrics
@@ -137,6 +138,8 @@ class Loop:
         self.wall = wall
         self.dry_run = settings.agent.dry_run or executor is None
         self.sampler = Sampler(cgroups, settings.agent.node_cgroup, clock)
+        latency = settings.agent.latency_file
+        self.latency = None if latency is None else LatencyFile(latency)
         self.locator = Locator(cgroups, layout)
         self.topology = read_topology(settings.agent.cpu_topology_root)
         self.cpu_manager = CpuManagerState(settings.agent.cpu_manager_state)
@@ -233,6 +236,7 @@ class Loop:
             kubelet_cpus=self.cpu_manager.read(),
             block_devices=self.block_devices,
         )
+        latency = None if self.latency is None else self.latency.read(now, self.wall())
         if not withhold:
             snapshot = snapshot._replace(
                 cpu=readings.cpu,
@@ -241,6 +245,7 @@ class Loop:
                 memory_pressure=readings.memory_pressure,
                 throttling=readings.throttling,
                 batch_demand=readings.batch_demand,
+                latency=None if latency is None else latency.reading,
             )
         plan, self.brain = decide(snapshot, self.brain, self.qos, now)
         self._snapshot = snapshot
@@ -259,6 +264,8 @@ class Loop:
         problems = view.problems if view.fresh else ()  # else already in `degraded`
         notes = [*plan.notes, *self.enforcer.notes, *problems, *topo.missing, *topo.refused]
         notes += [str(w) for w in self.pod_warnings]
+        if latency is not None and latency.note is not None:
+            notes.append(latency.note)
         result = TickResult(
             now, plan, topo, None if withhold else readings, writes, report, degraded, notes
         )

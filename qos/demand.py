@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from qos.budget import Terms
-from qos.predictor import Window, predict
+from qos.predictor import Series, predict
 from qos.samples import CpuReading, GpuReading, MemoryReading, clean, reading_time
 from qos.settings import QosSettings
 from qos.state import NodeState
@@ -22,14 +22,14 @@ from qos.units import Unit, format_amount, format_fraction
 
 @dataclass(frozen=True, slots=True)
 class PredictorState:
-    """One sliding window of usage per tier and resource."""
+    """One series of use per tier and resource."""
 
-    cpu_system: Window = field(default_factory=Window)
-    cpu_online: Window = field(default_factory=Window)
-    memory_system: Window = field(default_factory=Window)
-    memory_online: Window = field(default_factory=Window)
-    gpu_online: Window = field(default_factory=Window)
-    gpu_memory_online: Window = field(default_factory=Window)
+    cpu_system: Series = field(default_factory=Series)
+    cpu_online: Series = field(default_factory=Series)
+    memory_system: Series = field(default_factory=Series)
+    memory_online: Series = field(default_factory=Series)
+    gpu_online: Series = field(default_factory=Series)
+    gpu_memory_online: Series = field(default_factory=Series)
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,40 +51,42 @@ class _Protected:
     online_why: str
 
 
-def _observe(window: Window, at: float, value: float | None, settings: QosSettings) -> Window:
-    if value is None:
-        return window
-    p = settings.predictor
-    return window.add(at, value, p.window_seconds, p.max_samples)
+def _observe(series: Series, at: float, value: float | None, settings: QosSettings) -> Series:
+    return series if value is None else series.observe(at, value, settings.predictor)
 
 
 def _protected(
-    system: Window,
-    online: Window,
+    system: Series,
+    online: Series,
     *,
     at: float,
+    cold_start: float,
     system_now: float | None,
     online_now: float | None,
     reserved: float,
     unit: Unit,
     settings: QosSettings,
-) -> tuple[_Protected | None, Window, Window]:
+) -> tuple[_Protected | None, Series, Series]:
     """Observe the system and online readings, then predict both. The terms are None when
     online use was never read (nothing can be offered then)."""
     system = _observe(system, at, system_now, settings)
     online = _observe(online, at, online_now, settings)
-    q = settings.predictor.percentile
-    p_online = predict(online, online_now, q)
+    ps = settings.predictor
+    p_online = predict(online, online_now, at, cold_start, ps)
     if p_online.value is None:
         return None, system, online
-    p_system = predict(system, system_now, q)
+    p_system = predict(system, system_now, at, 0.0, ps)
+
+    def fmt(v: float) -> str:
+        return format_amount(v, unit)
+
     if p_system.value is None:
         sys_term, sys_why = reserved, f"use not read; reserved {format_amount(reserved, unit)}"
     elif reserved >= p_system.value:
         sys_term, sys_why = reserved, f"reserved; use {format_amount(p_system.value, unit)}"
     else:
-        sys_term, sys_why = p_system.value, p_system.describe(q)
-    found = _Protected(sys_term, sys_why, p_online.value, p_online.describe(q))
+        sys_term, sys_why = p_system.value, p_system.describe(ps, fmt)
+    found = _Protected(sys_term, sys_why, p_online.value, p_online.describe(ps, fmt))
     return found, system, online
 
 
@@ -118,6 +120,7 @@ def cpu_demand(
         state.cpu_system,
         state.cpu_online,
         at=at,
+        cold_start=settings.predictor.cold_start_cpu_fraction * cap,
         system_now=system,
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_cpu_milli),
@@ -165,6 +168,7 @@ def memory_demand(
         state.memory_system,
         state.memory_online,
         at=at,
+        cold_start=settings.predictor.cold_start_memory_fraction * cap,
         system_now=system,
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_memory_bytes),
@@ -206,7 +210,7 @@ def gpu_demand(
     if reading is None or at is None:
         return Demand(None, None, "no GPU reading"), state
     cap = float(gpu_capacity(reading, node))
-    q = settings.predictor.percentile
+    ps = settings.predictor
     total = clean(reading.memory_total_bytes)
     online = clean(reading.online_used_hundredths, cap)
     online_mem = clean(reading.online_memory_bytes, total)
@@ -215,19 +219,20 @@ def gpu_demand(
         gpu_online=_observe(state.gpu_online, at, online, settings),
         gpu_memory_online=_observe(state.gpu_memory_online, at, online_mem, settings),
     )
-    p_online = predict(state.gpu_online, online, q)
+    p_online = predict(state.gpu_online, online, at, 0.0, ps)
     if p_online.value is None:
         return Demand(at, None, "online GPU use never read"), state
     reserve = settings.gpu.reserve_fraction
     max_fraction = settings.reclaim.gpu_max_fraction
     bound, bound_why = None, ""
-    p_mem = predict(state.gpu_memory_online, online_mem, q)
+    p_mem = predict(state.gpu_memory_online, online_mem, at, 0.0, ps)
     if total and p_mem.value is not None:
         free = total * max_fraction - p_mem.value - reserve * total
         bound = cap * free / total
         bound_why = (
             f"GPU memory: online {format_amount(p_mem.value, Unit.BYTES)} "
-            f"({p_mem.describe(q)}) of {format_amount(total, Unit.BYTES)}"
+            f"({p_mem.describe(ps, lambda v: format_amount(v, Unit.BYTES))}) "
+            f"of {format_amount(total, Unit.BYTES)}"
         )
     terms = Terms(
         capacity=cap,
@@ -236,7 +241,7 @@ def gpu_demand(
         online=p_online.value,
         margin=reserve * cap,
         system_why="no system GPU use",
-        online_why=p_online.describe(q),
+        online_why=p_online.describe(ps, lambda v: format_amount(v, Unit.HUNDREDTHS)),
         margin_why=f"reserve {format_fraction(reserve)}",
         bound=bound,
         bound_why=bound_why,

@@ -1,26 +1,25 @@
-"""The CPU safety margin, sized by a PID controller (`simple-pid`) from an interference
-indicator measured on the online tiers.
+"""The CPU safety margin, sized by a PID controller from an interference indicator measured
+on the online tiers.
 
 The controller runs on the indicator relative to its target (value / target; setpoint 1),
 so its gains are unit-free whether the indicator is PSI percent, a throttled ratio or a
-latency. It is reverse-acting (the gains are handed to simple-pid negated): interference
-above target raises the margin. Its output is the margin as a fraction of node CPU, bounded
-to [min_fraction, max_fraction]; simple-pid clamps its integral to the same bounds, which is
-the anti-windup. The applied margin then follows two rules of its own: above target it grows
-to the controller's output at once (at most `max_step_up_fraction` per decision) and never
+latency. It is reverse-acting (the gains act negated): interference above target raises
+the margin. Its output is the margin as a fraction of node CPU, bounded to [min_fraction,
+max_fraction]; the integral is clamped to the same bounds, which is the anti-windup. The
+applied margin then follows two rules of its own: above target it grows to the
+controller's output at once (at most `max_step_up_fraction` per decision) and never
 shrinks; below target it shrinks towards the output no faster than `shrink_per_second`.
 
-No clocks: the controller is rebuilt each decision from a frozen `PidState`, given the
-reading's timestamp as its time and the elapsed time as `dt`, and its state is captured
-again afterwards. `simple-pid` keeps that state in attributes without a public setter, so
-`_restore`/`_capture` name them in one place (pinned to simple-pid 2.x in pyproject).
+The controller is colocd's own, a few lines of arithmetic on a frozen `PidState` (no
+clocks: the elapsed time between readings is its `dt`). It computes what simple-pid 2.x does
+(proportional on error, integral clamped to the output bounds, derivative on measurement),
+and a test checks it against simple-pid step by step; owning it keeps simple-pid's private
+attributes out of the brain.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from simple_pid import PID
 
 from qos.settings import Indicator, MarginSettings
 from qos.units import format_fraction
@@ -28,13 +27,10 @@ from qos.units import format_fraction
 
 @dataclass(frozen=True, slots=True)
 class PidState:
-    """simple-pid's memory between two calls."""
+    """The controller's memory between two calls."""
 
     integral: float
     last_input: float | None = None
-    last_output: float | None = None
-    last_error: float | None = None
-    last_time: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,45 +61,24 @@ def initial_margin(settings: MarginSettings) -> MarginState:
     return MarginState(settings.initial_fraction, PidState(integral=settings.initial_fraction))
 
 
-def _controller(settings: MarginSettings, state: PidState, at: float) -> PID:
-    pid = PID(
-        Kp=-settings.kp,
-        Ki=-settings.ki,
-        Kd=-settings.kd,
-        setpoint=1.0,
-        sample_time=None,
-        output_limits=(settings.min_fraction, settings.max_fraction),
-        starting_output=state.integral,
-        time_fn=lambda: at,
-    )
-    _restore(pid, state)
-    return pid
-
-
-def _restore(pid: PID, state: PidState) -> None:
-    pid._last_input = state.last_input
-    pid._last_output = state.last_output
-    pid._last_error = state.last_error
-    pid._last_time = state.last_time
-
-
-def _capture(pid: PID) -> PidState:
-    return PidState(
-        integral=float(pid._integral),
-        last_input=pid._last_input,
-        last_output=pid._last_output,
-        last_error=pid._last_error,
-        last_time=pid._last_time,
-    )
+def _clamp(value: float, low: float, high: float) -> float:
+    return min(high, max(low, value))
 
 
 def step_pid(
-    settings: MarginSettings, state: PidState, ratio: float, at: float, dt: float
+    settings: MarginSettings, state: PidState, ratio: float, dt: float
 ) -> tuple[float, PidState]:
-    """One honest simple-pid update on `ratio` (indicator / target) with time step `dt`."""
-    pid = _controller(settings, state, at)
-    output = pid(ratio, dt=dt)
-    return float(output), _capture(pid)
+    """One PID update on `ratio` (indicator / target, setpoint 1) with time step `dt`,
+    reverse-acting (interference above target raises the output)."""
+    low, high = settings.min_fraction, settings.max_fraction
+    error = 1.0 - ratio
+    # Reverse-acting: the gains act negated, so an error below 0 (above target) raises it.
+    proportional = -settings.kp * error
+    integral = _clamp(state.integral - settings.ki * error * dt, low, high)
+    moved = 0.0 if state.last_input is None else ratio - state.last_input
+    derivative = settings.kd * moved / dt if dt > 0 else 0.0
+    output = _clamp(proportional + integral + derivative, low, high)
+    return output, PidState(integral, ratio)
 
 
 def _fmt_value(indicator: Indicator, value: float) -> str:
@@ -130,7 +105,7 @@ def update_margin(
     elapsed = FIRST_STEP_SECONDS if state.at is None else at - state.at
     dt = min(elapsed, settings.max_dt_seconds)
     ratio = value / target
-    output, pid = step_pid(settings, state.pid, ratio, at, dt)
+    output, pid = step_pid(settings, state.pid, ratio, dt)
     prev = state.fraction
     versus = f"{name} {_fmt_value(settings.indicator, value)}"
     tgt = _fmt_value(settings.indicator, target)

@@ -1,4 +1,12 @@
-"""Online demand = max(current usage, a high percentile of a sliding window of usage).
+"""Demand = max(current use, the window's level) + a burst allowance.
+
+The level is a high percentile (default: the peak) of a sliding window of use. The burst
+allowance covers what the next reading may add on top of that level before the next
+decision: the largest rise of a reading above the level just before it, seen so far, fading
+with a half-life, times a safety factor. Until the node has been watched for a while that
+is not evidence enough, so a cold-start allowance (a share of capacity, fading linearly to
+0 over `cold_start_seconds`) stands in whenever it is larger. All of it is in time, not
+samples, so it holds at a 1-s tick and at the 60-300-s rates of production traces.
 
 A `Window` is immutable: `add` returns a new one. It keeps the samples in time order (to
 expire the oldest) and in sorted order (to read a percentile by index); both are tuples
@@ -10,7 +18,10 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right, insort
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from qos.settings import PredictorSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,30 +61,92 @@ class Window:
 
 
 @dataclass(frozen=True, slots=True)
+class Series:
+    """One tier's use of one resource: the window, the burst allowance (as of `burst_at`) and
+    when it was first read (for the cold start)."""
+
+    window: Window = Window()
+    burst: float = 0.0
+    burst_at: float | None = None
+    first_at: float | None = None
+
+    def burst_now(self, at: float, half_life: float) -> float:
+        if self.burst_at is None:
+            return 0.0
+        return self.burst * 0.5 ** (max(0.0, at - self.burst_at) / half_life)
+
+    def observe(self, at: float, value: float, settings: PredictorSettings) -> Series:
+        """The series with `value` read at `at` added; a reading seen again is ignored."""
+        if self.window.times and at <= self.window.times[-1]:
+            return self
+        level = self.window.percentile(settings.percentile)
+        burst = self.burst_now(at, settings.burst_half_life_seconds)
+        if level is not None:
+            burst = max(burst, value - level)
+        window = self.window.add(at, value, settings.window_seconds, settings.max_samples)
+        return Series(window, burst, at, at if self.first_at is None else self.first_at)
+
+
+@dataclass(frozen=True, slots=True)
 class Prediction:
-    """The predicted demand and how it was reached (for the budget's reason)."""
+    """The predicted demand and each term of it (for the budget's reason)."""
 
     value: float | None
     current: float | None
-    percentile: float | None
+    level: float | None
     samples: int
+    burst: float = 0.0  # the allowance added: max(learned x factor, cold start)
+    learned: float = 0.0  # the largest rise seen, faded
+    cold: float = 0.0  # the cold-start allowance now
 
-    def describe(self, q: float) -> str:
-        """Where the value came from, e.g. 'p95 of 300 samples' or 'current'."""
+    def describe(self, settings: PredictorSettings, fmt: Callable[[float], str]) -> str:
+        """Where the value came from, every term named."""
         if self.value is None:
             return "never read"
+        q = settings.percentile
+        name = "peak" if q >= 1.0 else f"p{q * 100:g}"
+        window = f"{settings.window_seconds / 60:g} min"
         if self.current is None:
-            return "window peak, current reading missing"
-        if self.percentile is not None and self.percentile > self.current:
-            return f"p{q * 100:g} of {self.samples} samples"
-        return "current"
+            base = f"{name} of {window} ({self.samples} samples), current reading missing"
+        elif self.level is not None and self.level > self.current:
+            base = f"{name} {fmt(self.level)} of {window} ({self.samples} samples)"
+        else:
+            base = f"current {fmt(self.current)}"
+        if self.burst <= 0:
+            return base
+        if self.cold > self.learned * settings.burst_factor:
+            hours = settings.cold_start_seconds / 3600
+            why = f"cold start {fmt(self.cold)} (fading to 0 over {hours:g} h)"
+        else:
+            why = (
+                f"burst {fmt(self.burst)} ({settings.burst_factor:g} x {fmt(self.learned)}, "
+                "the largest rise above the level seen, half-life "
+                f"{settings.burst_half_life_seconds / 3600:g} h)"
+            )
+        return f"{base} + {why}"
 
 
-def predict(window: Window, current: float | None, q: float) -> Prediction:
-    """max(current, percentile). With the current reading missing the window's peak stands
-    in for it (conservative); with no data at all the demand is unknown (None)."""
-    pct = window.percentile(q)
-    if current is None:
-        return Prediction(window.peak, None, pct, len(window))
-    value = current if pct is None else max(current, pct)
-    return Prediction(value, current, pct, len(window))
+def predict(
+    series: Series,
+    current: float | None,
+    at: float,
+    cold_start: float,
+    settings: PredictorSettings,
+) -> Prediction:
+    """max(current, level) + max(learned burst x factor, cold start). With the current
+    reading missing the window's peak stands in for it (conservative); with no data at all
+    the demand is unknown (None). `cold_start` is the allowance (in the series' unit) of a
+    new node, fading to 0 over `cold_start_seconds`."""
+    window = series.window
+    level = window.percentile(settings.percentile)
+    base = window.peak if current is None else (current if level is None else max(current, level))
+    if base is None:
+        return Prediction(None, current, level, len(window))
+    learned = series.burst_now(at, settings.burst_half_life_seconds)
+    age = 0.0 if series.first_at is None else max(0.0, at - series.first_at)
+    cold = 0.0
+    if settings.cold_start_seconds > 0:
+        fade = max(0.0, 1.0 - age / settings.cold_start_seconds)
+        cold = cold_start * fade
+    burst = max(learned * settings.burst_factor, cold)
+    return Prediction(base + burst, current, level, len(window), burst, learned, cold)

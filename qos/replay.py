@@ -24,7 +24,7 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Protocol, TypeVar
 
 from qos.decide import BrainState, decide
@@ -83,6 +83,39 @@ class Policy(Protocol[S]):
 
 
 @dataclass(frozen=True, slots=True)
+class Violations:
+    """SLO-violation time of one resource: episodes (runs of consecutive violating rows),
+    their total seconds, and the worst shortfall (online demand minus what was left to it,
+    millicores or bytes)."""
+
+    count: int = 0
+    seconds: float = 0.0
+    worst_shortfall: float = 0.0
+    ongoing: bool = False
+
+    def add(self, shortfall: float, dt: float) -> Violations:
+        """One row: `shortfall` > 0 while batch holds some is a violation of `dt` seconds."""
+        if shortfall <= 0:
+            return self if not self.ongoing else replace(self, ongoing=False)
+        return Violations(
+            self.count + (0 if self.ongoing else 1),
+            self.seconds + dt,
+            max(self.worst_shortfall, shortfall),
+            True,
+        )
+
+
+class OfferPoint(NamedTuple):
+    """One row of the offer series (for plots): what batch was offered and what was idle."""
+
+    t: float
+    cpu_offer_milli: float
+    cpu_idle_milli: float
+    memory_offer_bytes: float
+    memory_idle_bytes: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReplayResult:
     name: str
     duration_seconds: float
@@ -91,9 +124,18 @@ class ReplayResult:
     offered_idle_fraction: float
     offered_idle_fraction_memory: float
     violation_seconds: float
-    cpu_violation_seconds: float
-    memory_violation_seconds: float
+    cpu: Violations
+    memory: Violations
     mean_online_cpu_psi: float
+    series: tuple[OfferPoint, ...] = ()
+
+    @property
+    def cpu_violation_seconds(self) -> float:
+        return self.cpu.seconds
+
+    @property
+    def memory_violation_seconds(self) -> float:
+        return self.memory.seconds
 
     def as_row(self) -> dict[str, object]:
         return {
@@ -103,8 +145,12 @@ class ReplayResult:
             "offered_idle_fraction": round(self.offered_idle_fraction, 4),
             "offered_idle_fraction_memory": round(self.offered_idle_fraction_memory, 4),
             "violation_seconds": round(self.violation_seconds, 3),
-            "cpu_violation_seconds": round(self.cpu_violation_seconds, 3),
-            "memory_violation_seconds": round(self.memory_violation_seconds, 3),
+            "cpu_violations": self.cpu.count,
+            "cpu_violation_seconds": round(self.cpu.seconds, 3),
+            "cpu_worst_shortfall_cores": round(self.cpu.worst_shortfall / 1000.0, 3),
+            "memory_violations": self.memory.count,
+            "memory_violation_seconds": round(self.memory.seconds, 3),
+            "memory_worst_shortfall_gib": round(self.memory.worst_shortfall / GIB, 3),
             "mean_online_cpu_psi": round(self.mean_online_cpu_psi, 3),
             "duration_seconds": round(self.duration_seconds, 3),
         }
@@ -133,7 +179,9 @@ def erlang_c(servers: float, load: float) -> float:
     return whole(lo) if frac == 0 else (1 - frac) * whole(lo) + frac * whole(lo + 1)
 
 
-class _Truth(NamedTuple):
+class Truth(NamedTuple):
+    """What really happened in one row (missing cells carried forward)."""
+
     cpu_cap: float
     online_cpu: float
     batch_cpu_demand: float
@@ -144,7 +192,7 @@ class _Truth(NamedTuple):
     system_mem: float
 
 
-def _truths(rows: Sequence[TraceRow]) -> list[_Truth]:
+def truths(rows: Sequence[TraceRow]) -> list[Truth]:
     """Carry each column's last known value forward over missing cells (0 before any)."""
     last = [0.0] * 8
     out = []
@@ -160,7 +208,7 @@ def _truths(rows: Sequence[TraceRow]) -> list[_Truth]:
             r.system_memory_bytes,
         )
         last = [last[i] if v is None else max(0.0, v) for i, v in enumerate(cells)]
-        out.append(_Truth(*last))
+        out.append(Truth(*last))
     return out
 
 
@@ -175,28 +223,31 @@ def _durations(rows: Sequence[TraceRow]) -> list[float]:
     return dts
 
 
-def replay(rows: Sequence[TraceRow], policy: Policy[S]) -> ReplayResult:
-    truths = _truths(rows)
+def replay(rows: Sequence[TraceRow], policy: Policy[S], *, series: bool = False) -> ReplayResult:
+    """Replay `rows` through `policy`; with `series`, keep the offer of every row too."""
+    real = truths(rows)
     state = policy.start()
     offer = Offer(0.0, 0.0)
     psi = 0.0
     reclaimed_cpu = reclaimed_mem = 0.0
     offered_cpu = offered_mem = idle_cpu_total = idle_mem_total = 0.0
-    viol = viol_cpu = viol_mem = 0.0
+    viol = 0.0
+    v_cpu = v_mem = Violations()
     psi_time = 0.0
     duration = 0.0
-    for row, truth, dt in zip(rows, truths, _durations(rows), strict=True):
+    points: list[OfferPoint] = []
+    for row, truth, dt in zip(rows, real, _durations(rows), strict=True):
         room_cpu = max(0.0, truth.cpu_cap - truth.system_cpu)
         room_mem = max(0.0, truth.mem_cap - truth.system_mem)
         batch_cpu = min(truth.batch_cpu_demand, offer.cpu_milli, room_cpu)
         batch_mem = min(truth.batch_mem_demand, offer.memory_bytes, room_mem)
         left_cpu = room_cpu - batch_cpu
         left_mem = room_mem - batch_mem
-        cpu_bad = batch_cpu > 0 and truth.online_cpu > left_cpu
-        mem_bad = batch_mem > 0 and truth.online_mem > left_mem
-        viol_cpu += dt if cpu_bad else 0.0
-        viol_mem += dt if mem_bad else 0.0
-        viol += dt if cpu_bad or mem_bad else 0.0
+        short_cpu = truth.online_cpu - left_cpu if batch_cpu > 0 else 0.0
+        short_mem = truth.online_mem - left_mem if batch_mem > 0 else 0.0
+        v_cpu = v_cpu.add(short_cpu, dt)
+        v_mem = v_mem.add(short_mem, dt)
+        viol += dt if short_cpu > 0 or short_mem > 0 else 0.0
         idle_cpu = max(0.0, room_cpu - truth.online_cpu)
         idle_mem = max(0.0, room_mem - truth.online_mem)
         offered_cpu += min(offer.cpu_milli, idle_cpu) * dt
@@ -205,6 +256,8 @@ def replay(rows: Sequence[TraceRow], policy: Policy[S]) -> ReplayResult:
         idle_mem_total += idle_mem * dt
         reclaimed_cpu += batch_cpu * dt
         reclaimed_mem += batch_mem * dt
+        if series:
+            points.append(OfferPoint(row.t, batch_cpu, idle_cpu, batch_mem, idle_mem))
         stall = 100.0 * erlang_c(left_cpu / 1000.0, truth.online_cpu / 1000.0)
         decay = math.exp(-dt / PSI_WINDOW_SECONDS)
         psi = psi * decay + stall * (1.0 - decay)
@@ -232,9 +285,10 @@ def replay(rows: Sequence[TraceRow], policy: Policy[S]) -> ReplayResult:
         offered_idle_fraction=offered_cpu / idle_cpu_total if idle_cpu_total else 0.0,
         offered_idle_fraction_memory=offered_mem / idle_mem_total if idle_mem_total else 0.0,
         violation_seconds=viol,
-        cpu_violation_seconds=viol_cpu,
-        memory_violation_seconds=viol_mem,
+        cpu=v_cpu,
+        memory=v_mem,
         mean_online_cpu_psi=psi_time / duration if duration else 0.0,
+        series=tuple(points),
     )
 
 
@@ -272,42 +326,3 @@ class ColocdPolicy:
         )
         plan, state = decide(snapshot, state, self.settings, obs.t)
         return Offer(plan.budgets.cpu.amount, plan.budgets.memory.amount), state
-
-
-def _judge(more: float, fewer: float) -> str:
-    """`more`: our reclaim minus theirs; `fewer`: their violation seconds minus ours."""
-    if more >= 0 and fewer >= 0:
-        return "equal" if more == 0 and fewer == 0 else "better or equal on both"
-    if more <= 0 and fewer <= 0:
-        return "worse or equal on both"
-    return "more reclaim, more violations" if more > 0 else "less reclaim, fewer violations"
-
-
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """How one policy compares with another, per resource, in words."""
-
-    baseline: str
-    cpu: str
-    memory: str
-    line: str
-
-    @property
-    def dominates(self) -> bool:
-        ok = ("equal", "better or equal on both")
-        return self.cpu in ok and self.memory in ok
-
-
-def compare(ours: ReplayResult, theirs: ReplayResult) -> Verdict:
-    d_cpu = round(ours.reclaimed_core_hours - theirs.reclaimed_core_hours, 3)
-    d_mem = round(ours.reclaimed_gib_hours - theirs.reclaimed_gib_hours, 3)
-    f_cpu = round(theirs.cpu_violation_seconds - ours.cpu_violation_seconds, 3)
-    f_mem = round(theirs.memory_violation_seconds - ours.memory_violation_seconds, 3)
-    cpu, mem = _judge(d_cpu, f_cpu), _judge(d_mem, f_mem)
-    line = (
-        f"{ours.name} vs {theirs.name}: cpu {d_cpu:+.2f} core-h, violation "
-        f"{ours.cpu_violation_seconds:g}s vs {theirs.cpu_violation_seconds:g}s ({cpu}); "
-        f"memory {d_mem:+.2f} GiB-h, violation {ours.memory_violation_seconds:g}s vs "
-        f"{theirs.memory_violation_seconds:g}s ({mem})"
-    )
-    return Verdict(theirs.name, cpu, mem, line)

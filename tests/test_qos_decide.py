@@ -15,6 +15,15 @@ from qos.settings import CpuMechanism, QosSettings
 from tests.qos_builders import GIB, node, pod, snapshot
 
 S = QosSettings()
+# The budget arithmetic below is checked with a fixed share kept back and no cold start:
+# 90 % of the node planned, a 25 % margin at start, the predictor's raw window level.
+FIXED = QosSettings.model_validate(
+    {
+        "reclaim": {"cpu_max_fraction": 0.9, "memory_max_fraction": 0.9},
+        "margin": {"min_fraction": 0.05, "initial_fraction": 0.25},
+        "predictor": {"cold_start_cpu_fraction": 0, "cold_start_memory_fraction": 0},
+    }
+)
 CPUSET = QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}})
 PODS = (
     pod("payments", cpu="2", memory=2 * GIB, guaranteed=True, tier="dedicated"),
@@ -136,7 +145,7 @@ def test_batch_pods_get_limits_from_their_batch_requests_with_high_below_max():
 
 
 def test_batch_tier_memory_high_is_the_budget_below_a_hard_max():
-    plan, _ = decide(snapshot(1.0), BrainState(), S, 1.0)
+    plan, _ = decide(snapshot(1.0), BrainState(), FIXED, 1.0)
     mem = plan.batch_tier.memory
     assert mem.high_bytes == plan.budgets.memory.amount
     assert mem.max_bytes == 16 * GIB - 1 * GIB - 4 * GIB
@@ -266,7 +275,9 @@ def test_a_nearly_full_node_counts_as_memory_pressure_too():
 def test_starvation_measures_batch_demand_when_it_is_read():
     from qos.samples import BatchDemand
 
-    s = QosSettings.model_validate({"eviction": {"starvation_seconds": 2}})
+    s = FIXED.model_copy(
+        update={"eviction": FIXED.eviction.model_copy(update={"starvation_seconds": 2})}
+    )
 
     # Budget ~ 8000 x 0.9 - 500 - (2000 + 2000 dedicated) - 2000 margin = 700m: above
     # 0.6 x 1000m demanded, below 0.6 x 3000m requested by the pods.

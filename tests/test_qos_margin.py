@@ -1,4 +1,5 @@
-"""The PID-sized CPU margin: direction, bounds, slow shrink, and honest simple-pid state."""
+"""The PID-sized CPU margin: direction, bounds, slow shrink, and a controller that computes
+what simple-pid does (simple-pid is the reference here, a test dependency only)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from simple_pid import PID
 from qos.margin import MarginState, initial_margin, step_pid, update_margin
 from qos.settings import MarginSettings
 
-S = MarginSettings()  # target 10 % PSI, margin in [0.05, 0.5], start 0.25
+S = MarginSettings(min_fraction=0.05, initial_fraction=0.25)  # target 10 % PSI, start 0.25
 
 
 def run(values, settings=S, state=None, step=1.0):
@@ -77,8 +78,8 @@ def test_a_missing_reading_or_the_same_reading_again_holds_the_margin():
     assert again is state and "no new" in decision.reason
 
 
-def test_restoring_state_each_call_equals_one_persistent_simple_pid():
-    """The frozen state is a faithful copy of simple-pid's: same outputs as one object."""
+def test_the_own_controller_computes_what_one_persistent_simple_pid_does():
+    """Same outputs and integral as simple-pid, from the frozen state alone."""
     settings = MarginSettings(kd=0.02)
     ratios = [0.2, 3.0, 2.5, 0.1, 0.0, 1.7, 4.0, 0.5]
     pid = PID(
@@ -92,15 +93,15 @@ def test_restoring_state_each_call_equals_one_persistent_simple_pid():
         time_fn=lambda: 0.0,
     )
     state = initial_margin(settings).pid
-    for i, r in enumerate(ratios):
+    for r in ratios:
         expected = pid(r, dt=2.0)
-        got, state = step_pid(settings, state, r, at=float(i), dt=2.0)
+        got, state = step_pid(settings, state, r, dt=2.0)
         assert got == pytest.approx(expected, abs=1e-12)
     assert state.integral == pytest.approx(pid.components[1])
 
 
 def test_throttling_indicator_uses_its_own_target():
-    s = MarginSettings(indicator="cfs_throttled_ratio")
+    s = MarginSettings(indicator="cfs_throttled_ratio", initial_fraction=0.25)
     grown, _ = run([0.5], settings=s)
     shrunk, _ = run([0.0], settings=s)
     assert grown[0] > s.initial_fraction > shrunk[0]

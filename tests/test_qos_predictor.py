@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qos.predictor import Window, predict
+from qos.predictor import Series, Window, predict
+from qos.settings import PredictorSettings
 
 
 def _fill(values, window_seconds=300.0, max_samples=3600, step=1.0):
@@ -45,15 +47,39 @@ def test_a_reading_seen_again_is_not_counted_twice():
     assert w.add(0.5, 9.0, 300, 100) is w
 
 
-def test_prediction_is_max_of_current_and_percentile():
-    w = _fill([10.0] * 19 + [100.0])
-    assert predict(w, 50.0, 0.95).value == 50.0
-    assert predict(w, 50.0, 1.0).value == 100.0
-    assert predict(w, 500.0, 0.95).value == 500.0
+def _series(values, step=1.0, **overrides):
+    settings = PredictorSettings(**overrides)
+    series = Series()
+    for i, v in enumerate(values):
+        series = series.observe(i * step, v, settings)
+    return series, settings
+
+
+def test_prediction_is_max_of_current_and_level_plus_the_largest_rise_seen():
+    # Level 10 for 19 s, then a rise of 90 above it: the allowance is 90 x 1.5.
+    series, s = _series([10.0] * 19 + [100.0], percentile=1.0)
+    p = predict(series, 50.0, 19.0, 0.0, s)
+    assert p.level == 100.0 and p.learned == 90.0
+    assert p.value == 100.0 + 90.0 * s.burst_factor
+    assert "largest rise" in p.describe(s, str)
+
+
+def test_the_learned_rise_fades_with_its_half_life():
+    series, s = _series([10.0, 30.0], burst_half_life_seconds=10.0)
+    assert predict(series, 30.0, 11.0, 0.0, s).learned == 20.0 * 0.5
+
+
+def test_the_cold_start_fades_linearly_and_gives_way_to_evidence():
+    series, s = _series([10.0], cold_start_seconds=100.0)
+    assert predict(series, 10.0, 0.0, 40.0, s).burst == 40.0
+    assert predict(series, 10.0, 50.0, 40.0, s).burst == 20.0
+    p = predict(series, 10.0, 200.0, 40.0, s)
+    assert p.burst == 0.0 and p.value == 10.0
+    assert "cold start" in predict(series, 10.0, 0.0, 40.0, s).describe(s, str)
 
 
 def test_missing_current_falls_back_to_the_window_peak_and_nothing_is_unknown():
-    w = _fill([1.0, 7.0, 3.0])
-    assert predict(w, None, 0.5).value == 7.0
-    assert predict(Window(), None, 0.95).value is None
-    assert predict(Window(), 3.0, 0.95).value == 3.0
+    series, s = _series([1.0, 7.0, 3.0], cold_start_seconds=0.0, burst_factor=1.0)
+    assert predict(series, None, 2.0, 0.0, s).value == pytest.approx(7.0 + 6.0)  # peak + rise
+    assert predict(Series(), None, 0.0, 0.0, s).value is None
+    assert predict(Series(), 3.0, 0.0, 0.0, s).value == 3.0

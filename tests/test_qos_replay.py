@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from qos.baselines import Crane, Koordinator
-from qos.replay import ColocdPolicy, Offer, ReplayResult, TraceRow, compare, erlang_c, replay
+from qos.baselines import Crane, Katalyst, Koordinator, KoordinatorParams, Oracle, Volcano
+from qos.replay import ColocdPolicy, Offer, TraceRow, erlang_c, replay
 from qos.settings import QosSettings
 
 GIB = 1024**3
@@ -63,18 +63,29 @@ def test_batch_takes_no_more_than_it_demands_and_nothing_is_a_violation_without_
     assert result.reclaimed_core_hours == 0 and result.violation_seconds == 0
 
 
-def test_koordinator_usage_formula_and_suppress():
-    # cap 10 cores, online 2 cores: usage policy 10 - 4 - 0 - 2 = 4 cores;
-    # suppress 10 x 0.65 - 2 = 4.5 cores; offer = min = 4 cores.
-    k = Koordinator()
-    s = k.start()
-    trace = rows([2000] * 3)
-    from qos.replay import Observation
+def test_koordinator_counts_the_request_in_cold_start_then_p95_times_1_1():
+    # 10 cores, use 2 cores throughout: nothing in the first 24 h (request = the node),
+    # then 10 - 1.1 x p95 (the end of the histogram bucket holding 2 cores).
+    p = KoordinatorParams(cold_start_seconds=600.0)
+    result = replay(rows([2000] * 20, step=60.0), Koordinator(p), series=True)
+    offers = [pt.cpu_offer_milli for pt in result.series]
+    assert offers[:10] == [0.0] * 10
+    assert 7650 <= offers[-1] <= 7750  # 10 - 1.1 x ~2.07 cores (the bucket's end)
+    assert result.cpu_violation_seconds == 0
 
-    obs = Observation(10.0, 10_000, 0.0, 2000.0, 0.0, 0.0, None, None, None, None)
-    offer, s = k.step(s, obs)
-    assert offer.cpu_milli == pytest.approx(4000)
-    assert replay(trace, Koordinator()).reclaimed_core_hours == pytest.approx(4 * 20 / 3600)
+
+def test_volcano_offers_60_percent_of_the_idle_weighted_towards_the_newest():
+    trace = rows([2000, 2000, 6000, 6000], cap=20_000.0, batch=20_000.0, step=10.0)
+    offers = [pt.cpu_offer_milli for pt in replay(trace, Volcano(), series=True).series]
+    assert offers[1] == pytest.approx(0.6 * 18_000)
+    assert offers[3] == pytest.approx(0.6 * (20_000 - 4000))  # history (2 + 6) / 2
+
+
+def test_katalyst_grows_the_pool_at_most_10_cores_a_step_and_shrinks_at_most_2():
+    k = Katalyst()
+    assert k._adjust(10_000.0, 10_000.0, 96_000.0) - 10_000.0 <= 10_000.0
+    assert 10_000.0 - k._adjust(10_000.0, 100.0, 96_000.0) == pytest.approx(2000.0)
+    assert k._adjust(10_000.0, 8000.0, 96_000.0) == 10_000.0  # at target: dead band
 
 
 def test_crane_reserve_plus_max_of_predicted_and_current():
@@ -83,19 +94,23 @@ def test_crane_reserve_plus_max_of_predicted_and_current():
     assert result.reclaimed_core_hours == pytest.approx(6 * 30 / 3600)
 
 
+def test_the_oracle_offers_the_next_rows_idle_and_never_violates():
+    trace = rows([5000, 7000, 5000, 9000])
+    oracle = replay(trace, Oracle(trace))
+    assert oracle.cpu_violation_seconds == 0
+    assert oracle.reclaimed_core_hours == pytest.approx((3 + 5 + 1) * 10 / 3600)
+
+
+def test_violations_count_episodes_and_the_worst_shortfall():
+    result = replay(rows([5000, 7000, 8000, 5000, 7000]), Fixed(4000))
+    assert result.cpu.count == 2 and result.cpu.seconds == 30
+    assert result.cpu.worst_shortfall == pytest.approx(2000)
+
+
 def test_colocd_replay_uses_decide_and_reacts_to_a_surge_next_row():
     trace = rows([1000] * 30 + [6000] * 30, step=1.0)
-    result = replay(trace, ColocdPolicy(QosSettings()))
+    # A node watched long enough for the cold start to have faded.
+    settings = QosSettings(predictor={"cold_start_seconds": 0})
+    result = replay(trace, ColocdPolicy(settings))
     assert result.reclaimed_core_hours > 0
     assert result.cpu_violation_seconds <= 1  # only the row of the surge itself
-
-
-def test_compare_in_words():
-    def res(name, core_h, viol):
-        return ReplayResult(name, 1.0, core_h, 0.0, 0.0, 0.0, viol, viol, 0.0, 0.0)
-
-    v = compare(res("colocd", 5, 0), res("peer", 4, 2))
-    assert v.dominates and "better or equal on both" in v.line
-    v = compare(res("colocd", 3, 0), res("peer", 4, 2))
-    assert not v.dominates and v.cpu == "less reclaim, fewer violations"
-    assert compare(res("colocd", 5, 3), res("peer", 4, 2)).cpu == "more reclaim, more violations"

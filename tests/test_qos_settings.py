@@ -12,8 +12,9 @@ from tests.qos_builders import pod
 
 def test_defaults_are_valid_and_follow_the_design():
     s = QosSettings()
-    assert s.predictor.window_seconds == 300
-    assert s.predictor.percentile == 0.95
+    assert s.predictor.window_seconds == 3 * 3600  # tuned on examples/traces
+    assert s.predictor.percentile == 1.0
+    assert s.predictor.cold_start_seconds == 2 * 3600
     assert s.margin.indicator is Indicator.CPU_PSI
     assert s.margin.effective_target == 10.0
     assert s.cpu.idle is True

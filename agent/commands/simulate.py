@@ -1,40 +1,56 @@
-"""`colocd simulate`: replay a usage trace through colocd's brain and the peers' formulas."""
+"""`colocd simulate`: replay usage traces through colocd's brain, the peers' formulas and an
+oracle, and judge colocd against them."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import NamedTuple
 
 from agent.cli_support import add_output_flag
 from agent.config import read_mapping, validated
+from agent.errors import TraceError
+from agent.report.offer_plot import write_offer_plot
 from agent.report.output import emit
 from agent.sources.trace import read_trace
-from qos.baselines import Crane, Koordinator
-from qos.replay import ColocdPolicy, compare, replay
+from qos.baselines import Oracle, peers
+from qos.compare import OURS, Bar, bars, oracle_share, pareto_front
+from qos.replay import ColocdPolicy, ReplayResult, TraceRow, replay
 from qos.settings import DEFAULT_QOS_SETTINGS, QosSettings
 
-HELP = "replay a usage trace through colocd's brain and the peers' reclaim formulas"
+HELP = "replay usage traces through colocd's brain, the peers' reclaim formulas and an oracle"
 DESCRIPTION = """\
-Replay a time series of node usage through the same decide() code the agent runs (no
-I/O, no clocks), and through baselines built from the peers' published formulas:
-  koordinator  usage policy (cpu 60 %, memory 65 % thresholds, every 60 s, publish on a
-               10 % change or after 300 s) plus koordlet's BE CPU suppress at 65 %
-  crane        allocatable x (1 - 10 % reserve) - max(p99 of 24 h, current), every 10 s,
-               publish on a 10 % change (Crane ships no default reserve; 10 % is ours)
+Replay time series of node usage through the same decide() code the agent runs (no I/O,
+no clocks), through the peers' reclaim formulas at their defaults (qos/baselines.py cites
+each from its source), and through an oracle:
+  koordinator  koordlet's estimator: decaying histograms (CPU p95, half-life 12 h; memory
+               p98, 24 h) x 1.10; pods count at their request for a 24-h cold start (a
+               trace has no requests: the whole node); update on a 10 % change or 300 s
+  volcano      Volcano agent: (allocatable - usage) x 60 %, every 10 s, usage an
+               exponentially weighted history (each newer sample weighs twice as much)
+  crane        allocatable x (1 - 10 % reserve) - max(p99 of 24 h, current), every 10 s
+               (a reference: Crane has had no commit since 2024-12)
+  katalyst     rama PID on the shared pool's usage ratio (target 0.8): log-ratio error,
+               gains 0.05 up / 0.009 down, dead band, steps clamped to +10 / -2 cores
+  oracle       offers exactly the next row's idle capacity: the bound of reclaim with no
+               violation (not a peer)
 
 Each row covers the time until the next. A policy observes a row at its end and sets
 what batch may use during the next row. Batch takes what it is offered (up to its
-demand); online is left the rest. Reported per policy:
-  reclaimed_core_hours / reclaimed_gib_hours  what batch used
-  offered_idle_fraction (_memory)   share of the true idle capacity (capacity - system -
-                                    online demand) offered to batch
-  violation_seconds                 time in which online demand exceeded what was left to
-                                    it while batch held some (cpu_/memory_ split them)
-  mean_online_cpu_psi               modelled online CPU PSI some avg10 (Erlang C of
-                                    online demand on the cores left to it), in percent,
-                                    unless the trace gives online_cpu_psi
+demand); online is left the rest. Reported per trace and policy:
+  CORE-H / GIB-H     reclaimed core-hours and GiB-hours (what batch used)
+  CPU-V / MEM-V      violations: episodes / total seconds / worst shortfall (cores, GiB);
+                     a violation is time in which online demand exceeded what was left to
+                     it while batch held some
+  ORACLE%            reclaim as a share of the oracle's (CPU / memory)
+  FRONT              * on the Pareto front of reclaim (CPU, memory) against violation
+                     seconds (CPU, memory); the oracle is left out
+Then one line per trace: colocd against the bar (no more violation seconds than the
+safest peer; at least the reclaim of every peer with no more violation seconds).
 
 Trace: CSV with a header row, or JSON lines (one object per row), sniffed from the
-content. Columns (CPU in millicores, memory in bytes, time in seconds):
+content; a directory stands for every *.csv and *.jsonl in it. Columns (CPU in
+millicores, memory in bytes, time in seconds):
   t                          row start, increasing                      required
   cpu_capacity_milli         node CPU                                   required
   online_cpu_milli           online + dedicated demand                  required
@@ -53,20 +69,20 @@ overriding the defaults, e.g. {"margin": {"target": 20}}; ColocationPolicy resou
 will be accepted here once they exist."""
 EPILOG = """\
 examples:
-  colocd simulate --trace examples/traces/diurnal.csv
-  colocd simulate --trace examples/traces/bursty.csv -o json | jq .violation_seconds
+  colocd simulate --trace examples/traces
+  colocd simulate --trace examples/traces/bursty.csv -o json | jq .cpu_violation_seconds
+  colocd simulate --trace examples/traces/bitbrains_rnd_vm185.csv --plot vm185.png
   colocd simulate --trace trace.jsonl --policy overrides.yaml"""
 
 COLUMNS = (
+    ("TRACE", "trace"),
     ("POLICY", "name"),
     ("CORE-H", "reclaimed_core_hours"),
     ("GIB-H", "reclaimed_gib_hours"),
-    ("IDLE-CPU", "offered_idle_fraction"),
-    ("IDLE-MEM", "offered_idle_fraction_memory"),
-    ("VIOL-S", "violation_seconds"),
-    ("CPU-VIOL-S", "cpu_violation_seconds"),
-    ("MEM-VIOL-S", "memory_violation_seconds"),
-    ("PSI%", "mean_online_cpu_psi"),
+    ("CPU-V", "cpu_v"),
+    ("MEM-V", "memory_v"),
+    ("ORACLE%", "oracle_pct"),
+    ("FRONT", "front"),
 )
 
 
@@ -78,8 +94,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--trace", required=True, metavar="FILE", help="CSV or JSONL trace, or -")
+    p.add_argument(
+        "--trace",
+        required=True,
+        action="append",
+        metavar="FILE",
+        help="CSV or JSONL trace, a directory of them, or -; repeat for more",
+    )
     p.add_argument("--policy", metavar="FILE", help="YAML/JSON QosSettings overrides")
+    p.add_argument(
+        "--plot", metavar="PNG", help="draw the first trace's offers over time (needs matplotlib)"
+    )
     add_output_flag(p, ("table", "json"))
     p.set_defaults(func=run)
 
@@ -90,19 +115,81 @@ def load_settings(path: str | None) -> QosSettings:
     return validated(QosSettings, read_mapping(path, "load policy"), f"load policy {path}")
 
 
+def trace_files(paths: list[str]) -> list[str]:
+    """Each path as given, a directory replaced by its traces in name order."""
+    out: list[str] = []
+    for path in paths:
+        p = Path(path)
+        if path != "-" and p.is_dir():
+            found = sorted(str(f) for f in p.iterdir() if f.suffix in (".csv", ".jsonl"))
+            if not found:
+                raise TraceError(path, None, "no *.csv or *.jsonl traces in this directory")
+            out += found
+        else:
+            out.append(path)
+    return out
+
+
+class TraceReport(NamedTuple):
+    trace: str
+    results: list[ReplayResult]  # colocd, the peers, the oracle last
+    bars: tuple[Bar, Bar]
+    front: set[str]
+
+
+def compare_trace(
+    name: str, rows: list[TraceRow], settings: QosSettings, *, series: bool = False
+) -> TraceReport:
+    """colocd, every peer and the oracle on one trace, judged."""
+    policies = [ColocdPolicy(settings), *peers(), Oracle(rows)]
+    results = [replay(rows, p, series=series) for p in policies]
+    return TraceReport(name, results, bars(results[0], results[1:]), pareto_front(results))
+
+
+def _record(report: TraceReport, r: ReplayResult) -> dict[str, object]:
+    cpu_share, mem_share = oracle_share(r, report.results[-1])
+    row: dict[str, object] = {"trace": report.trace, **r.as_row()}
+    row["oracle_share_cpu"] = round(cpu_share, 4)
+    row["oracle_share_memory"] = round(mem_share, 4)
+    row["pareto_front"] = r.name in report.front
+    if r.name == OURS:
+        row["bar"] = {b.resource: {"holds": b.holds, "line": b.line()} for b in report.bars}
+    return row
+
+
+def _table_row(record: dict[str, object]) -> dict[str, object]:
+    def v(kind: str, unit: str) -> str:
+        worst = record[f"{kind}_worst_shortfall_{unit}"]
+        return f"{record[kind + '_violations']}/{record[kind + '_violation_seconds']:g}s/{worst:g}"
+
+    return {
+        **record,
+        "cpu_v": v("cpu", "cores"),
+        "memory_v": v("memory", "gib"),
+        "oracle_pct": (
+            f"{record['oracle_share_cpu'] * 100:.0f}/{record['oracle_share_memory'] * 100:.0f}"
+        ),
+        "front": "*" if record["pareto_front"] else "",
+    }
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.policy)
-    rows = read_trace(args.trace)
-    ours = replay(rows, ColocdPolicy(settings))
-    others = [replay(rows, Koordinator()), replay(rows, Crane())]
-    verdicts = [compare(ours, theirs) for theirs in others]
-    records = [ours.as_row(), *(r.as_row() for r in others)]
+    files = trace_files(args.trace)
+    traces = [(Path(f).name if f != "-" else "-", read_trace(f)) for f in files]
+    reports = [
+        compare_trace(name, rows, settings, series=bool(args.plot) and i == 0)
+        for i, (name, rows) in enumerate(traces)
+    ]
+    if args.plot:
+        write_offer_plot(Path(args.plot), reports[0].trace, reports[0].results)
+    records = [_record(rep, r) for rep in reports for r in rep.results]
     if args.output == "json":
-        records[0]["dominates"] = [v.baseline for v in verdicts if v.dominates]
-        records[0]["verdicts"] = [v.line for v in verdicts]
         emit(records, "json", COLUMNS)
         return 0
-    emit(records, "table", COLUMNS)
-    for v in verdicts:
-        print(v.line)
+    emit([_table_row(r) for r in records], "table", COLUMNS)
+    print("CPU-V/MEM-V: episodes/seconds/worst shortfall (cores, GiB); ORACLE%: cpu/memory")
+    for rep in reports:
+        verdict = "holds" if all(b.holds for b in rep.bars) else "FAILS"
+        print(f"{rep.trace}: colocd's bar {verdict}: " + "; ".join(b.line() for b in rep.bars))
     return 0

@@ -313,9 +313,20 @@ class ReclaimSpec(Section):
 
 class PredictorSpec(Section):
     window: Duration | None = None
-    """Online demand is the larger of current usage and a percentile over this window."""
+    """Demand is the larger of current use and a percentile over this window, plus a burst
+    allowance."""
     percentile: Percent | None = None
-    """The percentile of the window taken as the recent peak (95 = p95)."""
+    """The percentile of the window taken as its level (100 = the peak)."""
+    burst_factor: float | None = Field(default=None, ge=1)
+    """Safety factor on the largest rise above the level seen so far (the burst allowance)."""
+    burst_half_life: Duration | None = None
+    """The largest rise seen fades by half over this long."""
+    cold_start_cpu_percent: Percent | None = None
+    """CPU burst allowance of a new node, in percent of its capacity."""
+    cold_start_memory_percent: Percent | None = None
+    """Memory burst allowance of a new node, in percent of its capacity."""
+    cold_start_for: Duration | None = None
+    """The cold-start allowance fades linearly to 0 over this long."""
 
 
 class IndicatorSpec(Atomic):
@@ -323,7 +334,7 @@ class IndicatorSpec(Atomic):
 
     type: Literal["cpuPressure", "cfsThrottling", "latency"]
     """cpuPressure: online CPU PSI some avg10 (%); cfsThrottling: ratio of throttled
-    periods; latency: a user-supplied latency metric."""
+    periods; latency: the number the online service writes to the agent's latency_file."""
     target: float | None = Field(default=None, gt=0)
     """Default 10 (% PSI) or 0.05 (throttled ratio); required for latency, in its unit."""
 

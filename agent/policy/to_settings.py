@@ -100,6 +100,11 @@ _LIST = _Conversion(tuple, list)
 FIELDS: tuple[tuple[str, str, _Conversion], ...] = (
     ("predictor.window", "predictor.window_seconds", _DURATION),
     ("predictor.percentile", "predictor.percentile", _PERCENT),
+    ("predictor.burst_factor", "predictor.burst_factor", _NUMBER),
+    ("predictor.burst_half_life", "predictor.burst_half_life_seconds", _DURATION),
+    ("predictor.cold_start_cpu_percent", "predictor.cold_start_cpu_fraction", _PERCENT),
+    ("predictor.cold_start_memory_percent", "predictor.cold_start_memory_fraction", _PERCENT),
+    ("predictor.cold_start_for", "predictor.cold_start_seconds", _DURATION),
     ("margin.indicator.type", "margin.indicator", _INDICATOR),
     ("margin.indicator.target", "margin.target", _SAME),
     ("margin.kp", "margin.kp", _SAME),

@@ -694,4 +694,25 @@ def test_under_kubelets_static_cpu_manager_colocd_defers_to_its_cpusets(
     assert node.read("cpuset.cpus", "db") == exclusive
     assert node.read("cpuset.cpus", "web") == kubepods
     assert node.read("cpuset.cpus") <= default  # batch stays in kubelet's shared pool
+
+
+def test_the_latency_the_online_service_writes_drives_the_margin(
+    node: Node, tmp_path: Path
+) -> None:
+    node.add(web())
+    p99 = tmp_path / "p99-ms"
+    p99.write_text("90\n")
+    loop = node.loop(
+        qos={"margin": {"indicator": "latency", "target": 30, "initial_fraction": 0.1}},
+        latency_file=p99,
+    )
+    result = first_tick(loop)
+    margin = result.plan.margin
+    assert margin.indicator == 90.0 and margin.fraction > 0.1
+    assert "online latency 90 above target 30" in margin.reason
+    p99.write_text("oops")
+    time.sleep(0.05)
+    result = loop.tick()
+    assert result is not None and result.plan.margin.fraction == margin.fraction
+    assert any(n.startswith(f"latency file {p99}: 'oops'") for n in result.notes)
     loop.close()
