@@ -34,6 +34,7 @@ from typing import Protocol
 from agent.act.enforce import Enforcer
 from agent.config import Settings
 from agent.errors import StatusError
+from agent.network import NetworkSide
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
 from agent.observe.sampler import Sampler
 from agent.observe.topology import Locator, Topology
@@ -91,6 +92,7 @@ class Loop:
         notifier: Notifier | None = None,
         qos: Callable[[], QosSettings] | None = None,
         on_tick: Callable[[TickResult], object] | None = None,
+        network: NetworkSide | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -107,6 +109,7 @@ class Loop:
         self.evict = evict
         self.notifier = notifier
         self.on_tick = on_tick
+        self.network = network
         # The brain's settings: from the policies in force (read each tick) or fixed.
         self._qos_source = qos
         self.qos = settings.qos
@@ -207,6 +210,8 @@ class Loop:
             degraded.append(Degraded("apply_failed", why))
         problems = view.problems if view.fresh else ()  # else already in `degraded`
         notes = [*plan.notes, *self.enforcer.notes, *problems, *topo.missing, *topo.refused]
+        if self.network is not None:
+            notes += self.network.tick(node)
         result = TickResult(
             now, plan, topo, None if withhold else readings, writes, report, degraded, notes
         )
@@ -370,6 +375,9 @@ class Loop:
         if self.fast is not None:
             self.fast.close()
         report = None
+        if self.network is not None:
+            for line in self.network.close(self.settings.isolation.revert_on_exit):
+                log.info("network reverted: %s", line)
         if self.executor is not None and not self.dry_run:
             report = self.executor.close()
         self.cgroups.close()

@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -19,6 +20,8 @@ from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
 from agent.errors import ConfigError
 from agent.loop import Loop
+from agent.network import NetworkSide
+from agent.policy.network import layered, to_network_settings
 from agent.report.metrics import AgentMetrics, serve
 from agent.report.output import render_table
 from agent.report.sdnotify import SdNotifier
@@ -282,6 +285,19 @@ def run(args: argparse.Namespace) -> int:
                     "the qos section of the settings applies with --pods only; on "
                     "Kubernetes the ColocationPolicies in force set the brain's settings"
                 )
+        network = None
+        try:
+            net = to_network_settings(layered(settings.network))
+        except ValueError as err:
+            raise ConfigError(f"read network settings: {err}") from None
+        if net.enabled:
+            try:
+                network = NetworkSide(
+                    net, iso.state_dir, dry_run=agent.dry_run, clock=time.monotonic,
+                    metrics=metrics,
+                )  # fmt: skip
+            except IsolationError as err:
+                raise ConfigError(str(err)) from err
         loop = Loop(
             settings,
             source=source,
@@ -292,6 +308,7 @@ def run(args: argparse.Namespace) -> int:
             metrics=metrics,
             on_tick=(lambda r: print_dry_run(cgroups, r)) if agent.dry_run else None,
             notifier=SdNotifier(agent.notify_socket) if agent.notify_socket else None,
+            network=network,
             **seams,
         )
         stop = threading.Event()

@@ -1,0 +1,158 @@
+"""The network actuator: a `NetworkPlan` onto the node, through `isolation.network` (HTB on
+the uplink, ingress through an ifb) and `isolation.pod_marks` (nftables tier marks).
+
+What it installs is journaled before the first change (`network-journal.json` in the state
+directory: the devices and the nftables table), so that exactly that is removed on a
+reverting stop, by `colocd revert`, and at the next start after a crash. Something in the
+way that colocd did not install (a root qdisc, a table under its name) is left alone with a
+one-line error, unless the policy says to take it over.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+from isolation.errors import IsolationError
+from isolation.network import (
+    TierShaping,
+    TierTraffic,
+    UplinkShaper,
+    UplinkShaping,
+    default_uplink,
+    tier_classid,
+)
+from isolation.pod_marks import FAMILY, TABLE, Marking, PodMarker
+from qos.network import SHAPED_TIER, NetworkPlan, NetworkSettings
+from qos.tiers import Tier
+
+__all__ = ["JOURNAL", "NetworkActuator", "NetworkApplied", "revert_network"]
+
+log = logging.getLogger(__name__)
+
+JOURNAL = "network-journal.json"
+# Tiers served first: system and online at 0, batch after them.
+PRIO = {Tier.SYSTEM: 0, Tier.ONLINE: 0, Tier.BATCH: 1}
+
+
+class NetworkApplied(NamedTuple):
+    changes: int  # tc objects added, changed or deleted
+    marks_added: int
+    marks_removed: int
+    error: str | None  # one line; shaping is not in force when set
+
+
+def _journal_path(state_dir: Path) -> Path:
+    return Path(state_dir) / JOURNAL
+
+
+def _write_journal(state_dir: Path, record: dict) -> None:
+    path = _journal_path(state_dir)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(record, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def revert_network(state_dir: Path) -> list[str]:
+    """Remove what the journal says colocd installed; returns what was removed (one line
+    each). The journal goes once everything is gone; a failure raises and keeps it."""
+    path = _journal_path(state_dir)
+    if not path.exists():
+        return []
+    try:
+        record = json.loads(path.read_text())
+        uplink, ifb = str(record["uplink"]), record.get("ifb")
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise IsolationError(f"read {path}: {err}") from err
+    done = []
+    with UplinkShaper() as shaper:
+        report = shaper.clear(uplink, ifb)
+    done += [f"{c.action} {c.target} on {c.device}" for c in report.changes]
+    if record.get("nft"):
+        with PodMarker() as marker:
+            if marker.clear():
+                done.append(f"delete nftables table {FAMILY} {TABLE}")
+    path.unlink(missing_ok=True)
+    return done
+
+
+class NetworkActuator:
+    def __init__(self, settings: NetworkSettings, state_dir: Path, dry_run: bool) -> None:
+        self.settings = settings
+        self.state_dir = Path(state_dir)
+        self.dry_run = dry_run
+        self.uplink = settings.uplink or default_uplink()
+        self._shaper = UplinkShaper()
+        self._marker = PodMarker()
+        self._journaled = False
+
+    def recover(self) -> list[str]:
+        """At start: remove what a previous run left behind without reverting (a crash)."""
+        if self.dry_run:
+            return []
+        return revert_network(self.state_dir)
+
+    def spec(self, plan: NetworkPlan) -> UplinkShaping:
+        s = self.settings
+        tiers = []
+        for tier in s.tiers:
+            r = plan.rate(tier, "egress")
+            ips = plan.ips.get(tier, frozenset())
+            tiers.append(TierShaping(tier, r.rate_bps, r.ceil_bps, PRIO[tier], ips))
+        spec = UplinkShaping(
+            uplink=self.uplink,
+            root_rate_bps=s.link_rate_bps,
+            tiers=tuple(tiers),
+            default_tier=plan.default_tier,
+            ifb=s.ifb,
+            egress_by_priority=True,
+        )
+        if s.ifb is not None:
+            ceilings = tuple((t.tier, plan.rate(t.tier, "ingress").ceil_bps) for t in tiers)
+            spec = spec.with_ingress_ceilings(ceilings)
+        return spec
+
+    def marking(self, plan: NetworkPlan) -> Marking:
+        priorities = {t: tier_classid(SHAPED_TIER[t]) for t in Tier if SHAPED_TIER[t] in plan.ips}
+        ips = {t: plan.ips.get(SHAPED_TIER[t], frozenset()) for t in priorities}
+        # dedicated shares online's class and set: give its own sets nothing.
+        ips[Tier.DEDICATED] = frozenset()
+        return Marking(priorities, ips)
+
+    def apply(self, plan: NetworkPlan) -> NetworkApplied:
+        if self.dry_run:
+            return NetworkApplied(0, 0, 0, None)
+        spec = self.spec(plan)
+        take = self.settings.take_over
+        try:
+            if not self._journaled:
+                # The table is journaled (so removed later) only when it is colocd's to remove.
+                nft = take or self._marker.foreign() is None
+                _write_journal(self.state_dir, {"uplink": spec.uplink, "ifb": spec.ifb, "nft": nft})
+                self._journaled = True
+            # Marks first: a packet marked before its class exists goes to the default.
+            marks = self._marker.apply(self.marking(plan), take_over=take)
+            report = self._shaper.apply(spec, take_over=take)
+        except IsolationError as err:
+            return NetworkApplied(0, 0, 0, str(err))
+        return NetworkApplied(len(report.changes), marks.added, marks.removed, None)
+
+    def traffic(self, plan: NetworkPlan) -> tuple[TierTraffic, ...]:
+        return self._shaper.traffic(self.spec(plan))
+
+    def close(self, revert: bool) -> list[str]:
+        done: list[str] = []
+        try:
+            if revert and not self.dry_run:
+                done = revert_network(self.state_dir)
+        finally:
+            self._shaper.close()
+            self._marker.close()
+        return done
