@@ -118,10 +118,11 @@ class Topology:
                 _sh("ip", "-n", peer, "-6", "route", "add", "fd99::/16", "via", "fd99::1")
             if self.masquerade:
                 nat = (
-                    "table ip nat { chain post { type nat hook postrouting priority srcnat; "
-                    f'oifname "{UPLINK}" masquerade; }} }}'
+                    "table ip nat {\n chain post {\n type nat hook postrouting priority srcnat;\n"
+                    f' oifname "{UPLINK}" masquerade\n }}\n}}\n'
                 )
-                _sh("ip", "netns", "exec", node, "nft", nat)
+                subprocess.run(["ip", "netns", "exec", node, "nft", "-f", "-"], input=nat,
+                               text=True, check=True, capture_output=True)  # fmt: skip
             if self.vxlan:
                 for ns, local, remote, ip in ((node, "1", "2", "10.98.0.1/24"),
                                               (peer, "2", "1", "10.98.0.2/24")):  # fmt: skip

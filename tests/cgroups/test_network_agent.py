@@ -7,8 +7,9 @@ nftables tier mark (skb->priority, set in the forward hook) can classify them.
 
 Rates are far below what veth does here, so the node's HTB is the bottleneck. The machine
 is shared (2 cores, other tests running): RTT is compared with RTT alone measured in the
-same run, and the bound on p99 carries 1 ms of absolute slack for scheduling noise (a
-standing queue behind batch, which is what shaping removes, costs ~100 ms here).
+same run; the median is asserted (within 1.5x + 1 ms) and p99 printed, because p99 on this
+shared machine is scheduling noise (a standing queue behind batch, which is what shaping
+removes, moves the median by tens of ms).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ pytestmark = [
 M = 1_000_000
 LINK, ONLINE_RATE, BATCH_RATE, BATCH_CEIL, MARGIN = 200, 100, 10, 100, 20
 # Scheduling noise on a shared 2-core machine (see the module docstring).
-SLACK_MS = 10.0
+SLACK_MS = 1.0
 PROBE = str(Path(__file__).resolve().parents[2] / "benchmarks" / "_rtt_probe.py")
 NETWORK = {
     "enabled": True,
@@ -145,7 +146,8 @@ def tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
         yield t
 
 
-def rtt_p99(topo: Topology, seconds: float, port: int) -> float:
+def rtt(topo: Topology, seconds: float, port: int) -> tuple[float, float]:
+    """(p50, p99) in ms of the online pod's UDP probe to the peer."""
     out = subprocess.run(
         ["ip", "netns", "exec", topo.ns("online"), sys.executable, PROBE, "client",
          str(topo.peer_ip), str(port), str(seconds)],
@@ -153,7 +155,7 @@ def rtt_p99(topo: Topology, seconds: float, port: int) -> float:
     ).stdout  # fmt: skip
     result = json.loads(out)
     assert result["lost"] <= result["sent"] * 0.05, result
-    return result["p99_ms"]
+    return result["p50_ms"], result["p99_ms"]
 
 
 def flood(topo: Topology, port: int, seconds: float, *, v6: bool = False):
@@ -176,7 +178,7 @@ def test_agent_shapes_the_uplink_by_tier(kind: str, tree: KubeletTree, tmp_path:
         found = snapshot(topo)
         topo.spawn("peer", sys.executable, PROBE, "server", "7000")
         topo.wait_for_port("peer", 7000, "udp")
-        alone = rtt_p99(topo, 3, 7000)
+        alone = rtt(topo, 3, 7000)
 
         agent = Agent(topo, tree, tmp_path)
         online, batch = tree.add_pod(web()), tree.add_pod(job())
@@ -185,7 +187,7 @@ def test_agent_shapes_the_uplink_by_tier(kind: str, tree: KubeletTree, tmp_path:
         agent.start()
         try:
             wait_for(lambda: str(BATCH_IP) in nft_set(topo, "batch_v4"), 20)
-            assert "qdisc htb c01d: root" in topo.tc("node", "qdisc", "show", "dev", "up0")
+            wait_for(lambda: "htb c01d: root" in topo.tc("node", "qdisc", "show", "dev", "up0"), 10)
 
             # Batch alone reaches its ceiling (min(policy ceil, link - margin)), no more.
             alone_batch = iperf_result(flood(topo, 5301, 5), 30)
@@ -201,15 +203,18 @@ def test_agent_shapes_the_uplink_by_tier(kind: str, tree: KubeletTree, tmp_path:
             # Batch saturates the uplink: online's RTT and its guaranteed rate hold.
             flooding = flood(topo, 5303, 14)
             time.sleep(2)
-            loaded = rtt_p99(topo, 4, 7000)
+            loaded = rtt(topo, 4, 7000)
             topo.iperf_server("peer", 5304)
             on = topo.iperf_client("online", topo.peer_ip, 5304, 5, "-b", f"{ONLINE_RATE}M")
             online_mbit = iperf_result(on, 30).mean_between(1.5, 5)
             batch_mbit = iperf_result(flooding, 40).mbit
-            print(f"{kind}: RTT p99 alone {alone} ms, with batch flood {loaded} ms; "
+            print(f"{kind}: RTT p50/p99 alone {alone} ms, with batch flood {loaded} ms; "
                   f"online {online_mbit:.1f} Mbit/s, batch {batch_mbit:.1f} Mbit/s, "
                   f"batch alone {alone_batch.mean_between(2, 5):.1f}")  # fmt: skip
-            assert loaded <= 1.5 * alone + SLACK_MS, (alone, loaded)
+            # The median is what a standing queue behind batch moves (by >= 20 ms: batch's
+            # 256 kB fifo at its ceiling); p99 here is dominated by scheduling noise from the
+            # other work on the machine (p99 alone ranged 0.5-25 ms), so it is reported.
+            assert loaded[0] <= 1.5 * alone[0] + SLACK_MS, (alone, loaded)
             assert online_mbit >= 0.95 * ONLINE_RATE, online_mbit
 
             # A deleted pod loses its set entry.
