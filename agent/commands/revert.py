@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from agent.act.shaping import JOURNAL as NETWORK_JOURNAL
+from agent.act.shaping import revert_network
 from agent.cli_support import Reporter, add_output_flag
 from agent.commands.discover import add_cgroup_flags
 from agent.report.output import emit
@@ -17,7 +20,9 @@ HELP = "restore every cgroup value colocd changed (from the journal in --state-d
 DESCRIPTION = f"""\
 Read the journal ({FILENAME}) in the state directory, write each original value back (parents
 and children in a safe order, cpu.shares after cpu.idle), and drop what was restored or whose
-cgroup no longer exists. Entries that fail stay for the next attempt.
+cgroup no longer exists. Entries that fail stay for the next attempt. Network shaping
+colocd installed ({NETWORK_JOURNAL}: its qdiscs, ifb and nftables table, in this network
+namespace) is removed too.
 
 Exit status: 0 when everything was restored, 1 when something failed or the journal is
 unusable, 2 for bad usage."""
@@ -40,6 +45,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = Reporter()
+    try:
+        for line in revert_network(args.state_dir):
+            print(f"colocd: network: {line}", file=sys.stderr)
+    except IsolationError as err:
+        report.error(f"revert network: {err}")
+        return 1
     try:
         hierarchy = detect_hierarchy(args.cgroup_root)
         cgroups = Cgroups(hierarchy)
