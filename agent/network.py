@@ -37,7 +37,7 @@ class NetworkSide:
         metrics: AgentMetrics | None = None,
     ) -> None:
         self.settings = settings
-        self.actuator = NetworkActuator(settings, state_dir, dry_run)
+        self.actuator = NetworkActuator(settings, state_dir, dry_run, clock)
         self.metrics = metrics
         self.state = NetworkState()
         self.plan: NetworkPlan | None = None

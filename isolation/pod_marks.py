@@ -95,6 +95,8 @@ class PodMarker:
 
     def __init__(self) -> None:
         self._nft = Nft()
+        # The sets as this object last left them: lets a change skip listing the table.
+        self._known: tuple[Marking, dict[str, frozenset[PodIP]]] | None = None
 
     def close(self) -> None:
         self._nft.close()
@@ -119,7 +121,16 @@ class PodMarker:
             return f"table {FAMILY} {TABLE} holds {', '.join(sorted(extra))}, not colocd's"
         return None
 
-    def apply(self, marking: Marking, take_over: bool = False) -> MarkReport:
+    def apply(self, marking: Marking, take_over: bool = False, verify: bool = True) -> MarkReport:
+        """Converge the table on `marking`. `verify` False trusts what this object last
+        applied (same priorities) and sends only the set elements that differ, without
+        listing the table: the cheap path for pods coming and going between full checks."""
+        if (
+            not verify
+            and self._known is not None
+            and self._known[0].priorities == marking.priorities
+        ):
+            return self._apply_elements(marking, self._known[1])
         why = self.foreign()
         if why is not None:
             if not take_over:
@@ -131,11 +142,7 @@ class PodMarker:
             for tier in sorted(marking.priorities, key=list(Tier).index)
             for v in (4, 6)
         ]
-        want_sets = {
-            _set_name(tier, v): frozenset(ip for ip in marking.ips.get(tier, ()) if ip.version == v)
-            for tier in marking.priorities
-            for v in (4, 6)
-        }
+        want_sets = _wanted_sets(marking)
         cmds: list[dict[str, Any]] = []
         rebuilt = listed is None or listed.rules != want_rules or set(listed.sets) != set(want_sets)
         if rebuilt:
@@ -155,6 +162,17 @@ class PodMarker:
         else:
             assert listed is not None
             have_sets = listed.sets
+        return self._apply_elements(marking, have_sets, cmds, rebuilt)
+
+    def _apply_elements(
+        self,
+        marking: Marking,
+        have_sets: Mapping[str, frozenset[PodIP]],
+        cmds: list[dict[str, Any]] | None = None,
+        rebuilt: bool = False,
+    ) -> MarkReport:
+        cmds = [] if cmds is None else cmds
+        want_sets = _wanted_sets(marking)
         added = removed = 0
         for name, want in sorted(want_sets.items()):
             have = have_sets.get(name, frozenset())
@@ -164,13 +182,16 @@ class PodMarker:
             if new:
                 cmds.append({"add": _obj("element", name=name, elem=[str(i) for i in new])})
             added, removed = added + len(new), removed + len(gone)
+        self._known = None  # unknown until the transaction is through
         self._nft.run(cmds, "reconcile", f"table {FAMILY} {TABLE}")
+        self._known = (marking, want_sets)
         return MarkReport(added, removed, rebuilt)
 
     def clear(self) -> bool:
         """Delete the table; False when it was not there."""
         if self._list() is None:
             return False
+        self._known = None
         cmd = {"delete": {"table": {"family": FAMILY, "name": TABLE}}}
         self._nft.run([cmd], "delete", f"table {FAMILY} {TABLE}")
         return True
@@ -205,6 +226,14 @@ class PodMarker:
             else:
                 listed.other.append(f"{kind} {body.get('name', '?')}")
         return listed
+
+
+def _wanted_sets(marking: Marking) -> dict[str, frozenset[PodIP]]:
+    return {
+        _set_name(tier, v): frozenset(ip for ip in marking.ips.get(tier, ()) if ip.version == v)
+        for tier in marking.priorities
+        for v in (4, 6)
+    }
 
 
 def _known_set(name: str) -> bool:

@@ -117,12 +117,7 @@ class Topology:
                 _sh("ip", "-n", node, "-6", "route", "add", "default", "via", "fd99::2")
                 _sh("ip", "-n", peer, "-6", "route", "add", "fd99::/16", "via", "fd99::1")
             if self.masquerade:
-                nat = (
-                    "table ip nat {\n chain post {\n type nat hook postrouting priority srcnat;\n"
-                    f' oifname "{UPLINK}" masquerade\n }}\n}}\n'
-                )
-                subprocess.run(["ip", "netns", "exec", node, "nft", "-f", "-"], input=nat,
-                               text=True, check=True, capture_output=True)  # fmt: skip
+                self._masquerade()
             if self.vxlan:
                 for ns, local, remote, ip in ((node, "1", "2", "10.98.0.1/24"),
                                               (peer, "2", "1", "10.98.0.2/24")):  # fmt: skip
@@ -142,11 +137,22 @@ class Topology:
         _sh("ip", "-n", node, "route", "add", "default", "via", "10.99.0.2")
         _sh("ip", "-n", wire, "route", "add", "10.99.0.0/16", "via", "10.99.0.1")
         _sh("ip", "-n", peer, "route", "add", "default", "via", "10.99.3.1")
+        if self.masquerade:
+            self._masquerade()
         # The true link: the rate, plus a switch's buffer of 50 ms where a queue can stand.
         for dev in ("w0", "w1"):
             _sh("tc", "-n", wire, "qdisc", "add", "dev", dev, "root", "tbf",
                 "rate", f"{self.wire_mbit}mbit", "burst", "64kb", "latency", "50ms")  # fmt: skip
         return self
+
+    def _masquerade(self) -> None:
+        """SNAT everything leaving the uplink to the node's address (nftables `ip nat`)."""
+        nat = (
+            "table ip nat {\n chain post {\n type nat hook postrouting priority srcnat;\n"
+            f' oifname "{UPLINK}" masquerade\n }}\n}}\n'
+        )
+        subprocess.run(["ip", "netns", "exec", self.node, "nft", "-f", "-"], input=nat,
+                       text=True, check=True, capture_output=True)  # fmt: skip
 
     @staticmethod
     def _link(a: tuple[str, str, str], b: tuple[str, str, str]) -> None:
