@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
+from isolation import ForeignStateError
 from isolation.errors import IsolationError
 from isolation.network import (
     TierShaping,
@@ -163,7 +164,10 @@ class NetworkActuator:
                 _write_journal(self.state_dir, {"uplink": spec.uplink, "ifb": spec.ifb, "nft": nft})
                 self._journaled = True
             # Marks first: a packet marked before its class exists goes to the default.
-            marks = self._marker.apply(self.marking(plan), take_over=take, verify=verify)
+            # Everything that makes apply refuse is found before the first change.
+            why = None if take or not verify else self._marker.foreign()
+            if why is not None:
+                raise ForeignStateError(f"nftables {FAMILY} {TABLE}", why)
             changes = 0
             last = self._last
             if (
@@ -178,6 +182,9 @@ class NetworkActuator:
             elif verify or last is None or last[0] != spec:
                 changes = len(self._shaper.apply(spec, take_over=take).changes)
                 self._last = (spec, now if verify or last is None else last[1])
+            # Classes before marks (either order is safe: a packet whose priority names no
+            # class goes to the default one).
+            marks = self._marker.apply(self.marking(plan), take_over=take, verify=verify)
         except IsolationError as err:
             self._last = None  # check everything again next tick
             return NetworkApplied(0, 0, 0, str(err))

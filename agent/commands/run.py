@@ -16,6 +16,7 @@ import psutil
 from prometheus_client import CollectorRegistry
 
 from agent import config
+from agent.act.shaping import revert_network
 from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
 from agent.errors import ConfigError
@@ -296,6 +297,13 @@ def run(args: argparse.Namespace) -> int:
                     net, iso.state_dir, dry_run=agent.dry_run, clock=time.monotonic,
                     metrics=metrics,
                 )  # fmt: skip
+            except IsolationError as err:
+                raise ConfigError(str(err)) from err
+        elif not agent.dry_run:
+            # Shaping is off now; what an earlier run left (a crash) goes all the same.
+            try:
+                for line in revert_network(iso.state_dir):
+                    log.warning("network: removed what an earlier run left: %s", line)
             except IsolationError as err:
                 raise ConfigError(str(err)) from err
         loop = Loop(

@@ -225,3 +225,68 @@ def test_agent_shapes_the_uplink_by_tier(kind: str, tree: KubeletTree, tmp_path:
                 agent.stop()
         assert snapshot(topo) == found
         assert not (agent.state / "network-journal.json").exists()
+
+
+def run_once(agent: Agent, *extra: str) -> subprocess.CompletedProcess:
+    argv = [a for a in agent.argv if a != "--revert-on-exit"] + ["--once", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_foreign_root_qdisc_is_left_alone_unless_taken_over(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    with Topology() as topo:
+        tbf = ["root", "handle", "1:", "tbf", "rate", "1gbit", "burst", "64kb", "latency", "10ms"]
+        topo.tc("node", "qdisc", "add", "dev", "up0", *tbf)
+        found = snapshot(topo)
+        agent = Agent(topo, tree, tmp_path)
+        agent.write(tree, tree.add_pod(web()), [str(ONLINE_IP)])
+        done = run_once(agent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "shape up0: it carries a tbf qdisc 1: that colocd did not create" in done.stderr
+        assert snapshot(topo) == found  # no qdisc, no ifb, no nftables table
+
+        config = json.loads((tmp_path / "colocd.json").read_text())
+        config["network"]["takeOver"] = True
+        (tmp_path / "colocd.json").write_text(json.dumps(config))
+        done = run_once(agent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "qdisc htb c01d: root" in topo.tc("node", "qdisc", "show", "dev", "up0")
+        assert str(ONLINE_IP) in nft_set(topo, "online_v4")
+
+        # `colocd revert` removes exactly what colocd installed (the tbf it replaced is gone
+        # for good: taking over is the policy's explicit choice).
+        revert = subprocess.run(
+            ["nsenter", f"--net=/var/run/netns/{topo.node}", sys.executable, "-m",
+             "agent.cli", "revert", "--state-dir", str(agent.state)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert "delete nftables table inet colocd" in revert.stderr, revert.stderr
+        assert "htb" not in topo.tc("node", "qdisc", "show", "dev", "up0")
+        assert "colocd" not in snapshot(topo)
+        assert not (agent.state / "network-journal.json").exists()
+
+
+def test_after_a_crash_the_next_start_removes_what_was_left(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    with Topology() as topo:
+        found = snapshot(topo)
+        agent = Agent(topo, tree, tmp_path)
+        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
+        agent.start()
+        assert agent.proc is not None
+        try:
+            wait_for(lambda: str(BATCH_IP) in nft_set(topo, "batch_v4"), 20)
+            wait_for(lambda: "htb c01d:" in topo.tc("node", "qdisc", "show", "dev", "up0"), 10)
+        finally:
+            agent.proc.kill()  # a crash: nothing reverted
+            agent.proc.wait()
+        assert snapshot(topo) != found
+        config = json.loads((tmp_path / "colocd.json").read_text())
+        config["network"]["enabled"] = False
+        (tmp_path / "colocd.json").write_text(json.dumps(config))
+        done = run_once(agent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "removed what an earlier run left" in done.stderr
+        assert snapshot(topo) == found
