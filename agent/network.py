@@ -17,6 +17,7 @@ from pathlib import Path
 from agent.act.shaping import NetworkActuator
 from agent.observe.network import TrafficMeter
 from agent.report.metrics import AgentMetrics
+from isolation.errors import IsolationError
 from qos.network import NetworkPlan, NetworkSettings, NetworkState, plan_network
 from qos.state import NodeState
 from qos.tiers import Tier
@@ -35,8 +36,12 @@ class NetworkSide:
         dry_run: bool,
         clock: Callable[[], float],
         metrics: AgentMetrics | None = None,
+        source: Callable[[], NetworkSettings] | None = None,
     ) -> None:
+        """`source`: the settings in force, asked each tick (the policies on Kubernetes);
+        without it `settings` hold for good."""
         self.settings = settings
+        self.source = source
         self.actuator = NetworkActuator(settings, state_dir, dry_run, clock)
         self.metrics = metrics
         self.state = NetworkState()
@@ -52,6 +57,12 @@ class NetworkSide:
 
     def tick(self, node: NodeState) -> list[str]:
         """Shape for these pods; returns notes (one line each) for the tick's report."""
+        if self.source is not None:
+            settings = self.source()
+            if settings != self.settings:
+                self._reconfigure(settings)
+        if not self.settings.enabled:
+            return []
         reading = self.meter.sample()
         pods = [(p.pod, p.tier) for p in node.pods]
         plan, self.state = plan_network(self.settings, pods, reading.non_batch_bps, self.state)
@@ -72,6 +83,18 @@ class NetworkSide:
         if self.metrics is not None:
             self.metrics.network(plan, self._deltas(reading.counters), applied.error is None)
         return notes
+
+    def _reconfigure(self, settings: NetworkSettings) -> None:
+        try:
+            for line in self.actuator.reconfigure(settings):
+                log.info("network: %s (settings changed)", line)
+        except IsolationError as err:  # tried again at the next apply or revert
+            log.error("network: remove shaping: %s", err)
+        self.settings = settings
+        self.state = NetworkState()
+        self.plan = None
+        if self.metrics is not None and not settings.enabled:
+            self.metrics.net_active.set(0)
 
     def _deltas(self, counters) -> list[tuple[Tier, str, int, int]]:
         out = []

@@ -72,3 +72,23 @@ def test_format_bitrate() -> None:
     assert [format_bitrate(b) for b in (950 * M, 1.2e9, 64_000, 12)] == [
         "950Mbit", "1.2Gbit", "64kbit", "12bit",
     ]  # fmt: skip
+
+
+def test_pod_ips_and_host_network_from_a_manifest() -> None:
+    from agent.sources.pod_manifest import parse_pod
+
+    body = {
+        "metadata": {"name": "web", "namespace": "shop"},
+        "spec": {"containers": [{"name": "app"}]},
+        "status": {"podIPs": [{"ip": "10.1.2.3"}, {"ip": "fd00::3"}, {"ip": "10.1.2.3"}]},
+    }
+    pod = parse_pod(body)
+    assert pod.ips == (ip_address("10.1.2.3"), ip_address("fd00::3")) and not pod.host_network
+    host = parse_pod({**body, "spec": {**body["spec"], "hostNetwork": True}})
+    assert host.host_network and host.ips == ()
+    try:
+        parse_pod({**body, "status": {"podIPs": [{"ip": "10.1.2"}]}})
+    except ValueError as err:
+        assert str(err).startswith("status.podIPs.0.ip: ")
+    else:
+        raise AssertionError("a bad pod IP was accepted")

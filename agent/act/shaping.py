@@ -10,6 +10,7 @@ one-line error, unless the policy says to take it over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -62,9 +63,12 @@ def _write_journal(state_dir: Path, record: dict) -> None:
     os.replace(tmp, path)
 
 
-def revert_network(state_dir: Path) -> list[str]:
+def revert_network(
+    state_dir: Path, shaper: UplinkShaper | None = None, marker: PodMarker | None = None
+) -> list[str]:
     """Remove what the journal says colocd installed; returns what was removed (one line
-    each). The journal goes once everything is gone; a failure raises and keeps it."""
+    each). The journal goes once everything is gone; a failure raises and keeps it. Open
+    `shaper`/`marker` are used when given (the agent's own), else new ones."""
     path = _journal_path(state_dir)
     if not path.exists():
         return []
@@ -73,12 +77,11 @@ def revert_network(state_dir: Path) -> list[str]:
         uplink, ifb = str(record["uplink"]), record.get("ifb")
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise IsolationError(f"read {path}: {err}") from err
-    done = []
-    with UplinkShaper() as shaper:
-        report = shaper.clear(uplink, ifb)
-    done += [f"{c.action} {c.target} on {c.device}" for c in report.changes]
-    if record.get("nft"):
-        with PodMarker() as marker:
+    with contextlib.ExitStack() as stack:
+        shaper = shaper or stack.enter_context(UplinkShaper())
+        done = [f"{c.action} {c.target} on {c.device}" for c in shaper.clear(uplink, ifb).changes]
+        if record.get("nft"):
+            marker = marker or stack.enter_context(PodMarker())
             if marker.clear():
                 done.append(f"delete nftables table {FAMILY} {TABLE}")
     path.unlink(missing_ok=True)
@@ -112,10 +115,32 @@ class NetworkActuator:
         self._last: tuple[UplinkShaping, float] | None = None  # spec in force, verified at
         self.state_dir = Path(state_dir)
         self.dry_run = dry_run
-        self.uplink = settings.uplink or default_uplink()
+        self._uplink: str | None = None
         self._shaper = UplinkShaper()
         self._marker = PodMarker()
         self._journaled = False
+
+    @property
+    def uplink(self) -> str:
+        """The configured device, else the default route's (looked up once, when needed)."""
+        if self.settings.uplink is not None:
+            return self.settings.uplink
+        if self._uplink is None:
+            self._uplink = default_uplink()
+        return self._uplink
+
+    def reconfigure(self, settings: NetworkSettings) -> list[str]:
+        """New settings: what is installed goes first when shaping is turned off or moves
+        to other devices; the next apply checks everything."""
+        old = self.settings
+        self.settings = settings
+        self._last = None
+        moved = (old.uplink, old.ifb) != (settings.uplink, settings.ifb)
+        if self.dry_run or not self._journaled or (settings.enabled and not moved):
+            return []
+        self._journaled = False
+        self._uplink = None
+        return revert_network(self.state_dir, self._shaper, self._marker)
 
     def recover(self) -> list[str]:
         """At start: remove what a previous run left behind without reverting (a crash)."""
@@ -197,7 +222,7 @@ class NetworkActuator:
         done: list[str] = []
         try:
             if revert and not self.dry_run:
-                done = revert_network(self.state_dir)
+                done = revert_network(self.state_dir, self._shaper, self._marker)
         finally:
             self._shaper.close()
             self._marker.close()

@@ -280,6 +280,7 @@ def run(args: argparse.Namespace) -> int:
                 "publish": cluster.publish,
                 "evict": cluster.evict,
                 "qos": cluster.qos_settings,
+                "network": cluster.network_settings,
             }
             if settings.qos != QosSettings():
                 log.warning(
@@ -291,11 +292,12 @@ def run(args: argparse.Namespace) -> int:
             net = to_network_settings(layered(settings.network))
         except ValueError as err:
             raise ConfigError(f"read network settings: {err}") from None
-        if net.enabled:
+        net_source = seams.pop("network", None)
+        if net.enabled or net_source is not None:
             try:
                 network = NetworkSide(
                     net, iso.state_dir, dry_run=agent.dry_run, clock=time.monotonic,
-                    metrics=metrics,
+                    metrics=metrics, source=net_source,
                 )  # fmt: skip
             except IsolationError as err:
                 raise ConfigError(str(err)) from err
