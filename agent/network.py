@@ -49,6 +49,7 @@ class NetworkSide:
         self.meter = TrafficMeter(self._counters, clock)
         self._last_counters: dict[tuple[Tier, str], tuple[int, int]] = {}
         self.error: str | None = None
+        self._logged: list[tuple[int, int]] = []  # the rates last logged with their reasons
         for line in self.actuator.recover():
             log.warning("network: removed what an earlier run left (crash?): %s", line)
 
@@ -78,8 +79,13 @@ class NetworkSide:
                 f"network: {len(plan.host_network)} host-network pods share the node's "
                 "address and go to the system class"
             )
-        for c in plan.ceilings:
-            log.debug("%s", c.reason)
+        reasons = [r.reason for r in plan.rates]
+        if self.actuator.dry_run:
+            notes += [f"network (dry run): {why}" for why in reasons]
+        elif [(r.rate_bps, r.ceil_bps) for r in plan.rates] != self._logged:
+            self._logged = [(r.rate_bps, r.ceil_bps) for r in plan.rates]
+            for why in reasons:
+                log.info("network: %s", why)
         if self.metrics is not None:
             self.metrics.network(plan, self._deltas(reading.counters), applied.error is None)
         return notes

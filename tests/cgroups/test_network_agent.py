@@ -290,3 +290,23 @@ def test_after_a_crash_the_next_start_removes_what_was_left(
         assert done.returncode == 0, done.stderr[-2000:]
         assert "removed what an earlier run left" in done.stderr
         assert snapshot(topo) == found
+
+
+def test_dry_run_prints_a_reason_for_every_rate_and_changes_nothing(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    with Topology() as topo:
+        found = snapshot(topo)
+        agent = Agent(topo, tree, tmp_path)
+        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
+        done = run_once(agent, "--dry-run")
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines = [ln for ln in done.stdout.splitlines() if "network (dry run):" in ln]
+        assert len(lines) == 6, done.stdout  # 3 tiers x 2 directions
+        # One tick has no throughput reading yet: batch is held to its guarantee.
+        want = (
+            f"batch egress: rate {BATCH_RATE}Mbit guaranteed; batch egress ceiling "
+            f"{BATCH_RATE}Mbit: no throughput reading, held to its guarantee"
+        )
+        assert any(ln.endswith(want) for ln in lines), lines
+        assert snapshot(topo) == found
