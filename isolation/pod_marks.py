@@ -115,8 +115,8 @@ class PodMarker:
         listed = self._list()
         if listed is None:
             return None
-        extra = [c for c in listed.chains if c != CHAIN] + listed.other
-        extra += [s for s in listed.sets if not _known_set(s)]
+        extra = [f"chain {c}" for c in listed.chains if c != CHAIN] + listed.other
+        extra += [f"set {s}" for s in listed.sets if not _known_set(s)]
         if extra:
             return f"table {FAMILY} {TABLE} holds {', '.join(sorted(extra))}, not colocd's"
         return None

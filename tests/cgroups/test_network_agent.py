@@ -310,3 +310,22 @@ def test_dry_run_prints_a_reason_for_every_rate_and_changes_nothing(
         )
         assert any(ln.endswith(want) for ln in lines), lines
         assert snapshot(topo) == found
+
+
+def test_a_foreign_table_under_colocds_name_is_left_alone(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    with Topology() as topo:
+        theirs = "table inet colocd {\n chain other {\n type filter hook input priority 0;\n }\n}\n"
+        subprocess.run(["ip", "netns", "exec", topo.node, "nft", "-f", "-"], input=theirs,
+                       text=True, check=True)  # fmt: skip
+        found = snapshot(topo)
+        agent = Agent(topo, tree, tmp_path)
+        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
+        done = run_once(agent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (
+            "shape nftables inet colocd: table inet colocd holds chain other, not colocd's"
+            in done.stderr
+        )
+        assert snapshot(topo) == found
