@@ -317,11 +317,7 @@ class UplinkShaper:
                 )
                 self._redirect(spec.uplink, uplink, spec.ifb, ifb, ingress)
         except NetlinkOperationError as err:
-            try:
-                self.clear(spec.uplink, spec.ifb)
-                err.reverted = True
-            except NetworkError as undo:
-                err.add_note(f"revert failed: {undo}")
+            self._revert_after(err, spec)
             raise
         return ShapingReport(tuple(self._changes))
 
@@ -340,11 +336,7 @@ class UplinkShaper:
                 for cid in sorted(labels):
                     self._run(dev, PutClass(cid, tree.classes[cid], new=False), labels)
         except NetlinkOperationError as err:
-            try:
-                self.clear(spec.uplink, spec.ifb)
-                err.reverted = True
-            except NetworkError as undo:
-                err.add_note(f"revert failed: {undo}")
+            self._revert_after(err, spec)
             raise
         return ShapingReport(tuple(self._changes))
 
@@ -384,6 +376,14 @@ class UplinkShaper:
         return tuple(readings)
 
     # --- steps -----------------------------------------------------------------------------
+
+    def _revert_after(self, err: NetlinkOperationError, spec: UplinkShaping) -> None:
+        """Remove colocd's half-built shaping rather than leave online pods in a wrong class."""
+        try:
+            self.clear(spec.uplink, spec.ifb)
+            err.reverted = True
+        except NetworkError as undo:
+            err.add_note(f"revert failed: {undo}")
 
     def _note(self, device: str, action: str, target: str) -> None:
         self._changes.append(ShapingChange(device, action, target))

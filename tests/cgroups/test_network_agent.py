@@ -112,8 +112,9 @@ class Agent:
         self.pods = tmp / "pods"
         self.pods.mkdir()
         self.state = tmp / "state"
+        self.config = tmp / "colocd.json"
         config = {"agent": {"tick_s": 0.5, "node_cgroup": tree.root}, "network": NETWORK}
-        (tmp / "colocd.json").write_text(json.dumps(config))
+        self.config.write_text(json.dumps(config))
         self.argv = [
             "nsenter", f"--net=/var/run/netns/{topo.node}", sys.executable, "-m", "agent.cli",
             "-v", "run", "--pods", str(self.pods), "--kubelet-cgroup-root", tree.root,
@@ -121,6 +122,12 @@ class Agent:
             "--revert-on-exit", "--no-fast-path",
         ]  # fmt: skip
         self.proc: subprocess.Popen | None = None
+
+    def configure(self, **network: object) -> None:
+        """Change fields of the network section for the next start."""
+        config = json.loads(self.config.read_text())
+        config["network"].update(network)
+        self.config.write_text(json.dumps(config))
 
     def write(self, tree: KubeletTree, pod: Pod, ips: list[str]) -> Path:
         manifest = tree.manifest(pod)
@@ -246,9 +253,7 @@ def test_foreign_root_qdisc_is_left_alone_unless_taken_over(
         assert "shape up0: it carries a tbf qdisc 1: that colocd did not create" in done.stderr
         assert snapshot(topo) == found  # no qdisc, no ifb, no nftables table
 
-        config = json.loads((tmp_path / "colocd.json").read_text())
-        config["network"]["takeOver"] = True
-        (tmp_path / "colocd.json").write_text(json.dumps(config))
+        agent.configure(takeOver=True)
         done = run_once(agent)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "qdisc htb c01d: root" in topo.tc("node", "qdisc", "show", "dev", "up0")
@@ -283,9 +288,7 @@ def test_after_a_crash_the_next_start_removes_what_was_left(
             agent.proc.kill()  # a crash: nothing reverted
             agent.proc.wait()
         assert snapshot(topo) != found
-        config = json.loads((tmp_path / "colocd.json").read_text())
-        config["network"]["enabled"] = False
-        (tmp_path / "colocd.json").write_text(json.dumps(config))
+        agent.configure(enabled=False)
         done = run_once(agent)
         assert done.returncode == 0, done.stderr[-2000:]
         assert "removed what an earlier run left" in done.stderr
