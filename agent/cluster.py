@@ -38,6 +38,7 @@ from agent.sources.kube import KubeClient
 from agent.sources.node_info import NodeWatcher
 from agent.sources.pod_checks import PodWarning
 from agent.sources.pod_source import ApiPodSource, PodSnapshot
+from qos.network import NetworkSettings
 from qos.plan import Eviction, Plan
 from qos.pod import Pod
 from qos.settings import DEFAULT_QOS_SETTINGS, QosSettings
@@ -60,6 +61,8 @@ class Cluster:
         self.evictor = Evictor(client, self.recorder, metrics)
         self._resolution: Resolution | None = None
         self._qos = DEFAULT_QOS_SETTINGS
+        self._net_resolution: Resolution | None = None
+        self._network = NetworkSettings()  # off until a policy turns it on
 
     def start(self) -> None:
         for watcher in (self.pods, self.node, self.policies):
@@ -103,6 +106,18 @@ class Cluster:
         except (ValidationError, ValueError) as err:
             log.warning("policy for node %s not applied, keeping the last: %s", self.node_name, err)
         return self._qos
+
+    def network_settings(self) -> NetworkSettings:
+        """Uplink shaping as the policy in force says (the last valid one on a bad one)."""
+        resolution = self.policies.current().resolution
+        if resolution is not self._net_resolution:
+            self._net_resolution = resolution
+            try:
+                self._network = resolution.network_settings()
+            except ValueError as err:
+                log.warning("network policy for %s not applied, keeping the last: %s",
+                            self.node_name, err)  # fmt: skip
+        return self._network
 
     def publish(self, plan: Plan) -> None:
         b = plan.budgets

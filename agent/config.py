@@ -3,7 +3,9 @@
     Settings
      ├── qos        qos.settings.QosSettings        (the brain: tiers, predictor, margin, ...)
      ├── isolation  isolation.settings.IsolationSettings  (cgroup root, journal, rewrites)
-     └── agent      AgentSettings                   (node, tick, fast path, metrics, status)
+     ├── agent      AgentSettings                   (node, tick, fast path, metrics, status)
+     └── network    agent.policy.model.NetworkSpec  (uplink shaping, as a policy writes it;
+                    with --pods only: on Kubernetes the policies in force set it)
 
 Loaded once (`load`), from an optional YAML/JSON file (`--config FILE`, the same three
 sections as keys) with the command-line flags laid over it, and the process environment
@@ -23,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from agent.errors import ConfigError, InputError
 from agent.inputs import parse_yaml, read_text
+from agent.policy.model import NetworkSpec
 from isolation.errors import UnsafeNameError
 from isolation.layout import normalize_cgroup
 from isolation.settings import IsolationSettings
@@ -234,6 +237,7 @@ class Settings(_Section):
     qos: QosSettings = Field(default_factory=QosSettings)
     isolation: IsolationSettings = Field(default_factory=IsolationSettings)
     agent: AgentSettings = Field(default_factory=AgentSettings)
+    network: NetworkSpec | None = None
 
     @model_validator(mode="before")
     @classmethod

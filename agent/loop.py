@@ -47,6 +47,7 @@ from typing import Protocol
 from agent.act.enforce import Enforcer
 from agent.config import Settings
 from agent.errors import StatusError
+from agent.network import NetworkSide
 from agent.observe.block_devices import read_block_devices
 from agent.observe.cpu_topology import read_topology
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
@@ -112,6 +113,7 @@ class Loop:
         qos: Callable[[], QosSettings] | None = None,
         node_capacity: Callable[[], NodeCapacity] | None = None,
         on_tick: Callable[[TickResult], object] | None = None,
+        network: NetworkSide | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -129,6 +131,7 @@ class Loop:
         self.warn = warn
         self.notifier = notifier
         self.on_tick = on_tick
+        self.network = network
         # The brain's settings: from the policies in force (read each tick) or fixed.
         self._qos_source = qos
         # The node's capacity: as it is now (the Node's allocatable can change) or fixed.
@@ -266,6 +269,8 @@ class Loop:
         notes += [str(w) for w in self.pod_warnings]
         if latency is not None and latency.note is not None:
             notes.append(latency.note)
+        if self.network is not None:
+            notes += self.network.tick(node)
         result = TickResult(
             now, plan, topo, None if withhold else readings, writes, report, degraded, notes
         )
@@ -437,6 +442,9 @@ class Loop:
         if self.fast is not None:
             self.fast.close()
         report = None
+        if self.network is not None:
+            for line in self.network.close(self.settings.isolation.revert_on_exit):
+                log.info("network reverted: %s", line)
         if self.executor is not None and not self.dry_run:
             report = self.executor.close()
         self.cgroups.close()

@@ -16,20 +16,40 @@ probe every 10 ms) and its throughput (one TCP stream paced at 30 % of the link)
 Shaping: root at 90 % of the link (headroom, so the node owns the bottleneck); online rate
 60 %, prio 0; batch rate 5 %, prio 1; both may borrow up to the root. The "root above link"
 row sets the root at 110 %, to show why the headroom matters.
+
+Three ways of shaping are compared: none; the static HTB (isolation.network applied once,
+pods classified by source IP with u32 on the uplink); and the running agent (`colocd run
+--pods DIR` in the node namespace, pods declaring their IPs, tier marks in nftables, batch
+ceiling = link - measured online - margin). The SNAT rows masquerade pod traffic to the
+node's address on the uplink, where a source-IP filter no longer sees the pod.
+
+Then the cost of reconciling 250 pods' classification (benchmarks/_reconcile_probe.py, in a
+fresh namespace): marks (nftables sets) and the HTB tree, first apply, no-op, one pod out
+and one in, and a batch ceiling change.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
+import signal
+import subprocess
 import sys
+import tempfile
 import time
+import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
+from typing import NamedTuple
 
+from benchmarks._tree import build_tree
 from isolation.network import TierShaping, UplinkShaper, UplinkShaping
+from qos.pod import Container, Pod, Resources
 from qos.tiers import Tier
 from tests.netns_topology import (
     BATCH_IP,
@@ -48,14 +68,29 @@ BATCH_STREAMS = 4
 ONLINE_SHARE = 0.3
 RAMP_S = 1.0  # batch fills the queues before online is measured
 
-# (name, batch direction or None, root rate as a share of the link or None for no shaping)
+RECONCILE = Path(__file__).with_name("_reconcile_probe.py")
+RECONCILE_PODS = 250
+
+
+class Scenario(NamedTuple):
+    name: str
+    batch: str | None  # batch direction, None: online alone
+    shaping: str | None  # None, "static" (HTB applied once) or "agent" (colocd run)
+    root_share: float = 0.9  # the root rate as a share of the link
+    snat: bool = False
+
+
 SCENARIOS = [
-    ("online alone", None, None),
-    ("batch upload, no shaping", "upload", None),
-    ("batch upload, colocd", "upload", 0.9),
-    ("batch upload, colocd root above link", "upload", 1.1),
-    ("batch download, no shaping", "download", None),
-    ("batch download, colocd (ifb)", "download", 0.9),
+    Scenario("online alone", None, None),
+    Scenario("batch upload, no shaping", "upload", None),
+    Scenario("batch upload, static HTB", "upload", "static"),
+    Scenario("batch upload, static HTB root above link", "upload", "static", 1.1),
+    Scenario("batch upload, colocd agent", "upload", "agent"),
+    Scenario("batch upload SNAT, static HTB (u32 blind)", "upload", "static", snat=True),
+    Scenario("batch upload SNAT, colocd agent", "upload", "agent", snat=True),
+    Scenario("batch download, no shaping", "download", None),
+    Scenario("batch download, static HTB (ifb)", "download", "static"),
+    Scenario("batch download, colocd agent (ifb)", "download", "agent"),
 ]
 
 
@@ -98,15 +133,77 @@ def online_stream(topo: Topology, seconds: float, mbit: float, download: bool) -
     return iperf_result(client, seconds + 15).mbit
 
 
-def scenario(name: str, batch: str | None, root_share: float | None, args) -> dict:
+def _mbit(bps: float) -> str:
+    return f"{bps / 1e6:.0f}Mbit"
+
+
+@contextlib.contextmanager
+def running_agent(topo: Topology, link_bps: int) -> Iterator[None]:
+    """`colocd run --pods DIR` in the node namespace, the same shares as `shaping`, with
+    the online and batch pods' manifests declaring their IPs; stopped (reverting) after."""
+    root = int(link_bps * 0.9)
+    online = Pod("shop", "web", containers=(Container("app", Resources({"cpu": Decimal(1)})),))
+    batch = Pod("jobs", "flood", containers=(Container("loop"),))
+    with tempfile.TemporaryDirectory(prefix="colocd-bench-") as tmp, build_tree(
+        [online, batch], 2000, 2 * 2**30
+    ) as tree:  # fmt: skip
+        pods, state = Path(tmp) / "pods", Path(tmp) / "state"
+        pods.mkdir()
+        for pod, ip in ((online, ONLINE_IP), (batch, BATCH_IP)):
+            manifest = tree.kubelet_tree.manifest(tree.kubelet_tree.pods[tree_uid(tree, pod)])
+            manifest.setdefault("status", {})["podIPs"] = [{"ip": str(ip)}]
+            (pods / f"{pod.name}.json").write_text(json.dumps(manifest))
+        network = {
+            "enabled": True, "uplink": UPLINK, "linkRate": _mbit(root), "ingress": True,
+            "batchMargin": _mbit(link_bps * 0.05), "batchHysteresis": _mbit(link_bps * 0.02),
+            "tiers": {
+                "system": {"rate": _mbit(link_bps * 0.02)},
+                "online": {"rate": _mbit(link_bps * 0.6)},
+                "batch": {"rate": _mbit(link_bps * 0.05), "ceil": _mbit(root)},
+            },
+        }  # fmt: skip
+        config = Path(tmp) / "colocd.json"
+        config.write_text(json.dumps({"agent": {"node_cgroup": tree.top}, "network": network}))
+        argv = [
+            "nsenter", f"--net=/var/run/netns/{topo.node}", sys.executable, "-m", "agent.cli",
+            "run", "--pods", str(pods), "--kubelet-cgroup-root", tree.top, "--config",
+            str(config), "--state-dir", str(state), "--revert-on-exit", "--no-fast-path",
+        ]  # fmt: skip
+        agent = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 30
+            # The ifb's tree is built last but one; the marks follow in the same tick.
+            while "htb c01d: dev colocd-ifb0" not in topo.tc("node", "qdisc", "show"):
+                if agent.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the agent did not shape: {agent.stderr.read()[-2000:]}")
+                time.sleep(0.2)
+            time.sleep(0.5)
+            yield
+        finally:
+            agent.send_signal(signal.SIGTERM)
+            agent.communicate(timeout=30)
+
+
+def tree_uid(tree, pod: Pod) -> str:
+    return next(uid for uid, p in tree.kubelet_tree.pods.items() if p.name == pod.name)
+
+
+def scenario(sc: Scenario, args) -> dict:
     link_bps = args.link_mbit * 1_000_000
-    row: dict = {"name": name, "batch": batch, "root_mbit": None}
-    with Topology(wire_mbit=args.link_mbit) as topo:
-        if root_share is not None:
-            spec = shaping(link_bps, root_share)
+    row: dict = {"name": sc.name, "batch": sc.batch, "root_mbit": None}
+    with (
+        Topology(wire_mbit=args.link_mbit, masquerade=sc.snat) as topo,
+        contextlib.ExitStack() as stack,
+    ):
+        if sc.shaping == "static":
+            spec = shaping(link_bps, sc.root_share)
             row["root_mbit"] = spec.root_rate_bps / 1e6
             with UplinkShaper(netns=topo.node) as shaper:
                 shaper.apply(spec)
+        elif sc.shaping == "agent":
+            row["root_mbit"] = link_bps * sc.root_share / 1e6
+            stack.enter_context(running_agent(topo, link_bps))
+        batch = sc.batch
         topo.spawn("peer", sys.executable, str(PROBE), "server", str(PROBE_PORT))
         topo.wait_for_port("peer", PROBE_PORT, "udp")
         target = args.link_mbit * ONLINE_SHARE
@@ -165,6 +262,21 @@ def show(summary: list[dict], repeats: int) -> None:
     )
 
 
+def reconcile_cost(repeats: int) -> dict:
+    """The 250-pod reconcile probe, in a namespace of its own."""
+    ns = f"colocd-bench-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        out = subprocess.run(
+            ["ip", "netns", "exec", ns, sys.executable, str(RECONCILE), str(RECONCILE_PODS),
+             str(repeats)],
+            check=True, capture_output=True, text=True, timeout=600,
+        ).stdout  # fmt: skip
+    finally:
+        subprocess.run(["ip", "netns", "del", ns], check=False)
+    return json.loads(out)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--link-mbit", type=int, default=500)
@@ -175,13 +287,17 @@ def main() -> int:
     if why is not None:
         print(f"bench_network: cannot run: {why}", file=sys.stderr)
         return 1
-    runs: dict[str, list[dict]] = {name: [] for name, _, _ in SCENARIOS}
+    runs: dict[str, list[dict]] = {sc.name: [] for sc in SCENARIOS}
     for round_ in range(1, args.repeats + 1):
-        for name, batch, root_share in SCENARIOS:
-            runs[name].append(scenario(name, batch, root_share, args))
-            print(f"round {round_}/{args.repeats} done: {name}", file=sys.stderr)
-    summary = [summarise(name, runs[name]) for name, _, _ in SCENARIOS]
+        for sc in SCENARIOS:
+            runs[sc.name].append(scenario(sc, args))
+            print(f"round {round_}/{args.repeats} done: {sc.name}", file=sys.stderr)
+    summary = [summarise(sc.name, runs[sc.name]) for sc in SCENARIOS]
     show(summary, args.repeats)
+    reconcile = reconcile_cost(args.repeats)
+    print(f"reconciling {RECONCILE_PODS} pods' classification (wall / CPU ms, medians):")
+    for step, cost in reconcile["steps"].items():
+        print(f"  {step:58} {cost['wall_ms']:>8.1f} {cost['cpu_ms']:>8.1f}")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     result = {
         "benchmark": "network",
@@ -193,6 +309,7 @@ def main() -> int:
         "repeats": args.repeats,
         "batch_streams": BATCH_STREAMS,
         "summary": summary,
+        "reconcile": reconcile,
         "runs": runs,
     }
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")

@@ -12,6 +12,7 @@ from isolation._net_errors import (
     LinkNotFoundError,
     NetlinkOperationError,
     NetworkError,
+    NftablesError,
     ShapingSpecError,
 )
 from isolation.cgroups import Cgroups, KnobValue
@@ -78,6 +79,7 @@ __all__ = [
     "Mode",
     "NetlinkOperationError",
     "NetworkError",
+    "NftablesError",
     "NvmlCallError",
     "Outcome",
     "PodCgroups",

@@ -6,9 +6,12 @@ IsolationError                    isolation.errors
       ├── ShapingSpecError        the desired state is inconsistent (also a ValueError);
       │                           nothing touched
       ├── LinkNotFoundError       a device or network namespace is missing; nothing touched
-      ├── ForeignStateError       a qdisc or device colocd did not create is in the way;
+      ├── ForeignStateError       a qdisc, device or nftables table colocd did not create
+      │                           is in the way;
       │                           nothing touched
-      └── NetlinkOperationError   the kernel refused one change; see `.reverted`
+      ├── NetlinkOperationError   the kernel refused one change; see `.reverted`
+      └── NftablesError           libnftables is missing or refused a command (the whole
+                                  batch is one transaction: nothing of it applied)
 """
 
 from __future__ import annotations
@@ -63,3 +66,13 @@ class NetlinkOperationError(NetworkError):
         undo = "; shaping reverted" if self.reverted else ""
         what = f"{self.action} {self.target} on {self.device}"
         return f"{what}: {self.reason} (errno {self.errno}){undo}"
+
+
+class NftablesError(NetworkError):
+    """libnftables refused `action` on `target` (or could not be loaded)."""
+
+    def __init__(self, action: str, target: str, reason: str) -> None:
+        super().__init__(f"{action} {target}: {reason}")
+        self.action = action
+        self.target = target
+        self.reason = reason

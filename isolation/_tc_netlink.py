@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import errno
 import os
+import socket
 import struct
 import types
 from collections.abc import Iterator
@@ -171,6 +172,17 @@ class Netlink:
             up=bool(msg["flags"] & IFF_UP),
         )
 
+    def default_route_device(self) -> str | None:
+        for family in (socket.AF_INET, socket.AF_INET6):
+            with _translated("read", "default route", "node"):
+                routes = self._ipr.get_default_routes(family=family)
+            for r in routes:
+                oif = r.get_attr("RTA_OIF")
+                link = None if oif is None else self.link(oif)
+                if link is not None:
+                    return link.name
+        return None
+
     def add_ifb(self, name: str) -> int:
         with _translated("add", f"ifb {name}", name):
             self._ipr.link("add", ifname=name, kind="ifb", txqlen=1000)
@@ -296,6 +308,11 @@ class Netlink:
                 self._put_u32(index, ROOT_HANDLE, handle, target=class_id, key=key, new=new)
             case DeleteFilter(handle):
                 self._delete_u32(index, ROOT_HANDLE, FILTER_PRIO, handle)
+
+    def delete_root(self, device: str, index: int) -> None:
+        """Delete whatever root qdisc the device has (the kernel's default takes over)."""
+        with _translated("delete", "root qdisc", device):
+            self._ipr.tc("del", index=index, parent=TC_H_ROOT)
 
     def add_ingress(self, device: str, index: int) -> None:
         with _translated("add", "qdisc ingress ffff:", device):

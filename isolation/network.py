@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import NamedTuple
 
 from isolation._net_errors import (
@@ -54,6 +54,7 @@ from isolation._tc_tree import (
     ROOT_HANDLE,
     DeleteRoot,
     DesiredTree,
+    PutClass,
     TreeOp,
     classid,
     handle_str,
@@ -91,7 +92,7 @@ class TierShaping:
     rate_bps: int
     ceil_bps: int
     prio: int
-    pod_ips: frozenset[IPv4Address] = field(default_factory=frozenset)
+    pod_ips: frozenset[IPv4Address | IPv6Address] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
         name = f"tier {self.tier}"
@@ -104,8 +105,8 @@ class TierShaping:
         if not 0 <= self.prio <= MAX_PRIO:
             raise ShapingSpecError(name, f"prio {self.prio} is outside 0..{MAX_PRIO}")
         for ip in self.pod_ips:
-            if not isinstance(ip, IPv4Address):
-                raise ShapingSpecError(name, f"pod IP {ip!r} is not an IPv4Address")
+            if not isinstance(ip, IPv4Address | IPv6Address):
+                raise ShapingSpecError(name, f"pod IP {ip!r} is not an IP address")
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,12 @@ class UplinkShaping:
     default_tier: Tier
     ifb: str | None = None
     leaf_limit_bytes: int = DEFAULT_LEAF_LIMIT_BYTES
+    # True: egress carries no filters; packets reach their tier's class because something
+    # upstream set skb->priority to its class id (isolation.pod_marks), which survives SNAT
+    # and encapsulation where a source-IP filter on the uplink does not.
+    egress_by_priority: bool = False
+    # Per tier, the ceil on the ifb (ingress) when it differs from the egress one.
+    ingress_ceilings: tuple[tuple[Tier, int], ...] = ()
 
     def __post_init__(self) -> None:
         target = f"uplink {self.uplink}"
@@ -152,7 +159,7 @@ class UplinkShaping:
             raise ShapingSpecError(
                 target, f"tier rates add up to {guaranteed}, above root {self.root_rate_bps}"
             )
-        seen: dict[IPv4Address, Tier] = {}
+        seen: dict[IPv4Address | IPv6Address, Tier] = {}
         for t in self.tiers:
             for ip in t.pod_ips:
                 if ip in seen:
@@ -166,6 +173,18 @@ class UplinkShaping:
             if t.tier is tier:
                 return t
         raise ShapingSpecError(f"uplink {self.uplink}", f"tier {tier} has no class")
+
+    def with_ingress_ceilings(self, ceilings: tuple[tuple[Tier, int], ...]) -> UplinkShaping:
+        spec = replace(self, ingress_ceilings=ceilings)
+        spec.ingress()  # validates them
+        return spec
+
+    def ingress(self) -> UplinkShaping:
+        """The spec the ifb's tree is built from."""
+        spec = replace(self, ingress_ceilings=())
+        for tier, ceil in self.ingress_ceilings:
+            spec = spec.with_ceil(tier, ceil)
+        return spec
 
     def with_ceil(self, tier: Tier, ceil_bps: int) -> UplinkShaping:
         """The same shaping with `tier`'s ceil changed (e.g. batch's, at runtime)."""
@@ -208,7 +227,8 @@ def desired_tree(spec: UplinkShaping) -> DesiredTree:
     for t in spec.tiers:
         cid = tier_classid(t.tier)
         classes[cid] = htb_class(PARENT_CLASSID, t.rate_bps // 8, t.ceil_bps // 8, t.prio)
-        routes.update(dict.fromkeys(t.pod_ips, cid))
+        # u32 keys here match IPv4 addresses only; IPv6 pods are classified by priority.
+        routes.update(dict.fromkeys((ip for ip in t.pod_ips if ip.version == 4), cid))
     return DesiredTree(
         default_minor=tier_classid(spec.default_tier) & 0xFFFF,
         classes=classes,
@@ -250,12 +270,22 @@ class UplinkShaper:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def apply(self, spec: UplinkShaping) -> ShapingReport:
+    def apply(self, spec: UplinkShaping, take_over: bool = False) -> ShapingReport:
+        """Converge; `take_over` deletes a root qdisc colocd did not create on the uplink
+        (the kernel's default comes back when colocd's is removed) instead of refusing."""
         nl = self._nl
         uplink = nl.require_link(spec.uplink)
         ifb = None if spec.ifb is None else nl.link_index(spec.ifb)
+        self._changes = []
         # Everything that makes apply refuse is checked before the first change.
-        egress_ours = self._root_is_ours(spec.uplink, uplink)
+        try:
+            egress_ours = self._root_is_ours(spec.uplink, uplink)
+        except ForeignStateError:
+            if not take_over:
+                raise
+            nl.delete_root(spec.uplink, uplink)
+            self._note(spec.uplink, "delete", "foreign root qdisc (taken over)")
+            egress_ours = False
         ifb_ours = False
         if spec.ifb is not None and ifb is not None:
             kind = _require(nl.link(ifb), spec.ifb).kind
@@ -264,12 +294,12 @@ class UplinkShaper:
             ifb_ours = self._root_is_ours(spec.ifb, ifb)
         ingress = self._ingress(spec.uplink, uplink)
 
-        self._changes = []
         tree = desired_tree(spec)
+        egress_tree = tree._replace(routes={}) if spec.egress_by_priority else tree
         labels = {tier_classid(t.tier): str(t.tier) for t in spec.tiers}
         try:
             self._converge(
-                _Device(spec.uplink, uplink, EGRESS_KEY_OFFSET), tree, egress_ours, labels
+                _Device(spec.uplink, uplink, EGRESS_KEY_OFFSET), egress_tree, egress_ours, labels
             )
             if spec.ifb is None:
                 self._drop_ingress(spec.uplink, uplink, ingress)
@@ -281,14 +311,32 @@ class UplinkShaper:
                     nl.set_up(spec.ifb, ifb)
                     self._note(spec.ifb, "change", f"link {spec.ifb} up")
                 # The ifb's tree is complete before the first packet is redirected to it.
-                self._converge(_Device(spec.ifb, ifb, INGRESS_KEY_OFFSET), tree, ifb_ours, labels)
+                ingress_tree = desired_tree(spec.ingress())
+                self._converge(
+                    _Device(spec.ifb, ifb, INGRESS_KEY_OFFSET), ingress_tree, ifb_ours, labels
+                )
                 self._redirect(spec.uplink, uplink, spec.ifb, ifb, ingress)
         except NetlinkOperationError as err:
-            try:
-                self.clear(spec.uplink, spec.ifb)
-                err.reverted = True
-            except NetworkError as undo:
-                err.add_note(f"revert failed: {undo}")
+            self._revert_after(err, spec)
+            raise
+        return ShapingReport(tuple(self._changes))
+
+    def change_rates(self, spec: UplinkShaping) -> ShapingReport:
+        """Rewrite the tier classes' rate, ceil and prio in trees colocd already has in place
+        as `spec` describes them, reading nothing back: how a moving batch ceiling is applied
+        between full `apply`s (a full apply reads every filter, ~1 ms per pod)."""
+        self._changes = []
+        labels = {tier_classid(t.tier): str(t.tier) for t in spec.tiers}
+        trees = [(spec.uplink, desired_tree(spec))]
+        if spec.ifb is not None:
+            trees.append((spec.ifb, desired_tree(spec.ingress())))
+        try:
+            for name, tree in trees:
+                dev = _Device(name, self._nl.require_link(name), EGRESS_KEY_OFFSET)
+                for cid in sorted(labels):
+                    self._run(dev, PutClass(cid, tree.classes[cid], new=False), labels)
+        except NetlinkOperationError as err:
+            self._revert_after(err, spec)
             raise
         return ShapingReport(tuple(self._changes))
 
@@ -328,6 +376,14 @@ class UplinkShaper:
         return tuple(readings)
 
     # --- steps -----------------------------------------------------------------------------
+
+    def _revert_after(self, err: NetlinkOperationError, spec: UplinkShaping) -> None:
+        """Remove colocd's half-built shaping rather than leave online pods in a wrong class."""
+        try:
+            self.clear(spec.uplink, spec.ifb)
+            err.reverted = True
+        except NetworkError as undo:
+            err.add_note(f"revert failed: {undo}")
 
     def _note(self, device: str, action: str, target: str) -> None:
         self._changes.append(ShapingChange(device, action, target))
@@ -411,6 +467,18 @@ class UplinkShaper:
             self._run(_Device(name, index, INGRESS_KEY_OFFSET), DeleteRoot())
 
 
+def default_uplink(netns: str | None = None) -> str:
+    """The device of the default route (IPv4, else IPv6): the node's uplink."""
+    nl = Netlink(netns)
+    try:
+        name = nl.default_route_device()
+    finally:
+        nl.close()
+    if name is None:
+        raise LinkNotFoundError("uplink", "no default route; set network.uplink")
+    return name
+
+
 def _is_our_redirect(f: IngressFilter) -> bool:
     return f.kind == "u32" and f.prio == FILTER_PRIO and f.handle == REDIRECT_HANDLE
 
@@ -433,6 +501,7 @@ __all__ = [
     "TierTraffic",
     "UplinkShaper",
     "UplinkShaping",
+    "default_uplink",
     "desired_tree",
     "tier_classid",
 ]

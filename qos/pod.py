@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from ipaddress import IPv4Address, IPv6Address
 
 CPU = "cpu"
 MEMORY = "memory"
@@ -69,6 +70,10 @@ class Pod:
     status_qos_class: str | None = None
     container_ids: Mapping[str, ContainerRuntimeID] = field(default_factory=dict)
     phase: str = ""
+    # `status.podIPs` (IPv4 and IPv6); empty for host-network pods, whose traffic carries the
+    # node's own address and cannot be told apart by IP.
+    ips: tuple[IPv4Address | IPv6Address, ...] = ()
+    host_network: bool = False
 
     @property
     def key(self) -> str:

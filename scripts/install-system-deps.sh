@@ -5,7 +5,7 @@
 set -euo pipefail
 PACKAGES=(
   qemu-system-x86 linux-image-amd64 busybox-static  # the pure cgroup v2 VM (tests/vm)
-  iproute2 iperf3 nftables                          # network namespaces, HTB, traffic
+  iproute2 iperf3 nftables libnftables1             # netns, HTB, traffic; libnftables: the agent
   prometheus                                        # a real Prometheus scraping the agent
   systemd                                           # systemd-analyze verify of the unit
   mmdebstrap umoci runc                             # make image and its in-image smoke test

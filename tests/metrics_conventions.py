@@ -28,6 +28,7 @@ from agent.report.metrics import (
 from isolation.executor import Outcome
 from isolation.knobs import KNOBS
 from qos.budget import Resource
+from qos.network import CEILING_REASONS, DIRECTIONS
 from qos.settings import Indicator
 from qos.tiers import Tier
 
@@ -70,7 +71,8 @@ VOCABULARY: dict[str, set[str]] = {
     "resource": {r.value for r in Resource},
     "knob": set(KNOBS),
     "result": {o.value for o in Outcome} | set(TICK_RESULTS),
-    "reason": set(DEGRADED_REASONS),
+    "reason": set(DEGRADED_REASONS) | set(CEILING_REASONS),
+    "direction": set(DIRECTIONS),
     "trigger": set(FAST_TRIGGERS),
     "mode": set(FAST_MODES) | set(EVICTION_MODES),
     "indicator": {i.value for i in Indicator},

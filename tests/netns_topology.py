@@ -10,6 +10,11 @@ beyond the node (peer is then 10.99.3.2). Every namespace has a random suffix an
 created inside a namespace: nothing touches the root namespace, and parallel runs do not
 collide (addresses repeat, but each namespace has its own stack). `close()` stops only the
 processes this object started, by PID, then deletes its namespaces.
+
+Variants of the plain (wire-less) topology: `ipv6` adds fd99:N::/64 beside each 10.99.N.0/24;
+`masquerade` SNATs everything leaving up0 to the node's address (nftables `ip nat`); `vxlan`
+puts an overlay between node and peer (vx0, VNI 42, 10.98.0.1 <-> 10.98.0.2 over up0) that
+the pod traffic takes, so the uplink sees only the outer UDP packets.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ import subprocess
 import time
 import uuid
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 
 ONLINE_IP = IPv4Address("10.99.1.2")
 BATCH_IP = IPv4Address("10.99.2.2")
+ONLINE_IP6 = IPv6Address("fd99:1::2")
+BATCH_IP6 = IPv6Address("fd99:2::2")
+PEER_IP6 = IPv6Address("fd99::2")
 UPLINK = "up0"
 IFB = "ifbup0"
 
@@ -46,6 +54,9 @@ def _sh(*argv: str) -> str:
 @dataclass
 class Topology:
     wire_mbit: int | None = None
+    ipv6: bool = False
+    masquerade: bool = False
+    vxlan: bool = False
     suffix: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     _made: list[str] = field(default_factory=list)
     _procs: list[subprocess.Popen] = field(default_factory=list)
@@ -59,6 +70,8 @@ class Topology:
 
     @property
     def peer_ip(self) -> IPv4Address:
+        if self.vxlan:
+            return IPv4Address("10.98.0.2")
         return IPv4Address("10.99.3.2" if self.wire_mbit else "10.99.0.2")
 
     def up(self) -> Topology:
@@ -75,6 +88,9 @@ class Topology:
             _sh("ip", "netns", "add", self.ns(role))
             self._made.append(self.ns(role))
             _sh("ip", "-n", self.ns(role), "link", "set", "lo", "up")
+            if self.ipv6:
+                dad = ("net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0")
+                _sh("ip", "netns", "exec", self.ns(role), "sysctl", "-qw", *dad)
         node = self.node
         for dev, pod, subnet in (("on0", "online", 1), ("ba0", "batch", 2)):
             pod_ns = self.ns(pod)
@@ -82,12 +98,37 @@ class Topology:
                 (node, dev, f"10.99.{subnet}.1/24"), (pod_ns, "eth0", f"10.99.{subnet}.2/24")
             )
             _sh("ip", "-n", pod_ns, "route", "add", "default", "via", f"10.99.{subnet}.1")
+            if self.ipv6:
+                _sh("ip", "-n", node, "addr", "add", f"fd99:{subnet}::1/64", "dev", dev, "nodad")
+                _sh("ip", "-n", pod_ns, "addr", "add", f"fd99:{subnet}::2/64", "dev", "eth0",
+                    "nodad")  # fmt: skip
+                _sh("ip", "-n", pod_ns, "-6", "route", "add", "default", "via", f"fd99:{subnet}::1")
         _sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        if self.ipv6:
+            _sh("ip", "netns", "exec", node, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         peer = self.ns("peer")
         if self.wire_mbit is None:
             self._link((node, UPLINK, "10.99.0.1/24"), (peer, "eth0", "10.99.0.2/24"))
             _sh("ip", "-n", node, "route", "add", "default", "via", "10.99.0.2")
             _sh("ip", "-n", peer, "route", "add", "10.99.0.0/16", "via", "10.99.0.1")
+            if self.ipv6:
+                _sh("ip", "-n", node, "addr", "add", "fd99::1/64", "dev", UPLINK, "nodad")
+                _sh("ip", "-n", peer, "addr", "add", "fd99::2/64", "dev", "eth0", "nodad")
+                _sh("ip", "-n", node, "-6", "route", "add", "default", "via", "fd99::2")
+                _sh("ip", "-n", peer, "-6", "route", "add", "fd99::/16", "via", "fd99::1")
+            if self.masquerade:
+                self._masquerade()
+            if self.vxlan:
+                for ns, local, remote, ip in ((node, "1", "2", "10.98.0.1/24"),
+                                              (peer, "2", "1", "10.98.0.2/24")):  # fmt: skip
+                    dev = UPLINK if ns == node else "eth0"
+                    _sh("ip", "-n", ns, "link", "add", "vx0", "type", "vxlan", "id", "42",
+                        "local", f"10.99.0.{local}", "remote", f"10.99.0.{remote}",
+                        "dstport", "4789", "dev", dev)  # fmt: skip
+                    _sh("ip", "-n", ns, "addr", "add", ip, "dev", "vx0")
+                    _sh("ip", "-n", ns, "link", "set", "vx0", "up")
+                for subnet in ("10.99.1.0/24", "10.99.2.0/24"):
+                    _sh("ip", "-n", peer, "route", "add", subnet, "via", "10.98.0.1")
             return self
         wire = self.ns("wire")
         self._link((node, UPLINK, "10.99.0.1/24"), (wire, "w0", "10.99.0.2/24"))
@@ -96,11 +137,22 @@ class Topology:
         _sh("ip", "-n", node, "route", "add", "default", "via", "10.99.0.2")
         _sh("ip", "-n", wire, "route", "add", "10.99.0.0/16", "via", "10.99.0.1")
         _sh("ip", "-n", peer, "route", "add", "default", "via", "10.99.3.1")
+        if self.masquerade:
+            self._masquerade()
         # The true link: the rate, plus a switch's buffer of 50 ms where a queue can stand.
         for dev in ("w0", "w1"):
             _sh("tc", "-n", wire, "qdisc", "add", "dev", dev, "root", "tbf",
                 "rate", f"{self.wire_mbit}mbit", "burst", "64kb", "latency", "50ms")  # fmt: skip
         return self
+
+    def _masquerade(self) -> None:
+        """SNAT everything leaving the uplink to the node's address (nftables `ip nat`)."""
+        nat = (
+            "table ip nat {\n chain post {\n type nat hook postrouting priority srcnat;\n"
+            f' oifname "{UPLINK}" masquerade\n }}\n}}\n'
+        )
+        subprocess.run(["ip", "netns", "exec", self.node, "nft", "-f", "-"], input=nat,
+                       text=True, check=True, capture_output=True)  # fmt: skip
 
     @staticmethod
     def _link(a: tuple[str, str, str], b: tuple[str, str, str]) -> None:

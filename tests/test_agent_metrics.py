@@ -28,6 +28,7 @@ BOUNDED_LABELS = {
     "error",
     "state",
     "indicator",
+    "direction",
     # colocd_agent_info only: one value each per process.
     "nodename",
     "version",

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from agent.act.shaping import JOURNAL as NETWORK_JOURNAL
+from agent.act.shaping import revert_network
 from agent.cli_support import Reporter, add_output_flag
 from agent.commands.discover import add_cgroup_flags
 from agent.report.output import emit
@@ -19,8 +22,9 @@ HELP = "restore every cgroup value colocd changed (from the journal in --state-d
 DESCRIPTION = f"""\
 Read the journal ({FILENAME}) in the state directory, write each original value back (parents
 and children in a safe order, cpu.shares after cpu.idle), and drop what was restored or whose
-cgroup no longer exists. Entries that fail stay for the next attempt. It refuses to run
-while an agent holds the state directory.
+cgroup no longer exists. Entries that fail stay for the next attempt. Network shaping
+colocd installed ({NETWORK_JOURNAL}: its qdiscs, ifb and nftables table, in this network
+namespace) is removed too. It refuses to run while an agent holds the state directory.
 
 A journal a crash damaged (NUL bytes, a line cut short, a checksum that does not match)
 is reverted as far as it is intact: every intact record is restored, and each line that
@@ -52,6 +56,8 @@ def run(args: argparse.Namespace) -> int:
         hierarchy = detect_hierarchy(args.cgroup_root)
         cgroups = Cgroups(hierarchy)
         lock.acquire()
+        for line in revert_network(args.state_dir):
+            print(f"colocd: network: {line}", file=sys.stderr)
         journal = Journal(args.state_dir, str(hierarchy.root), cgroups.version)
         result = Executor(cgroups, journal, force_rewrite_s=0).revert()
     except IsolationError as err:

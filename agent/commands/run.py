@@ -16,6 +16,7 @@ import logging
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,11 +24,14 @@ from prometheus_client import CollectorRegistry
 
 from agent import config
 from agent.act.cgroup_evictor import CgroupEvictor
+from agent.act.shaping import revert_network
 from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
 from agent.errors import ConfigError
 from agent.loop import Loop
+from agent.network import NetworkSide
 from agent.observe.capacity import node_capacity
+from agent.policy.network import layered, to_network_settings
 from agent.report.metrics import AgentMetrics, serve
 from agent.report.output import render_table
 from agent.report.sdnotify import SdNotifier
@@ -319,12 +323,34 @@ def run(args: argparse.Namespace) -> int:
                 "warn": cluster.warn,
                 "qos": cluster.qos_settings,
                 "node_capacity": lambda: capacity(cluster.allocatable()),
+                "network": cluster.network_settings,
             }
             if settings.qos != QosSettings():
                 log.warning(
                     "the qos section of the settings applies with --pods only; on "
                     "Kubernetes the ColocationPolicies in force set the brain's settings"
                 )
+        network = None
+        try:
+            net = to_network_settings(layered(settings.network))
+        except ValueError as err:
+            raise ConfigError(f"read network settings: {err}") from None
+        net_source = seams.pop("network", None)
+        if net.enabled or net_source is not None:
+            try:
+                network = NetworkSide(
+                    net, iso.state_dir, dry_run=agent.dry_run, clock=time.monotonic,
+                    metrics=metrics, source=net_source,
+                )  # fmt: skip
+            except IsolationError as err:
+                raise ConfigError(str(err)) from err
+        elif not agent.dry_run:
+            # Shaping is off now; what an earlier run left (a crash) goes all the same.
+            try:
+                for line in revert_network(iso.state_dir):
+                    log.warning("network: removed what an earlier run left: %s", line)
+            except IsolationError as err:
+                raise ConfigError(str(err)) from err
         loop = Loop(
             settings,
             source=source,
@@ -335,6 +361,7 @@ def run(args: argparse.Namespace) -> int:
             metrics=metrics,
             on_tick=(lambda r: print_dry_run(cgroups, r)) if agent.dry_run else None,
             notifier=SdNotifier(agent.notify_socket) if agent.notify_socket else None,
+            network=network,
             **seams,
         )
         stop = threading.Event()

@@ -17,7 +17,12 @@ from qos.settings import DEFAULT_QOS_SETTINGS
 # shaped a little below it so the queue forms on the node.
 NETWORK = NetworkSpec(
     enabled=False,
+    uplink="",
     link_rate="950Mbit",
+    ingress=True,
+    batch_margin="50Mbit",
+    batch_hysteresis="10Mbit",
+    take_over=False,
     tiers=NetworkTiers(
         system=ShapingClass(rate="50Mbit", ceil="950Mbit"),
         online=ShapingClass(rate="700Mbit", ceil="950Mbit"),

@@ -460,9 +460,20 @@ class NetworkTiers(Section):
 
 class NetworkSpec(Section):
     enabled: bool | None = None
+    uplink: str | None = Field(default=None, pattern=r"^([^\s/:]{1,15})?$")
+    """The node's uplink device; empty: the device of the default route."""
     link_rate: Bitrate | None = None
     """Shape below the true link rate, so the queue forms on this node, not beyond it."""
     tiers: NetworkTiers | None = None
+    ingress: bool | None = None
+    """Also shape traffic arriving on the uplink (through an ifb device)."""
+    batch_margin: Bitrate | None = None
+    """Kept free above online's measured throughput: batch's ceiling is the link rate minus
+    what the other tiers send minus this, within batch's rate and ceil."""
+    batch_hysteresis: Bitrate | None = None
+    """A ceiling change smaller than this is not made (no flapping with each tick's noise)."""
+    take_over: bool | None = None
+    """Replace a root qdisc or nftables table colocd did not create (default: refuse)."""
 
 
 class GpuSpec(Section):

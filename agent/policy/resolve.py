@@ -29,13 +29,16 @@ from agent.policy.defaults import BUILTIN
 from agent.policy.model import (
     ColocationPolicy,
     ColocationPolicySpec,
+    NetworkSpec,
     PolicySettings,
     Section,
     WorkloadOverride,
     problems,
 )
+from agent.policy.network import to_network_settings
 from agent.policy.to_settings import to_publish_settings, to_qos_settings
 from agent.sources.units import parse_bitrate, parse_duration
+from qos.network import NetworkSettings
 from qos.settings import QosSettings
 
 
@@ -120,6 +123,10 @@ class Resolution:
     def qos_settings(self) -> QosSettings:
         """The brain's settings (workload overrides first among the tier rules)."""
         return to_qos_settings(self.settings, (w.override for w in self.workloads))
+
+    def network_settings(self) -> NetworkSettings:
+        """Uplink shaping (`network`)."""
+        return to_network_settings(self.settings.network or NetworkSpec())
 
     def publish_settings(self) -> PublishSettings:
         """The node publisher's settings (`nodeResources`)."""

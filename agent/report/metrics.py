@@ -20,6 +20,9 @@ outcomes, tick results), `reason` (a class, never free text), `trigger` (usage/p
     fastpath   clamps_total{trigger}, reaction_seconds, evaluations_total, mode{mode}
     tier       pods{tier}
     eviction   decisions_total{mode}
+    network    sent_bytes_total{tier,direction}, dropped_packets_total{tier,direction},
+               batch_ceiling_bytes_per_second{direction}, batch_ceiling_reason{direction,reason},
+               marked_addresses{tier}, shaping_active
 
 `KubeMetrics` holds the Kubernetes side's (informers, node status writes, Eviction API
 requests, Events, ColocationPolicies); `AgentMetrics` builds one on the same registry, and
@@ -49,6 +52,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 from isolation.executor import ApplyReport, Outcome
 from isolation.knobs import KNOBS
 from qos.budget import Resource
+from qos.network import CEILING_REASONS, DIRECTIONS, NetworkPlan
 from qos.plan import Plan
 from qos.tiers import Tier
 
@@ -185,6 +189,30 @@ class AgentMetrics:
         self.evictions = counter(
             "eviction", "decisions", "Evictions decided by the brain.", ("mode",)
         )
+        self.net_sent = counter(
+            "network", "sent_bytes", "Bytes each tier's class sent, per direction "
+            "(egress on the uplink, ingress on its ifb).", ("tier", "direction"),
+        )  # fmt: skip
+        self.net_dropped = counter(
+            "network", "dropped_packets", "Packets each tier's class dropped, per direction.",
+            ("tier", "direction"),
+        )  # fmt: skip
+        self.net_ceiling = gauge(
+            "network", "batch_ceiling_bytes_per_second",
+            "The batch tier's ceiling in force: link rate - measured non-batch - margin, "
+            "within the policy's bounds.", ("direction",),
+        )  # fmt: skip
+        self.net_ceiling_reason = gauge(
+            "network", "batch_ceiling_reason", "1 for why the batch ceiling is what it is.",
+            ("direction", "reason"),
+        )  # fmt: skip
+        self.net_marked = gauge(
+            "network", "marked_addresses", "Pod addresses whose packets carry the tier mark.",
+            ("tier",),
+        )  # fmt: skip
+        self.net_active = gauge(
+            "network", "shaping_active", "1 while colocd's uplink shaping is in force."
+        )
         self.kube = KubeMetrics(registry)
         self._prime()
 
@@ -207,6 +235,10 @@ class AgentMetrics:
             self.pods.labels(tier.value).set(0)
         for mode in EVICTION_MODES:
             self.evictions.labels(mode)
+        for tier in Tier:
+            for direction in DIRECTIONS:
+                self.net_sent.labels(tier.value, direction)
+                self.net_dropped.labels(tier.value, direction)
 
     # --- updates from the loop -----------------------------------------------------------
 
@@ -260,6 +292,24 @@ class AgentMetrics:
     def tiers(self, counts: dict[Tier, int]) -> None:
         for tier in Tier:
             self.pods.labels(tier.value).set(counts.get(tier, 0))
+
+    def network(
+        self,
+        plan: NetworkPlan,
+        deltas: Iterable[tuple[Tier, str, int, int]],
+        active: bool,
+    ) -> None:
+        """One tick of shaping: (tier, direction, bytes, drops) since the last reading."""
+        for tier, direction, sent, dropped in deltas:
+            self.net_sent.labels(tier.value, direction).inc(sent)
+            self.net_dropped.labels(tier.value, direction).inc(dropped)
+        for c in plan.ceilings:
+            self.net_ceiling.labels(c.direction).set(c.bps / 8)
+            for reason in CEILING_REASONS:
+                self.net_ceiling_reason.labels(c.direction, reason).set(int(reason == c.kind))
+        for tier in Tier:
+            self.net_marked.labels(tier.value).set(len(plan.ips.get(tier, ())))
+        self.net_active.set(int(active))
 
     def fast_path_mode(self, mode: str) -> None:
         for m in FAST_MODES:

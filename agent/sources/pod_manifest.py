@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Annotated, Any
 
 from pydantic import (
@@ -99,6 +100,7 @@ class PodSpec(_Model):
     priority_class_name: str = ""
     node_name: str = ""
     resources: ResourceRequirements | None = None
+    host_network: bool = False
 
 
 class ObjectMeta(_Model):
@@ -114,8 +116,19 @@ class ContainerStatus(_Model):
     container_id: str | None = Field(default=None, alias="containerID")
 
 
+def _pod_ip(value: Any) -> IPv4Address | IPv6Address:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not an IP address")
+    return ip_address(value)  # ValueError names the value
+
+
+class PodIP(_Model):
+    ip: Annotated[IPv4Address | IPv6Address, BeforeValidator(_pod_ip)]
+
+
 class PodStatus(_Model):
     qos_class: str | None = None
+    pod_ips: list[PodIP] = Field(default_factory=list, alias="podIPs")
     phase: str = ""
     container_statuses: list[ContainerStatus] = Field(default_factory=list)
     init_container_statuses: list[ContainerStatus] = Field(default_factory=list)
@@ -151,6 +164,11 @@ class PodManifest(_Model):
             status_qos_class=self.status.qos_class,
             container_ids=ids,
             phase=self.status.phase,
+            # A host-network pod reports the node's addresses: they are not the pod's own.
+            ips=()
+            if spec.host_network
+            else tuple(dict.fromkeys(i.ip for i in self.status.pod_ips)),
+            host_network=spec.host_network,
         )
 
 

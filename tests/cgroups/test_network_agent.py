@@ -1,0 +1,334 @@
+"""The running agent shapes the node's uplink per tier: `colocd run --pods DIR` inside a node
+network namespace (real kubelet-like cgroups beside it), pods that declare their IPs in
+`status.podIPs`, real iperf3 traffic and a UDP RTT probe, in three topologies: plain routing
+(IPv4 and IPv6), masquerade (SNAT to the node's address) and a VXLAN overlay. In each the
+pod address is gone by the time packets reach the uplink in the last two, so only the
+nftables tier mark (skb->priority, set in the forward hook) can classify them.
+
+Rates are far below what veth does here, so the node's HTB is the bottleneck. The machine
+is shared (2 cores, other tests running): RTT is compared with RTT alone measured in the
+same run; the median is asserted (within 1.5x + 1 ms) and p99 printed, because p99 on this
+shared machine is scheduling noise (a standing queue behind batch, which is what shaping
+removes, moves the median by tens of ms).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from isolation.detect import Hierarchy
+from isolation.layout import Driver
+from lab.kubelet_tree import KubeletTree
+from qos.pod import Container, Pod, Resources
+from tests.netns_topology import (
+    BATCH_IP,
+    BATCH_IP6,
+    ONLINE_IP,
+    ONLINE_IP6,
+    PEER_IP6,
+    Topology,
+    iperf_result,
+    netns_unavailable,
+)
+from tests.processes import wait_for
+
+pytestmark = [
+    pytest.mark.cgroup_v1,
+    pytest.mark.netns,
+    pytest.mark.slow,
+    pytest.mark.skipif(netns_unavailable() is not None, reason=str(netns_unavailable())),
+]
+
+M = 1_000_000
+LINK, ONLINE_RATE, BATCH_RATE, BATCH_CEIL, MARGIN = 200, 100, 10, 100, 20
+# Scheduling noise on a shared 2-core machine (see the module docstring).
+SLACK_MS = 1.0
+PROBE = str(Path(__file__).resolve().parents[2] / "benchmarks" / "_rtt_probe.py")
+NETWORK = {
+    "enabled": True,
+    "uplink": "up0",
+    "linkRate": f"{LINK}Mbit",
+    "ingress": True,
+    "batchMargin": f"{MARGIN}Mbit",
+    "batchHysteresis": "5Mbit",
+    "tiers": {
+        "system": {"rate": "5Mbit"},
+        "online": {"rate": f"{ONLINE_RATE}Mbit"},
+        "batch": {"rate": f"{BATCH_RATE}Mbit", "ceil": f"{BATCH_CEIL}Mbit"},
+    },
+}
+
+
+def web() -> Pod:
+    return Pod("shop", "web", containers=(Container("app", Resources({"cpu": Decimal("0.5")})),))
+
+
+def job() -> Pod:
+    return Pod("jobs", "flood", containers=(Container("loop"),))
+
+
+def snapshot(topo: Topology) -> str:
+    """What tc, nftables and the link list show in the node namespace (no counters)."""
+    node = topo.node
+    parts = [topo.tc("node", "qdisc", "show")]
+    parts.append(
+        subprocess.run(
+            ["ip", "-n", node, "-br", "link"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    parts.append(
+        subprocess.run(
+            ["ip", "netns", "exec", node, "nft", "list", "ruleset"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    return "\n".join(parts)
+
+
+def nft_set(topo: Topology, name: str) -> str:
+    return subprocess.run(
+        ["ip", "netns", "exec", topo.node, "nft", "-j", "list", "set", "inet", "colocd", name],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout
+
+
+class Agent:
+    """`colocd run` in the node's network namespace (nsenter keeps /sys/fs/cgroup visible)."""
+
+    def __init__(self, topo: Topology, tree: KubeletTree, tmp: Path) -> None:
+        self.pods = tmp / "pods"
+        self.pods.mkdir()
+        self.state = tmp / "state"
+        self.config = tmp / "colocd.json"
+        config = {"agent": {"tick_s": 0.5, "node_cgroup": tree.root}, "network": NETWORK}
+        self.config.write_text(json.dumps(config))
+        self.argv = [
+            "nsenter", f"--net=/var/run/netns/{topo.node}", sys.executable, "-m", "agent.cli",
+            "-v", "run", "--pods", str(self.pods), "--kubelet-cgroup-root", tree.root,
+            "--config", str(tmp / "colocd.json"), "--state-dir", str(self.state),
+            "--revert-on-exit", "--no-fast-path",
+        ]  # fmt: skip
+        self.proc: subprocess.Popen | None = None
+
+    def configure(self, **network: object) -> None:
+        """Change fields of the network section for the next start."""
+        config = json.loads(self.config.read_text())
+        config["network"].update(network)
+        self.config.write_text(json.dumps(config))
+
+    def write(self, tree: KubeletTree, pod: Pod, ips: list[str]) -> Path:
+        manifest = tree.manifest(pod)
+        manifest.setdefault("status", {})["podIPs"] = [{"ip": ip} for ip in ips]
+        path = self.pods / f"{pod.namespace}_{pod.name}.json"
+        path.write_text(json.dumps(manifest))
+        return path
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, stderr=subprocess.PIPE, text=True)
+
+    def stop(self) -> str:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        _, err = self.proc.communicate(timeout=20)
+        assert self.proc.returncode == 0, err[-3000:]
+        return err
+
+
+@pytest.fixture
+def tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
+    with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as t:
+        yield t
+
+
+def rtt(topo: Topology, seconds: float, port: int) -> tuple[float, float]:
+    """(p50, p99) in ms of the online pod's UDP probe to the peer."""
+    out = subprocess.run(
+        ["ip", "netns", "exec", topo.ns("online"), sys.executable, PROBE, "client",
+         str(topo.peer_ip), str(port), str(seconds)],
+        capture_output=True, text=True, check=True, timeout=seconds + 20,
+    ).stdout  # fmt: skip
+    result = json.loads(out)
+    assert result["lost"] <= result["sent"] * 0.05, result
+    return result["p50_ms"], result["p99_ms"]
+
+
+def flood(topo: Topology, port: int, seconds: float, *, v6: bool = False):
+    topo.iperf_server("peer", port)
+    server = str(PEER_IP6) if v6 else topo.peer_ip
+    return topo.iperf_client("batch", server, port, seconds, "-P", "4")
+
+
+TOPOLOGIES = {
+    "plain": {"ipv6": True},
+    "masquerade": {"masquerade": True},
+    "vxlan": {"vxlan": True},
+}
+
+
+@pytest.mark.parametrize("kind", list(TOPOLOGIES))
+def test_agent_shapes_the_uplink_by_tier(kind: str, tree: KubeletTree, tmp_path: Path) -> None:
+    with Topology(**TOPOLOGIES[kind]) as topo:
+        v6 = TOPOLOGIES[kind].get("ipv6", False)
+        found = snapshot(topo)
+        topo.spawn("peer", sys.executable, PROBE, "server", "7000")
+        topo.wait_for_port("peer", 7000, "udp")
+        alone = rtt(topo, 3, 7000)
+
+        agent = Agent(topo, tree, tmp_path)
+        online, batch = tree.add_pod(web()), tree.add_pod(job())
+        agent.write(tree, online, [str(ONLINE_IP)] + ([str(ONLINE_IP6)] if v6 else []))
+        batch_file = agent.write(tree, batch, [str(BATCH_IP)] + ([str(BATCH_IP6)] if v6 else []))
+        agent.start()
+        try:
+            wait_for(lambda: str(BATCH_IP) in nft_set(topo, "batch_v4"), 20)
+            wait_for(lambda: "htb c01d: root" in topo.tc("node", "qdisc", "show", "dev", "up0"), 10)
+
+            # Batch alone reaches its ceiling (min(policy ceil, link - margin)), no more.
+            alone_batch = iperf_result(flood(topo, 5301, 5), 30)
+            assert 0.8 * BATCH_CEIL <= alone_batch.mean_between(2, 5) <= 1.1 * BATCH_CEIL, (
+                alone_batch.intervals
+            )
+            if v6:  # IPv6 batch is marked and held the same way
+                alone6 = iperf_result(flood(topo, 5302, 4, v6=True), 30)
+                assert 0.8 * BATCH_CEIL <= alone6.mean_between(1.5, 4) <= 1.1 * BATCH_CEIL, (
+                    alone6.intervals
+                )
+
+            # Batch saturates the uplink: online's RTT and its guaranteed rate hold.
+            flooding = flood(topo, 5303, 14)
+            time.sleep(2)
+            loaded = rtt(topo, 4, 7000)
+            topo.iperf_server("peer", 5304)
+            on = topo.iperf_client("online", topo.peer_ip, 5304, 5, "-b", f"{ONLINE_RATE}M")
+            online_mbit = iperf_result(on, 30).mean_between(1.5, 5)
+            batch_mbit = iperf_result(flooding, 40).mbit
+            print(f"{kind}: RTT p50/p99 alone {alone} ms, with batch flood {loaded} ms; "
+                  f"online {online_mbit:.1f} Mbit/s, batch {batch_mbit:.1f} Mbit/s, "
+                  f"batch alone {alone_batch.mean_between(2, 5):.1f}")  # fmt: skip
+            # The median is what a standing queue behind batch moves (by >= 20 ms: batch's
+            # 256 kB fifo at its ceiling); p99 here is dominated by scheduling noise from the
+            # other work on the machine (p99 alone ranged 0.5-25 ms), so it is reported.
+            assert loaded[0] <= 1.5 * alone[0] + SLACK_MS, (alone, loaded)
+            assert online_mbit >= 0.95 * ONLINE_RATE, online_mbit
+
+            # A deleted pod loses its set entry.
+            batch_file.unlink()
+            wait_for(lambda: str(BATCH_IP) not in nft_set(topo, "batch_v4"), 10)
+        finally:
+            if agent.proc is not None and agent.proc.poll() is None:
+                agent.stop()
+        assert snapshot(topo) == found
+        assert not (agent.state / "network-journal.json").exists()
+
+
+def run_once(agent: Agent, *extra: str) -> subprocess.CompletedProcess:
+    argv = [a for a in agent.argv if a != "--revert-on-exit"] + ["--once", *extra]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_foreign_root_qdisc_is_left_alone_unless_taken_over(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    with Topology() as topo:
+        tbf = ["root", "handle", "1:", "tbf", "rate", "1gbit", "burst", "64kb", "latency", "10ms"]
+        topo.tc("node", "qdisc", "add", "dev", "up0", *tbf)
+        found = snapshot(topo)
+        agent = Agent(topo, tree, tmp_path)
+        agent.write(tree, tree.add_pod(web()), [str(ONLINE_IP)])
+        done = run_once(agent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "shape up0: it carries a tbf qdisc 1: that colocd did not create" in done.stderr
+        assert snapshot(topo) == found  # no qdisc, no ifb, no nftables table
+
+        agent.configure(takeOver=True)
+        done = run_once(agent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "qdisc htb c01d: root" in topo.tc("node", "qdisc", "show", "dev", "up0")
+        assert str(ONLINE_IP) in nft_set(topo, "online_v4")
+
+        # `colocd revert` removes exactly what colocd installed (the tbf it replaced is gone
+        # for good: taking over is the policy's explicit choice).
+        revert = subprocess.run(
+            ["nsenter", f"--net=/var/run/netns/{topo.node}", sys.executable, "-m",
+             "agent.cli", "revert", "--state-dir", str(agent.state)],
+            capture_output=True, text=True, timeout=60, check=False,
+        )  # fmt: skip
+        assert "delete nftables table inet colocd" in revert.stderr, revert.stderr
+        assert "htb" not in topo.tc("node", "qdisc", "show", "dev", "up0")
+        assert "colocd" not in snapshot(topo)
+        assert not (agent.state / "network-journal.json").exists()
+
+
+def test_after_a_crash_the_next_start_removes_what_was_left(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    with Topology() as topo:
+        found = snapshot(topo)
+        agent = Agent(topo, tree, tmp_path)
+        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
+        agent.start()
+        assert agent.proc is not None
+        try:
+            wait_for(lambda: str(BATCH_IP) in nft_set(topo, "batch_v4"), 20)
+            wait_for(lambda: "htb c01d:" in topo.tc("node", "qdisc", "show", "dev", "up0"), 10)
+        finally:
+            agent.proc.kill()  # a crash: nothing reverted
+            agent.proc.wait()
+        assert snapshot(topo) != found
+        agent.configure(enabled=False)
+        done = run_once(agent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "removed what an earlier run left" in done.stderr
+        assert snapshot(topo) == found
+
+
+def test_dry_run_prints_a_reason_for_every_rate_and_changes_nothing(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    with Topology() as topo:
+        found = snapshot(topo)
+        agent = Agent(topo, tree, tmp_path)
+        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
+        done = run_once(agent, "--dry-run")
+        assert done.returncode == 0, done.stderr[-2000:]
+        lines = [ln for ln in done.stdout.splitlines() if "network (dry run):" in ln]
+        assert len(lines) == 6, done.stdout  # 3 tiers x 2 directions
+        # One tick has no throughput reading yet: batch is held to its guarantee.
+        want = (
+            f"batch egress: rate {BATCH_RATE}Mbit guaranteed; batch egress ceiling "
+            f"{BATCH_RATE}Mbit: no throughput reading, held to its guarantee"
+        )
+        assert any(ln.endswith(want) for ln in lines), lines
+        assert snapshot(topo) == found
+
+
+def test_a_foreign_table_under_colocds_name_is_left_alone(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    with Topology() as topo:
+        theirs = "table inet colocd {\n chain other {\n type filter hook input priority 0;\n }\n}\n"
+        subprocess.run(["ip", "netns", "exec", topo.node, "nft", "-f", "-"], input=theirs,
+                       text=True, check=True)  # fmt: skip
+        found = snapshot(topo)
+        agent = Agent(topo, tree, tmp_path)
+        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
+        done = run_once(agent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert (
+            "shape nftables inet colocd: table inet colocd holds chain other, not colocd's"
+            in done.stderr
+        )
+        assert snapshot(topo) == found
