@@ -178,11 +178,11 @@ class NetworkActuator:
     def apply(self, plan: NetworkPlan) -> NetworkApplied:
         if self.dry_run:
             return NetworkApplied(0, 0, 0, None)
-        spec = self.spec(plan)
         take = self.settings.take_over
         now = self.clock()
         verify = self._last is None or now - self._last[1] >= self.verify_s
         try:
+            spec = self.spec(plan)
             if not self._journaled:
                 # The table is journaled (so removed later) only when it is colocd's to remove.
                 nft = take or self._marker.foreign() is None
@@ -216,7 +216,12 @@ class NetworkActuator:
         return NetworkApplied(changes, marks.added, marks.removed, None)
 
     def traffic(self, plan: NetworkPlan) -> tuple[TierTraffic, ...]:
-        return self._shaper.traffic(self.spec(plan))
+        """The classes' counters; none while the uplink cannot be found (the error is
+        reported by `apply`)."""
+        try:
+            return self._shaper.traffic(self.spec(plan))
+        except IsolationError:
+            return ()
 
     def close(self, revert: bool) -> list[str]:
         done: list[str] = []

@@ -332,3 +332,18 @@ def test_a_foreign_table_under_colocds_name_is_left_alone(
             in done.stderr
         )
         assert snapshot(topo) == found
+
+
+def test_a_missing_uplink_is_reported_and_the_agent_keeps_ticking(
+    tree: KubeletTree, tmp_path: Path
+) -> None:
+    with Topology() as topo:
+        found = snapshot(topo)
+        agent = Agent(topo, tree, tmp_path)
+        agent.configure(uplink="eth9")
+        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
+        done = run_once(agent)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "network shaping not in force: find link eth9" in done.stderr
+        assert "tick 1:" in done.stderr  # the cgroup side went on
+        assert snapshot(topo) == found

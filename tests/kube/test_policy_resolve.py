@@ -198,3 +198,23 @@ def test_deleted_policy_stops_applying() -> None:
     # ...and an invalid object of the same name later is "never valid", not resurrected.
     broken = doc(cluster(gpu={"reservePercent": 500}), 1)
     assert tracker.resolve({"cluster": broken}, "n1", {}).resolution.applied == ()
+
+
+def test_network_section_maps_onto_shaping_settings_in_base_units() -> None:
+    from qos.tiers import Tier
+
+    policies = parsed(
+        cluster(network={"enabled": True, "linkRate": "9Gbit", "batchMargin": "200Mbit"}),
+        node_policy("n7-uplink", ["n7"], network={
+            "uplink": "bond0", "tiers": {"batch": {"rate": "100Mbit", "ceil": "8Gbit"}},
+        }),
+    )  # fmt: skip
+    net = resolve(policies, "n7", {}).network_settings()
+    assert (net.enabled, net.uplink, net.link_rate_bps, net.margin_bps) == (
+        True, "bond0", 9 * 10**9, 200 * 10**6,
+    )  # fmt: skip
+    assert (net.tiers[Tier.BATCH].rate_bps, net.tiers[Tier.BATCH].ceil_bps) == (10**8, 8 * 10**9)
+    assert net.tiers[Tier.ONLINE].rate_bps == 700 * 10**6  # the built-in layer's
+    assert net.ifb == "colocd-ifb0" and not net.take_over
+    off = resolve(parsed(cluster()), "n1", {}).network_settings()
+    assert not off.enabled and off.uplink is None  # the built-in: off, default route
