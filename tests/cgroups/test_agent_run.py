@@ -116,12 +116,14 @@ def test_an_online_surge_is_clamped_between_ticks_and_published_then_sigterm_rev
     original = {k: besteffort(tree, k) for k in ("cpu.idle", "cpuset.cpus")}
     # Ticks 4 s apart: a clamp well before the next tick is the fast path's (its counter
     # says so too). The bound is generous: the machine is shared with other work.
-    # Node capacity 2.5 CPUs, margin 0: batch holds both CPUs while online idles and drops
-    # to one when online needs more than half a core.
+    # Node capacity 2.5 CPUs, margin 0 and no cold start (a node known to be calm): batch
+    # holds both CPUs while online idles and drops to one when online needs more than half
+    # a core.
     config = {
         "qos": {
             "cpu": {"mechanism": "cpuset"},
             "margin": {"min_fraction": 0, "max_fraction": 0, "initial_fraction": 0},
+            "predictor": {"cold_start_cpu_fraction": 0, "cold_start_memory_fraction": 0},
             "reclaim": {"cpu_max_fraction": 1.0},
         },
         "agent": {"tick_s": 4, "node_cgroup": tree.root},
