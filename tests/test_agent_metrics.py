@@ -91,7 +91,7 @@ def test_values_come_from_the_plan_and_the_apply_report() -> None:
     assert value("colocd_budget_capacity_cpu_cores") == plan.budgets.cpu.capacity / 1000
     assert value("colocd_budget_capacity_memory_bytes") == plan.budgets.memory.capacity
     psi = {"indicator": "cpu_psi_some_avg10"}
-    assert value("colocd_margin_indicator_target", psi) == 10.0  # the default target
+    assert value("colocd_margin_indicator_target", psi) == 20.0  # the default target
     assert value("colocd_budget_degraded", {"resource": "cpu"}) == 0
     write = Write("cpu.idle", "kubepods/besteffort", True)
     m.applied(ApplyReport((Result(write, Outcome.APPLIED), Result(write, Outcome.VANISHED))))

@@ -11,7 +11,7 @@ from simple_pid import PID
 from qos.margin import MarginState, initial_margin, step_pid, update_margin
 from qos.settings import MarginSettings
 
-S = MarginSettings(min_fraction=0.05, initial_fraction=0.25)  # target 10 % PSI, start 0.25
+S = MarginSettings(target=10, min_fraction=0.05, initial_fraction=0.25)  # start 0.25
 
 
 def run(values, settings=S, state=None, step=1.0):

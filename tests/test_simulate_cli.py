@@ -115,6 +115,21 @@ def test_an_empty_directory_is_one_line(capsys, tmp_path):
     assert rc == 1 and "no *.csv or *.jsonl traces" in err and err.count("\n") == 1
 
 
+def test_policy_overrides_change_colocd_only(capsys, tmp_path):
+    trace = str(ROOT / "examples/traces/bitbrains_rnd_vm420.csv")
+    _, base, _ = simulate(capsys, "--trace", trace, "-o", "json")
+    policy = tmp_path / "p.yaml"
+    policy.write_text("predictor:\n  burst_factor: 1.0\n  cold_start_seconds: 0\n")
+    _, tuned, _ = simulate(capsys, "--trace", trace, "--policy", str(policy), "-o", "json")
+    base_rows = [json.loads(x) for x in base.splitlines()]
+    tuned_rows = [json.loads(x) for x in tuned.splitlines()]
+    assert tuned_rows[0]["reclaimed_core_hours"] > base_rows[0]["reclaimed_core_hours"]
+    for b, t in zip(base_rows[1:], tuned_rows[1:], strict=True):
+        assert {k: v for k, v in t.items() if k != "pareto_front"} == {
+            k: v for k, v in b.items() if k != "pareto_front"
+        }
+
+
 @pytest.mark.parametrize(
     ("policy", "message"),
     [

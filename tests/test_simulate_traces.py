@@ -21,16 +21,16 @@ ROOT = Path(__file__).resolve().parent.parent
 # trace: (core-h, GiB-h, CPU violation s, memory violation s, resources whose bar holds),
 # measured with the default settings.
 PINNED = {
-    "alibaba2018_m_1934.csv": (604.4, 86.7, 0.0, 120.0, ("cpu",)),
-    "alibaba2018_m_1940.csv": (1210.4, 436.9, 80.0, 0.0, ("cpu", "memory")),
-    "alibaba2018_m_1942.csv": (861.7, 216.5, 0.0, 30.0, ("cpu",)),
-    "alibaba2018_m_1945.csv": (1258.5, 381.0, 0.0, 0.0, ("cpu", "memory")),
-    "bitbrains_rnd_vm185.csv": (26.9, 605.4, 300.0, 900.0, ("memory",)),
-    "bitbrains_rnd_vm28.csv": (1008.2, 6495.3, 0.0, 0.0, ("memory",)),
-    "bitbrains_rnd_vm392.csv": (0.0, 339.8, 0.0, 0.0, ("cpu",)),
-    "bitbrains_rnd_vm420.csv": (146.8, 224.7, 0.0, 0.0, ("memory",)),
+    "alibaba2018_m_1934.csv": (610.3, 86.7, 0.0, 120.0, ("cpu",)),
+    "alibaba2018_m_1940.csv": (1214.0, 436.9, 80.0, 0.0, ("cpu", "memory")),
+    "alibaba2018_m_1942.csv": (864.2, 216.5, 0.0, 30.0, ("cpu",)),
+    "alibaba2018_m_1945.csv": (1272.9, 381.0, 0.0, 0.0, ("cpu", "memory")),
+    "bitbrains_rnd_vm185.csv": (35.5, 605.4, 300.0, 900.0, ("memory",)),
+    "bitbrains_rnd_vm28.csv": (1019.8, 6495.3, 0.0, 0.0, ("cpu", "memory")),
+    "bitbrains_rnd_vm392.csv": (0.2, 339.8, 0.0, 0.0, ("cpu",)),
+    "bitbrains_rnd_vm420.csv": (164.1, 224.7, 0.0, 0.0, ("cpu", "memory")),
     "bursty.csv": (0.0, 149.9, 0.0, 0.0, ("cpu",)),
-    "diurnal.csv": (283.3, 1695.7, 0.0, 60.0, ()),
+    "diurnal.csv": (307.3, 1695.7, 0.0, 60.0, ("cpu",)),
     "noisy.jsonl": (0.0, 49.8, 0.0, 0.0, ("cpu",)),
     "step.csv": (5.5, 62.3, 0.0, 5.0, ("cpu",)),
 }
@@ -57,8 +57,9 @@ def test_colocd_is_no_worse_than_pinned(reports, trace):
     ours = report.results[0]
     assert ours.name == "colocd"
     assert ours.cpu.seconds <= cpu_v and ours.memory.seconds <= mem_v
-    assert ours.reclaimed_core_hours >= 0.99 * core_h
-    assert ours.reclaimed_gib_hours >= 0.99 * gib_h
+    # Pinned to 0.1: 1 % or 0.1 below is still no regression (float noise, rounding).
+    assert ours.reclaimed_core_hours >= min(0.99 * core_h, core_h - 0.1)
+    assert ours.reclaimed_gib_hours >= min(0.99 * gib_h, gib_h - 0.1)
     held = tuple(b.resource for b in report.bars if b.holds)
     assert set(held) >= set(holds), [b.line() for b in report.bars]
 

@@ -65,7 +65,7 @@ An empty cell (or JSON null) is a missing reading: policies see none, and the tr
 keeps the column's last value. The first row must have every required column.
 
 --policy FILE is, for now, a YAML or JSON mapping of colocd settings (QosSettings)
-overriding the defaults, e.g. {"margin": {"target": 20}}; ColocationPolicy resources
+overriding the defaults, e.g. {"margin": {"target": 30}}; ColocationPolicy resources
 will be accepted here once they exist."""
 EPILOG = """\
 examples:

@@ -336,7 +336,7 @@ class IndicatorSpec(Atomic):
     """cpuPressure: online CPU PSI some avg10 (%); cfsThrottling: ratio of throttled
     periods; latency: the number the online service writes to the agent's latency_file."""
     target: float | None = Field(default=None, gt=0)
-    """Default 10 (% PSI) or 0.05 (throttled ratio); required for latency, in its unit."""
+    """Default 20 (% PSI) or 0.05 (throttled ratio); required for latency, in its unit."""
 
     @model_validator(mode="after")
     def _latency_needs_target(self) -> IndicatorSpec:

@@ -323,6 +323,7 @@ def test_quotas_brought_under_the_tier_quota_come_back_when_it_rises(node: Node)
             "cpu": quota,
             "reclaim": {"cpu_max_fraction": 1.0},
             "margin": {"min_fraction": 0, "max_fraction": 0, "initial_fraction": 0},
+            "predictor": {"cold_start_cpu_fraction": 0},
         }
     )
     settings = [little]

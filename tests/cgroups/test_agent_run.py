@@ -132,12 +132,13 @@ def _surge_clamped_and_reverted(tree: KubeletTree, tmp_path: Path) -> None:
     original["pod cpu.idle"] = batch_idle()
     # Ticks 4 s apart: a clamp well before the next tick is the fast path's (its counter
     # says so too). The bound is generous: the machine is shared with other work.
-    # Node capacity: the CPUs + 0.5, margin 0: batch holds every CPU while online idles and
-    # drops to one when online spins on all of them.
+    # Node capacity: the CPUs + 0.5, margin 0 and no cold start (a node known to be calm):
+    # batch holds every CPU while online idles and drops to one when online spins on all of them.
     config = {
         "qos": {
             "cpu": {"mechanism": "cpuset"},
             "margin": {"min_fraction": 0, "max_fraction": 0, "initial_fraction": 0},
+            "predictor": {"cold_start_cpu_fraction": 0, "cold_start_memory_fraction": 0},
             "reclaim": {"cpu_max_fraction": 1.0},
         },
         "agent": {"tick_s": 4, "node_cgroup": tree.root},
