@@ -163,6 +163,23 @@ def test_a_deep_journal_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert journal.read_text().startswith('{"a":')  # left for a human to look at
 
 
+@pytest.mark.parametrize("kind", ["deep", "binary", "fifo", "duplicate"])
+def test_a_hostile_kubeconfig_is_one_line(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "kubeconfig"
+    if kind == "deep":
+        path.write_text(DEEP_YAML)
+    elif kind == "binary":
+        path.write_bytes(b"\x00\xff" * 100)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text("apiVersion: v1\nkind: Config\nkind: Config\n")
+    code, line = cli(capsys, "policy", "controller", "--kubeconfig", str(path))
+    assert code == 1 and line.startswith(f"colocd: error: load Kubernetes credentials from {path}:")
+
+
 # --- the pod directory walk --------------------------------------------------------------
 
 
