@@ -180,6 +180,28 @@ def test_a_hostile_kubeconfig_is_one_line(
     assert code == 1 and line.startswith(f"colocd: error: load Kubernetes credentials from {path}:")
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+@pytest.mark.parametrize("command", ["revert", "run --once"])
+def test_a_journal_that_is_not_a_file_is_one_line(
+    kind: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "cgroup-journal.jsonl"
+    if kind == "fifo":
+        os.mkfifo(journal)  # would hang the reader
+    elif kind == "device":
+        journal.symlink_to("/dev/zero")  # would never end
+    else:
+        with open(journal, "wb") as f:
+            f.truncate(65 * 2**20)  # sparse: costs no disk
+    argv = [*command.split(), "--state-dir", str(tmp_path)]
+    if command == "run --once":
+        pods = tmp_path / "pods"
+        pods.mkdir()
+        argv += ["--pods", str(pods)]
+    code, line = cli(capsys, *argv)
+    assert code == 1 and line.startswith(f"colocd: error: read journal {journal}:"), line
+
+
 # --- the pod directory walk --------------------------------------------------------------
 
 

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from agent.cli_support import Reporter, add_output_flag
 from agent.commands.discover import add_cgroup_flags
+from agent.errors import InputError
+from agent.inputs import check_file
 from agent.report.output import emit
 from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy
@@ -21,6 +24,9 @@ cgroup no longer exists. Entries that fail stay for the next attempt.
 
 Exit status: 0 when everything was restored, 1 when something failed or the journal is
 unusable, 2 for bad usage."""
+
+# About 400 000 journaled values; a bigger file (or a FIFO, a device) is not colocd's journal.
+MAX_JOURNAL_BYTES = 64 * 2**20
 
 COLUMNS = (("RESULT", "result"), ("KNOB", "knob"), ("CGROUP", "cgroup"), ("REASON", "reason"))
 
@@ -40,6 +46,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     report = Reporter()
+    journal_file = Path(args.state_dir) / FILENAME
+    try:
+        check_file(journal_file, MAX_JOURNAL_BYTES)
+    except InputError as err:
+        report.error(f"read journal {journal_file}: {err.reason}")
+        return 1
     try:
         hierarchy = detect_hierarchy(args.cgroup_root)
         cgroups = Cgroups(hierarchy)

@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry
 from agent import config
 from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
-from agent.errors import ConfigError
+from agent.commands.revert import MAX_JOURNAL_BYTES
+from agent.errors import ConfigError, InputError
+from agent.inputs import check_file
 from agent.loop import Loop
 from agent.report.metrics import AgentMetrics, serve
 from agent.report.output import render_table
@@ -30,6 +32,7 @@ from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy, detect_layout
 from isolation.errors import CgroupGoneError, IsolationError, UnsupportedKnobError, WriteError
 from isolation.executor import Executor, Write
+from isolation.journal import FILENAME as JOURNAL_FILE
 from isolation.knobs import CpuMax, format_cpuset
 from qos.pod import CPU, MEMORY
 from qos.settings import QosSettings
@@ -249,6 +252,11 @@ def run(args: argparse.Namespace) -> int:
     if agent.pods_dir is not None and (problem := DirPodSource(agent.pods_dir).check()):
         raise ConfigError(problem)  # e.g. `--pods /`: far too big a tree to be a pod dir
     iso = settings.isolation
+    journal_file = iso.state_dir / JOURNAL_FILE
+    try:
+        check_file(journal_file, MAX_JOURNAL_BYTES)
+    except InputError as err:
+        raise ConfigError(f"read journal {journal_file}: {err.reason}") from err
     try:
         hierarchy = detect_hierarchy(iso.cgroup_root, str(iso.proc_root))
         layout = detect_layout(hierarchy, iso.kubelet_cgroup_root)
