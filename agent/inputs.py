@@ -30,6 +30,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_DOCUMENT_BYTES",
     "MAX_NODES",
+    "check_file",
     "check_shape",
     "parse_json",
     "parse_yaml",
@@ -84,6 +85,21 @@ def read_text(path: str | os.PathLike[str], limit: int, *, allow_pipe: bool = Fa
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise InputError(f"not UTF-8 text (byte {err.start})") from None
+
+
+def check_file(path: str | os.PathLike[str], limit: int) -> None:
+    """Refuse, without opening it, a file that exists but is not a regular file of at most
+    `limit` bytes: for files another module reads (the journal, in isolation/)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise InputError(err.strerror or str(err)) from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputError(f"not a regular file ({_kind(st.st_mode)})")
+    if st.st_size > limit:
+        raise InputError(f"larger than {limit} bytes")
 
 
 def read_stdin(limit: int) -> str:

@@ -163,6 +163,45 @@ def test_a_deep_journal_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert journal.read_text().startswith('{"a":')  # left for a human to look at
 
 
+@pytest.mark.parametrize("kind", ["deep", "binary", "fifo", "duplicate"])
+def test_a_hostile_kubeconfig_is_one_line(
+    kind: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "kubeconfig"
+    if kind == "deep":
+        path.write_text(DEEP_YAML)
+    elif kind == "binary":
+        path.write_bytes(b"\x00\xff" * 100)
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        path.write_text("apiVersion: v1\nkind: Config\nkind: Config\n")
+    code, line = cli(capsys, "policy", "controller", "--kubeconfig", str(path))
+    assert code == 1 and line.startswith(f"colocd: error: load Kubernetes credentials from {path}:")
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "huge"])
+@pytest.mark.parametrize("command", ["revert", "run --once"])
+def test_a_journal_that_is_not_a_file_is_one_line(
+    kind: str, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journal = tmp_path / "cgroup-journal.jsonl"
+    if kind == "fifo":
+        os.mkfifo(journal)  # would hang the reader
+    elif kind == "device":
+        journal.symlink_to("/dev/zero")  # would never end
+    else:
+        with open(journal, "wb") as f:
+            f.truncate(65 * 2**20)  # sparse: costs no disk
+    argv = [*command.split(), "--state-dir", str(tmp_path)]
+    if command == "run --once":
+        pods = tmp_path / "pods"
+        pods.mkdir()
+        argv += ["--pods", str(pods)]
+    code, line = cli(capsys, *argv)
+    assert code == 1 and line.startswith(f"colocd: error: read journal {journal}:"), line
+
+
 # --- the pod directory walk --------------------------------------------------------------
 
 

@@ -10,12 +10,14 @@ from agent.act.shaping import JOURNAL as NETWORK_JOURNAL
 from agent.act.shaping import revert_network
 from agent.cli_support import Reporter, add_output_flag
 from agent.commands.discover import add_cgroup_flags
+from agent.errors import InputError
+from agent.inputs import check_file
 from agent.report.output import emit
 from isolation.cgroups import Cgroups
 from isolation.detect import detect_hierarchy
 from isolation.errors import IsolationError
 from isolation.executor import Executor, Outcome
-from isolation.journal import FILENAME, Journal
+from isolation.journal import FILENAME, MAX_BYTES, Journal
 from isolation.owner import NodeLock
 
 HELP = "restore every cgroup value colocd changed (from the journal in --state-dir)"
@@ -52,6 +54,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     report = Reporter()
     lock = NodeLock(Path(args.state_dir), None)  # never under a running agent
+    journal_file = Path(args.state_dir) / FILENAME
+    try:
+        check_file(journal_file, MAX_BYTES)  # a FIFO, a device or a huge file is no journal
+    except InputError as err:
+        report.error(f"read journal {journal_file}: {err.reason}")
+        return 1
     try:
         hierarchy = detect_hierarchy(args.cgroup_root)
         cgroups = Cgroups(hierarchy)

@@ -27,7 +27,8 @@ from agent.act.cgroup_evictor import CgroupEvictor
 from agent.act.shaping import revert_network
 from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
-from agent.errors import ConfigError
+from agent.errors import ConfigError, InputError
+from agent.inputs import check_file
 from agent.loop import Loop
 from agent.network import NetworkSide
 from agent.observe.capacity import node_capacity
@@ -43,6 +44,8 @@ from isolation.cgroups import Cgroups
 from isolation.detect import AGENT_CONTROLLERS, detect_hierarchy, detect_layout
 from isolation.errors import CgroupGoneError, IsolationError, UnsupportedKnobError, WriteError
 from isolation.executor import Executor, Write
+from isolation.journal import FILENAME as JOURNAL_FILE
+from isolation.journal import MAX_BYTES as JOURNAL_MAX_BYTES
 from isolation.knobs import CpuMax, format_cpuset
 from isolation.owner import NodeLock
 from qos.pod import CPU, MEMORY
@@ -268,6 +271,11 @@ def run(args: argparse.Namespace) -> int:
     if agent.pods_dir is not None and (problem := DirPodSource(agent.pods_dir).check()):
         raise ConfigError(problem)  # e.g. `--pods /`: far too big a tree to be a pod dir
     iso = settings.isolation
+    journal_file = iso.state_dir / JOURNAL_FILE
+    try:
+        check_file(journal_file, JOURNAL_MAX_BYTES)
+    except InputError as err:
+        raise ConfigError(f"read journal {journal_file}: {err.reason}") from err
     try:
         hierarchy = detect_hierarchy(iso.cgroup_root, str(iso.proc_root), AGENT_CONTROLLERS)
         layout = detect_layout(hierarchy, iso.kubelet_cgroup_root)

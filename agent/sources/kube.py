@@ -35,13 +35,16 @@ from agent.errors import (
     APINotFound,
     APIUnavailable,
     ConfigError,
+    InputError,
     KubeError,
     TooManyRequests,
 )
+from agent.inputs import parse_yaml, read_text
 
 log = logging.getLogger(__name__)
 
 MAX_REASON = 256
+MAX_KUBECONFIG_BYTES = 2**20  # a kubeconfig with a few embedded certificates is ~20 KiB
 MERGE_PATCH = "application/merge-patch+json"
 # Ask for metadata only (names, labels), as client-go's metadata informers do; servers that
 # cannot answer so fall back to the plain JSON listed second.
@@ -216,6 +219,17 @@ def _drain(response: Any) -> bytes:
         response.release_conn()
 
 
+def _check_kubeconfig(path: str) -> None:
+    """Read the file through the bounded reader first: the client's own YAML loader would
+    end a deeply nested, huge or binary file in a traceback (or hang on a FIFO)."""
+    try:
+        data = parse_yaml(read_text(path, MAX_KUBECONFIG_BYTES))
+    except InputError as err:
+        raise ConfigError(f"load Kubernetes credentials from {path}: {err.reason}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"load Kubernetes credentials from {path}: not a kubeconfig mapping")
+
+
 class KubeClient:
     """The agent's whole use of the API, as plain methods over raw dicts.
 
@@ -242,6 +256,7 @@ class KubeClient:
                 except ConfigException:
                     k8s_config.load_kube_config(context=context, client_configuration=configuration)
             else:
+                _check_kubeconfig(kubeconfig)
                 k8s_config.load_kube_config(
                     config_file=kubeconfig, context=context, client_configuration=configuration
                 )
