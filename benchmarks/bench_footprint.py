@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import re
 import time
 from collections.abc import Iterator
@@ -307,6 +308,12 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
                 )
     summary = summarise(phases, counts)
     report(summary, args)
+    if any(p.lateness_us.count == 0 for p in phases):
+        print(
+            "note: some windows hold no request: the open-loop probe fell behind its schedule "
+            "(the machine is busier than the probe's demand allows); lower --work-us"
+        )
+    print(f"note: load average at start {facts['loadavg_at_start']}; at end {os.getloadavg()}")
     return {
         "host": facts,
         "settings": vars(args) | {"results_dir": str(args.results_dir)},

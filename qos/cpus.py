@@ -129,7 +129,8 @@ def _from_cores(cpus: list[int], want: int, topology: CpuTopology) -> tuple[int,
             taken += cores[key]
     # The rest from cores already split, then from the top of what is left.
     rest = [c for k in sorted(split, key=lambda k: max(cores[k]), reverse=True) for c in cores[k]]
-    rest += sorted((c for c in cpus if c not in taken and c not in rest), reverse=True)
+    seen = set(taken) | set(rest)
+    rest += sorted((c for c in cpus if c not in seen), reverse=True)
     taken += rest[: want - len(taken)]
     return tuple(sorted(taken))
 

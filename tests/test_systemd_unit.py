@@ -13,6 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+
+from agent.config import AgentSettings
 
 ROOT = Path(__file__).resolve().parents[1]
 UNIT = ROOT / "systemd" / "colocd.service"
@@ -129,3 +132,17 @@ def test_exec_start_is_a_valid_colocd_command_line() -> None:
         "/var/lib/colocd",
         True,
     )
+
+
+def test_colocd_runs_in_its_own_cgroup_under_the_system_tier() -> None:
+    """The unit: system.slice/colocd.service, beside kubepods; the DaemonSet: a system-tier
+    pod of its own, which reads kubelet's CPU manager checkpoint where the agent looks."""
+    assert _directives(UNIT.read_text())["Slice"] == ["system.slice"]
+    ds = yaml.safe_load((ROOT / "deploy" / "daemonset.yaml").read_text())
+    template = ds["spec"]["template"]
+    assert template["metadata"]["annotations"]["colocd.io/tier"] == "system"
+    assert template["spec"]["priorityClassName"] == "system-node-critical"
+    mounts = {m["name"]: m for m in template["spec"]["containers"][0]["volumeMounts"]}
+    state = mounts["cpu-manager-state"]
+    assert state["readOnly"] is True
+    assert state["mountPath"] == str(AgentSettings().cpu_manager_state)

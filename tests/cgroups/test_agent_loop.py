@@ -68,6 +68,15 @@ def job(name: str = "job", annotations: dict[str, str] | None = None, **res: Any
     )
 
 
+def dedicated_db() -> Pod:
+    """A Guaranteed pod with one whole CPU, annotated dedicated."""
+    whole = Resources(
+        {"cpu": Decimal(1), "memory": Decimal(GIB)}, {"cpu": Decimal(1), "memory": Decimal(GIB)}
+    )
+    annotations = {TIER_ANNOTATION: "dedicated"}
+    return Pod("shop", "db", annotations=annotations, containers=(Container("c", whole),))
+
+
 @dataclass
 class Node:
     tree: KubeletTree
@@ -551,17 +560,7 @@ def test_an_online_pod_in_besteffort_moves_batch_settings_onto_the_batch_pods(
 
 
 def test_dedicated_cores_are_exclusive_and_handed_back_when_the_pod_goes(node: Node) -> None:
-    whole = Resources(
-        {"cpu": Decimal(1), "memory": Decimal(GIB)}, {"cpu": Decimal(1), "memory": Decimal(GIB)}
-    )
-    db = node.add(
-        Pod(
-            "shop",
-            "db",
-            annotations={TIER_ANNOTATION: "dedicated"},
-            containers=(Container("c", whole),),
-        )
-    )
+    db = node.add(dedicated_db())
     node.add(web())
     node.add(job(), busy=1)
     loop = node.loop()
@@ -653,17 +652,7 @@ def test_under_kubelets_static_cpu_manager_colocd_defers_to_its_cpusets(
     if len(cpus) < 2:
         pytest.skip("needs 2 CPUs")
     exclusive, default = frozenset(cpus[-1:]), frozenset(cpus[:-1])
-    whole = Resources(
-        {"cpu": Decimal(1), "memory": Decimal(GIB)}, {"cpu": Decimal(1), "memory": Decimal(GIB)}
-    )
-    db = node.add(
-        Pod(
-            "shop",
-            "db",
-            annotations={TIER_ANNOTATION: "dedicated"},
-            containers=(Container("c", whole),),
-        )
-    )
+    db = node.add(dedicated_db())
     node.add(web())
     node.add(job(), busy=1)
     # What kubelet did: db's container (and pod) on its exclusive CPU, recorded in its state.
