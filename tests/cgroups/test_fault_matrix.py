@@ -153,8 +153,9 @@ def test_nan_negative_and_absurd_samples_are_missing_not_evidence(node: Node, ba
         for b in result.plan.budgets.all():
             assert 0 <= b.amount <= b.capacity
         assert not result.plan.evictions
-    # Nothing read is believed: no new offers, batch's memory not squeezed, online untouched.
-    assert node.read("memory.max") == batch_memory
+    # Nothing read is believed: batch's memory is not squeezed (the limit may follow the
+    # fresh system reading the test leaves alone, never down), online untouched.
+    assert node.read("memory.max") >= batch_memory
     assert online(node) == before
     loop.sampler.sample = real  # type: ignore[method-assign]
     converges(node, loop, lambda r: clean(r) and r.readings.cpu.online_used_milli is not None)
@@ -208,16 +209,16 @@ def test_a_full_state_dir_blocks_new_changes_only_and_they_follow_once_there_is_
         assert full.report is not None and full.report.failed
         # A write whose original cannot be journaled is not made: nothing left unrevertable.
         assert all(r.reason.startswith("not written: journal") for r in full.report.failed)
-        assert node.read("cpu.idle") is False
+        assert node.read("cpu.idle", "job") is False
         assert online(node) == before and loop.fatal is None
         filler.unlink()
         converges(node, loop)
-        assert node.read("cpu.idle") is True
+        assert node.read("cpu.idle", "job") is True
         assert (node.state / STATUS_FILE).exists()
         assert online(node) == before
         reverted = loop.close()
         assert reverted is not None and not reverted.failed
-        assert node.read("cpu.idle") is False
+        assert node.read("cpu.idle", "job") is False
     finally:
         subprocess.run(["umount", str(small)], check=True)
 
@@ -225,11 +226,12 @@ def test_a_full_state_dir_blocks_new_changes_only_and_they_follow_once_there_is_
 def test_a_corrupt_state_dir_is_reverted_as_far_as_it_is_intact(node: Node) -> None:
     node.add(web(), busy=1)
     node.add(job(), busy=1)
+    all_cpus = node.read("cpuset.cpus")  # the machine's, before colocd narrows batch's
     loop = node.loop()
     first_tick(loop)
     loop.executor.revert_on_exit = False  # type: ignore[union-attr]
     loop.close()  # stops with its values applied, as after a crash
-    assert node.read("cpu.idle") is True
+    assert node.read("cpu.idle", "job") is True
     journal = node.state / JOURNAL_FILE
     journal.write_bytes(b"\0" * 4096 + journal.read_bytes() + b"\xff\xfe torn")
     (node.state / STATUS_FILE).write_bytes(b"\x00\xffnot json")
@@ -240,7 +242,7 @@ def test_a_corrupt_state_dir_is_reverted_as_far_as_it_is_intact(node: Node) -> N
     assert read_status(node.state).ticks == 1  # the status file is simply replaced
     reverted = again.close()
     assert reverted is not None and not reverted.failed
-    assert node.read("cpu.idle") is False and node.read("cpuset.cpus") == frozenset({0, 1})
+    assert node.read("cpu.idle", "job") is False and node.read("cpuset.cpus") == all_cpus
     assert b"\xff\xfe torn" in journal.read_bytes()  # what could not be read stays
 
 
@@ -269,17 +271,19 @@ def test_the_api_server_gone_for_minutes_then_back_with_410_and_a_cut_watch(
             pods_stale_after_s=0.3,
         )
         assert clean(first_tick(loop))
-        before, batch = online(node), (node.read("memory.max"), node.read("cpu.idle"))
+        before, batch = online(node), (node.read("memory.max"), node.read("cpu.idle", "job"))
         api.stop()
         for _ in range(20):  # until the readings are withheld and the budgets have decayed
             time.sleep(0.2)
             away = loop.tick()
             assert away is not None and away.report is not None and not away.report.failed
+            if away.readings is not None:  # still fresh: the limits follow them
+                batch = (node.read("memory.max"), node.read("cpu.idle", "job"))
             if away.readings is None and away.plan.budgets.memory.degraded:
                 break
         assert any(d.kind == "pod_source" for d in away.degraded)
         assert away.readings is None and away.plan.budgets.memory.amount == 0  # no new offers
-        assert (node.read("memory.max"), node.read("cpu.idle")) == batch  # ... no squeeze
+        assert (node.read("memory.max"), node.read("cpu.idle", "job")) == batch  # ... no squeeze
         assert online(node) == before
         # Back, with its history compacted meanwhile: the watch gets 410 and lists again.
         api.emulator.compacted_rv = api.emulator.rv + 1
