@@ -18,6 +18,7 @@ import re
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from agent.act.evictor import EvictionResult
 from agent.report.metrics import (
     DEGRADED_REASONS,
     EVICTION_MODES,
@@ -70,7 +71,7 @@ VOCABULARY: dict[str, set[str]] = {
     "tier": {t.value for t in Tier},
     "resource": {r.value for r in Resource},
     "knob": set(KNOBS),
-    "result": {o.value for o in Outcome} | set(TICK_RESULTS),
+    "result": {o.value for o in Outcome} | set(TICK_RESULTS) | {r.value for r in EvictionResult},
     "reason": set(DEGRADED_REASONS) | set(CEILING_REASONS),
     "direction": set(DIRECTIONS),
     "trigger": set(FAST_TRIGGERS),
