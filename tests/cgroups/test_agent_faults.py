@@ -190,9 +190,11 @@ def test_sigkill_mid_plan_then_a_restart_replays_the_journal_and_leaves_nothing_
     state = node.root / "state"
     agent = node.start(state)
     journal = state / FILENAME
-    wait_for(journal.exists, 20, step=0.001)  # the first original is on disk: writes started
-    agent.kill()
-    agent.wait()
+    try:
+        wait_for(journal.exists, 60, step=0.001)  # the first original is on disk: writes began
+    finally:
+        agent.kill()
+        agent.wait()
     assert agent.stderr is not None
     agent.stderr.close()
     # A restart takes over the tree (the marker's process is gone) and finishes the plan.
@@ -218,9 +220,11 @@ def test_sighup_and_sigquit_stop_like_sigterm_and_revert_every_knob(
     original = node.knobs()
     state = node.root / "state"
     agent = node.start(state, "--revert-on-exit")
-    ticked(state)
-    assert node.batch_idle()
-    rc, log = stop(agent, sig)
+    try:
+        ticked(state)
+        assert node.batch_idle()
+    finally:
+        rc, log = stop(agent, sig)  # never leave it running, whatever failed
     assert rc == 0, log
     assert node.knobs() == original
 
