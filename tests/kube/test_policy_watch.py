@@ -16,6 +16,7 @@ from agent.report.metrics import KubeMetrics
 from agent.sources.backoff import Backoff
 from agent.sources.kube import NODES, POLICIES, KubeClient
 from agent.sources.node_info import NodeInfo, NodeWatcher, parse_node_labels
+from qos.settings import QosSettings
 
 from .apiserver import ApiServer, wait_for
 from .conftest import FakeClock
@@ -42,6 +43,10 @@ def watchers(
         node_watcher.stop()
 
 
+# The built-in layer is the brain's own default (qos.settings), converted.
+BUILT_IN_CPU_PERCENT = round(QosSettings().reclaim.cpu_max_fraction * 100)
+
+
 def cpu_percent(watcher: PolicyWatcher) -> int:
     return watcher.current().resolution.settings.reclaim.max_percent.cpu
 
@@ -60,7 +65,7 @@ def test_policies_are_watched_and_layered_for_this_node(
     api: ApiServer, watchers: tuple[NodeWatcher, PolicyWatcher]
 ) -> None:
     _, watcher = watchers
-    assert cpu_percent(watcher) == 90  # built-in
+    assert cpu_percent(watcher) == BUILT_IN_CPU_PERCENT
     api.create(policy("cluster", {"scope": "Cluster", "reclaim": {"maxPercent": {"cpu": 70}}}))
     wait_for(lambda: cpu_percent(watcher) == 70)
     api.create(pool("gpu", 10, GPU, reclaim={"maxPercent": {"cpu": 45}}))
@@ -72,7 +77,7 @@ def test_policies_are_watched_and_layered_for_this_node(
     api.patch(node("node-1"), {"metadata": {"labels": {"pool": "cpu"}}})
     wait_for(lambda: cpu_percent(watcher) == 70)
     api.delete(policy("cluster", {}))
-    wait_for(lambda: cpu_percent(watcher) == 90)
+    wait_for(lambda: cpu_percent(watcher) == BUILT_IN_CPU_PERCENT)
 
 
 def test_an_invalid_update_keeps_the_last_good_policy(
