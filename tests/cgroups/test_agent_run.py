@@ -23,7 +23,8 @@ import pytest
 from agent.cli import main
 from agent.errors import StatusError
 from agent.report.status import Status, read_status
-from isolation.detect import Hierarchy
+from isolation.detect import Hierarchy, Mode
+from isolation.knobs import parse_cpuset
 from isolation.layout import Driver, Runtime
 from lab.kubelet_tree import BUSY_LOOP, SURGE_WORKER, KubeletTree
 from qos.k8s_qos import QOSClass
@@ -54,7 +55,12 @@ def tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
 
 
 def besteffort(tree: KubeletTree, knob: str) -> Any:
-    return tree.cgroups.read(knob, tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)).value
+    cgroup = tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
+    if knob == "cpuset.cpus" and tree.hierarchy.mode is Mode.V2:
+        # v2: what batch may run on (an empty cpuset.cpus inherits its parent's).
+        assert tree.hierarchy.unified is not None
+        return parse_cpuset((tree.hierarchy.unified / cgroup / "cpuset.cpus.effective").read_text())
+    return tree.cgroups.read(knob, cgroup).value
 
 
 def test_once_dry_run_prints_the_plan_and_the_writes_and_writes_nothing(
@@ -193,6 +199,10 @@ def _surge_clamped_and_reverted(tree: KubeletTree, tmp_path: Path) -> None:
 
         agent.send_signal(signal.SIGTERM)
         assert agent.wait(timeout=15 * SLOW) == 0
+    except AssertionError as err:
+        agent.kill()
+        tail = agent.stderr.read()[-3000:] if agent.stderr else ""
+        raise AssertionError(f"{err}\nthe agent's log ends:\n{tail}") from err
     finally:
         if agent.poll() is None:
             agent.kill()
