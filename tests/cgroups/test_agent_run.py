@@ -37,7 +37,7 @@ pytestmark = pytest.mark.cgroup_v1
 TRIGGERS = ("usage", "pressure")
 ALL = frozenset(os.sched_getaffinity(0))  # the machine's CPUs, not an assumed count
 # Waits stretch inside the VM of tests/vm, whose emulated CPU is ~18x slower.
-SLOW = 6 if os.environ.get("COLOCD_IN_VM") else 1
+SLOW = 10 if os.environ.get("COLOCD_IN_VM") else 1
 
 
 def web() -> Pod:
