@@ -15,7 +15,7 @@ from isolation import _v1, _v2
 from isolation._fds import FdCache
 from isolation.detect import Hierarchy
 from isolation.errors import CgroupGoneError, UnsupportedKnobError, WriteError
-from isolation.knobs import Binding, Knob, knob
+from isolation.knobs import Binding, Knob, knob, parse_cpuset
 from isolation.layout import join
 from isolation.readings import POD_TICK, CgroupSample, ReadSet
 
@@ -130,6 +130,8 @@ class Cgroups:
         """Write `value` (already validated); with `current`, only files whose text changes.
         Returns the files written."""
         _, binding = self.binding(name)
+        if name == "cpuset.cpus" and self.version == 2 and not value:
+            value = self._inherited_cpus(cgroup)
         texts = binding.format(value, None if current is None else current.value)
         written = []
         for i, (path, text) in enumerate(zip(self.paths(name, cgroup), texts, strict=True)):
@@ -138,6 +140,25 @@ class Cgroups:
             self._write_file(name, path, text)
             written.append(path)
         return written
+
+    def _inherited_cpus(self, cgroup: str) -> frozenset[int]:
+        """What an empty v2 cpuset.cpus means: the CPUs of the nearest ancestor whose own
+        cpuset.cpus is empty too (none set between them). The kernel refuses to empty the
+        cpuset of a cgroup with tasks below it (ENOSPC), so restoring an original "" writes
+        these: what the cgroup inherits once nothing is set above it."""
+        while cgroup:
+            cgroup = cgroup.rsplit("/", 1)[0] if "/" in cgroup else ""
+            directory = self._backend.dir("cpuset", cgroup)
+            try:
+                if cgroup:  # the root has no cpuset.cpus of its own
+                    with open(directory + "/cpuset.cpus") as f:
+                        if f.read().strip():
+                            continue
+                with open(directory + "/cpuset.cpus.effective") as f:
+                    return parse_cpuset(f.read())
+            except OSError:
+                continue
+        return frozenset()
 
     def _write_file(self, name: str, path: str, text: str) -> None:
         try:

@@ -3,13 +3,14 @@
     batch pods     cpu.idle on each batch pod's own cgroup (or cpu.shares 2 where the
                    kernel has no cpu.idle); cpu.max from colocd.io/batch-cpu,
                    memory.high/max from batch-memory.
-    batch tier     kubepods/besteffort: the CPU cap (cpuset.cpus on it and on every cgroup
-                   below it, since a v1 cpuset child must stay inside its parent; or
+    batch tier     kubepods/besteffort: the CPU cap (cpuset.cpus on it, and on v1 on every
+                   cgroup below it, since a v1 cpuset child must stay inside its parent; or
                    cpu.max), and memory.high / memory.max (v1, which has no memory.high:
                    memory.max at the budget). Batch pods outside besteffort get the same per
                    pod. If an online pod sits in besteffort (annotated), besteffort gets its
                    originals back and every batch pod is treated on its own instead.
-    online pods    memory.min / memory.low (cgroup v1 has neither: `unsupported`), and on
+    online pods    memory.min / memory.low (cgroup v1 has neither: `unsupported`), on
+                   the pod and on its containers (where the memory is charged), and on
                    every ancestor up to kubepods the sum of what its protected children
                    carry: cgroup-v2.rst bounds a cgroup's effective protection by its
                    parent's, so a pod's memory.min under a QoS level with none protects
@@ -155,6 +156,8 @@ class Enforcer:
         self._owned: dict[tuple[str, str], int] = {}
         self.notes: tuple[str, ...] = ()  # what the last `writes` could not do as planned
         self._io_limited = False  # batch io.max limits are in force
+        self._walked_for: object = None  # the NodeState the cached walks belong to
+        self._walks: dict[tuple[str, str], list[str]] = {}
 
     # --- the parts -------------------------------------------------------------------
 
@@ -190,18 +193,31 @@ class Enforcer:
         )
         return [Write("memory.max", be, high, Level.QOS)]
 
+    def _structure(self, topo: Topology) -> None:
+        """Forget the walked subtrees when the pods (or their containers) changed: the tree
+        below a pod only changes with them, so a tick walks only what is new."""
+        if self._walked_for is not topo.node:
+            self._walked_for, self._walks = topo.node, {}
+
     def _subtree(
         self, cgroup: str, level: int, controller: str = "cpuset"
     ) -> list[tuple[str, int]]:
         """`cgroup` and every cgroup below it in `controller`'s hierarchy, with levels."""
+        key = (controller, cgroup)
+        if key not in self._walks:
+            self._walks[key] = self.cgroups.walk(controller, cgroup)
         out = []
-        for path in self.cgroups.walk(controller, cgroup):
+        for path in self._walks[key]:
             depth = path.count("/") - cgroup.count("/") if path != cgroup else 0
             out.append((path, min(Level.CONTAINER, level + depth)))
         return out or [(cgroup, level)]
 
     def _cpuset(self, cgroup: str, level: int, cpus: Iterable[int]) -> list[Write]:
+        """`cpus` on `cgroup`; on v1 on every cgroup below it too (a v1 child must stay
+        inside its parent; a v2 child's effective CPUs follow its parent's by themselves)."""
         value = frozenset(cpus)
+        if self.cgroups.version == 2:
+            return [Write("cpuset.cpus", cgroup, value, level)]
         return [Write("cpuset.cpus", c, value, lvl) for c, lvl in self._subtree(cgroup, level)]
 
     def _quotas_below(self, cgroup: str, level: int, quota: CpuMax) -> list[Write]:
@@ -222,6 +238,7 @@ class Enforcer:
     ) -> list[Write]:
         """The batch tier's CPU cap on its targets; `pool` is what batch may use uncapped
         (the shared CPUs). A quota is split evenly where several targets carry it."""
+        self._structure(topo)
         targets = batch_targets(topo).cgroups
         out: list[Write] = []
         for cgroup, level in targets:
@@ -283,8 +300,17 @@ class Enforcer:
             place = topo.by_key(op.pod)
             if place is None:
                 continue
-            out.append(Write("memory.min", place.cgroup, op.memory_min_bytes, Level.POD))
-            out.append(Write("memory.low", place.cgroup, op.memory_low_bytes, Level.POD))
+            if self._supported("memory.min", kubepods) is False:  # v1: reported once per pod
+                out.append(Write("memory.min", place.cgroup, op.memory_min_bytes, Level.POD))
+                out.append(Write("memory.low", place.cgroup, op.memory_low_bytes, Level.POD))
+                continue
+            # The pod and every cgroup below it, where its memory is charged: without the
+            # memory_recursiveprot mount option (systemd sets it, a plain mount does not) a
+            # child with no protection of its own gets none of its parent's. Each child
+            # claims the pod's whole figure; the kernel shares the pod's among them by use.
+            for cgroup, level in self._subtree(place.cgroup, Level.POD, "memory"):
+                out.append(Write("memory.min", cgroup, op.memory_min_bytes, level))
+                out.append(Write("memory.low", cgroup, op.memory_low_bytes, level))
             cgroup = place.cgroup
             while cgroup.startswith(kubepods + "/"):
                 cgroup = cgroup.rsplit("/", 1)[0]
@@ -371,6 +397,7 @@ class Enforcer:
         """Every write the plan asks for, plus the release of per-pod settings colocd made
         earlier and no longer wants. Remembers what it owns for the next call."""
         pool = plan.shared_cpus.cpus if plan.shared_cpus is not None else topo.cpus
+        self._structure(topo)
         targets = batch_targets(topo)
         self.notes = (targets.note,) if targets.note else ()
         be = topo.besteffort

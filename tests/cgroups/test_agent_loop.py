@@ -34,7 +34,7 @@ from isolation.cgroups import Cgroups
 from isolation.detect import Hierarchy, Mode
 from isolation.executor import Executor, Outcome
 from isolation.journal import Journal
-from isolation.knobs import CpuMax, format_cpuset
+from isolation.knobs import CpuMax, format_cpuset, parse_cpuset
 from isolation.layout import Driver, Runtime
 from isolation.readings import POD_TICK
 from isolation.settings import IsolationSettings
@@ -108,6 +108,12 @@ class Node:
             cgroup = tree.container_cgroup(p, p.containers[0].name)
         else:
             cgroup = tree.pod_cgroup(self.pods[pod])
+        if knob == "cpuset.cpus" and tree.hierarchy.mode is Mode.V2:
+            # v2: what the cgroup may run on (an empty cpuset.cpus inherits its parent's).
+            assert tree.hierarchy.unified is not None
+            return parse_cpuset(
+                (tree.hierarchy.unified / cgroup / "cpuset.cpus.effective").read_text()
+            )
         return tree.cgroups.read(knob, cgroup).value
 
     def loop(
@@ -270,6 +276,13 @@ def test_kubelets_qos_rewrite_succeeds_while_colocd_holds_batch_back(any_node: N
     loop = node.loop()
     first = first_tick(loop)
     assert first.report is not None and not first.report.failed, first.report.failed
+    v2 = node.tree.hierarchy.mode is Mode.V2
+
+    def batch_memory(result: Any) -> int:
+        """besteffort's memory.max as the tick planned it (v1: at the budget, memory.high's)."""
+        limits = result.plan.batch_tier.memory
+        return (limits.max_bytes if v2 else limits.high_bytes) // 4096 * 4096
+
     def batch_held() -> dict[str, Any]:
         return {
             "idle": node.read("cpu.idle", "job"),
@@ -280,6 +293,7 @@ def test_kubelets_qos_rewrite_succeeds_while_colocd_holds_batch_back(any_node: N
 
     held = batch_held()
     assert held["idle"] is True and held["cpus"] == frozenset(first.plan.batch_tier.cpu_cap.cpus)
+    assert held["memory"] == batch_memory(first)
     for memory_qos in (False, True):
         before = batch_held()
         assert node.tree.kubelet_qos_update(memory_qos=memory_qos) == []
@@ -287,17 +301,17 @@ def test_kubelets_qos_rewrite_succeeds_while_colocd_holds_batch_back(any_node: N
         assert batch_held() == before
         later = loop.tick()
         assert later is not None and later.report is not None and not later.report.failed
-        if memory_qos and node.tree.hierarchy.mode is Mode.V2:
+        if memory_qos and v2:
             # kubelet's MemoryQoS figure (web's 1 GiB request) is colocd's: no tug of war.
             assert (
                 node.read("memory.min", "burstable") == node.read("memory.min", "kubepods") == GIB
             )
-        # ... and so does colocd's next tick (the memory budget follows usage, page by page).
+        # ... and so does colocd's next tick (its memory budget follows usage, page by page).
         now = batch_held()
         assert {k: v for k, v in now.items() if k != "memory"} == {
             k: v for k, v in held.items() if k != "memory"
         }
-        assert now["memory"] is not None and now["memory"] < 4 * GIB  # still colocd's limit
+        assert now["memory"] == batch_memory(later)
     loop.close()
 
 
