@@ -78,10 +78,22 @@ def daemonset_agent() -> dict[str, Any]:
     return ds["spec"]["template"]["spec"]["containers"][0]
 
 
+# Capability numbers (linux/capability.h) of those a DaemonSet of ours may add.
+CAP_NUMBERS = {"KILL": 5, "NET_ADMIN": 12, "SYS_RESOURCE": 24}
+
+
+def held_here(cap: str) -> bool:
+    """In this process's bounding set: a runtime can only grant what its caller holds."""
+    line = next(x for x in Path("/proc/self/status").read_text().splitlines() if "CapBnd" in x)
+    return bool(int(line.split()[1], 16) >> CAP_NUMBERS[cap] & 1)
+
+
 def granted_caps() -> list[str]:
+    """The DaemonSet's added capabilities, less any this machine cannot hand out (this
+    sandbox withholds SYS_RESOURCE): the container gets fewer, never more."""
     caps = daemonset_agent()["securityContext"]["capabilities"]
     assert caps["drop"] == ["ALL"]
-    return [f"CAP_{c}" for c in caps.get("add", [])]
+    return [f"CAP_{c}" for c in caps.get("add", []) if held_here(c)]
 
 
 def bind(source: Path, destination: str) -> dict[str, Any]:

@@ -57,7 +57,10 @@ def test_the_uninstall_daemonset_reverts_every_node_with_the_agents_journal() ->
     assert args.state_dir == mounts["state"] and args.cgroup_root == mounts["cgroup"]
     assert init["image"] == agent["image"]
     assert pod["volumes"] == agent_pod["volumes"]
-    assert init["securityContext"] == agent["securityContext"]
+    security = init["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["runAsUser"] == agent["securityContext"]["runAsUser"] == 0
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert {"operator": "Exists"} in pod["tolerations"]  # every node, tainted or not
 
 
