@@ -56,9 +56,10 @@ trap 'rm -rf "$work"' EXIT
 # The wheel and its deps are fetched here, with this machine's pip and its settings (proxy,
 # CA); the chroot installs from that wheelhouse only (--no-index, --isolated from this
 # machine's PIP_* settings), so it needs no network.
-"$PY" -m pip wheel -q --no-deps -w "$work/wheels" . 2>&1 | grep -v -i -E 'license|^\s*$' >&2 || true
-"$PY" -m pip download -q -d "$work/wheels" "$work"/wheels/colocd-*.whl 2>&1 \
-  | grep -v "Location '/opt/wheels' is ignored" >&2 || true
+# (Without this machine's notes on its own unused pip find-links; pip's status stays.)
+pip_() { "$PY" -m pip "$@" 2> >(grep -v "' is ignored: it is" >&2); }
+pip_ wheel -q --no-deps -w "$work/wheels" .
+pip_ download -q -d "$work/wheels" "$work"/wheels/colocd-*.whl
 # Debian's .debs are kept between builds (outside build/image, which holds one image).
 debs=build/image-debs
 mkdir -p "$debs"

