@@ -107,6 +107,47 @@ class Eviction:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuDevicePlan:
+    """One GPU's share of `colocd.io/batch-gpu` (hundredths of this GPU) and why."""
+
+    index: int
+    uuid: str | None
+    amount: int
+    predicted_online_percent: float | None
+    margin_fraction: float
+    online_memory_peak_bytes: float | None
+    surged: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GpuFreeze:
+    """Freeze (`frozen` True) or thaw one batch pod's cgroup; `new` marks a change made by
+    this decision (the others are kept frozen)."""
+
+    pod: str
+    uid: str
+    frozen: bool
+    new: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPlan:
+    devices: tuple[GpuDevicePlan, ...]
+    freezes: tuple[GpuFreeze, ...]  # every batch pod to hold frozen, then this tick's thaws
+    notes: tuple[str, ...] = ()
+
+    @property
+    def frozen(self) -> tuple[GpuFreeze, ...]:
+        return tuple(f for f in self.freezes if f.frozen)
+
+    @property
+    def thawed(self) -> tuple[GpuFreeze, ...]:
+        return tuple(f for f in self.freezes if not f.frozen)
+
+
+@dataclass(frozen=True, slots=True)
 class MarginReport:
     fraction: float
     millicores: int
@@ -144,6 +185,8 @@ class Plan:
     # What the plan wanted and could not do (a dedicated pod without free cores, an
     # eviction held by its cool-down), one line each.
     notes: tuple[str, ...] = ()
+    # Per GPU budgets, freezes and thaws; None: no per-device GPU reading (no GPU).
+    gpu: GpuPlan | None = None
 
     @property
     def degraded(self) -> tuple[str, ...]:
