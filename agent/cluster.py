@@ -12,6 +12,8 @@
   (`NodeResourcePublisher`, which writes only on first sight, real change or refresh).
 - `evict(eviction, pod)`: the brain's eviction decisions through the Eviction API
   (`Evictor`, with an Event on the pod).
+- `pod_event(pod, warning, reason, message)`: an Event on a pod (GPU freezes and mapping
+  mismatches).
 - `qos_settings()`: the brain's settings from the ColocationPolicies in force on this node
   (built-in defaults < Cluster < NodePool < Node; `PolicyWatcher`). A resolution the brain
   refuses keeps the last good settings.
@@ -25,7 +27,7 @@ import time
 
 from pydantic import ValidationError
 
-from agent.act.events import EventRecorder
+from agent.act.events import EventRecorder, EventType, ObjectRef
 from agent.act.evictor import EvictionRequest, Evictor
 from agent.act.node_resources import BatchCapacity, NodeResourcePublisher
 from agent.policy.resolve import Resolution
@@ -50,6 +52,7 @@ class Cluster:
         self.pods = ApiPodSource(client, node_name, metrics)
         self.node = NodeWatcher(client, node_name, metrics)
         recorder = EventRecorder(client, host=node_name, metrics=metrics)
+        self.recorder = recorder
         self.policies = PolicyWatcher(client, self.node, metrics, recorder)
         self.publisher = NodeResourcePublisher(client, node_name, metrics)
         self.evictor = Evictor(client, recorder, metrics)
@@ -97,7 +100,14 @@ class Cluster:
     def publish(self, plan: Plan) -> None:
         b = plan.budgets
         self.publisher.publish(
-            BatchCapacity(b.cpu.amount, b.memory.amount, 0 if b.gpu is None else b.gpu.amount)
+            BatchCapacity(b.cpu.amount, b.memory.amount, None if b.gpu is None else b.gpu.amount)
+        )
+
+    def pod_event(self, pod: Pod, warning: bool, reason: str, message: str) -> None:
+        """An Event on one of this node's pods (GPU freezes, thaws, mapping mismatches)."""
+        ref = ObjectRef("v1", "Pod", pod.name, pod.namespace, pod.uid)
+        self.recorder.record(
+            ref, EventType.WARNING if warning else EventType.NORMAL, reason, message
         )
 
     def evict(self, eviction: Eviction, pod: Pod | None) -> None:

@@ -32,9 +32,11 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agent.act.enforce import Enforcer
+from agent.act.gpu_freeze import GpuFreezer
 from agent.config import Settings
 from agent.errors import StatusError
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
+from agent.observe.gpus import GpuObservation, GpuSource
 from agent.observe.sampler import Sampler
 from agent.observe.topology import Locator, Topology
 from agent.report.metrics import AgentMetrics
@@ -42,6 +44,7 @@ from agent.report.status import FastPathStatus, write_status
 from agent.report.tick_report import RECENT_CLAMPS, fast_path_status, status_of, tick_line
 from agent.sources.pod_source import PodSnapshot, PodSource
 from agent.tick import Clamp, Degraded, TickResult
+from isolation._gpu_errors import GpuError
 from isolation.cgroups import Cgroups
 from isolation.errors import IsolationError
 from isolation.executor import ApplyReport, Executor, Write
@@ -73,6 +76,8 @@ class Notifier(Protocol):
 
 Publisher = Callable[[Plan], object]
 Evict = Callable[[Eviction, Pod | None], object]
+# An Event on a pod: (pod, warning, reason, message).
+PodEvent = Callable[[Pod, bool, str, str], object]
 
 
 class Loop:
@@ -90,6 +95,8 @@ class Loop:
         evict: Evict | None = None,
         notifier: Notifier | None = None,
         qos: Callable[[], QosSettings] | None = None,
+        gpus: GpuSource | None = None,
+        event: PodEvent | None = None,
         on_tick: Callable[[TickResult], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
@@ -107,6 +114,10 @@ class Loop:
         self.evict = evict
         self.notifier = notifier
         self.on_tick = on_tick
+        self.gpus = gpus  # None: no GPU on this node (or no NVML)
+        self.event = event
+        self.gpu_freezer = GpuFreezer()
+        self._mismatches: set[tuple[int, int, str]] = set()
         # The brain's settings: from the policies in force (read each tick) or fixed.
         self._qos_source = qos
         self.qos = settings.qos
@@ -182,6 +193,9 @@ class Loop:
         degraded, withhold = self._source_problems(view, now)
         cpu_idle = self.enforcer.idle_supported(topo)
         snapshot = Snapshot(node=node, cpus=topo.cpus, cpu_idle=cpu_idle)
+        gpu = self._observe_gpus(topo, now)
+        if gpu is not None and not withhold:
+            snapshot = snapshot._replace(gpu=gpu.reading)
         if not withhold:
             snapshot = snapshot._replace(
                 cpu=readings.cpu,
@@ -193,7 +207,7 @@ class Loop:
             )
         plan, self.brain = decide(snapshot, self.brain, self.qos, now)
         self._snapshot = snapshot
-        writes = self.enforcer.writes(plan, topo)
+        writes = self.enforcer.writes(plan, topo) + self.gpu_freezer.writes(plan, topo)
         report = None if self.dry_run else self._apply(writes)
         if not self.dry_run:
             self._cap = plan.batch_tier.cpu_cap or self._cap
@@ -207,10 +221,14 @@ class Loop:
             degraded.append(Degraded("apply_failed", why))
         problems = view.problems if view.fresh else ()  # else already in `degraded`
         notes = [*plan.notes, *self.enforcer.notes, *problems, *topo.missing, *topo.refused]
+        if gpu is not None:
+            notes += [*gpu.errors, *(m.line for m in gpu.mismatches)]
         result = TickResult(
             now, plan, topo, None if withhold else readings, writes, report, degraded, notes
         )
+        result.gpu = gpu
         self._act(plan, topo)
+        self._gpu_events(plan, topo, gpu)
         if self.fast is not None:
             # Without a CPU cap there is nothing to clamp: the fast path then only waits.
             capped = cpu_mechanism(self.qos, cpu_idle) is not CpuMechanism.IDLE_ONLY
@@ -240,6 +258,35 @@ class Loop:
                 self.evict(e, None if place is None else place.state.pod)
             else:
                 log.warning("eviction decided, no evictor here (static pods): %s", e.reason)
+
+    def _observe_gpus(self, topo: Topology, now: float) -> GpuObservation | None:
+        if self.gpus is None:
+            return None
+        try:
+            return self.gpus.observe(topo, now)
+        except GpuError as err:  # NVML itself failed: no GPU reading this tick
+            log.warning("GPUs not read this tick: %s", err)
+            return None
+
+    def _gpu_events(self, plan: Plan, topo: Topology, gpu: GpuObservation | None) -> None:
+        """Log, and tell the pods (Events), what the GPU side did and found."""
+        changes = [f for f in plan.gpu.freezes if f.new] if plan.gpu is not None else []
+        for f in changes:
+            log.warning("gpu: %s", f.reason)
+            place = topo.by_key(f.pod)
+            if self.event is not None and place is not None:
+                reason = "GpuFrozen" if f.frozen else "GpuThawed"
+                self.event(place.state.pod, f.frozen, reason, f.reason)
+        seen = set()
+        for m in gpu.mismatches if gpu is not None else ():
+            key = (m.user.pid, m.user.gpu, m.check)
+            seen.add(key)
+            if key not in self._mismatches:
+                log.warning("gpu mapping: %s", m.line)
+            place = topo.by_key(m.user.pod) if m.user.pod is not None else None
+            if self.event is not None and place is not None:
+                self.event(place.state.pod, True, "GpuMappingMismatch", m.line)
+        self._mismatches = seen
 
     # --- the fast path ---------------------------------------------------------------------
 
@@ -292,6 +339,9 @@ class Loop:
             self.metrics.tiers(dict(Counter(p.tier for p in result.topology.node.pods)))
             self.metrics.vanished.inc(len(result.readings.vanished) if result.readings else 0)
             self.metrics.degraded_reasons(d.kind for d in result.degraded)
+            gpu = result.gpu
+            checks = Counter(m.check for m in gpu.mismatches) if gpu is not None else Counter()
+            self.metrics.gpu(result.plan, None if gpu is None else gpu.reading.per_device, checks)
             if self.fast is not None:
                 self.metrics.fast_path_mode(self.fast.mode)
         if not self.dry_run:
@@ -373,4 +423,6 @@ class Loop:
         if self.executor is not None and not self.dry_run:
             report = self.executor.close()
         self.cgroups.close()
+        if self.gpus is not None:
+            self.gpus.close()
         return report

@@ -41,7 +41,11 @@ from qos.state import NodeState
 from qos.tiers import Tier
 from qos.units import Unit, format_amount, format_fraction
 
-__all__ = ["GpuBrain", "GpuDecision", "decide_gpus", "device_key"]
+# Why a pod was evicted off a GPU (a class, for the metric's label).
+FROZEN_TOO_LONG = "frozen_too_long"
+GPU_MEMORY = "gpu_memory"
+
+__all__ = ["FROZEN_TOO_LONG", "GPU_MEMORY", "GpuBrain", "GpuDecision", "decide_gpus", "device_key"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -277,7 +281,8 @@ def decide_gpus(
         )
         freezes.append(GpuFreeze(pod, f.uid, False, True, f"thaw {pod}: {why}"))
 
-    evictions, evicted = _evictions(devices, w, pods, frozen, state, settings, now)
+    chosen, evicted = _evictions(devices, w, pods, frozen, state, settings, now)
+    evictions = tuple(e for e, _ in chosen)
     amount = sum(p.amount for p in plans)
     cap = 100 * len(devices)
     parts = "; ".join(p.reason for p in plans)
@@ -298,7 +303,8 @@ def decide_gpus(
         ),
     )
     new_state = GpuBrain(w.online, w.memory, w.margins, w.surges, frozen, evicted)
-    return GpuDecision(budget, GpuPlan(plans, tuple(freezes), tuple(notes)), evictions, new_state)
+    plan = GpuPlan(plans, tuple(freezes), tuple(notes), tuple((e.pod, k) for e, k in chosen))
+    return GpuDecision(budget, plan, evictions, new_state)
 
 
 def _unread(devices: tuple[GpuDeviceReading, ...], key: str) -> bool:
@@ -313,17 +319,18 @@ def _evictions(  # noqa: PLR0917 (the decision's parts, in one order)
     state: GpuBrain,
     settings: QosSettings,
     now: float,
-) -> tuple[tuple[Eviction, ...], dict[str, float]]:
+) -> tuple[tuple[tuple[Eviction, str], ...], dict[str, float]]:
     """Frozen too long, or holding GPU memory online would be short of; each pod once."""
     e = settings.eviction
     g = settings.gpu
     evicted = {p: t for p, t in state.evicted.items() if p in pods}
-    wanted: dict[str, str] = {}
+    wanted: dict[str, tuple[str, str]] = {}
     for pod, f in sorted(frozen.items()):
         lasted = now - f.since
         if lasted >= g.max_frozen_seconds:
             wanted[pod] = (
-                f"frozen on the GPU for {lasted:.0f}s (limit {g.max_frozen_seconds:g}s): {f.why}"
+                FROZEN_TOO_LONG,
+                f"frozen on the GPU for {lasted:.0f}s (limit {g.max_frozen_seconds:g}s): {f.why}",
             )
     for d in devices:
         total = clean(d.memory_total_bytes)
@@ -339,18 +346,21 @@ def _evictions(  # noqa: PLR0917 (the decision's parts, in one order)
             if pods[pod].tier is Tier.BATCH:
                 wanted.setdefault(
                     pod,
-                    f"GPU {d.index} memory: online peak {format_amount(peak, Unit.BYTES)} + "
-                    f"reserve {format_fraction(g.reserve_fraction)} + batch "
-                    f"{format_amount(held, Unit.BYTES)} > {format_amount(total, Unit.BYTES)}",
+                    (
+                        GPU_MEMORY,
+                        f"GPU {d.index} memory: online peak {format_amount(peak, Unit.BYTES)} + "
+                        f"reserve {format_fraction(g.reserve_fraction)} + batch "
+                        f"{format_amount(held, Unit.BYTES)} > {format_amount(total, Unit.BYTES)}",
+                    ),
                 )
     out = []
     if not e.enabled:
         return (), evicted
     mode = "dry-run: would evict" if e.dry_run else "evict"
-    for pod, why in wanted.items():
+    for pod, (kind, why) in wanted.items():
         if pod in evicted:
             continue
         p = pods[pod].pod
-        out.append(Eviction(pod, p.uid, p.priority or 0, e.dry_run, f"{mode} {pod}: {why}"))
+        out.append((Eviction(pod, p.uid, p.priority or 0, e.dry_run, f"{mode} {pod}: {why}"), kind))
         evicted[pod] = now
     return tuple(out), evicted

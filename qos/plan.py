@@ -137,6 +137,8 @@ class GpuPlan:
     devices: tuple[GpuDevicePlan, ...]
     freezes: tuple[GpuFreeze, ...]  # every batch pod to hold frozen, then this tick's thaws
     notes: tuple[str, ...] = ()
+    # This decision's GPU evictions: (pod, why) with why "frozen_too_long" | "gpu_memory".
+    evictions: tuple[tuple[str, str], ...] = ()
 
     @property
     def frozen(self) -> tuple[GpuFreeze, ...]:

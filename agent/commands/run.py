@@ -19,6 +19,7 @@ from agent.cluster import Cluster
 from agent.commands.discover import add_cgroup_flags
 from agent.errors import ConfigError
 from agent.loop import Loop
+from agent.observe.gpus import GpuSource
 from agent.report.metrics import AgentMetrics, serve
 from agent.report.output import render_table
 from agent.report.sdnotify import SdNotifier
@@ -209,6 +210,11 @@ def print_dry_run(cgroups: Cgroups, result: TickResult) -> None:
         out.write(f"  note: {line}\n")
     for e in plan.evictions:
         out.write(f"  eviction: {e.reason}\n")
+    if plan.gpu is not None:
+        for d in plan.gpu.devices:
+            out.write(f"  gpu: {d.reason}\n")
+        for f in plan.gpu.freezes:
+            out.write(f"  gpu: {f.reason}\n")
     rows = [
         {
             "knob": w.knob,
@@ -276,6 +282,7 @@ def run(args: argparse.Namespace) -> int:
                 "publish": cluster.publish,
                 "evict": cluster.evict,
                 "qos": cluster.qos_settings,
+                "event": cluster.pod_event,
             }
             if settings.qos != QosSettings():
                 log.warning(
@@ -292,6 +299,7 @@ def run(args: argparse.Namespace) -> int:
             metrics=metrics,
             on_tick=(lambda r: print_dry_run(cgroups, r)) if agent.dry_run else None,
             notifier=SdNotifier(agent.notify_socket) if agent.notify_socket else None,
+            gpus=GpuSource.open(cgroups),  # None without NVML or GPUs: GPU absent
             **seams,
         )
         stop = threading.Event()

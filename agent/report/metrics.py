@@ -20,6 +20,15 @@ outcomes, tick results), `reason` (a class, never free text), `trigger` (usage/p
     fastpath   clamps_total{trigger}, reaction_seconds, evaluations_total, mode{mode}
     tier       pods{tier}
     eviction   decisions_total{mode}
+    gpu        devices, used_devices{gpu,tier}, offered_devices{gpu}, margin_devices{gpu},
+               memory_used_bytes{gpu,tier}, memory_total_bytes{gpu}, surged_devices
+    nvml       errors_total{gpu}
+    freezer    frozen_pods, freezes_total, thaws_total, evictions_total{reason}
+    mapping    mismatches{check}
+
+GPU series exist only on a node whose GPUs NVML reads: without them `budget_batch_gpu_devices`,
+`node_published_batch_gpu_devices` and `gpu_devices` are not exported at all (absent, never 0),
+and the per-GPU families have no series. `gpu` is the device index (bounded by GPU_INDICES).
 
 `KubeMetrics` holds the Kubernetes side's (informers, node status writes, Eviction API
 requests, Events, ColocationPolicies); `AgentMetrics` builds one on the same registry, and
@@ -40,7 +49,7 @@ requests, Events, ColocationPolicies); `AgentMetrics` builds one on the same reg
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from wsgiref.simple_server import WSGIServer
 
@@ -50,9 +59,18 @@ from isolation.executor import ApplyReport, Outcome
 from isolation.knobs import KNOBS
 from qos.budget import Resource
 from qos.plan import Plan
+from qos.samples import GpuDeviceReading
 from qos.tiers import Tier
 
-__all__ = ["DEGRADED_REASONS", "AgentMetrics", "KubeMetrics", "serve"]
+__all__ = [
+    "DEGRADED_REASONS",
+    "GPU_EVICTION_REASONS",
+    "GPU_INDICES",
+    "MAPPING_CHECKS",
+    "AgentMetrics",
+    "KubeMetrics",
+    "serve",
+]
 
 NAMESPACE = "colocd"
 # Why the loop runs degraded (the label values of colocd_loop_degraded).
@@ -61,6 +79,11 @@ TICK_RESULTS = ("ok", "unsynced", "error")
 FAST_TRIGGERS = ("usage", "pressure")
 FAST_MODES = ("psi-trigger", "interval", "off")
 EVICTION_MODES = ("evict", "dry_run")
+# GPU label values: device indices (NVML numbers a node's GPUs from 0; 64 is far above any).
+GPU_INDICES = tuple(str(i) for i in range(64))
+GPU_TIERS = ("online", "batch")  # online: every process on the GPU that is not batch
+GPU_EVICTION_REASONS = ("frozen_too_long", "gpu_memory")
+MAPPING_CHECKS = ("visible_devices", "device_cgroup", "device_node")
 # Fast-path reactions: tens of milliseconds expected, a second is a miss.
 REACTION_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -185,6 +208,52 @@ class AgentMetrics:
         self.evictions = counter(
             "eviction", "decisions", "Evictions decided by the brain.", ("mode",)
         )
+        self.gpu_devices = gauge("gpu", "devices", "GPUs NVML reads on this node.")
+        self.gpu_used = gauge(
+            "gpu",
+            "used",
+            "Share of each GPU's SM time in use, by tier (online: every process not batch).",
+            ("gpu", "tier"),
+            unit="devices",
+        )
+        self.gpu_offered = gauge(
+            "gpu", "offered", "Each GPU's share of batch-gpu, in GPUs.", ("gpu",), unit="devices"
+        )
+        self.gpu_margin = gauge(
+            "gpu", "margin", "GPU margin kept free for online (PID-sized).", ("gpu",), "devices"
+        )
+        self.gpu_memory_used = gauge(
+            "gpu", "memory_used", "GPU memory in use, by tier.", ("gpu", "tier"), unit="bytes"
+        )
+        self.gpu_memory_total = gauge(
+            "gpu", "memory_total", "Each GPU's memory.", ("gpu",), unit="bytes"
+        )
+        self.gpu_surged = gauge(
+            "gpu", "surged", "GPUs where online surges (their batch pods frozen).", unit="devices"
+        )
+        self.nvml_errors = counter(
+            "nvml", "errors", "NVML failures reading one GPU (the others still read).", ("gpu",)
+        )
+        self.frozen_pods = gauge(
+            "freezer", "frozen_pods", "Batch pods frozen because online needs their GPU."
+        )
+        self.freezes = counter("freezer", "freezes", "Batch pods frozen (online surged on a GPU).")
+        self.thaws = counter("freezer", "thaws", "Batch pods thawed (online receded).")
+        self.gpu_evictions = counter(
+            "freezer",
+            "evictions",
+            "Batch pods evicted off a GPU: frozen too long, or GPU memory online needs.",
+            ("reason",),
+        )
+        self.mismatches = gauge(
+            "mapping",
+            "mismatches",
+            "Processes on a GPU their container was not given, by the check that says so.",
+            ("check",),
+        )
+        self._hidden: set[int] = set()
+        for m in (self.gpu_devices, self.batch_gpu, self.gpu_surged, self.frozen_pods):
+            self._show(m, False)
         self.kube = KubeMetrics(registry)
         self._prime()
 
@@ -207,6 +276,20 @@ class AgentMetrics:
             self.pods.labels(tier.value).set(0)
         for mode in EVICTION_MODES:
             self.evictions.labels(mode)
+        for reason in GPU_EVICTION_REASONS:
+            self.gpu_evictions.labels(reason)
+        for check in MAPPING_CHECKS:
+            self.mismatches.labels(check).set(0)
+
+    def _show(self, metric: Gauge, present: bool) -> None:
+        """Export `metric` or not: a value that does not exist is absent, never 0."""
+        hidden = id(metric) in self._hidden
+        if present and hidden:
+            self.registry.register(metric)
+            self._hidden.discard(id(metric))
+        elif not present and not hidden:
+            self.registry.unregister(metric)
+            self._hidden.add(id(metric))
 
     # --- updates from the loop -----------------------------------------------------------
 
@@ -224,7 +307,9 @@ class AgentMetrics:
         b = plan.budgets
         self.batch_cpu.set(b.cpu.amount / 1000)
         self.batch_memory.set(b.memory.amount)
-        self.batch_gpu.set(0 if b.gpu is None else b.gpu.amount / 100)
+        self._show(self.batch_gpu, b.gpu is not None)
+        if b.gpu is not None:
+            self.batch_gpu.set(b.gpu.amount / 100)
         for budget in b.all():
             self.budget_degraded.labels(budget.resource.value).set(int(budget.degraded))
         if b.cpu.terms is not None:
@@ -246,6 +331,51 @@ class AgentMetrics:
         self.indicator_target.labels(m.indicator_name).set(m.target)
         for e in plan.evictions:
             self.evictions.labels("dry_run" if e.dry_run else "evict").inc()
+
+    def gpu(
+        self,
+        plan: Plan,
+        devices: tuple[GpuDeviceReading, ...] | None,
+        mismatches: Mapping[str, int],
+    ) -> None:
+        """The GPUs' readings, shares and freezes; `devices` None: no GPU (all absent)."""
+        for m in (self.gpu_devices, self.gpu_surged, self.frozen_pods):
+            self._show(m, devices is not None)
+        for m in (self.gpu_used, self.gpu_offered, self.gpu_margin):
+            m.clear()
+        for m in (self.gpu_memory_used, self.gpu_memory_total):
+            m.clear()
+        for check in MAPPING_CHECKS:
+            self.mismatches.labels(check).set(mismatches.get(check, 0))
+        if devices is None:
+            return
+        self.gpu_devices.set(len(devices))
+        for d in devices:
+            g = str(d.index)
+            if d.error is not None:
+                self.nvml_errors.labels(g).inc()
+            for tier, used, memory in (
+                ("online", d.online_percent, d.online_memory_bytes),
+                ("batch", d.batch_percent, d.batch_memory_bytes),
+            ):
+                if used is not None:
+                    self.gpu_used.labels(g, tier).set(used / 100)
+                if memory is not None:
+                    self.gpu_memory_used.labels(g, tier).set(memory)
+            if d.memory_total_bytes is not None:
+                self.gpu_memory_total.labels(g).set(d.memory_total_bytes)
+        gp = plan.gpu
+        if gp is None:
+            return
+        for dp in gp.devices:
+            self.gpu_offered.labels(str(dp.index)).set(dp.amount / 100)
+            self.gpu_margin.labels(str(dp.index)).set(dp.margin_fraction)
+        self.gpu_surged.set(sum(dp.surged for dp in gp.devices))
+        self.frozen_pods.set(len(gp.frozen))
+        self.freezes.inc(sum(f.new for f in gp.frozen))
+        self.thaws.inc(len(gp.thawed))
+        for _pod, why in gp.evictions:
+            self.gpu_evictions.labels(why).inc()
 
     def applied(self, report: ApplyReport) -> None:
         for r in report.results:
@@ -336,8 +466,11 @@ class KubeMetrics:
         self.node_batch_gpu = gauge(
             "node",
             "published_batch_gpu_devices",
-            "colocd.io/batch-gpu last written, in whole GPUs.",
+            "colocd.io/batch-gpu last written, in whole GPUs (absent on a node without GPUs).",
         )
+        self._registry = registry
+        self._gpu_shown = True
+        self.show_published_gpu(None)
 
         # Evictions through the Eviction API, and the Events colocd writes.
         self.evictions = counter(
@@ -380,6 +513,17 @@ class KubeMetrics:
             "ColocationPolicy status patches, by result.",
             ("result",),
         )
+
+    def show_published_gpu(self, hundredths: int | None) -> None:
+        """batch-gpu as written; None (not published: no GPU) is absent, never 0."""
+        if (hundredths is not None) != self._gpu_shown:
+            if hundredths is None:
+                self._registry.unregister(self.node_batch_gpu)
+            else:
+                self._registry.register(self.node_batch_gpu)
+            self._gpu_shown = hundredths is not None
+        if hundredths is not None:
+            self.node_batch_gpu.set(hundredths / 100)
 
 
 def _version() -> str:
