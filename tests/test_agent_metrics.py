@@ -28,6 +28,8 @@ BOUNDED_LABELS = {
     "error",
     "state",
     "indicator",
+    "gpu",  # a device index, bounded by GPU_INDICES
+    "check",
     # colocd_agent_info only: one value each per process.
     "nodename",
     "version",

@@ -31,13 +31,13 @@ from isolation.procs import cgroup_of, device_cgroup_allows, device_node_visible
 from qos.samples import GpuDeviceReading, GpuReading
 from qos.tiers import Tier
 
-__all__ = ["CHECKS", "GpuObservation", "GpuSource", "GpuUser", "Mismatch"]
+__all__ = ["GpuObservation", "GpuSource", "GpuUser", "Mismatch"]
 
 log = logging.getLogger(__name__)
 
 VISIBLE = "NVIDIA_VISIBLE_DEVICES"
-# The cross-checks of a GPU process against its container (the metric's `check` label).
-CHECKS = ("visible_devices", "device_cgroup", "device_node")
+
+
 
 
 class GpuUser(NamedTuple):
@@ -63,7 +63,7 @@ class Mismatch(NamedTuple):
     """A process on a GPU its container was not given, by which check."""
 
     user: GpuUser
-    check: str  # one of CHECKS
+    check: str  # agent.report.metrics.MAPPING_CHECKS: visible_devices, device_cgroup, device_node
     detail: str
 
     @property

@@ -81,7 +81,6 @@ FAST_MODES = ("psi-trigger", "interval", "off")
 EVICTION_MODES = ("evict", "dry_run")
 # GPU label values: device indices (NVML numbers a node's GPUs from 0; 64 is far above any).
 GPU_INDICES = tuple(str(i) for i in range(64))
-GPU_TIERS = ("online", "batch")  # online: every process on the GPU that is not batch
 GPU_EVICTION_REASONS = ("frozen_too_long", "gpu_memory")
 MAPPING_CHECKS = ("visible_devices", "device_cgroup", "device_node")
 # Fast-path reactions: tens of milliseconds expected, a second is a miss.
