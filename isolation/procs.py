@@ -78,7 +78,10 @@ def device_cgroup_allows(
     pid: int, hierarchy: Hierarchy, minor: int, proc_root: str = "/proc"
 ) -> bool | None:
     """v1: whether the process's `devices.list` lets it open /dev/nvidia<minor>; None
-    where there is no v1 device controller (v2, or not mounted) or the list is unreadable."""
+    where there is no v1 device controller (v2, or not mounted) or the list is unreadable.
+    A cgroup that allows all by default lists only `a *:* rwm`, whatever it denies on top:
+    that reads as allowed (runtimes deny all first, then allow each device, which reads
+    back exactly)."""
     mount = hierarchy.v1.get("devices")
     if mount is None:
         return None
