@@ -97,7 +97,7 @@ def test_online_memory_past_its_threshold_surges_the_gpu_too() -> None:
 
 
 def test_a_frozen_pod_stays_frozen_while_its_gpu_cannot_be_read() -> None:
-    plans, state = run(
+    plans, _ = run(
         [
             (1.0, [device(1.0, online=95.0)]),
             (2.0, [GpuDeviceReading(2.0, 0, uuid="GPU-0", error="read memory GPU 0: GPU is lost")]),
