@@ -38,8 +38,6 @@ log = logging.getLogger(__name__)
 VISIBLE = "NVIDIA_VISIBLE_DEVICES"
 
 
-
-
 class GpuUser(NamedTuple):
     """One process on one GPU, with the pod and container it belongs to (None: no pod)."""
 
