@@ -37,7 +37,7 @@ from qos.plan import Eviction, GpuDevicePlan, GpuFreeze, GpuPlan
 from qos.predictor import Window, predict
 from qos.samples import GpuDeviceReading, GpuReading, clean, reading_time
 from qos.settings import Indicator, MarginSettings, QosSettings
-from qos.state import NodeState
+from qos.state import NodeState, PodState
 from qos.tiers import Tier
 from qos.units import Unit, format_amount, format_fraction
 
@@ -147,26 +147,26 @@ def _budget_of(
         why = f"{name} 0: online GPU use never read, so nothing is offered"
         return GpuDevicePlan(d.index, d.uuid, 0, None, margin.fraction, peak, surged, why)
     raw = 100 * settings.reclaim.gpu_max_fraction - pred.value - 100 * margin.fraction
-    why = (
-        f"{name} {{amount}} = 100 x {settings.reclaim.gpu_max_fraction:g} - online "
-        f"{_pct(pred.value)} ({pred.describe(p.percentile)}) - margin "
-        f"{format_fraction(margin.fraction)} ({margin.reason})"
+    formula = (
+        f"100 x {settings.reclaim.gpu_max_fraction:g} - online {_pct(pred.value)} "
+        f"({pred.describe(p.percentile)}) - margin {format_fraction(margin.fraction)} "
+        f"({margin.reason})"
     )
     if total and peak is not None:
         free = total * (settings.reclaim.gpu_max_fraction - g.reserve_fraction) - peak
         bound = 100 * free / total
         if bound < raw:
             raw = bound
-            why += (
+            formula += (
                 f"; capped at {_pct(max(0.0, bound))} by GPU memory: online peak "
                 f"{format_amount(peak, Unit.BYTES)} in the window of "
                 f"{format_amount(total, Unit.BYTES)}"
             )
     if surged:
         raw = 0.0
-        why += "; 0 while online surges on it"
+        formula += "; 0 while online surges on it"
     amount = max(0, min(100, math.floor(raw))) if math.isfinite(raw) else 0
-    why = why.replace("{amount}", str(amount))
+    why = f"{name} {amount} = {formula}"
     return GpuDevicePlan(d.index, d.uuid, amount, pred.value, margin.fraction, peak, surged, why)
 
 
@@ -314,7 +314,7 @@ def _unread(devices: tuple[GpuDeviceReading, ...], key: str) -> bool:
 def _evictions(  # noqa: PLR0917 (the decision's parts, in one order)
     devices: tuple[GpuDeviceReading, ...],
     w: _Work,
-    pods: Mapping,
+    pods: Mapping[str, PodState],
     frozen: Mapping[str, Frozen],
     state: GpuBrain,
     settings: QosSettings,
