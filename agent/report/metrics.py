@@ -251,6 +251,7 @@ class AgentMetrics:
             ("check",),
         )
         self._hidden: set[int] = set()
+        self._series: dict[Gauge, set[tuple[str, ...]]] = {}  # per-GPU series set last tick
         for m in (self.gpu_devices, self.batch_gpu, self.gpu_surged, self.frozen_pods):
             self._show(m, False)
         self.kube = KubeMetrics(registry)
@@ -337,19 +338,24 @@ class AgentMetrics:
         devices: tuple[GpuDeviceReading, ...] | None,
         mismatches: Mapping[str, int],
     ) -> None:
-        """The GPUs' readings, shares and freezes; `devices` None: no GPU (all absent)."""
+        """The GPUs' readings, shares and freezes; `devices` None: no GPU (all absent).
+        A value not read this tick has no series (never 0); a series is removed, not
+        cleared and set again, so no scrape sees a GPU vanish for a moment."""
         for m in (self.gpu_devices, self.gpu_surged, self.frozen_pods):
             self._show(m, devices is not None)
-        for m in (self.gpu_used, self.gpu_offered, self.gpu_margin):
-            m.clear()
-        for m in (self.gpu_memory_used, self.gpu_memory_total):
-            m.clear()
         for check in MAPPING_CHECKS:
             self.mismatches.labels(check).set(mismatches.get(check, 0))
-        if devices is None:
-            return
-        self.gpu_devices.set(len(devices))
-        for d in devices:
+        series: dict[Gauge, dict[tuple[str, ...], float]] = {
+            m: {}
+            for m in (
+                self.gpu_used,
+                self.gpu_offered,
+                self.gpu_margin,
+                self.gpu_memory_used,
+                self.gpu_memory_total,
+            )
+        }
+        for d in devices or ():
             g = str(d.index)
             if d.error is not None:
                 self.nvml_errors.labels(g).inc()
@@ -358,17 +364,26 @@ class AgentMetrics:
                 ("batch", d.batch_percent, d.batch_memory_bytes),
             ):
                 if used is not None:
-                    self.gpu_used.labels(g, tier).set(used / 100)
+                    series[self.gpu_used][g, tier] = used / 100
                 if memory is not None:
-                    self.gpu_memory_used.labels(g, tier).set(memory)
+                    series[self.gpu_memory_used][g, tier] = memory
             if d.memory_total_bytes is not None:
-                self.gpu_memory_total.labels(g).set(d.memory_total_bytes)
-        gp = plan.gpu
+                series[self.gpu_memory_total][(g,)] = d.memory_total_bytes
+        gp = plan.gpu if devices is not None else None
+        for dp in gp.devices if gp is not None else ():
+            series[self.gpu_offered][(str(dp.index),)] = dp.amount / 100
+            series[self.gpu_margin][(str(dp.index),)] = dp.margin_fraction
+        for metric, values in series.items():
+            for gone in self._series.get(metric, set()) - values.keys():
+                metric.remove(*gone)
+            for labels, value in values.items():
+                metric.labels(*labels).set(value)
+            self._series[metric] = set(values)
+        if devices is None:
+            return
+        self.gpu_devices.set(len(devices))
         if gp is None:
             return
-        for dp in gp.devices:
-            self.gpu_offered.labels(str(dp.index)).set(dp.amount / 100)
-            self.gpu_margin.labels(str(dp.index)).set(dp.margin_fraction)
         self.gpu_surged.set(sum(dp.surged for dp in gp.devices))
         self.frozen_pods.set(len(gp.frozen))
         self.freezes.inc(sum(f.new for f in gp.frozen))

@@ -344,5 +344,10 @@ def test_an_nvml_error_on_one_gpu_does_not_fail_the_tick(gpu_node: GpuNode, code
     assert status.gpu.devices[1].error is not None and "GPU 1" in status.gpu.devices[1].error
     assert status.gpu.devices[0].error is None
     assert gpu_node.metric("colocd_nvml_errors_total", gpu="1") == 1
+    # What GPU 1 could not report has no series at all; GPU 0's are there.
+    assert gpu_node.metric("colocd_gpu_used_devices", gpu="1", tier="online") is None
+    assert gpu_node.metric("colocd_gpu_memory_total_bytes", gpu="1") is None
+    assert gpu_node.metric("colocd_gpu_used_devices", gpu="0", tier="batch") == 0.2
+    assert gpu_node.metric("colocd_gpu_offered_devices", gpu="1") == 0
     assert result.plan.budgets.gpu.amount == 80
     loop.close()
