@@ -4,7 +4,7 @@ PYTHON ?= python3
 STAMP  := $(VENV)/.installed
 BIN    := $(VENV)/bin
 
-.PHONY: install system-deps image demo test test-host test-vm lint bench crd clean
+.PHONY: install system-deps image demo test test-host test-vm lint bench crd gpu-check clean
 
 install: $(STAMP)
 
@@ -51,6 +51,13 @@ test: lint test-host test-vm
 bench: install
 	@set -e; for f in benchmarks/bench_*.py; do \
 	  m=$$(basename $$f .py); echo "== $$m"; $(BIN)/python -m benchmarks.$$m; done
+
+# On a machine with an NVIDIA GPU: list the GPUs, keep GPU 0 busy from a cgroup of its own
+# (CUDA driver API through ctypes: no toolkit installed), map the process to that cgroup with
+# the agent's code, and show utilisation drop while frozen and recover when thawed (about
+# 20 s). Without a GPU it says so in one line and exits 0.
+gpu-check: install
+	$(BIN)/python -m lab.gpu_check
 
 # deploy/crd.yaml is generated from agent/policy/model.py (a test checks it is current).
 crd: install

@@ -15,6 +15,8 @@
 - `warn(warning)`: a Warning Event on a pod the loop planned around (a UID seen twice, a
   junk colocd.io/tier annotation; `agent.sources.pod_checks`).
 - `allocatable()`: this Node's `status.allocatable`, the capacity the brain plans with.
+- `pod_event(pod, warning, reason, message)`: an Event on a pod (GPU freezes and mapping
+  mismatches).
 - `qos_settings()`: the brain's settings from the ColocationPolicies in force on this node
   (built-in defaults < Cluster < NodePool < Node; `PolicyWatcher`). A resolution the brain
   refuses keeps the last good settings.
@@ -122,14 +124,19 @@ class Cluster:
     def publish(self, plan: Plan) -> None:
         b = plan.budgets
         self.publisher.publish(
-            BatchCapacity(b.cpu.amount, b.memory.amount, 0 if b.gpu is None else b.gpu.amount)
+            BatchCapacity(b.cpu.amount, b.memory.amount, None if b.gpu is None else b.gpu.amount)
+        )
+
+    def pod_event(self, pod: Pod, warning: bool, reason: str, message: str) -> None:
+        """An Event on one of this node's pods (GPU freezes, thaws, mapping mismatches)."""
+        ref = ObjectRef("v1", "Pod", pod.name, pod.namespace, pod.uid)
+        self.recorder.record(
+            ref, EventType.WARNING if warning else EventType.NORMAL, reason, message
         )
 
     def warn(self, warning: PodWarning) -> None:
         """A Warning Event on the pod the agent planned without (or around) a fault."""
-        pod = warning.pod
-        ref = ObjectRef("v1", "Pod", pod.name, pod.namespace, pod.uid)
-        self.recorder.record(ref, EventType.WARNING, warning.reason, warning.message)
+        self.pod_event(warning.pod, True, warning.reason, warning.message)
 
     def evict(self, eviction: Eviction, pod: Pod | None) -> None:
         if pod is not None:

@@ -45,12 +45,14 @@ from collections.abc import Callable
 from typing import Protocol
 
 from agent.act.enforce import Enforcer
+from agent.act.gpu_freeze import GpuFreezer
 from agent.config import Settings
 from agent.errors import StatusError
 from agent.network import NetworkSide
 from agent.observe.block_devices import read_block_devices
 from agent.observe.cpu_topology import read_topology
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
+from agent.observe.gpus import GpuObservation, GpuSource
 from agent.observe.latency import LatencyFile
 from agent.observe.sampler import Sampler
 from agent.observe.topology import Locator, Topology
@@ -61,6 +63,7 @@ from agent.sources.cpu_manager import CpuManagerState
 from agent.sources.pod_checks import PodWarning, vet
 from agent.sources.pod_source import PodSnapshot, PodSource
 from agent.tick import Clamp, Degraded, TickResult
+from isolation._gpu_errors import GpuError
 from isolation.cgroups import Cgroups
 from isolation.errors import IsolationError, JournalError
 from isolation.executor import ApplyReport, Executor, Write
@@ -93,6 +96,8 @@ class Notifier(Protocol):
 Publisher = Callable[[Plan], object]
 Evict = Callable[[Eviction, Pod | None], object]
 Warn = Callable[[PodWarning], object]
+# An Event on a pod: (pod, warning, reason, message).
+PodEvent = Callable[[Pod, bool, str, str], object]
 
 
 class Loop:
@@ -112,6 +117,8 @@ class Loop:
         notifier: Notifier | None = None,
         qos: Callable[[], QosSettings] | None = None,
         node_capacity: Callable[[], NodeCapacity] | None = None,
+        gpus: GpuSource | None = None,
+        event: PodEvent | None = None,
         on_tick: Callable[[TickResult], object] | None = None,
         network: NetworkSide | None = None,
         clock: Callable[[], float] = time.monotonic,
@@ -132,6 +139,10 @@ class Loop:
         self.notifier = notifier
         self.on_tick = on_tick
         self.network = network
+        self.gpus = gpus  # None: no GPU on this node (or no NVML)
+        self.event = event
+        self.gpu_freezer = GpuFreezer()
+        self._mismatches: set[tuple[int, int, str]] = set()
         # The brain's settings: from the policies in force (read each tick) or fixed.
         self._qos_source = qos
         # The node's capacity: as it is now (the Node's allocatable can change) or fixed.
@@ -240,6 +251,9 @@ class Loop:
             block_devices=self.block_devices,
         )
         latency = None if self.latency is None else self.latency.read(now, self.wall())
+        gpu = self._observe_gpus(topo, now)
+        if gpu is not None and not withhold:
+            snapshot = snapshot._replace(gpu=gpu.reading)
         if not withhold:
             snapshot = snapshot._replace(
                 cpu=readings.cpu,
@@ -252,7 +266,7 @@ class Loop:
             )
         plan, self.brain = decide(snapshot, self.brain, self.qos, now)
         self._snapshot = snapshot
-        writes = self.enforcer.writes(plan, topo)
+        writes = self.enforcer.writes(plan, topo) + self.gpu_freezer.writes(plan, topo)
         report = None if self.dry_run else self._apply(writes)
         if not self.dry_run:
             self._cap = plan.batch_tier.cpu_cap or self._cap
@@ -271,10 +285,14 @@ class Loop:
             notes.append(latency.note)
         if self.network is not None:
             notes += self.network.tick(node)
+        if gpu is not None:
+            notes += [*gpu.errors, *(m.line for m in gpu.mismatches)]
         result = TickResult(
             now, plan, topo, None if withhold else readings, writes, report, degraded, notes
         )
+        result.gpu = gpu
         self._act(plan, topo)
+        self._gpu_events(plan, topo, gpu)
         if self.fast is not None:
             # Without a CPU cap there is nothing to clamp: the fast path then only waits.
             capped = cpu_mechanism(self.qos, cpu_idle) is not CpuMechanism.IDLE_ONLY
@@ -311,6 +329,35 @@ class Loop:
             # A dry-run agent hands the evictor dry-run evictions: reported, never carried out.
             wanted = dataclasses.replace(e, dry_run=True) if self.dry_run else e
             self.evict(wanted, None if place is None else place.state.pod)
+
+    def _observe_gpus(self, topo: Topology, now: float) -> GpuObservation | None:
+        if self.gpus is None:
+            return None
+        try:
+            return self.gpus.observe(topo, now)
+        except GpuError as err:  # NVML itself failed: no GPU reading this tick
+            log.warning("GPUs not read this tick: %s", err)
+            return None
+
+    def _gpu_events(self, plan: Plan, topo: Topology, gpu: GpuObservation | None) -> None:
+        """Log, and tell the pods (Events), what the GPU side did and found."""
+        changes = [f for f in plan.gpu.freezes if f.new] if plan.gpu is not None else []
+        for f in changes:
+            log.warning("gpu: %s", f.reason)
+            place = topo.by_key(f.pod)
+            if self.event is not None and place is not None:
+                reason = "GpuFrozen" if f.frozen else "GpuThawed"
+                self.event(place.state.pod, f.frozen, reason, f.reason)
+        seen = set()
+        for m in gpu.mismatches if gpu is not None else ():
+            key = (m.user.pid, m.user.gpu, m.check)
+            seen.add(key)
+            if key not in self._mismatches:
+                log.warning("gpu mapping: %s", m.line)
+            place = topo.by_key(m.user.pod) if m.user.pod is not None else None
+            if self.event is not None and place is not None:
+                self.event(place.state.pod, True, "GpuMappingMismatch", m.line)
+        self._mismatches = seen
 
     # --- the fast path ---------------------------------------------------------------------
 
@@ -363,6 +410,9 @@ class Loop:
             self.metrics.tiers(dict(Counter(p.tier for p in result.topology.node.pods)))
             self.metrics.vanished.inc(len(result.readings.vanished) if result.readings else 0)
             self.metrics.degraded_reasons(d.kind for d in result.degraded)
+            gpu = result.gpu
+            checks = Counter(m.check for m in gpu.mismatches) if gpu is not None else Counter()
+            self.metrics.gpu(result.plan, None if gpu is None else gpu.reading.per_device, checks)
             if self.fast is not None:
                 self.metrics.fast_path_mode(self.fast.mode)
         if not self.dry_run:
@@ -448,6 +498,8 @@ class Loop:
         if self.executor is not None and not self.dry_run:
             report = self.executor.close()
         self.cgroups.close()
+        if self.gpus is not None:
+            self.gpus.close()
         return report
 
 

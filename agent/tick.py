@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from agent.observe.gpus import GpuObservation
 from agent.observe.sampler import Readings
 from agent.observe.topology import Topology
 from isolation.executor import ApplyReport, Write
@@ -41,3 +42,4 @@ class TickResult:
     # What the plan wanted and could not do, pods not found or refused: one line each.
     notes: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    gpu: GpuObservation | None = None  # None: no GPU read on this node

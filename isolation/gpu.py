@@ -54,6 +54,8 @@ class NvmlApi(Protocol):
     def nvmlDeviceGetComputeRunningProcesses(self, handle: Any) -> list[Any]: ...
     def nvmlDeviceGetGraphicsRunningProcesses(self, handle: Any) -> list[Any]: ...
     def nvmlDeviceGetProcessUtilization(self, handle: Any, since_us: int) -> list[Any]: ...
+    def nvmlDeviceGetMinorNumber(self, handle: Any) -> int: ...
+    def nvmlDeviceGetMigMode(self, handle: Any) -> list[int]: ...
 
 
 class GpuState(NamedTuple):
@@ -80,6 +82,17 @@ class GpuProcess(NamedTuple):
     kind: str  # "compute" or "graphics"
     memory_used_bytes: int | None
     sm_percent: int | None  # latest sample since the previous processes() call
+
+
+class GpuDevice(NamedTuple):
+    """One GPU as `survey()` read it: its reading and processes, or the NVML error that
+    stopped the reading of this device alone (the others are still read)."""
+
+    index: int
+    reading: GpuReading | None
+    processes: tuple[GpuProcess, ...]
+    minor: int | None  # /dev/nvidia<minor>, what device cgroups name (major 195)
+    error: str | None = None
 
 
 class GpuMonitor:
@@ -118,18 +131,28 @@ class GpuMonitor:
         return tuple(self._reading(i) for i in self._indices())
 
     def processes(self) -> tuple[GpuProcess, ...]:
-        found: list[GpuProcess] = []
+        return tuple(p for i in self._indices() for p in self._processes_on(i, self._handle(i)))
+
+    def survey(self) -> tuple[GpuDevice, ...]:
+        """Every GPU's reading and processes; an NVML failure on one GPU (lost, reset
+        required, a timeout) is that device's `error`, never the whole survey's."""
+        out = []
         for i in self._indices():
-            handle = self._handle(i)
-            uuid = _text(self._read(i, "read UUID", self._nvml.nvmlDeviceGetUUID, handle))
-            sm = self._process_sm(i, handle)
-            for kind, list_them in (
-                ("compute", self._nvml.nvmlDeviceGetComputeRunningProcesses),
-                ("graphics", self._nvml.nvmlDeviceGetGraphicsRunningProcesses),
-            ):
-                for p in self._read(i, f"list {kind} processes", list_them, handle) or ():
-                    found.append(GpuProcess(i, uuid, p.pid, kind, p.usedGpuMemory, sm.get(p.pid)))
-        return tuple(found)
+            try:
+                handle = self._handle(i)
+                minor = self._read(
+                    i, "read minor number", self._nvml.nvmlDeviceGetMinorNumber, handle
+                )
+                out.append(GpuDevice(i, self._reading(i), self._processes_on(i, handle), minor))
+            except NvmlCallError as err:
+                out.append(GpuDevice(i, None, (), None, str(err)))
+        return tuple(out)
+
+    def mig_mode(self, index: int) -> bool | None:
+        """Whether MIG is on (current mode); None where the GPU has no MIG."""
+        handle = self._handle(index)
+        mode = self._read(index, "read MIG mode", self._nvml.nvmlDeviceGetMigMode, handle)
+        return None if mode is None else bool(mode[0])
 
     def pids_by_gpu(self) -> dict[int, frozenset[int]]:
         """GPU index → the PIDs using it (what the loop needs to freeze batch GPU users)."""
@@ -145,6 +168,18 @@ class GpuMonitor:
 
     def _handle(self, index: int) -> Any:
         return self._call(index, "open", self._nvml.nvmlDeviceGetHandleByIndex, index)
+
+    def _processes_on(self, i: int, handle: Any) -> tuple[GpuProcess, ...]:
+        uuid = _text(self._read(i, "read UUID", self._nvml.nvmlDeviceGetUUID, handle))
+        sm = self._process_sm(i, handle)
+        found: list[GpuProcess] = []
+        for kind, list_them in (
+            ("compute", self._nvml.nvmlDeviceGetComputeRunningProcesses),
+            ("graphics", self._nvml.nvmlDeviceGetGraphicsRunningProcesses),
+        ):
+            for p in self._read(i, f"list {kind} processes", list_them, handle) or ():
+                found.append(GpuProcess(i, uuid, p.pid, kind, p.usedGpuMemory, sm.get(p.pid)))
+        return tuple(found)
 
     def _reading(self, index: int) -> GpuReading:
         h = self._handle(index)
@@ -210,4 +245,4 @@ def _text(value: str | bytes | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
 
-__all__ = ["GpuMonitor", "GpuProcess", "GpuReading", "GpuState", "NvmlApi"]
+__all__ = ["GpuDevice", "GpuMonitor", "GpuProcess", "GpuReading", "GpuState", "NvmlApi"]

@@ -30,6 +30,7 @@ from qos.cpus import (
 )
 from qos.demand import Demand, PredictorState, cpu_demand, gpu_capacity, gpu_demand, memory_demand
 from qos.eviction import EvictionState, MemoryPressure, plan_evictions
+from qos.gpu import GpuBrain, decide_gpus
 from qos.io import plan_io
 from qos.limits import batch_pods, batch_tier, online_pods
 from qos.margin import MarginState, initial_margin, update_margin
@@ -57,6 +58,7 @@ class BrainState:
     gpu: LastGood | None = None
     eviction: EvictionState = field(default_factory=EvictionState)
     dedicated: tuple[tuple[str, tuple[int, ...]], ...] = ()
+    gpus: GpuBrain = field(default_factory=GpuBrain)
 
 
 def _indicator(snapshot: Snapshot, settings: QosSettings) -> tuple[float | None, float | None]:
@@ -181,7 +183,17 @@ def decide(
     mem_b, mem_last = _budget(Resource.MEMORY, cap.memory_bytes, mem_d, state.memory, now, settings)
     gpu_b, gpu_last = None, state.gpu
     gpu_cap = gpu_capacity(snapshot.gpu, node)
-    if settings.gpu.enabled and gpu_cap > 0:
+    gpu_plan, gpu_evictions, gpus = None, (), state.gpus
+    if snapshot.gpu is not None and snapshot.gpu.per_device:
+        # Read per GPU: budgets per device, and batch frozen where online surges.
+        g = decide_gpus(snapshot.gpu, node, state.gpus, settings, now)
+        gpu_plan, gpu_evictions, gpus = g.plan, g.evictions, g.state
+        at = reading_time(snapshot.gpu.at)
+        if settings.gpu.enabled and (at is None or is_stale(at, now, settings.reclaim)):
+            gpu_b = without_fresh_readings(Resource.GPU, gpu_cap, state.gpu, now, settings.reclaim)
+        elif settings.gpu.enabled and at is not None:
+            gpu_b, gpu_last = g.budget, LastGood(g.budget.amount, at)
+    elif settings.gpu.enabled and gpu_cap > 0:
         gpu_d, predictor = gpu_demand(snapshot.gpu, node, predictor, settings)
         gpu_b, gpu_last = _budget(Resource.GPU, gpu_cap, gpu_d, state.gpu, now, settings)
     budgets = Budgets(cpu_b, mem_b, gpu_b)
@@ -245,10 +257,11 @@ def decide(
         dedicated_pods=layout.dedicated,
         online_pods=online_pods(node, settings.memory) if settings.memory.enabled else (),
         batch_pods=batch_pods(node, settings.memory),
-        evictions=outcome.evictions,
+        evictions=outcome.evictions + gpu_evictions,
         notes=layout.notes + outcome.notes,
         kubelet_cpusets=layout.by_kubelet,
         io=plan_io(settings.io, snapshot.block_devices),
+        gpu=gpu_plan,
     )
     new_state = BrainState(
         predictor=predictor,
@@ -258,5 +271,6 @@ def decide(
         gpu=gpu_last,
         eviction=outcome.state,
         dedicated=layout.assignments,
+        gpus=gpus,
     )
     return plan, new_state

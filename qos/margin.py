@@ -90,10 +90,12 @@ def update_margin(
     value: float | None,
     at: float | None,
     settings: MarginSettings,
+    name: str | None = None,
 ) -> tuple[MarginState, MarginDecision]:
     """Feed one indicator reading (already cleaned: finite, non-negative or None) taken at
-    `at` to the controller; return the new state and the margin to apply, with a reason."""
-    name = INDICATOR_NAMES[settings.indicator]
+    `at` to the controller; return the new state and the margin to apply, with a reason.
+    `name` words the indicator in the reason (default: the setting's own name)."""
+    name = name or INDICATOR_NAMES[settings.indicator]
     target = settings.effective_target
     held = format_fraction(state.fraction)
     if value is None or at is None:

@@ -131,6 +131,49 @@ class Eviction:
 
 
 @dataclass(frozen=True, slots=True)
+class GpuDevicePlan:
+    """One GPU's share of `colocd.io/batch-gpu` (hundredths of this GPU) and why."""
+
+    index: int
+    uuid: str | None
+    amount: int
+    predicted_online_percent: float | None
+    margin_fraction: float
+    online_memory_peak_bytes: float | None
+    surged: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GpuFreeze:
+    """Freeze (`frozen` True) or thaw one batch pod's cgroup; `new` marks a change made by
+    this decision (the others are kept frozen)."""
+
+    pod: str
+    uid: str
+    frozen: bool
+    new: bool
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPlan:
+    devices: tuple[GpuDevicePlan, ...]
+    freezes: tuple[GpuFreeze, ...]  # every batch pod to hold frozen, then this tick's thaws
+    notes: tuple[str, ...] = ()
+    # This decision's GPU evictions: (pod, why) with why "frozen_too_long" | "gpu_memory".
+    evictions: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def frozen(self) -> tuple[GpuFreeze, ...]:
+        return tuple(f for f in self.freezes if f.frozen)
+
+    @property
+    def thawed(self) -> tuple[GpuFreeze, ...]:
+        return tuple(f for f in self.freezes if not f.frozen)
+
+
+@dataclass(frozen=True, slots=True)
 class MarginReport:
     fraction: float
     millicores: int
@@ -172,6 +215,8 @@ class Plan:
     # only, within `shared_cpus` (kubelet's defaultCpuSet).
     kubelet_cpusets: bool = False
     io: IoPlan | None = None  # None: IO left alone
+    # Per GPU budgets, freezes and thaws; None: no per-device GPU reading (no GPU).
+    gpu: GpuPlan | None = None
 
     @property
     def degraded(self) -> tuple[str, ...]:

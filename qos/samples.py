@@ -75,6 +75,27 @@ class GpuReading(NamedTuple):
     batch_used_hundredths: float | None = None
     online_memory_bytes: float | None = None
     memory_total_bytes: float | None = None
+    # Per device, where the agent reads each GPU (the sums above then are theirs).
+    per_device: tuple[GpuDeviceReading, ...] = ()
+
+
+class GpuDeviceReading(NamedTuple):
+    """One GPU: utilisation in percent of the device (SM time, 0-100), memory in bytes.
+    Online counts every process that is not batch (online, dedicated, system, and any
+    process no pod claims): what is protected. `batch_pods` are the batch pods with a
+    process on this GPU and their GPU memory here (None: not reported). A device NVML
+    could not read has `error` and no values."""
+
+    at: float
+    index: int
+    uuid: str | None = None
+    online_percent: float | None = None
+    batch_percent: float | None = None
+    online_memory_bytes: float | None = None
+    batch_memory_bytes: float | None = None
+    memory_total_bytes: float | None = None
+    batch_pods: tuple[tuple[str, float | None], ...] = ()
+    error: str | None = None
 
 
 class BatchDemand(NamedTuple):

@@ -387,7 +387,10 @@ class EvictionSettings(_Section):
 
 
 class GpuSettings(_Section):
-    """Reclaiming idle GPU time for batch (`colocd.io/batch-gpu`, hundredths of one GPU)."""
+    """Reclaiming idle GPU time for batch (`colocd.io/batch-gpu`, hundredths of one GPU), and
+    protecting online on each GPU: batch pods using a GPU where online surges are frozen,
+    thawed with hysteresis, evicted when frozen too long or when their GPU memory would
+    leave online short."""
 
     enabled: bool = Field(True, description="Publish batch-gpu when the node has GPUs.")
     reserve_fraction: Fraction = Field(
@@ -395,6 +398,49 @@ class GpuSettings(_Section):
         description="GPU time and memory kept free for online beyond its predicted use "
         "(the GPU's fixed margin).",
     )
+    busy_target_percent: float = Field(
+        90.0,
+        gt=0,
+        le=100,
+        description="Per GPU, the busy time (online + batch SM %) the margin's PID controller "
+        "holds the device to while online runs on it; above it the margin grows, as the CPU "
+        "margin does on PSI.",
+    )
+    max_margin_fraction: Fraction = Field(
+        0.5, description="Largest GPU margin the controller may keep free, fraction of a GPU."
+    )
+    freeze_utilization_percent: float = Field(
+        80.0,
+        ge=0,
+        le=100,
+        description="Online SM utilisation (%) of a GPU at or above which the batch pods "
+        "using that GPU are frozen (cgroup freezer).",
+    )
+    freeze_memory_fraction: Fraction = Field(
+        0.85,
+        description="Online share of a GPU's memory at or above which its batch pods are frozen.",
+    )
+    thaw_hysteresis_percent: float = Field(
+        20.0,
+        ge=0,
+        le=100,
+        description="Frozen batch is thawed only once online utilisation is below the freeze "
+        "threshold minus this (and online memory below its threshold minus the same "
+        "fraction).",
+    )
+    thaw_after_seconds: Seconds = Field(
+        10.0, description="...and has stayed there this long (no thaw on a momentary dip)."
+    )
+    max_frozen_seconds: Seconds = Field(
+        300.0,
+        description="A batch pod frozen this long is evicted (it holds GPU memory while frozen).",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Self:
+        if self.thaw_hysteresis_percent > self.freeze_utilization_percent:
+            raise ValueError("gpu.thaw_hysteresis_percent must not exceed the freeze threshold")
+        return self
 
 
 class QosSettings(_Section):

@@ -21,6 +21,8 @@ class FakeGpu:
     compute: list[tuple[int, int | None]] = field(default_factory=list)  # (pid, bytes)
     graphics: list[tuple[int, int | None]] = field(default_factory=list)
     samples: list[tuple[int, int, int]] = field(default_factory=list)  # (pid, µs, SM %)
+    minor: int | None = None  # None: the GPU's index
+    mig: int | None = None  # MIG mode; None: NOT_SUPPORTED (no MIG on this GPU)
     fail: dict[str, int] = field(default_factory=dict)  # function name → NVML error code
 
 
@@ -89,3 +91,13 @@ class FakeNvml:
         if not newer:  # what NVML answers when it holds no newer sample
             raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_FOUND)
         return newer
+
+    def nvmlDeviceGetMinorNumber(self, handle: int) -> int:
+        gpu = self._gpu("nvmlDeviceGetMinorNumber", handle)
+        return handle if gpu.minor is None else gpu.minor
+
+    def nvmlDeviceGetMigMode(self, handle: int) -> list[int]:
+        gpu = self._gpu("nvmlDeviceGetMigMode", handle)
+        if gpu.mig is None:
+            raise pynvml.NVMLError(pynvml.NVML_ERROR_NOT_SUPPORTED)
+        return [gpu.mig, gpu.mig]

@@ -24,6 +24,9 @@ from agent.report.metrics import (
     EVICTION_MODES,
     FAST_MODES,
     FAST_TRIGGERS,
+    GPU_EVICTION_REASONS,
+    GPU_INDICES,
+    MAPPING_CHECKS,
     TICK_RESULTS,
 )
 from isolation.executor import Outcome
@@ -58,7 +61,7 @@ NOT_BASE_UNITS = {
 UNIT_FOR = {
     "cpu": ("_cores", "_ratio", "_seconds", "_seconds_total"),
     "memory": ("_bytes",),
-    "gpu": ("_devices",),
+    "gpu": ("_devices", "_bytes"),  # GPU memory is bytes
     "timestamp": ("_timestamp_seconds",),
     "duration": ("_seconds",),
     "reaction": ("_seconds",),
@@ -72,11 +75,13 @@ VOCABULARY: dict[str, set[str]] = {
     "resource": {r.value for r in Resource},
     "knob": set(KNOBS),
     "result": {o.value for o in Outcome} | set(TICK_RESULTS) | {r.value for r in EvictionResult},
-    "reason": set(DEGRADED_REASONS) | set(CEILING_REASONS),
+    "reason": set(DEGRADED_REASONS) | set(CEILING_REASONS) | set(GPU_EVICTION_REASONS),
     "direction": set(DIRECTIONS),
     "trigger": set(FAST_TRIGGERS),
     "mode": set(FAST_MODES) | set(EVICTION_MODES),
     "indicator": {i.value for i in Indicator},
+    "gpu": set(GPU_INDICES),
+    "check": set(MAPPING_CHECKS),
 }
 INFO = "colocd_agent_info"
 INFO_LABELS = {"nodename", "version"}

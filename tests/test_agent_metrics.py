@@ -29,6 +29,8 @@ BOUNDED_LABELS = {
     "state",
     "indicator",
     "direction",
+    "gpu",  # a device index, bounded by GPU_INDICES
+    "check",
     # colocd_agent_info only: one value each per process.
     "nodename",
     "version",

@@ -18,6 +18,8 @@ from agent.report.status import (
     BudgetStatus,
     ClampStatus,
     FastPathStatus,
+    GpuDeviceStatus,
+    GpuStatus,
     MarginStatus,
     Status,
     read_status,
@@ -143,3 +145,36 @@ def test_a_status_that_cannot_be_written_is_a_status_error(tmp_path: Path) -> No
     blocker.write_text("")
     with pytest.raises(StatusError, match="write status"):
         write_status(blocker / "state", status(time.time()))
+
+
+def test_the_gpu_section_is_printed_per_gpu_and_absent_without_gpus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_status(tmp_path, status(time.time()))
+    assert main(["status", "--state-dir", str(tmp_path)]) == 0
+    assert "gpu: none on this node" in capsys.readouterr().out
+    gpu = GpuStatus(
+        devices=[
+            GpuDeviceStatus(
+                index=0,
+                uuid="GPU-a",
+                online_percent=95.0,
+                batch_percent=5.0,
+                offered=0,
+                surged=True,
+                reason="GPU 0 0 = ...; 0 while online surges on it",
+            ),
+            GpuDeviceStatus(index=1, error="read memory GPU 1: GPU is lost"),
+        ],
+        processes=["GPU 0: pid 7 of jobs/train/train (batch) compute"],
+        mismatches=["GPU 0: pid 7 of jobs/train/train (batch) uses it, but ..."],
+        frozen=["freeze jobs/train (batch on the GPU): GPU 0 online SM 95% >= 80%"],
+    )
+    write_status(tmp_path, status(time.time()).model_copy(update={"gpu": gpu}))
+    assert main(["status", "--state-dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert "gpu 0 (GPU-a): online 95%, batch 5%; SURGED, GPU 0 0 = ..." in out
+    assert "gpu 1: not read: read memory GPU 1: GPU is lost" in out
+    assert "gpu process: GPU 0: pid 7 of jobs/train/train (batch) compute" in out
+    assert "GPU MISMATCH: GPU 0: pid 7" in out
+    assert "gpu: freeze jobs/train (batch on the GPU): GPU 0 online SM 95% >= 80%" in out

@@ -167,3 +167,25 @@ def test_real_nvml_readings_are_sane():
             assert p.pid > 0
             assert 0 <= p.gpu_index < gpus.state.device_count
         assert set(gpus.pids_by_gpu()) == set(range(gpus.state.device_count))
+
+
+def test_survey_isolates_a_failing_gpu_and_reads_the_others():
+    nvml = two_gpus()
+    nvml.gpus[0].fail["nvmlDeviceGetComputeRunningProcesses"] = pynvml.NVML_ERROR_GPU_IS_LOST
+    nvml.gpus[1].minor = 7
+    with GpuMonitor(nvml) as gpus:
+        lost, fine = gpus.survey()
+    assert lost.reading is None and lost.processes == () and lost.minor is None
+    assert lost.error == (
+        "list compute processes GPU 0: GPU is lost "
+        "(nvmlDeviceGetComputeRunningProcesses: NVML error 15)"
+    )
+    assert fine.error is None and fine.minor == 7
+    assert fine.reading is not None and fine.reading.uuid == "GPU-bbbb"
+    assert [p.pid for p in fine.processes] == [77]
+
+
+def test_mig_mode_reads_none_where_the_gpu_has_no_mig():
+    nvml = FakeNvml([FakeGpu(), FakeGpu(mig=1), FakeGpu(mig=0)])
+    with GpuMonitor(nvml) as gpus:
+        assert [gpus.mig_mode(i) for i in range(3)] == [None, True, False]

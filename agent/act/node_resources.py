@@ -40,25 +40,26 @@ class BatchCapacity:
 
     cpu_milli: int
     memory_bytes: int
-    gpu_hundredths: int
+    gpu_hundredths: int | None  # None: no GPU here, and no batch-gpu on the Node at all
 
     def __post_init__(self) -> None:
         for name in ("cpu_milli", "memory_bytes", "gpu_hundredths"):
             value = getattr(self, name)
+            if name == "gpu_hundredths" and value is None:
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ValueError(
                     f"batch capacity {name} must be a whole number >= 0, got {value!r}"
                 )
 
-    def as_tuple(self) -> tuple[int, int, int]:
+    def as_tuple(self) -> tuple[int, int, int | None]:
         return (self.cpu_milli, self.memory_bytes, self.gpu_hundredths)
 
     def resources(self) -> dict[str, str]:
-        return {
-            BATCH_CPU: str(self.cpu_milli),
-            BATCH_MEMORY: str(self.memory_bytes),
-            BATCH_GPU: str(self.gpu_hundredths),
-        }
+        out = {BATCH_CPU: str(self.cpu_milli), BATCH_MEMORY: str(self.memory_bytes)}
+        if self.gpu_hundredths is not None:
+            out[BATCH_GPU] = str(self.gpu_hundredths)
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +146,11 @@ class NodeResourcePublisher:
             reason = PublishReason.CHANGED
         else:
             return self._skip(PublishReason.UNCHANGED)
-        resources = capacity.resources()
+        resources: dict[str, str | None] = dict(capacity.resources())
+        if capacity.gpu_hundredths is None and (
+            self.published is None or self.published.gpu_hundredths is not None
+        ):
+            resources[BATCH_GPU] = None  # a merge patch's null removes a stale batch-gpu
         patch = {"status": {"capacity": resources, "allocatable": resources}}
         try:
             self._client.patch_node_status(self.node_name, patch)
@@ -162,16 +167,19 @@ class NodeResourcePublisher:
         self._metrics.node_status_writes.labels(reason.value, "ok").inc()
         self._metrics.node_batch_cpu.set(capacity.cpu_milli / 1000)
         self._metrics.node_batch_memory.set(capacity.memory_bytes)
-        self._metrics.node_batch_gpu.set(capacity.gpu_hundredths / 100)
+        self._metrics.show_published_gpu(capacity.gpu_hundredths)
         log.info("node %s: published %s (%s)", self.node_name, resources, reason.value)
         return PublishResult(True, reason)
 
     def _changed(self, old: BatchCapacity, new: BatchCapacity) -> bool:
         threshold = self.settings.change_threshold
         steps = self.settings.min_step.as_tuple()
+        if (old.gpu_hundredths is None) != (new.gpu_hundredths is None):
+            return True  # a GPU came or went
         return any(
             abs(n - o) >= step and abs(n - o) > threshold * o
             for o, n, step in zip(old.as_tuple(), new.as_tuple(), steps, strict=True)
+            if o is not None and n is not None
         )
 
     def _skip(self, reason: PublishReason) -> PublishResult:

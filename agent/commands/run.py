@@ -32,6 +32,7 @@ from agent.inputs import check_file
 from agent.loop import Loop
 from agent.network import NetworkSide
 from agent.observe.capacity import node_capacity
+from agent.observe.gpus import GpuSource
 from agent.policy.network import layered, to_network_settings
 from agent.report.metrics import AgentMetrics, serve
 from agent.report.output import render_table
@@ -228,6 +229,11 @@ def print_dry_run(cgroups: Cgroups, result: TickResult) -> None:
         out.write(f"  note: {line}\n")
     for e in plan.evictions:
         out.write(f"  eviction: {e.reason}\n")
+    if plan.gpu is not None:
+        for d in plan.gpu.devices:
+            out.write(f"  gpu: {d.reason}\n")
+        for f in plan.gpu.freezes:
+            out.write(f"  gpu: {f.reason}\n")
     rows = [
         {
             "knob": w.knob,
@@ -332,6 +338,7 @@ def run(args: argparse.Namespace) -> int:
                 "qos": cluster.qos_settings,
                 "node_capacity": lambda: capacity(cluster.allocatable()),
                 "network": cluster.network_settings,
+                "event": cluster.pod_event,
             }
             if settings.qos != QosSettings():
                 log.warning(
@@ -370,6 +377,7 @@ def run(args: argparse.Namespace) -> int:
             on_tick=(lambda r: print_dry_run(cgroups, r)) if agent.dry_run else None,
             notifier=SdNotifier(agent.notify_socket) if agent.notify_socket else None,
             network=network,
+            gpus=GpuSource.open(cgroups),  # None without NVML or GPUs: GPU absent
             **seams,
         )
         stop = threading.Event()

@@ -106,7 +106,28 @@ def render(status: Status, now: float) -> str:
             f"({last.trigger})"
         )
     lines.append(line)
+    lines += _gpu_lines(status)
     return "\n".join(lines)
+
+
+def _gpu_lines(status: Status) -> list[str]:
+    """Per GPU: use, its share of batch-gpu and why; mismatches and freezes."""
+    g = status.gpu
+    if g is None:
+        return ["gpu: none on this node"]
+    lines = []
+    for d in g.devices:
+        if d.error is not None:
+            lines.append(f"gpu {d.index}: not read: {d.error}")
+            continue
+        use = "?" if d.online_percent is None else f"{d.online_percent:.0f}%"
+        batch = "?" if d.batch_percent is None else f"{d.batch_percent:.0f}%"
+        state = "SURGED, " if d.surged else ""
+        lines.append(f"gpu {d.index} ({d.uuid}): online {use}, batch {batch}; {state}{d.reason}")
+    lines += [f"gpu process: {p}" for p in g.processes]
+    lines += [f"GPU MISMATCH: {m}" for m in g.mismatches]
+    lines += [f"gpu: {why}" for why in [*g.frozen, *g.thawed, *g.notes]]
+    return lines
 
 
 def run(args: argparse.Namespace) -> int:

@@ -479,7 +479,21 @@ class NetworkSpec(Section):
 class GpuSpec(Section):
     enabled: bool | None = None
     reserve_percent: Percent | None = None
-    """GPU time kept free for online beyond its predicted use."""
+    """GPU time kept free for online beyond its predicted use (the margin's floor)."""
+    busy_target_percent: Percent | None = None
+    """Per GPU, the busy time (online + batch) the PID-sized margin holds it to."""
+    max_margin_percent: Percent | None = None
+    """Largest GPU margin, in percent of a GPU."""
+    freeze_utilization_percent: Percent | None = None
+    """Online SM utilisation of a GPU at or above which its batch pods are frozen."""
+    freeze_memory_percent: Percent | None = None
+    """Online share of a GPU's memory at or above which its batch pods are frozen."""
+    thaw_hysteresis_percent: Percent | None = None
+    """Thaw only below the freeze thresholds minus this..."""
+    thaw_after: Duration | None = None
+    """...held this long ("10s")."""
+    max_frozen: Duration | None = None
+    """Evict a batch pod frozen this long ("5m")."""
 
 
 # --- eviction and reporting -------------------------------------------------------------------

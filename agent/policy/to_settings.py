@@ -154,6 +154,13 @@ FIELDS: tuple[tuple[str, str, _Conversion], ...] = (
     ("eviction.rate_window", "eviction.rate_window_seconds", _DURATION),
     ("gpu.enabled", "gpu.enabled", _SAME),
     ("gpu.reserve_percent", "gpu.reserve_fraction", _PERCENT),
+    ("gpu.busy_target_percent", "gpu.busy_target_percent", _NUMBER),
+    ("gpu.max_margin_percent", "gpu.max_margin_fraction", _PERCENT),
+    ("gpu.freeze_utilization_percent", "gpu.freeze_utilization_percent", _NUMBER),
+    ("gpu.freeze_memory_percent", "gpu.freeze_memory_fraction", _PERCENT),
+    ("gpu.thaw_hysteresis_percent", "gpu.thaw_hysteresis_percent", _NUMBER),
+    ("gpu.thaw_after", "gpu.thaw_after_seconds", _DURATION),
+    ("gpu.max_frozen", "gpu.max_frozen_seconds", _DURATION),
 )
 PUBLISH_FIELDS: tuple[tuple[str, str, _Conversion], ...] = (
     ("node_resources.change_threshold_percent", "change_threshold", _PERCENT),

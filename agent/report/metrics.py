@@ -23,6 +23,15 @@ outcomes, tick results), `reason` (a class, never free text), `trigger` (usage/p
     network    sent_bytes_total{tier,direction}, dropped_packets_total{tier,direction},
                batch_ceiling_bytes_per_second{direction}, batch_ceiling_reason{direction,reason},
                marked_addresses{tier}, shaping_active
+    gpu        devices, used_devices{gpu,tier}, offered_devices{gpu}, margin_devices{gpu},
+               memory_used_bytes{gpu,tier}, memory_total_bytes{gpu}, surged_devices
+    nvml       errors_total{gpu}
+    freezer    frozen_pods, freezes_total, thaws_total, evictions_total{reason}
+    mapping    mismatches{check}
+
+GPU series exist only on a node whose GPUs NVML reads: without them `budget_batch_gpu_devices`,
+`node_published_batch_gpu_devices` and `gpu_devices` are not exported at all (absent, never 0),
+and the per-GPU families have no series. `gpu` is the device index (bounded by GPU_INDICES).
 
 `KubeMetrics` holds the Kubernetes side's (informers, node status writes, Eviction API
 requests, Events, ColocationPolicies); `AgentMetrics` builds one on the same registry, and
@@ -43,7 +52,7 @@ requests, Events, ColocationPolicies); `AgentMetrics` builds one on the same reg
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from wsgiref.simple_server import WSGIServer
 
@@ -54,9 +63,18 @@ from isolation.knobs import KNOBS
 from qos.budget import Resource
 from qos.network import CEILING_REASONS, DIRECTIONS, NetworkPlan
 from qos.plan import Plan
+from qos.samples import GpuDeviceReading
 from qos.tiers import Tier
 
-__all__ = ["DEGRADED_REASONS", "AgentMetrics", "KubeMetrics", "serve"]
+__all__ = [
+    "DEGRADED_REASONS",
+    "GPU_EVICTION_REASONS",
+    "GPU_INDICES",
+    "MAPPING_CHECKS",
+    "AgentMetrics",
+    "KubeMetrics",
+    "serve",
+]
 
 NAMESPACE = "colocd"
 # Why the loop runs degraded (the label values of colocd_loop_degraded).
@@ -65,6 +83,10 @@ TICK_RESULTS = ("ok", "unsynced", "error")
 FAST_TRIGGERS = ("usage", "pressure")
 FAST_MODES = ("psi-trigger", "interval", "off")
 EVICTION_MODES = ("evict", "dry_run")
+# GPU label values: device indices (NVML numbers a node's GPUs from 0; 64 is far above any).
+GPU_INDICES = tuple(str(i) for i in range(64))
+GPU_EVICTION_REASONS = ("frozen_too_long", "gpu_memory")
+MAPPING_CHECKS = ("visible_devices", "device_cgroup", "device_node")
 # Fast-path reactions: tens of milliseconds expected, a second is a miss.
 REACTION_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -213,6 +235,53 @@ class AgentMetrics:
         self.net_active = gauge(
             "network", "shaping_active", "1 while colocd's uplink shaping is in force."
         )
+        self.gpu_devices = gauge("gpu", "devices", "GPUs NVML reads on this node.")
+        self.gpu_used = gauge(
+            "gpu",
+            "used",
+            "Share of each GPU's SM time in use, by tier (online: every process not batch).",
+            ("gpu", "tier"),
+            unit="devices",
+        )
+        self.gpu_offered = gauge(
+            "gpu", "offered", "Each GPU's share of batch-gpu, in GPUs.", ("gpu",), unit="devices"
+        )
+        self.gpu_margin = gauge(
+            "gpu", "margin", "GPU margin kept free for online (PID-sized).", ("gpu",), "devices"
+        )
+        self.gpu_memory_used = gauge(
+            "gpu", "memory_used", "GPU memory in use, by tier.", ("gpu", "tier"), unit="bytes"
+        )
+        self.gpu_memory_total = gauge(
+            "gpu", "memory_total", "Each GPU's memory.", ("gpu",), unit="bytes"
+        )
+        self.gpu_surged = gauge(
+            "gpu", "surged", "GPUs where online surges (their batch pods frozen).", unit="devices"
+        )
+        self.nvml_errors = counter(
+            "nvml", "errors", "NVML failures reading one GPU (the others still read).", ("gpu",)
+        )
+        self.frozen_pods = gauge(
+            "freezer", "frozen_pods", "Batch pods frozen because online needs their GPU."
+        )
+        self.freezes = counter("freezer", "freezes", "Batch pods frozen (online surged on a GPU).")
+        self.thaws = counter("freezer", "thaws", "Batch pods thawed (online receded).")
+        self.gpu_evictions = counter(
+            "freezer",
+            "evictions",
+            "Batch pods evicted off a GPU: frozen too long, or GPU memory online needs.",
+            ("reason",),
+        )
+        self.mismatches = gauge(
+            "mapping",
+            "mismatches",
+            "Processes on a GPU their container was not given, by the check that says so.",
+            ("check",),
+        )
+        self._hidden: set[int] = set()
+        self._series: dict[Gauge, set[tuple[str, ...]]] = {}  # per-GPU series set last tick
+        for m in (self.gpu_devices, self.batch_gpu, self.gpu_surged, self.frozen_pods):
+            self._show(m, False)
         self.kube = KubeMetrics(registry)
         self._prime()
 
@@ -239,6 +308,20 @@ class AgentMetrics:
             for direction in DIRECTIONS:
                 self.net_sent.labels(tier.value, direction)
                 self.net_dropped.labels(tier.value, direction)
+        for reason in GPU_EVICTION_REASONS:
+            self.gpu_evictions.labels(reason)
+        for check in MAPPING_CHECKS:
+            self.mismatches.labels(check).set(0)
+
+    def _show(self, metric: Gauge, present: bool) -> None:
+        """Export `metric` or not: a value that does not exist is absent, never 0."""
+        hidden = id(metric) in self._hidden
+        if present and hidden:
+            self.registry.register(metric)
+            self._hidden.discard(id(metric))
+        elif not present and not hidden:
+            self.registry.unregister(metric)
+            self._hidden.add(id(metric))
 
     # --- updates from the loop -----------------------------------------------------------
 
@@ -256,7 +339,9 @@ class AgentMetrics:
         b = plan.budgets
         self.batch_cpu.set(b.cpu.amount / 1000)
         self.batch_memory.set(b.memory.amount)
-        self.batch_gpu.set(0 if b.gpu is None else b.gpu.amount / 100)
+        self._show(self.batch_gpu, b.gpu is not None)
+        if b.gpu is not None:
+            self.batch_gpu.set(b.gpu.amount / 100)
         for budget in b.all():
             self.budget_degraded.labels(budget.resource.value).set(int(budget.degraded))
         if b.cpu.terms is not None:
@@ -278,6 +363,65 @@ class AgentMetrics:
         self.indicator_target.labels(m.indicator_name).set(m.target)
         for e in plan.evictions:
             self.evictions.labels("dry_run" if e.dry_run else "evict").inc()
+
+    def gpu(
+        self,
+        plan: Plan,
+        devices: tuple[GpuDeviceReading, ...] | None,
+        mismatches: Mapping[str, int],
+    ) -> None:
+        """The GPUs' readings, shares and freezes; `devices` None: no GPU (all absent).
+        A value not read this tick has no series (never 0); a series is removed, not
+        cleared and set again, so no scrape sees a GPU vanish for a moment."""
+        for m in (self.gpu_devices, self.gpu_surged, self.frozen_pods):
+            self._show(m, devices is not None)
+        for check in MAPPING_CHECKS:
+            self.mismatches.labels(check).set(mismatches.get(check, 0))
+        series: dict[Gauge, dict[tuple[str, ...], float]] = {
+            m: {}
+            for m in (
+                self.gpu_used,
+                self.gpu_offered,
+                self.gpu_margin,
+                self.gpu_memory_used,
+                self.gpu_memory_total,
+            )
+        }
+        for d in devices or ():
+            g = str(d.index)
+            if d.error is not None:
+                self.nvml_errors.labels(g).inc()
+            for tier, used, memory in (
+                ("online", d.online_percent, d.online_memory_bytes),
+                ("batch", d.batch_percent, d.batch_memory_bytes),
+            ):
+                if used is not None:
+                    series[self.gpu_used][g, tier] = used / 100
+                if memory is not None:
+                    series[self.gpu_memory_used][g, tier] = memory
+            if d.memory_total_bytes is not None:
+                series[self.gpu_memory_total][(g,)] = d.memory_total_bytes
+        gp = plan.gpu if devices is not None else None
+        for dp in gp.devices if gp is not None else ():
+            series[self.gpu_offered][(str(dp.index),)] = dp.amount / 100
+            series[self.gpu_margin][(str(dp.index),)] = dp.margin_fraction
+        for metric, values in series.items():
+            for gone in self._series.get(metric, set()) - values.keys():
+                metric.remove(*gone)
+            for labels, value in values.items():
+                metric.labels(*labels).set(value)
+            self._series[metric] = set(values)
+        if devices is None:
+            return
+        self.gpu_devices.set(len(devices))
+        if gp is None:
+            return
+        self.gpu_surged.set(sum(dp.surged for dp in gp.devices))
+        self.frozen_pods.set(len(gp.frozen))
+        self.freezes.inc(sum(f.new for f in gp.frozen))
+        self.thaws.inc(len(gp.thawed))
+        for _pod, why in gp.evictions:
+            self.gpu_evictions.labels(why).inc()
 
     def applied(self, report: ApplyReport) -> None:
         for r in report.results:
@@ -386,8 +530,11 @@ class KubeMetrics:
         self.node_batch_gpu = gauge(
             "node",
             "published_batch_gpu_devices",
-            "colocd.io/batch-gpu last written, in whole GPUs.",
+            "colocd.io/batch-gpu last written, in whole GPUs (absent on a node without GPUs).",
         )
+        self._registry = registry
+        self._gpu_shown = True
+        self.show_published_gpu(None)
 
         # Evictions through the Eviction API, and the Events colocd writes.
         self.evictions = counter(
@@ -430,6 +577,17 @@ class KubeMetrics:
             "ColocationPolicy status patches, by result.",
             ("result",),
         )
+
+    def show_published_gpu(self, hundredths: int | None) -> None:
+        """batch-gpu as written; None (not published: no GPU) is absent, never 0."""
+        if (hundredths is not None) != self._gpu_shown:
+            if hundredths is None:
+                self._registry.unregister(self.node_batch_gpu)
+            else:
+                self._registry.register(self.node_batch_gpu)
+            self._gpu_shown = hundredths is not None
+        if hundredths is not None:
+            self.node_batch_gpu.set(hundredths / 100)
 
 
 def _version() -> str:

@@ -26,6 +26,8 @@ __all__ = [
     "BudgetStatus",
     "ClampStatus",
     "FastPathStatus",
+    "GpuDeviceStatus",
+    "GpuStatus",
     "MarginStatus",
     "Status",
     "read_status",
@@ -85,6 +87,29 @@ class FastPathStatus(_Model):
     recent: list[ClampStatus] = Field(default_factory=list)  # the last few, oldest first
 
 
+class GpuDeviceStatus(_Model):
+    index: int
+    uuid: str | None = None
+    online_percent: float | None = None  # SM time of every process not batch
+    batch_percent: float | None = None
+    online_memory_bytes: float | None = None
+    batch_memory_bytes: float | None = None
+    memory_total_bytes: float | None = None
+    offered: int | None = None  # this GPU's share of batch-gpu, hundredths
+    surged: bool = False
+    reason: str = ""  # the share's formula
+    error: str | None = None  # why NVML could not read it this tick
+
+
+class GpuStatus(_Model):
+    devices: list[GpuDeviceStatus] = Field(default_factory=list)
+    processes: list[str] = Field(default_factory=list)  # each GPU process and its pod
+    mismatches: list[str] = Field(default_factory=list)  # a process on a GPU not given to it
+    frozen: list[str] = Field(default_factory=list)  # why each frozen batch pod is frozen
+    thawed: list[str] = Field(default_factory=list)  # thawed this tick, and why
+    notes: list[str] = Field(default_factory=list)
+
+
 class Status(_Model):
     format: int = FORMAT
     node: str
@@ -100,6 +125,7 @@ class Status(_Model):
     evictions: list[str] = Field(default_factory=list)
     apply: ApplyStatus = Field(default_factory=ApplyStatus)
     fast_path: FastPathStatus = Field(default_factory=lambda: FastPathStatus(mode="off"))
+    gpu: GpuStatus | None = None  # None: no GPU read on this node
 
     def age(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.written_at

@@ -15,6 +15,8 @@ from agent.report.status import (
     BudgetStatus,
     ClampStatus,
     FastPathStatus,
+    GpuDeviceStatus,
+    GpuStatus,
     MarginStatus,
     Status,
 )
@@ -26,6 +28,7 @@ __all__ = ["MAX_LINES", "RECENT_CLAMPS", "fast_path_status", "status_of", "tick_
 
 MAX_LINES = 10  # notes and failed writes kept in the status file
 RECENT_CLAMPS = 10  # fast-path clamps kept in the status file
+MAX_GPU_LINES = 64  # GPU processes and mismatches kept in the status file
 
 
 def _tiers(result: TickResult) -> Counter[Tier]:
@@ -40,6 +43,8 @@ def tick_line(result: TickResult, tick: int) -> str:
     parts = [f"batch cpu {b.cpu.amount}m", f"memory {format_amount(b.memory.amount, Unit.BYTES)}"]
     if b.gpu is not None:
         parts.append(f"gpu {b.gpu.amount}")
+    if plan.gpu is not None and plan.gpu.frozen:
+        parts.append(f"{len(plan.gpu.frozen)} batch pods frozen off the GPU")
     line = (
         f"tick {tick}: {', '.join(parts)}; margin {plan.margin.millicores}m; "
         f"pods {' '.join(f'{t.value} {counts.get(t, 0)}' for t in Tier)}; "
@@ -110,4 +115,45 @@ def status_of(
         evictions=[e.reason for e in plan.evictions],
         apply=ApplyStatus(counts=report.counts() if report else {}, problems=problems[:MAX_LINES]),
         fast_path=fast_path,
+        gpu=gpu_status(result),
+    )
+
+
+def gpu_status(result: TickResult) -> GpuStatus | None:
+    """Per GPU: readings, its share of batch-gpu and why; every process with its pod; the
+    mapping mismatches; the freezes. None on a node without GPUs."""
+    obs, plan = result.gpu, result.plan.gpu
+    if obs is None:
+        return None
+    shares = {d.index: d for d in plan.devices} if plan is not None else {}
+    devices = []
+    for d in obs.reading.per_device:
+        share = shares.get(d.index)
+        devices.append(
+            GpuDeviceStatus(
+                index=d.index,
+                uuid=d.uuid,
+                online_percent=d.online_percent,
+                batch_percent=d.batch_percent,
+                online_memory_bytes=d.online_memory_bytes,
+                batch_memory_bytes=d.batch_memory_bytes,
+                memory_total_bytes=d.memory_total_bytes,
+                offered=None if share is None else share.amount,
+                surged=False if share is None else share.surged,
+                reason="" if share is None else share.reason,
+                error=d.error,
+            )
+        )
+    processes = [
+        f"GPU {u.gpu}: {u.where()} {u.kind}"
+        + ("" if u.memory_bytes is None else f", {format_amount(u.memory_bytes, Unit.BYTES)}")
+        for u in obs.users
+    ]
+    return GpuStatus(
+        devices=devices,
+        processes=processes[:MAX_GPU_LINES],
+        mismatches=[m.line for m in obs.mismatches][:MAX_GPU_LINES],
+        frozen=[f.reason for f in plan.frozen] if plan is not None else [],
+        thawed=[f.reason for f in plan.thawed] if plan is not None else [],
+        notes=list(plan.notes) if plan is not None else [],
     )

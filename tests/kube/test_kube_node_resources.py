@@ -157,3 +157,29 @@ def test_bad_settings_are_refused(kwargs: dict, message: str) -> None:
 def test_negative_capacity_is_refused() -> None:
     with pytest.raises(ValueError, match="cpu_milli"):
         BatchCapacity(-1, 0, 0)
+
+
+def test_a_node_without_gpus_has_no_batch_gpu_and_one_that_lost_them_has_it_removed(
+    api: ApiServer,
+    publisher: NodeResourcePublisher,
+    clock: FakeClock,
+    registry: CollectorRegistry,
+) -> None:
+    assert publisher.publish(BatchCapacity(2500, 4 * GIB, None)).written
+    status = api.get(node("node-1"))["status"]
+    assert "colocd.io/batch-gpu" not in status["capacity"]
+    assert "colocd.io/batch-gpu" not in status["allocatable"]
+    assert registry.get_sample_value("colocd_node_published_batch_gpu_devices") is None
+
+    clock.advance(61)
+    assert publisher.publish(BatchCapacity(2500, 4 * GIB, 150)).written  # a GPU came
+    assert api.get(node("node-1"))["status"]["allocatable"]["colocd.io/batch-gpu"] == "150"
+    assert registry.get_sample_value("colocd_node_published_batch_gpu_devices") == 1.5
+
+    clock.advance(61)
+    result = publisher.publish(BatchCapacity(2500, 4 * GIB, None))  # and went
+    assert result.written and result.reason is PublishReason.CHANGED
+    status = api.get(node("node-1"))["status"]
+    assert "colocd.io/batch-gpu" not in status["capacity"]
+    assert "colocd.io/batch-gpu" not in status["allocatable"]
+    assert registry.get_sample_value("colocd_node_published_batch_gpu_devices") is None

@@ -1,0 +1,40 @@
+"""Plan -> freezer writes for batch pods on a GPU where online surges (`qos.gpu`).
+
+`freeze` is the knob table's (v1 `freezer.state`, v2 `cgroup.freeze`) on the pod's cgroup,
+through the executor, so the original (thawed) state is journaled and `revert` thaws. Only
+pods the topology places in the batch tier are ever frozen, whatever the plan says; a pod
+this agent froze and the plan no longer holds frozen is thawed.
+"""
+
+from __future__ import annotations
+
+from agent.observe.topology import Topology
+from isolation.executor import Level, Write
+from qos.plan import Plan
+from qos.tiers import Tier
+
+__all__ = ["GpuFreezer"]
+
+
+class GpuFreezer:
+    def __init__(self) -> None:
+        self.frozen: dict[str, str] = {}  # pod key -> its cgroup, frozen by this agent
+
+    def writes(self, plan: Plan, topo: Topology) -> list[Write]:
+        """No GPU plan (NVML could not be read this tick) is no evidence that online
+        receded: what is frozen stays frozen."""
+        if plan.gpu is None:
+            return [Write("freeze", cgroup, True, Level.POD) for cgroup in self.frozen.values()]
+        want: dict[str, str] = {}
+        for f in plan.gpu.frozen:
+            place = topo.by_key(f.pod)
+            if place is not None and place.tier is Tier.BATCH:
+                want[f.pod] = place.cgroup
+        out = [Write("freeze", cgroup, True, Level.POD) for cgroup in want.values()]
+        out += [
+            Write("freeze", cgroup, False, Level.POD)
+            for pod, cgroup in self.frozen.items()
+            if pod not in want and topo.by_key(pod) is not None
+        ]
+        self.frozen = want
+        return out
