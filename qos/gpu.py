@@ -4,7 +4,7 @@ Per GPU, in percent of the device (its hundredths):
 
     offered = 100 x max_fraction - predicted online - margin, capped by memory
 
-- predicted online: the same predictor as CPU, max(now, p95 of the window), on the SM
+- predicted online: the same predictor as CPU (the window's level and the learned burst), on the SM
   utilisation of everything that is not batch on this GPU;
 - margin: the same PID controller as the CPU margin (`qos.margin`), per GPU, on how busy the
   GPU is (online + batch SM %) while online runs on it, held to `busy_target_percent`; its
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field, replace
 from qos.budget import Budget, Resource, Terms
 from qos.margin import MarginState, initial_margin, update_margin
 from qos.plan import Eviction, GpuDevicePlan, GpuFreeze, GpuPlan
-from qos.predictor import Window, predict
+from qos.predictor import Series, Window, predict
 from qos.samples import GpuDeviceReading, GpuReading, clean, reading_time
 from qos.settings import Indicator, MarginSettings, QosSettings
 from qos.state import NodeState, PodState
@@ -67,7 +67,7 @@ class Frozen:
 class GpuBrain:
     """Per GPU (keyed by UUID, else index): windows, margin, surge; per pod: frozen since."""
 
-    online: Mapping[str, Window] = field(default_factory=dict)
+    online: Mapping[str, Series] = field(default_factory=dict)
     memory: Mapping[str, Window] = field(default_factory=dict)
     margins: Mapping[str, MarginState] = field(default_factory=dict)
     surges: Mapping[str, Surge] = field(default_factory=dict)
@@ -109,7 +109,7 @@ def _pct(value: float) -> str:
 class _Work:
     """The new state being built (dicts copied once, frozen again at the end)."""
 
-    online: dict[str, Window]
+    online: dict[str, Series]
     memory: dict[str, Window]
     margins: dict[str, MarginState]
     surges: dict[str, Surge]
@@ -127,12 +127,13 @@ def _budget_of(
     total = clean(d.memory_total_bytes)
     online_mem = clean(d.online_memory_bytes, total)
     if online is not None:
-        w.online[key] = w.online.get(key, Window()).add(at, online, p.window_seconds, p.max_samples)
+        w.online[key] = w.online.get(key, Series()).observe(at, online, p)
     if online_mem is not None:
         w.memory[key] = w.memory.get(key, Window()).add(
             at, online_mem, p.window_seconds, p.max_samples
         )
-    pred = predict(w.online.get(key, Window()), online, p.percentile)
+    # No cold-start allowance: a GPU's batch pods are frozen at once if online surges.
+    pred = predict(w.online.get(key, Series()), online, at, 0.0, p)
     busy = None
     if online is not None:
         batch = clean(d.batch_percent, 100.0) or 0.0
@@ -149,7 +150,7 @@ def _budget_of(
     raw = 100 * settings.reclaim.gpu_max_fraction - pred.value - 100 * margin.fraction
     formula = (
         f"100 x {settings.reclaim.gpu_max_fraction:g} - online {_pct(pred.value)} "
-        f"({pred.describe(p.percentile)}) - margin {format_fraction(margin.fraction)} "
+        f"({pred.describe(p, _pct)}) - margin {format_fraction(margin.fraction)} "
         f"({margin.reason})"
     )
     if total and peak is not None:
