@@ -2,7 +2,7 @@
 
     cluster = Cluster(client, node_name, metrics.kube); cluster.start()
     Loop(..., source=cluster, publish=cluster.publish, evict=cluster.evict,
-         warn=cluster.warn, qos=cluster.qos_settings)
+         event=cluster.pod_event, qos=cluster.qos_settings)
     at exit: cluster.stop()
 
 - `snapshot()`: the pods bound to this node (`ApiPodSource`, an informer), reported synced
@@ -12,11 +12,10 @@
   (`NodeResourcePublisher`, which writes only on first sight, real change or refresh).
 - `evict(eviction, pod)`: the brain's eviction decisions through the Eviction API
   (`Evictor`, with an Event on the pod).
-- `warn(warning)`: a Warning Event on a pod the loop planned around (a UID seen twice, a
-  junk colocd.io/tier annotation; `agent.sources.pod_checks`).
 - `allocatable()`: this Node's `status.allocatable`, the capacity the brain plans with.
 - `pod_event(pod, warning, reason, message)`: an Event on a pod (GPU freezes and mapping
-  mismatches).
+  mismatches; a pod the loop planned around: a UID seen twice, a junk colocd.io/tier
+  annotation, see `agent.sources.pod_checks`).
 - `qos_settings()`: the brain's settings from the ColocationPolicies in force on this node
   (built-in defaults < Cluster < NodePool < Node; `PolicyWatcher`). A resolution the brain
   refuses keeps the last good settings.
@@ -38,7 +37,6 @@ from agent.policy.watcher import PolicyWatcher
 from agent.report.metrics import KubeMetrics
 from agent.sources.kube import KubeClient
 from agent.sources.node_info import NodeWatcher
-from agent.sources.pod_checks import PodWarning
 from agent.sources.pod_source import ApiPodSource, PodSnapshot
 from qos.network import NetworkSettings
 from qos.plan import Eviction, Plan
@@ -133,10 +131,6 @@ class Cluster:
         self.recorder.record(
             ref, EventType.WARNING if warning else EventType.NORMAL, reason, message
         )
-
-    def warn(self, warning: PodWarning) -> None:
-        """A Warning Event on the pod the agent planned without (or around) a fault."""
-        self.pod_event(warning.pod, True, warning.reason, warning.message)
 
     def evict(self, eviction: Eviction, pod: Pod | None) -> None:
         if pod is not None:

@@ -13,7 +13,7 @@ CPU cap is tighter; the next tick takes over from there.
 
 Pods that `colocd classify` would refuse do not stop the loop: one whose UID another pod has is
 left out (the most protected of them keeps the cgroup), a junk tier annotation is ignored,
-and each is logged, sent as a Warning Event (the `warn` seam) and listed in the status file.
+and each is logged, sent as a Warning Event (the `event` seam) and listed in the status file.
 
 Failing towards online: while the pod source cannot be read the last pods it gave are used;
 after `pods_stale_after_s` the readings are withheld, so the brain degrades every budget to
@@ -95,7 +95,6 @@ class Notifier(Protocol):
 
 Publisher = Callable[[Plan], object]
 Evict = Callable[[Eviction, Pod | None], object]
-Warn = Callable[[PodWarning], object]
 # An Event on a pod: (pod, warning, reason, message).
 PodEvent = Callable[[Pod, bool, str, str], object]
 
@@ -113,7 +112,6 @@ class Loop:
         metrics: AgentMetrics | None = None,
         publish: Publisher | None = None,
         evict: Evict | None = None,
-        warn: Warn | None = None,
         notifier: Notifier | None = None,
         qos: Callable[[], QosSettings] | None = None,
         node_capacity: Callable[[], NodeCapacity] | None = None,
@@ -135,7 +133,6 @@ class Loop:
             metrics.identify(settings.agent.node_name)
         self.publish = publish
         self.evict = evict
-        self.warn = warn
         self.notifier = notifier
         self.on_tick = on_tick
         self.network = network
@@ -200,8 +197,8 @@ class Loop:
         for w in warnings:
             if str(w) not in known:
                 log.warning("%s", w)
-                if self.warn is not None and not self.dry_run:
-                    self.warn(w)
+                if self.event is not None and not self.dry_run:
+                    self.event(w.pod, True, w.reason, w.message)
         self.pod_warnings = warnings
 
     def _source_problems(self, view: PodSnapshot, now: float) -> tuple[list[Degraded], bool]:

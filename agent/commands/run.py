@@ -334,7 +334,6 @@ def run(args: argparse.Namespace) -> int:
             seams = {
                 "publish": cluster.publish,
                 "evict": cluster.evict,
-                "warn": cluster.warn,
                 "qos": cluster.qos_settings,
                 "node_capacity": lambda: capacity(cluster.allocatable()),
                 "network": cluster.network_settings,
