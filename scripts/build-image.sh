@@ -50,6 +50,7 @@ for tool in mmdebstrap umoci; do
   command -v "$tool" >/dev/null || { echo "image: $tool missing (make system-deps)" >&2; exit 1; }
 done
 started=$(date +%s)
+mkdir -p build
 work=$(mktemp -d build/image-work.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 

@@ -125,12 +125,12 @@ def test_soak_churns_pods_edits_policies_and_leaks_nothing(tmp_path: Path) -> No
     out = _run(
         "bench_soak",
         tmp_path,
-        "--duration=12",
+        "--duration=16",
         "--warmup=2",
         "--churn-every=1",
         "--live=3",
         "--policy-every=4",
-        "--surge-every=5",
+        "--surge-every=4",  # surges at 5, 9 and 13 s: two at least, with a slow churn
     )
     result = out["result"]
     assert result["pods_created"] >= 8
