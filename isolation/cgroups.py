@@ -129,9 +129,17 @@ class Cgroups:
     ) -> list[str]:
         """Write `value` (already validated); with `current`, only files whose text changes.
         Returns the files written."""
+        try:
+            return self._write(name, cgroup, value, current)
+        except WriteError as err:
+            v2_empty_cpuset = name == "cpuset.cpus" and self.version == 2 and not value
+            if not (err.errno == errno.ENOSPC and v2_empty_cpuset):
+                raise
+        # The kernel refuses to empty the cpuset of a populated cgroup: write what "" means.
+        return self._write(name, cgroup, self._inherited_cpus(cgroup), current)
+
+    def _write(self, name: str, cgroup: str, value: Any, current: KnobValue | None) -> list[str]:
         _, binding = self.binding(name)
-        if name == "cpuset.cpus" and self.version == 2 and not value:
-            value = self._inherited_cpus(cgroup)
         texts = binding.format(value, None if current is None else current.value)
         written = []
         for i, (path, text) in enumerate(zip(self.paths(name, cgroup), texts, strict=True)):
@@ -143,8 +151,8 @@ class Cgroups:
 
     def _inherited_cpus(self, cgroup: str) -> frozenset[int]:
         """What an empty v2 cpuset.cpus means: the CPUs of the nearest ancestor whose own
-        cpuset.cpus is empty too (none set between them). The kernel refuses to empty the
-        cpuset of a cgroup with tasks below it (ENOSPC), so restoring an original "" writes
+        cpuset.cpus is empty too (none set between them). Where the kernel refuses to empty
+        the cpuset of a cgroup with tasks below it (ENOSPC), restoring an original "" writes
         these: what the cgroup inherits once nothing is set above it."""
         while cgroup:
             cgroup = cgroup.rsplit("/", 1)[0] if "/" in cgroup else ""
