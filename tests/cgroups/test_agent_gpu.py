@@ -20,22 +20,19 @@ import pynvml
 import pytest
 from prometheus_client import CollectorRegistry
 
-from agent.config import AgentSettings, FastPathSettings, Settings
 from agent.loop import Loop
 from agent.observe.gpus import GpuSource
 from agent.report.metrics import AgentMetrics
 from agent.report.status import read_status
-from agent.sources.pod_source import DirPodSource
 from isolation.cgroups import Cgroups
 from isolation.detect import Hierarchy
-from isolation.executor import Executor
 from isolation.layout import Driver
-from isolation.settings import IsolationSettings
 from lab.kubelet_tree import KubeletTree
 from qos.pod import BATCH_CPU, Container, Pod, Resources
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
 from tests.fake_nvml import FakeGpu, FakeNvml
+from tests.tree_loop import tree_loop
 
 GIB = 1 << 30
 SLEEP = ("sleep", "600")
@@ -77,26 +74,14 @@ class GpuNode:
         return self.tree.cgroups.read("freeze", self.cgroup(name)).value
 
     def loop(self, nvml: FakeNvml, **gpu: Any) -> Loop:
-        settings = Settings(
-            qos=QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}, "gpu": gpu}),
-            isolation=IsolationSettings(
-                state_dir=self.state, kubelet_cgroup_root=self.tree.root, revert_on_exit=True
-            ),
-            agent=AgentSettings(
-                node_name="gpu-node",
-                state_dir=self.state,
-                node_cgroup=self.tree.root,
-                fast_path=FastPathSettings(enabled=False),
-            ),
-        )
         cgroups = Cgroups(self.tree.hierarchy)
-        return Loop(
-            settings,
-            source=DirPodSource(self.pods_dir),
-            cgroups=cgroups,
-            layout=self.tree.layout,
-            capacity=NodeCapacity(2000, 4 * GIB),
-            executor=Executor.from_settings(cgroups, settings.isolation),
+        return tree_loop(
+            self.tree,
+            self.pods_dir,
+            self.state,
+            QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}, "gpu": gpu}),
+            NodeCapacity(2000, 4 * GIB),
+            node_name="gpu-node",
             metrics=AgentMetrics(self.registry),
             evict=lambda e, pod: self.evicted.append(e),
             event=lambda pod, warn, reason, msg: self.events.append((pod.key, warn, reason, msg)),

@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from agent.config import AgentSettings, FastPathSettings, Settings
+from agent.config import AgentSettings, Settings
 from agent.loop import Loop
 from agent.observe.topology import locate
 from agent.report.status import read_status
@@ -44,6 +44,7 @@ from qos.plan import QuotaCap
 from qos.pod import BATCH_CPU, TIER_ANNOTATION, Container, Pod, Resources
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
+from tests.tree_loop import tree_loop
 
 pytestmark = pytest.mark.cgroup_v1
 
@@ -128,27 +129,14 @@ class Node:
     ) -> Loop:
         """A loop over this tree; batch is capped by cpuset unless `qos` (or the settings
         `policy` gives each tick) says otherwise."""
-        settings = Settings(
-            qos=QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}, **(qos or {})}),
-            isolation=IsolationSettings(
-                state_dir=self.state, kubelet_cgroup_root=self.tree.root, revert_on_exit=True
-            ),
-            agent=AgentSettings(
-                node_name="test-node",
-                state_dir=self.state,
-                node_cgroup=self.tree.root,
-                fast_path=FastPathSettings(enabled=False),
-                **agent,
-            ),
-        )
-        cgroups = Cgroups(self.tree.hierarchy)
-        return Loop(
-            settings,
+        return tree_loop(
+            self.tree,
+            self.pods_dir,
+            self.state,
+            QosSettings.model_validate({"cpu": {"mechanism": "cpuset"}, **(qos or {})}),
+            NodeCapacity(cpu_milli, 4 * GIB),
+            agent=agent,
             source=source or DirPodSource(self.pods_dir),
-            cgroups=cgroups,
-            layout=self.tree.layout,
-            capacity=NodeCapacity(cpu_milli, 4 * GIB),
-            executor=Executor.from_settings(cgroups, settings.isolation),
             qos=policy,
             wall=wall,
         )

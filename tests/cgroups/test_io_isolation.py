@@ -18,21 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentSettings, FastPathSettings, Settings
-from agent.loop import Loop
-from agent.sources.pod_source import DirPodSource
-from isolation.cgroups import Cgroups
 from isolation.detect import Hierarchy
-from isolation.executor import Executor
 from isolation.knobs import IoLimit
 from isolation.layout import Driver
-from isolation.settings import IsolationSettings
 from lab.kubelet_tree import KubeletTree
 from qos.k8s_qos import QOSClass
 from qos.pod import BATCH_CPU, Container, Pod, Resources
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
 from tests.loop_device import loop_device, loop_unavailable
+from tests.tree_loop import tree_loop
 
 pytestmark = [pytest.mark.cgroup_v1, pytest.mark.cgroup_v2]
 
@@ -86,27 +81,7 @@ def test_batch_io_yields_to_online_under_colocds_io_max(
             }
         )
         state = tmp_path / "state"
-        settings = Settings(
-            qos=qos,
-            isolation=IsolationSettings(
-                state_dir=state, kubelet_cgroup_root=tree.root, revert_on_exit=True
-            ),
-            agent=AgentSettings(
-                node_name="n",
-                state_dir=state,
-                node_cgroup=tree.root,
-                fast_path=FastPathSettings(enabled=False),
-            ),
-        )
-        cgroups = Cgroups(tree.hierarchy)
-        loop = Loop(
-            settings,
-            source=DirPodSource(pods),
-            cgroups=cgroups,
-            layout=tree.layout,
-            capacity=NodeCapacity(2000, 4 << 30),
-            executor=Executor.from_settings(cgroups, settings.isolation),
-        )
+        loop = tree_loop(tree, pods, state, qos, NodeCapacity(2000, 4 << 30), node_name="n")
         loop.prime()
         result = loop.tick()
         assert result is not None and result.report is not None
