@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from agent.errors import APIForbidden, APIGone, APIUnavailable, KubeError
 from agent.report.metrics import KubeMetrics
@@ -261,9 +261,33 @@ class Informer(Generic[T]):
 
 
 class InformerBacked(Generic[T]):
-    """`start`/`stop`/`wait_synced` for the watchers built on one informer."""
+    """A watcher of this node's objects of one kind, built on one informer.
 
-    _informer: Informer[T]
+    A subclass names the resource, how one object is parsed, and the field selector that
+    keeps the watch to this node (`{node}` stands for the node's name).
+    """
+
+    resource: ClassVar[Resource]
+    selector: ClassVar[str]
+    parse: Callable[[dict[str, Any]], T]
+
+    def __init__(
+        self,
+        client: KubeClient,
+        node_name: str,
+        metrics: KubeMetrics,
+        *,
+        backoff: Backoff | None = None,
+    ) -> None:
+        self.node_name = node_name
+        self._informer: Informer[T] = Informer(
+            client,
+            self.resource,
+            parse=self.parse,
+            metrics=metrics,
+            field_selector=self.selector.format(node=node_name),
+            backoff=backoff,
+        )
 
     def start(self) -> None:
         self._informer.start()

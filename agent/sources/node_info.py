@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 from decimal import ROUND_FLOOR
 from typing import Any
 
-from agent.report.metrics import KubeMetrics
-from agent.sources.backoff import Backoff
-from agent.sources.informer import Informer, InformerBacked
-from agent.sources.kube import NODES, KubeClient
+from agent.sources.informer import InformerBacked
+from agent.sources.kube import NODES
 from agent.sources.quantity import parse_quantity
 from qos.pod import CPU, MEMORY
 from qos.state import NodeCapacity
@@ -76,23 +74,9 @@ def parse_node(obj: Mapping[str, Any]) -> NodeInfo:
 class NodeWatcher(InformerBacked[NodeInfo]):
     """This node's object, kept current by an informer."""
 
-    def __init__(
-        self,
-        client: KubeClient,
-        node_name: str,
-        metrics: KubeMetrics,
-        *,
-        backoff: Backoff | None = None,
-    ) -> None:
-        self.node_name = node_name
-        self._informer: Informer[NodeInfo] = Informer(
-            client,
-            NODES,
-            parse=parse_node,
-            metrics=metrics,
-            field_selector=f"metadata.name={node_name}",
-            backoff=backoff,
-        )
+    resource = NODES
+    selector = "metadata.name={node}"
+    parse = staticmethod(parse_node)
 
     def info(self) -> NodeInfo | None:
         """The last known state of this node (None until it was seen)."""

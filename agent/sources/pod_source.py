@@ -23,10 +23,8 @@ from pathlib import Path
 from typing import Protocol
 
 from agent.errors import ManifestError
-from agent.report.metrics import KubeMetrics
-from agent.sources.backoff import Backoff
-from agent.sources.informer import Informer, InformerBacked
-from agent.sources.kube import PODS, KubeClient
+from agent.sources.informer import InformerBacked
+from agent.sources.kube import PODS
 from agent.sources.manifests import load_pods, manifest_files
 from agent.sources.pod_manifest import parse_pod
 from qos.pod import Pod
@@ -64,25 +62,11 @@ def _sorted(pods: Mapping[str, Pod]) -> tuple[Pod, ...]:
 
 
 class ApiPodSource(InformerBacked[Pod]):
-    """The pods the API server has bound to `node_name`."""
+    """The pods the API server has bound to this node."""
 
-    def __init__(
-        self,
-        client: KubeClient,
-        node_name: str,
-        metrics: KubeMetrics,
-        *,
-        backoff: Backoff | None = None,
-    ) -> None:
-        self.node_name = node_name
-        self._informer: Informer[Pod] = Informer(
-            client,
-            PODS,
-            parse=parse_pod,
-            metrics=metrics,
-            field_selector=f"spec.nodeName={node_name}",
-            backoff=backoff,
-        )
+    resource = PODS
+    selector = "spec.nodeName={node}"
+    parse = staticmethod(parse_pod)
 
     def snapshot(self) -> PodSnapshot:
         snap = self._informer.snapshot()
