@@ -6,6 +6,7 @@ on v2 (the VM of tests/vm), in trees named as kubelet's systemd and cgroupfs dri
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -23,7 +24,8 @@ from agent.cli import main
 from agent.errors import StatusError
 from agent.report.status import Status, read_status
 from isolation.detect import Hierarchy, Mode
-from isolation.knobs import parse_cpuset
+from isolation.errors import UnsupportedKnobError
+from isolation.knobs import KNOBS, parse_cpuset
 from isolation.layout import Driver, Runtime
 from lab.kubelet_tree import BUSY_LOOP, SURGE_WORKER, KubeletTree
 from qos.cpus import format_cpus
@@ -97,6 +99,22 @@ def test_the_agent_needs_a_readable_pod_directory(
     assert err == f"colocd: error: read pods {tmp_path / 'absent'}: not a directory"
 
 
+def settings(tree: KubeletTree) -> dict[tuple[str, str], Any]:
+    """Every knob colocd may write (all this kernel has), on every cgroup of the tree:
+    kubepods, its QoS levels, every pod and container."""
+    cgroups = [tree.layout.kubepods()]
+    cgroups += [tree.layout.qos_cgroup(q) for q in (QOSClass.BURSTABLE, QOSClass.BEST_EFFORT)]
+    for pod in tree.pods.values():
+        cgroups.append(tree.pod_cgroup(pod))
+        cgroups += [tree.container_cgroup(pod, c.name) for c in pod.containers]
+    values = {}
+    for c in cgroups:
+        for name in KNOBS:
+            with contextlib.suppress(UnsupportedKnobError):  # e.g. no BFQ: no io.weight
+                values[c, name] = tree.cgroups.read(name, c).value
+    return values
+
+
 def scrape(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
         body = r.read().decode()
@@ -141,8 +159,8 @@ def _surge_clamped_and_reverted(tree: KubeletTree, tmp_path: Path) -> None:
     def batch_idle() -> bool:
         return tree.cgroups.read("cpu.idle", tree.pod_cgroup(batch)).value
 
-    original = {k: besteffort(tree, k) for k in ("cpu.idle", "cpuset.cpus")}
-    original["pod cpu.idle"] = batch_idle()
+    original = settings(tree)
+    assert original[tree.pod_cgroup(batch), "cpu.idle"] is False
     # Ticks 4 s apart: a clamp well before the next tick is the fast path's (its counter
     # says so too). The bound is generous: the machine is shared with other work.
     # Node capacity: the CPUs + 0.5, margin 0 and no cold start (a node known to be calm):
@@ -227,5 +245,5 @@ def _surge_clamped_and_reverted(tree: KubeletTree, tmp_path: Path) -> None:
             w.stdout.close()
     log = agent.stderr.read() if agent.stderr else ""
     assert "fast path: " in log and f"clamped to {clamped}" in log
-    reverted = {k: besteffort(tree, k) for k in ("cpu.idle", "cpuset.cpus")}
-    assert reverted | {"pod cpu.idle": batch_idle()} == original
+    reverted = settings(tree)
+    assert {k: v for k, v in reverted.items() if k in original} == original
