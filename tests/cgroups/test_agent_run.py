@@ -57,13 +57,18 @@ def tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
         yield t
 
 
-def besteffort(tree: KubeletTree, knob: str) -> Any:
-    cgroup = tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)
+def read(tree: KubeletTree, knob: str, cgroup: str) -> Any:
     if knob == "cpuset.cpus" and tree.hierarchy.mode is Mode.V2:
-        # v2: what batch may run on (an empty cpuset.cpus inherits its parent's).
+        # v2: what the cgroup may run on. An empty cpuset.cpus inherits its parent's, and the
+        # kernel refuses to empty a populated one (ENOSPC), so a revert of "" writes the CPUs
+        # it stands for (isolation.cgroups): the same CPUs, another text.
         assert tree.hierarchy.unified is not None
         return parse_cpuset((tree.hierarchy.unified / cgroup / "cpuset.cpus.effective").read_text())
     return tree.cgroups.read(knob, cgroup).value
+
+
+def besteffort(tree: KubeletTree, knob: str) -> Any:
+    return read(tree, knob, tree.layout.qos_cgroup(QOSClass.BEST_EFFORT))
 
 
 def test_once_dry_run_prints_the_plan_and_the_writes_and_writes_nothing(
@@ -111,7 +116,7 @@ def settings(tree: KubeletTree) -> dict[tuple[str, str], Any]:
     for c in cgroups:
         for name in KNOBS:
             with contextlib.suppress(UnsupportedKnobError):  # e.g. no BFQ: no io.weight
-                values[c, name] = tree.cgroups.read(name, c).value
+                values[c, name] = read(tree, name, c)
     return values
 
 
