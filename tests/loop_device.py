@@ -18,7 +18,12 @@ def loop_unavailable() -> str | None:
     if shutil.which("losetup") is None:
         return "no losetup (util-linux)"
     if not Path("/dev/loop-control").exists():
-        return "no /dev/loop-control (loop driver missing)"
+        # A modular loop driver is not loaded until first use (the VM of tests/vm boots
+        # without it; the host's /lib/modules is shared into it).
+        with contextlib.suppress(OSError):  # no modprobe at all: said below
+            subprocess.run(["modprobe", "loop"], capture_output=True, check=False)
+    if not Path("/dev/loop-control").exists():
+        return "no /dev/loop-control (loop driver missing, modprobe loop failed)"
     return None
 
 

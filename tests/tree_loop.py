@@ -1,6 +1,7 @@
 """A `Loop` over a lab kubelet-like tree, as the loop tests build it: pods from a manifest
-directory (or `source`), the tree's own layout, an executor journaling in `state`, the fast
-path off. Everything else the test passes goes to `Loop` as it is."""
+directory (or `source`), the tree's own layout, an executor journaling in `state` (reverting
+on `close()` unless `revert_on_exit=False`), the fast path off. Everything else the test
+passes goes to `Loop` as it is."""
 
 from __future__ import annotations
 
@@ -27,12 +28,13 @@ def tree_loop(
     *,
     node_name: str = "test-node",
     agent: dict[str, Any] | None = None,
+    revert_on_exit: bool = True,
     **loop: Any,
 ) -> Loop:
     settings = Settings(
         qos=brain,
         isolation=IsolationSettings(
-            state_dir=state, kubelet_cgroup_root=tree.root, revert_on_exit=True
+            state_dir=state, kubelet_cgroup_root=tree.root, revert_on_exit=revert_on_exit
         ),
         agent=AgentSettings(
             node_name=node_name,

@@ -5,7 +5,9 @@ On this v1 host blkio.bfq.weight is absent (no BFQ scheduler): io.weight is repo
 not written, and the throttle (blkio.throttle.*, honoured by every scheduler) does the
 work. v1's throttle is not hierarchical, so it sits on every batch cgroup. Measured here
 (2 vCPUs, 3 s): without colocd online 95 MiB/s, batch 175 MiB/s; with a 4 MiB/s batch
-limit online 76 MiB/s, batch 3.9 MiB/s.
+limit online 76 MiB/s, batch 3.9 MiB/s. It runs in the cgroup v2 VM of tests/vm as well
+(its kernel loads the loop driver on `modprobe loop`), where io.max holds the subtree from
+besteffort.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ as cache): an ext4 image on a loop device, made and removed here.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import subprocess
@@ -25,18 +24,14 @@ from pathlib import Path
 
 import pytest
 
-from agent.config import AgentSettings, FastPathSettings, Settings
-from agent.loop import Loop
-from agent.sources.pod_source import DirPodSource
-from isolation.cgroups import Cgroups
 from isolation.detect import Hierarchy
-from isolation.executor import Executor
-from isolation.settings import IsolationSettings
 from lab.kubelet_tree import KubeletTree
 from qos.k8s_qos import QOSClass
 from qos.pod import Container, Pod, Resources
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
+from tests.loop_device import loop_unavailable
+from tests.tree_loop import tree_loop
 
 pytestmark = pytest.mark.cgroup_v2
 
@@ -75,8 +70,8 @@ def cache_file(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with open(image, "wb") as f:
         f.truncate(CACHE + 64 * MIB)
     _run("mkfs.ext4", "-q", "-F", str(image))
-    with contextlib.suppress(OSError):
-        subprocess.run(["modprobe", "loop"], capture_output=True, check=False)
+    if (missing := loop_unavailable()) is not None:
+        pytest.fail(missing)  # the VM has loop (modprobe); a skip would hide the v2 check
     _run("mount", "-o", "loop", str(image), str(mnt))
     try:
         data = mnt / "data"
@@ -116,26 +111,9 @@ def _colocd_tick(tree: KubeletTree, online: Pod, work: Path) -> None:
     pods = work / "pods"
     pods.mkdir()
     tree.write_manifest(online, pods)
-    state = work / "state"
-    settings = Settings(
-        qos=QosSettings.model_validate({"memory": {"online_min_fraction": 1.0}}),
-        isolation=IsolationSettings(state_dir=state, kubelet_cgroup_root=tree.root),
-        agent=AgentSettings(
-            node_name="test-node",
-            state_dir=state,
-            node_cgroup=tree.root,
-            fast_path=FastPathSettings(enabled=False),
-        ),
-    )
-    cgroups = Cgroups(tree.hierarchy)
-    loop = Loop(
-        settings,
-        source=DirPodSource(pods),
-        cgroups=cgroups,
-        layout=tree.layout,
-        capacity=NodeCapacity(1000, 8 << 30),
-        executor=Executor.from_settings(cgroups, settings.isolation),
-    )
+    brain = QosSettings.model_validate({"memory": {"online_min_fraction": 1.0}})
+    capacity = NodeCapacity(1000, 8 << 30)
+    loop = tree_loop(tree, pods, work / "state", brain, capacity, revert_on_exit=False)
     loop.prime()
     result = loop.tick()
     loop.close()  # not configured to revert: the settings stay
