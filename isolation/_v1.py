@@ -121,7 +121,8 @@ class Backend:
         psi = None
         if what.psi and p[6]:
             io_psi = pressure(read(p[8])) if what.io else None
-            psi = PsiReading(pressure(read(p[6])), pressure(read(p[7])), io_psi)
+            mem_psi = pressure(read(p[7])) if what.memory_psi else None
+            psi = PsiReading(pressure(read(p[6])), mem_psi, io_psi)
         return CgroupSample(cgroup, cpu, memory, io_stat, psi)
 
 

@@ -116,7 +116,8 @@ class Backend:
         psi = None
         if what.psi:
             io_psi = pressure(read(p[6])) if what.io else None
-            psi = PsiReading(pressure(read(p[4])), pressure(read(p[5])), io_psi)
+            mem_psi = pressure(read(p[5])) if what.memory_psi else None
+            psi = PsiReading(pressure(read(p[4])), mem_psi, io_psi)
         return CgroupSample(cgroup, cpu, memory, io_stat, psi)
 
 
