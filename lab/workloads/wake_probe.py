@@ -20,9 +20,9 @@ from array import array
 from pathlib import Path
 
 from lab.workloads._lifecycle import Lifecycle, base_parser, run_workload
-from lab.workloads.protocol import ProbeInterval, write_samples
+from lab.workloads.protocol import write_samples
 from lab.workloads.spin import iterations_per_ms, spin
-from lab.workloads.stats import percentile
+from lab.workloads.stats import probe_interval
 
 NAME = "wake-probe"
 
@@ -39,19 +39,6 @@ def build_parser() -> argparse.ArgumentParser:
         help="calibration from the harness (default: calibrate here, when there is work)",
     )
     return parser
-
-
-def _summary(now: float, late: list[float], done: list[float]) -> ProbeInterval:
-    late.sort()
-    done.sort()
-    return ProbeInterval(
-        t=now,
-        requests=len(late),
-        latency_p50_us=percentile(done, 50),
-        latency_p99_us=percentile(done, 99),
-        lateness_p99_us=percentile(late, 99),
-        cpu_s=time.process_time(),
-    )
 
 
 def probe(args: argparse.Namespace, life: Lifecycle) -> None:
@@ -76,11 +63,11 @@ def probe(args: argparse.Namespace, life: Lifecycle) -> None:
         late.append(late_us)
         done.append(done_us)
         if now >= next_report:
-            life.write(_summary(now, late, done))
+            life.write(probe_interval(now, done, late))
             late, done = [], []
             next_report = now + life.report_every
     if late:
-        life.write(_summary(now, late, done))
+        life.write(probe_interval(now, done, late))
     write_samples(args.samples, samples)
 
 
