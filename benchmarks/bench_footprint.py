@@ -19,8 +19,10 @@ rounds (each round runs both, the order flipping from round to round), so drift 
 machine hits both setups alike. Before each window `--warmup` seconds pass (after the
 agent's `--agent-ticks` first ticks, or after it stopped). Reported per setup: p99 and
 p99.9 over all its windows' wake-ups together, the range of the per-window figures across
-repeats, and the % the agent adds; with the agent's CPU and tick times and the load average.
-This prints figures; it judges nothing (a noisy machine moves them: compare the spread).
+repeats, and the % the agent adds; with the agent's CPU and tick times, the load average
+and the CPU other work on the machine took during each window (outside the tree). This
+prints figures; it judges nothing (a noisy machine moves them: compare the spread, and
+measure on a quiet machine, e.g. `--repeats 10 --duration 30`).
 
 Target (issue 10): the agent adds at most 5 % to online's p99 wake-up lateness.
 """
@@ -53,6 +55,7 @@ from benchmarks._harness import (
 )
 from benchmarks._tree import BenchTree, build_tree
 from benchmarks.errors import BenchError
+from isolation.readings import CONTAINER_TICK
 from lab.demo.agent_child import AgentProcess
 from lab.workloads import LatencySummary, RequestSample, WorkloadProcess, median
 from lab.workloads.spin import iterations_per_ms
@@ -99,6 +102,7 @@ class Window:
     agent_millicores: float | None
     agent_tick_ms: float | None  # the agent's own median tick time in its window
     loadavg: tuple[float, float, float]  # at the window's end
+    outside_cores: float | None  # CPU taken outside this tree meanwhile (other work here)
 
 
 @dataclass(frozen=True)
@@ -208,6 +212,22 @@ class Node:
         return list(self.procs.values())
 
 
+def _usage_ns(node: Node) -> tuple[int, int] | None:
+    """CPU time used so far by the whole machine and by this tree (the agent included)."""
+    cgroups = node.tree.kubelet_tree.cgroups
+    host, tree = cgroups.sample("", CONTAINER_TICK), cgroups.sample(node.tree.top, CONTAINER_TICK)
+    if host is None or tree is None or host.cpu.usage_ns is None or tree.cpu.usage_ns is None:
+        return None
+    return host.cpu.usage_ns, tree.cpu.usage_ns
+
+
+def _outside(before: tuple[int, int] | None, node: Node, seconds: float) -> float | None:
+    after = _usage_ns(node)
+    if before is None or after is None:
+        return None
+    return ((after[0] - before[0]) - (after[1] - before[1])) / 1e9 / seconds
+
+
 def agent_window(node: Node, repeat: int, args: argparse.Namespace) -> Window:
     workdir = node.scratch / f"agent-{node.count}-{repeat}"
     workdir.mkdir()
@@ -216,21 +236,26 @@ def agent_window(node: Node, repeat: int, args: argparse.Namespace) -> Window:
         sleep_until(time.monotonic() + args.warmup, node.watch)
         assert agent.pid is not None
         ticks0 = len(TICK_MS.findall(_log(agent)))
-        cpu0, t0 = cpu_time(agent.pid), time.monotonic()
+        cpu0, used0, t0 = cpu_time(agent.pid), _usage_ns(node), time.monotonic()
         sleep_until(t0 + args.duration, node.watch)
         t1 = time.monotonic()
         millicores = (cpu_time(agent.pid) - cpu0) / (t1 - t0) * 1000
+        outside = _outside(used0, node, t1 - t0)
         if not agent.alive():
             raise BenchError(f"run colocd --dry-run: it exited: {agent.log_tail()}")
         ticks = [float(ms) for ms in TICK_MS.findall(_log(agent))[ticks0:]]
-    return Window(AGENT, node.count, repeat, t0, t1, millicores, median(ticks), os.getloadavg())
+    return Window(
+        AGENT, node.count, repeat, t0, t1, millicores, median(ticks), os.getloadavg(), outside
+    )
 
 
 def none_window(node: Node, repeat: int, args: argparse.Namespace) -> Window:
     sleep_until(time.monotonic() + args.warmup, node.watch)
-    t0 = time.monotonic()
+    used0, t0 = _usage_ns(node), time.monotonic()
     sleep_until(t0 + args.duration, node.watch)
-    return Window(NONE, node.count, repeat, t0, time.monotonic(), None, None, os.getloadavg())
+    t1 = time.monotonic()
+    outside = _outside(used0, node, t1 - t0)
+    return Window(NONE, node.count, repeat, t0, t1, None, None, os.getloadavg(), outside)
 
 
 @contextlib.contextmanager
@@ -279,9 +304,11 @@ def measure(count: int, args: argparse.Namespace, scratch: Path) -> list[Measure
                     if window.agent_millicores is None
                     else f", agent {window.agent_millicores:.1f} millicores{tick}"
                 )
+                outside = window.outside_cores
+                busy = "" if outside is None else f", {outside:.2f} cores used outside the tree"
                 print(
                     f"  {count:4d} pods, round {repeat + 1}, {setup:5}: window done "
-                    f"(load {window.loadavg[0]:.2f}{agent})",
+                    f"(load {window.loadavg[0]:.2f}{busy}{agent})",
                     flush=True,
                 )
         probe = node.procs["probe"]
@@ -325,6 +352,7 @@ def summarise(measured: list[Measured], counts: list[int]) -> dict[str, dict[str
                 "agent_millicores": median([m.window.agent_millicores for m, _ in mine]),
                 "agent_tick_ms": median([m.window.agent_tick_ms for m, _ in mine]),
                 "loadavg_1m_range": _spread([m.window.loadavg[0] for m, _ in mine]),
+                "outside_cores_range": _spread([m.window.outside_cores for m, _ in mine]),
             }
         agent, none = row[AGENT], row[NONE]
         row["added_p99"] = _added(agent["p99_us"], none["p99_us"])
@@ -363,6 +391,7 @@ def report(summary: dict[str, dict[str, Any]], args: argparse.Namespace) -> None
                     "agent_mcores": _num(s["agent_millicores"]),
                     "tick_ms": _num(s["agent_tick_ms"]),
                     "load_1m": _range(s["loadavg_1m_range"], 2),
+                    "outside_cores": _range(s["outside_cores_range"], 2),
                 }
             )
     columns = [(c.upper(), c) for c in rows[0]]

@@ -162,6 +162,7 @@ def test_footprint_compares_the_dry_run_agent_with_no_agent(tmp_path: Path) -> N
             assert 0 < s["p50_us"] <= s["p99_us"] <= s["p999_us"], s
             low, high = s["p99_us_range"]
             assert low <= high, s
+            assert s["outside_cores_range"] is not None, s  # how busy the rest of the machine was
         assert row["none"]["agent_millicores"] is None
         assert row["agent"]["agent_millicores"] is not None, row
         assert row["agent"]["agent_tick_ms"] is not None, row
