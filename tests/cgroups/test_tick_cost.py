@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from agent.loop import Loop
-from isolation.detect import Hierarchy
+from isolation.detect import Hierarchy, Mode
 from isolation.layout import Driver
 from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.pod import BATCH_CPU, Container, Pod, Resources
@@ -25,7 +25,7 @@ from qos.state import NodeCapacity
 from qos.tiers import Tier
 from tests.tree_loop import tree_loop
 
-pytestmark = pytest.mark.cgroup_v1
+pytestmark = [pytest.mark.cgroup_v1, pytest.mark.cgroup_v2]
 
 GIB = 1 << 30
 
@@ -141,14 +141,19 @@ def test_a_tick_reads_per_pod_only_what_the_brain_uses(
         online = [c for c, t in placed.items() if t is Tier.ONLINE]
         batch = [c for c, t in placed.items() if t is Tier.BATCH]
         assert online and batch
+        v1 = tree.hierarchy.mode is not Mode.V2
+        # CPU and memory usage and the working set, from every pod.
+        usage = {"cpuacct.usage", "memory.usage_in_bytes"} if v1 else {"cpu.stat", "memory.current"}
         for cgroup in placed:
             assert "memory.pressure" not in read[cgroup]  # only the node's is used
-            assert {"cpuacct.usage", "memory.usage_in_bytes", "memory.stat"} <= read[cgroup]
-        for cgroup in batch:  # batch's throttling and stalls go into no reading
-            assert not read[cgroup] & {"cpu.stat", "cpu.pressure"}, read[cgroup]
+            assert usage | {"memory.stat"} <= read[cgroup], read[cgroup]
+        # Batch's throttling (v1: cpu.stat; v2 has it in the usage file) and stalls go into
+        # no reading; online's do.
+        for cgroup in batch:
+            assert not read[cgroup] & {"cpu.stat" if v1 else "", "cpu.pressure"}, read[cgroup]
         for cgroup in online:
             assert "cpu.stat" in read[cgroup]
-            if tree.hierarchy.unified is not None:  # hybrid: PSI per cgroup
+            if tree.hierarchy.unified is not None:  # v2 or hybrid: PSI per cgroup
                 assert "cpu.pressure" in read[cgroup]
         if tree.hierarchy.unified is not None:
             assert result.readings is not None
