@@ -1,11 +1,14 @@
-"""A tick on an unchanged node is cheap (issue 10): it looks at no pod directory, walks no
-subtree, reads no knob back and writes nothing; per pod it reads only the files the brain
-uses. When the pods change, it looks again. Counted on the loop's own `Cgroups` (a spy
-around the real calls, which still go to the real cgroups of a lab tree on this host).
+"""A tick on an unchanged node is cheap (issue 10): it looks at no pod directory and walks
+no subtree; of the planned writes it reads and writes only those whose value changed, the
+rest are skipped from the cache; per pod it reads only the files the brain uses. When the
+pods change, it looks again. Counted on the loop's own `Cgroups` (a spy around the real
+calls, which still go to the real cgroups of a lab tree on this host). Between ticks, a
+fast path with nothing to watch (batch under cpu.idle) does not wake up.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -15,8 +18,13 @@ from typing import Any
 
 import pytest
 
+from agent.config import FastPathSettings
 from agent.loop import Loop
+from agent.observe.fastpath import FastPath
+from agent.observe.sampler import Sampler
+from agent.tick import TickResult
 from isolation.detect import Hierarchy, Mode
+from isolation.executor import Outcome, Write
 from isolation.layout import Driver
 from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.pod import BATCH_CPU, Container, Pod, Resources
@@ -37,6 +45,10 @@ def web(name: str = "web") -> Pod:
 
 def job() -> Pod:
     return Pod("jobs", "job", containers=(Container("loop", Resources({BATCH_CPU: Decimal(500)})),))
+
+
+def key(w: Write) -> tuple[str, str]:
+    return (w.cgroup, w.knob)
 
 
 class Spy:
@@ -80,7 +92,7 @@ def tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
         yield t
 
 
-def _loop(tree: KubeletTree, tmp_path: Path) -> tuple[Loop, Path]:
+def _loop(tree: KubeletTree, tmp_path: Path) -> tuple[Loop, Path, TickResult]:
     pods = tmp_path / "pods"
     pods.mkdir()
     for pod, busy in ((web(), 1), (job(), 1)):
@@ -92,33 +104,42 @@ def _loop(tree: KubeletTree, tmp_path: Path) -> tuple[Loop, Path]:
     loop = tree_loop(tree, pods, tmp_path / "state", settings, NodeCapacity(2000, 4 * GIB))
     loop.prime()
     time.sleep(0.2)
-    for _ in range(2):
-        assert loop.tick() is not None
-    return loop, pods
+    assert loop.tick() is not None
+    last = loop.tick()
+    assert last is not None
+    return loop, pods, last
 
 
-def test_a_steady_tick_looks_at_no_pod_directory_and_writes_nothing(
+def test_a_steady_tick_looks_at_no_pod_directory_and_touches_only_what_changed(
     tree: KubeletTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    loop, pods = _loop(tree, tmp_path)
+    loop, pods, before = _loop(tree, tmp_path)
     spy = Spy(loop, monkeypatch)
     try:
         steady = loop.tick()
         assert steady is not None and steady.report is not None
-        assert spy.of("exists") == [] and spy.of("walk") == [] and spy.of("write") == []
-        # Only kubepods' cpuset (the CPUs pods may use) is read as a knob; every planned
-        # write is skipped from the cache, unread.
-        assert {c[2] for c in spy.of("read")} <= {tree.layout.kubepods()}
-        assert steady.report.applied == () and steady.report.failed == ()
+        assert spy.of("exists") == [] and spy.of("walk") == []
+        # A planned value the last tick wrote is skipped from the cache, unread; only what
+        # the plan changed (busy loops move the budgets a little) is read and written, and
+        # kubepods' cpuset (the CPUs pods may use) is read.
+        last = {key(w): w.value for w in before.writes}
+        changed = {key(w) for w in steady.writes if last.get(key(w)) != w.value}
+        kept = [r for r in steady.report.results if key(r.write) not in changed]
+        assert all(r.outcome is not Outcome.APPLIED for r in kept), kept
+        assert sum(r.reason == "unchanged (cached)" for r in kept) >= 5, kept
+        read = {(cgroup, knob) for _, knob, cgroup in spy.of("read")}
+        assert read <= changed | {(tree.layout.kubepods(), "cpuset.cpus")}, read
+        assert {(cgroup, knob) for _, knob, cgroup in spy.of("write")} <= changed
+        assert steady.report.failed == ()
         assert steady.readings is not None and steady.readings.cpu.online_used_milli is not None
 
         # The pods change: the next tick looks at the tree again and finds the new pod.
         tree.write_manifest(tree.add_pod(web("api")), pods)
         spy.clear()
-        changed = loop.tick()
-        assert changed is not None
+        grown = loop.tick()
+        assert grown is not None
         assert spy.of("exists"), "a new set of pods is checked against the tree"
-        assert any(p.key == "shop/api" for p in changed.topology.placed)
+        assert any(p.key == "shop/api" for p in grown.topology.placed)
     finally:
         loop.close()
 
@@ -126,7 +147,7 @@ def test_a_steady_tick_looks_at_no_pod_directory_and_writes_nothing(
 def test_a_tick_reads_per_pod_only_what_the_brain_uses(
     tree: KubeletTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    loop, _ = _loop(tree, tmp_path)
+    loop, _, _ = _loop(tree, tmp_path)
     spy = Spy(loop, monkeypatch)
     try:
         result = loop.tick()
@@ -161,3 +182,35 @@ def test_a_tick_reads_per_pod_only_what_the_brain_uses(
             assert result.readings.cpu_pressure is not None  # online's, still read
     finally:
         loop.close()
+
+
+class CountingEvent(threading.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def test_a_fast_path_with_nothing_to_watch_sleeps_until_the_next_tick(tree: KubeletTree) -> None:
+    pod = tree.add_pod(web())
+    fast = FastPath(
+        FastPathSettings(psi_triggers=False),
+        tree.cgroups,
+        Sampler(tree.cgroups, "", time.monotonic),
+        time.monotonic,
+    )
+    surges: list[object] = []
+    try:
+        fast.arm([], None)  # batch under cpu.idle: no cap to clamp, nothing to watch
+        stop, start = CountingEvent(), time.monotonic()
+        fast.watch(start + 0.3, stop, surges.append)
+        assert time.monotonic() - start >= 0.29 and stop.waits == 1 and surges == []
+        fast.arm([tree.pod_cgroup(pod)], None)  # a cap to clamp: the reader runs every 50 ms
+        stop = CountingEvent()
+        fast.watch(time.monotonic() + 0.3, stop, surges.append)
+        assert stop.waits >= 3
+    finally:
+        fast.close()
