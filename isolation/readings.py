@@ -23,6 +23,7 @@ class ReadSet(NamedTuple):
     see benchmarks/bench_cgroup_read.py). What is not read is None in the sample."""
 
     throttling: bool = True  # cpu.stat: periods, throttled periods and time
+    memory: bool = True  # memory usage (and, with memory_stat, the working set)
     memory_stat: bool = True  # memory.stat: working set, file cache, anon
     io: bool = False  # io.stat / blkio throttle counters, and io.pressure when psi is read
     psi: bool = True  # cpu.pressure (and memory.pressure, unless memory_psi is False)

@@ -49,8 +49,10 @@ from qos.tiers import Tier
 
 __all__ = ["FAST_READ", "OnlineNow", "Readings", "Sampler"]
 
-# The fast path reads usage and CPU PSI only (no cpu.stat, no memory.stat).
-FAST_READ = ReadSet(throttling=False, memory_stat=False, io=False, psi=True, memory_psi=False)
+# The fast path reads CPU usage and CPU PSI only: no memory, no throttling.
+FAST_READ = ReadSet(
+    throttling=False, memory=False, memory_stat=False, io=False, psi=True, memory_psi=False
+)
 # A tick: the node in full; online pods without memory PSI; every other pod usage and
 # working set only (their throttling and stalls go into no reading).
 NODE_READ = ReadSet(io=False)
