@@ -298,7 +298,8 @@ def measure(count: int, args: argparse.Namespace, scratch: Path) -> list[Measure
                 run_window = agent_window if setup == AGENT else none_window
                 window = run_window(node, repeat, args)
                 windows.append(window)
-                tick = "" if window.agent_tick_ms is None else f", tick {window.agent_tick_ms} ms"
+                ms = window.agent_tick_ms
+                tick = "" if ms is None else f", tick {ms:.1f} ms"
                 agent = (
                     ""
                     if window.agent_millicores is None
