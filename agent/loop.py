@@ -172,6 +172,7 @@ class Loop:
         self._source_lost_at: float | None = None
         self._ready = False
         self._node_state: tuple[tuple[int, TierSettings], NodeState] | None = None
+        self._swept_for: tuple[str, ...] | None = None  # the pod cgroups at the last sweep
         self.pod_warnings: tuple[PodWarning, ...] = ()  # pods planned without a fault
         # Why the loop stopped on its own (the kernel refuses writes for lack of privilege).
         self.fatal: str | None = None
@@ -236,6 +237,9 @@ class Loop:
         node = self._node(view)
         topo = self.locator.locate(node)
         readings = self.sampler.sample(topo)
+        if readings.vanished:  # pods whose cgroup went since they were found: look again
+            self.locator.lost(readings.vanished)
+            topo = self.locator.locate(node)
         now = readings.at
         degraded, withhold = self._source_problems(view, now)
         cpu_idle = self.enforcer.idle_supported(topo)
@@ -264,7 +268,7 @@ class Loop:
         plan, self.brain = decide(snapshot, self.brain, self.qos, now)
         self._snapshot = snapshot
         writes = self.enforcer.writes(plan, topo) + self.gpu_freezer.writes(plan, topo)
-        report = None if self.dry_run else self._apply(writes)
+        report = None if self.dry_run else self._apply(writes, topo)
         if not self.dry_run:
             self._cap = plan.batch_tier.cpu_cap or self._cap
         degraded += [Degraded("stale_readings", f"budget: {why}") for why in plan.degraded]
@@ -302,16 +306,20 @@ class Loop:
         self._report(result)
         return result
 
-    def _apply(self, writes: list[Write]) -> ApplyReport:
+    def _apply(self, writes: list[Write], topo: Topology) -> ApplyReport:
         assert self.executor is not None
         report = self.executor.apply(writes)
         if self.metrics is not None:
             self.metrics.applied(report)
-        try:
-            # Pods come and go: what is cached or journaled for cgroups gone is dropped.
-            self.executor.sweep()
-        except JournalError as err:
-            log.warning("compact the journal: %s", err)
+        # Pods come and go: what is cached or journaled for cgroups gone is dropped, looked
+        # for when the pods placed changed or a write found its cgroup gone.
+        placed = tuple(p.cgroup for p in topo.placed)
+        if placed != self._swept_for or report.vanished:
+            self._swept_for = placed
+            try:
+                self.executor.sweep()
+            except JournalError as err:
+                log.warning("compact the journal: %s", err)
         return report
 
     def _act(self, plan: Plan, topo: Topology) -> None:
@@ -380,7 +388,7 @@ class Loop:
         if not tighter(cap, self._cap, self.settings.agent.fast_path.min_quota_drop):
             return
         pool = plan.shared_cpus.cpus if plan.shared_cpus is not None else last.topology.cpus
-        report = self._apply(self.enforcer.cap_writes(cap, last.topology, pool))
+        report = self._apply(self.enforcer.cap_writes(cap, last.topology, pool), last.topology)
         done = self.clock()
         clamp = Clamp(done, self.wall(), surge.trigger, done - r.since, cap_words(cap))
         self._cap = cap

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import resource
 
 from isolation.readings import Pressure
@@ -137,28 +138,23 @@ def single_int(buf: bytes | None) -> int | None:
     return None if buf is None else count(buf)
 
 
-_PSI_FIELDS = (b"avg10=", b"avg60=", b"avg300=", b"total=")
+# One PSI line as the kernel writes it; the averages are plain decimals (no nan, inf, signs
+# or exponents), the total at most 20 digits. A regular expression: the fast path and the
+# tick parse one for every online pod.
+_AVG = rb"(\d+(?:\.\d*)?|\.\d+)"
+_PSI_LINE = re.compile(
+    rb"(?:some|full) avg10=%s avg60=%s avg300=%s total=(\d{1,20})" % (_AVG, _AVG, _AVG)
+)
 
 
 def _psi_line(line: bytes) -> tuple[float, float, float, int] | None:
-    parts = line.split()
-    if len(parts) != 5 or not all(
-        part.startswith(name) for part, name in zip(parts[1:], _PSI_FIELDS, strict=True)
-    ):
+    m = _PSI_LINE.fullmatch(line.strip())
+    if m is None:
         return None
-    averages = []
-    for part, name in zip(parts[1:4], _PSI_FIELDS[:3], strict=True):
-        text = part[len(name) :]
-        if not text.replace(b".", b"", 1).isdigit():  # no nan, inf, signs or exponents
-            return None
-        value = float(text)
-        if value > 100:
-            return None
-        averages.append(value)
-    total = count(parts[4][len(_PSI_FIELDS[3]) :])
-    if total is None:
+    averages = float(m[1]), float(m[2]), float(m[3])
+    if max(averages) > 100:
         return None
-    return averages[0], averages[1], averages[2], total
+    return averages[0], averages[1], averages[2], int(m[4])
 
 
 def pressure(buf: bytes | None) -> Pressure | None:

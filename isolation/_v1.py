@@ -85,7 +85,7 @@ class Backend:
         p = self._files.get(cgroup) or self._paths(cgroup)
         read = fds.read
         usage = read(p[0]) if p[0] else None
-        mem = read(p[2]) if p[2] else None
+        mem = read(p[2]) if p[2] and what.memory else None
         if usage is None and mem is None:
             return None  # the cgroup is gone (or was never there)
         mem_usage = single_int(mem)
@@ -102,7 +102,7 @@ class Backend:
             )
         else:
             cpu = CpuUsage(cpu_usage)
-        if what.memory_stat and p[3]:
+        if what.memory and what.memory_stat and p[3]:
             stat = read(p[3])
             inactive = key_int(stat, b"total_inactive_file")
             working = None
@@ -121,7 +121,8 @@ class Backend:
         psi = None
         if what.psi and p[6]:
             io_psi = pressure(read(p[8])) if what.io else None
-            psi = PsiReading(pressure(read(p[6])), pressure(read(p[7])), io_psi)
+            mem_psi = pressure(read(p[7])) if what.memory_psi else None
+            psi = PsiReading(pressure(read(p[6])), mem_psi, io_psi)
         return CgroupSample(cgroup, cpu, memory, io_stat, psi)
 
 

@@ -82,7 +82,7 @@ class Backend:
         p = self._files.get(cgroup) or self._paths(cgroup)
         read = fds.read
         stat = read(p[0])
-        current = single_int(read(p[1]))
+        current = single_int(read(p[1])) if what.memory else None
         if stat is None and current is None:
             return None
 
@@ -101,7 +101,7 @@ class Backend:
             )
         else:
             cpu = CpuUsage(usec(b"usage_usec"))
-        if what.memory_stat:
+        if what.memory and what.memory_stat:
             mstat = read(p[2])
             inactive = key_int(mstat, b"inactive_file")
             working = None
@@ -116,7 +116,8 @@ class Backend:
         psi = None
         if what.psi:
             io_psi = pressure(read(p[6])) if what.io else None
-            psi = PsiReading(pressure(read(p[4])), pressure(read(p[5])), io_psi)
+            mem_psi = pressure(read(p[5])) if what.memory_psi else None
+            psi = PsiReading(pressure(read(p[4])), mem_psi, io_psi)
         return CgroupSample(cgroup, cpu, memory, io_stat, psi)
 
 

@@ -135,6 +135,8 @@ class _Item:
         return (-level, -depth, -order)
 
 
+# Checked writes remembered (a few ticks' worth on a big node); forgotten all at once beyond.
+MAX_PREPARED = 20_000
 # knob -> the knob that pins it (cpu.shares -> cpu.idle)
 _PINNED_BY = {p: k.name for k in map(knob, ORDER) for p in k.pins}
 
@@ -156,6 +158,7 @@ class Executor:
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[Any, float]] = {}
         self._journaling = journal is not None
+        self._prepared: dict[Write, _Item | Result] = {}  # writes checked before
         # Cumulative outcomes since start (for metrics): Outcome -> count.
         self.totals: Counter[Outcome] = Counter()
 
@@ -255,6 +258,21 @@ class Executor:
     # --- preparation -------------------------------------------------------------------------
 
     def _prepare(self, w: Write) -> _Item | Result:
+        """The checked write; the same write in the next batch (most of a tick's) reuses
+        this one's checks instead of redoing them."""
+        try:
+            known = self._prepared.get(w)
+        except TypeError:  # a value that cannot be hashed: checked every time
+            return self._check(w)
+        if known is None:
+            if len(self._prepared) >= MAX_PREPARED:
+                self._prepared.clear()
+            known = self._prepared[w] = self._check(w)
+        if isinstance(known, Result):
+            return known
+        return _Item(w, known.knob, known.cgroup, known.desired)
+
+    def _check(self, w: Write) -> _Item | Result:
         try:
             k = knob(w.knob)
             cgroup = normalize_cgroup(w.cgroup)

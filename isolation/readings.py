@@ -23,9 +23,11 @@ class ReadSet(NamedTuple):
     see benchmarks/bench_cgroup_read.py). What is not read is None in the sample."""
 
     throttling: bool = True  # cpu.stat: periods, throttled periods and time
+    memory: bool = True  # memory usage (and, with memory_stat, the working set)
     memory_stat: bool = True  # memory.stat: working set, file cache, anon
     io: bool = False  # io.stat / blkio throttle counters, and io.pressure when psi is read
-    psi: bool = True  # cpu.pressure and memory.pressure
+    psi: bool = True  # cpu.pressure (and memory.pressure, unless memory_psi is False)
+    memory_psi: bool = True  # memory.pressure too, when psi is read
 
 
 # A tick reads pods in detail and containers cheaply; everything is for diagnostics.
@@ -78,7 +80,8 @@ class Pressure(NamedTuple):
 
 
 class PsiReading(NamedTuple):
-    """A cgroup's pressure; `io` is read only with the IO detail (`ReadSet.io`)."""
+    """A cgroup's pressure; `memory` only with `ReadSet.memory_psi`, `io` only with the IO
+    detail (`ReadSet.io`)."""
 
     cpu: Pressure | None
     memory: Pressure | None = None

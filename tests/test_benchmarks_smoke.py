@@ -150,16 +150,24 @@ def test_footprint_compares_the_dry_run_agent_with_no_agent(tmp_path: Path) -> N
         "--pods=2,4",
         "--duration=0.8",
         "--warmup=0.2",
-        "--repeats=1",
+        "--repeats=2",
         "--hogs=1",
-        "--work-us=100",
         "--agent-ticks=1",
     )
     assert set(out["summary"]) == {"2", "4"}
     for row in out["summary"].values():
-        for setup in ("no-agent", "dry-run"):
-            assert (row[setup]["lateness_p99_us"] or 0) > 0, row
-        assert row["no-agent"]["agent_millicores"] is None
-        assert row["dry-run"]["agent_millicores"] is not None, row
-        assert row["added_p99"] is not None
-    assert {p["pods"] for p in out["phases"]} == {2, 4}
+        for setup in ("agent", "none"):
+            s = row[setup]
+            assert s["windows"] == 2 and s["wakeups"] > 100, s  # ~1000 wake-ups a second
+            assert 0 < s["p50_us"] <= s["p99_us"] <= s["p999_us"], s
+            low, high = s["p99_us_range"]
+            assert low <= high, s
+            assert s["outside_cores_range"] is not None, s  # how busy the rest of the machine was
+        assert row["none"]["agent_millicores"] is None
+        assert row["agent"]["agent_millicores"] is not None, row
+        assert row["agent"]["agent_tick_ms"] is not None, row
+        assert row["added_p99"] is not None and len(row["added_p99_per_round"]) == 2
+    # Interleaved: each round has both setups, the first flipping from round to round.
+    firsts = [w["setup"] for w in out["windows"] if w["pods"] == 2][::2]
+    assert firsts == ["agent", "none"]
+    assert {w["pods"] for w in out["windows"]} == {2, 4}

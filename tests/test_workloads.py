@@ -57,6 +57,22 @@ def test_probe_requests_arrive_on_schedule_and_use_about_the_planned_cpu(tmp_pat
     assert isinstance(proc.reports[-1], Ended) and proc.reports[-1].reason == "signal"
 
 
+def test_wake_probe_sleeps_and_records_how_late_it_woke(tmp_path: Path) -> None:
+    proc = WorkloadProcess.spawn(
+        "wake", "wake_probe", ["--sleep-us=2000", "--report-every=0.5"], tmp_path, samples=True
+    )
+    assert run_for(proc, 1.5) == 0
+    samples = proc.samples()
+    assert 200 <= len(samples) <= 760  # ~700 at 2 ms; fewer on a loaded machine
+    # Closed loop: the next sleep starts after the last wake-up, at least 2 ms later.
+    gaps = [b.arrival_t - a.arrival_t for a, b in itertools.pairwise(samples)]
+    assert min(gaps) >= 0.002
+    assert all(0 <= s.lateness_us <= s.latency_us for s in samples)  # never wakes early
+    intervals = list(iter_kind(proc.reports, ProbeInterval))
+    assert sum(i.requests for i in intervals) == len(samples)
+    assert intervals[-1].cpu_s < 0.5  # sleeping, not spinning
+
+
 def test_work_plan_is_seeded_bursty_and_keeps_its_mean() -> None:
     args = probe_parser().parse_args(
         ["--report=r", "--samples=s", "--period-ms=2", "--work-us=1000"]

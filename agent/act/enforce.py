@@ -158,6 +158,13 @@ class Enforcer:
         self._io_limited = False  # batch io.max limits are in force
         self._walked_for: object = None  # the NodeState the cached walks belong to
         self._walks: dict[tuple[str, str], list[str]] = {}
+        self._targets_for: tuple[Topology, Targets] | None = None
+
+    def _targets(self, topo: Topology) -> Targets:
+        """`batch_targets(topo)`, found once per topology (a tick asks several times)."""
+        if self._targets_for is None or self._targets_for[0] is not topo:
+            self._targets_for = (topo, batch_targets(topo))
+        return self._targets_for[1]
 
     # --- the parts -------------------------------------------------------------------
 
@@ -239,7 +246,7 @@ class Enforcer:
         """The batch tier's CPU cap on its targets; `pool` is what batch may use uncapped
         (the shared CPUs). A quota is split evenly where several targets carry it."""
         self._structure(topo)
-        targets = batch_targets(topo).cgroups
+        targets = self._targets(topo).cgroups
         out: list[Write] = []
         for cgroup, level in targets:
             match cap:
@@ -256,7 +263,7 @@ class Enforcer:
         return out
 
     def _batch_tier(self, plan: Plan, topo: Topology, pool: tuple[int, ...]) -> list[Write]:
-        targets = batch_targets(topo)
+        targets = self._targets(topo)
         tier = plan.batch_tier
         out: list[Write] = []
         if tier.cpu_idle is not None:
@@ -365,7 +372,7 @@ class Enforcer:
         io = plan.io
         if io is None:
             return []
-        targets = batch_targets(topo).cgroups
+        targets = self._targets(topo).cgroups
         out: list[Write] = []
         if self._supported("io.weight", topo.besteffort) is False:
             self.notes += (
@@ -398,7 +405,7 @@ class Enforcer:
         earlier and no longer wants. Remembers what it owns for the next call."""
         pool = plan.shared_cpus.cpus if plan.shared_cpus is not None else topo.cpus
         self._structure(topo)
-        targets = batch_targets(topo)
+        targets = self._targets(topo)
         self.notes = (targets.note,) if targets.note else ()
         be = topo.besteffort
 

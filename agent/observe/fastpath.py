@@ -124,6 +124,9 @@ class FastPath:
     def watch(self, deadline: float, stop: threading.Event, react: Callable[[Surge], None]) -> None:
         """Until `deadline` (the loop's clock) or `stop`: read, and `react` to surges."""
         interval = self.settings.interval_s
+        if not self._online:  # nothing to watch until the next tick arms it: no wake-ups
+            stop.wait(max(0.0, deadline - self.clock()))
+            return
         while not stop.is_set():
             left = deadline - self.clock()
             if left <= 0:
@@ -134,8 +137,6 @@ class FastPath:
                 fired = self.triggers.wait(timeout)
             elif stop.wait(timeout):
                 return
-            if not self._online:
-                continue
             reading = self.sampler.online_now(self._online)
             if reading is None:
                 continue

@@ -1,8 +1,11 @@
 """From the cgroup readers to the brain's readings (`qos.samples`), per tier.
 
-Each tick reads the node's cgroup and every placed pod's cgroup (pod-level files only:
-usage, throttling, working set, PSI; descriptors stay open in `isolation`), turns the
-cumulative counters into rates since the previous tick, and sums them per tier. Every
+Each tick reads the node's cgroup and every placed pod's cgroup (pod-level files only;
+descriptors stay open in `isolation`), turns the cumulative counters into rates since the
+previous tick, and sums them per tier. A pod's files are only those the brain uses: every
+pod's CPU usage, memory usage and `memory.stat` (working sets; what is not pods' is
+system's), and for online pods also throttling (`cpu.stat` on v1) and CPU PSI; nobody's
+memory PSI but the node's. The node's cgroup is read in full. Every
 reading is stamped with ONE monotonic clock (the loop's), the same clock `decide()` gets
 as `now`. A value that cannot be had is None, never 0:
 
@@ -34,7 +37,7 @@ import psutil
 
 from agent.observe.topology import PodPlace, Topology
 from isolation.cgroups import Cgroups
-from isolation.readings import POD_TICK, CgroupSample, ReadSet
+from isolation.readings import CgroupSample, ReadSet
 from qos.samples import (
     BatchDemand,
     CpuReading,
@@ -46,8 +49,15 @@ from qos.tiers import Tier
 
 __all__ = ["FAST_READ", "OnlineNow", "Readings", "Sampler"]
 
-# The fast path reads usage and PSI only (no cpu.stat, no memory.stat).
-FAST_READ = ReadSet(throttling=False, memory_stat=False, io=False, psi=True)
+# The fast path reads CPU usage and CPU PSI only: no memory, no throttling.
+FAST_READ = ReadSet(
+    throttling=False, memory=False, memory_stat=False, io=False, psi=True, memory_psi=False
+)
+# A tick: the node in full; online pods without memory PSI; every other pod usage and
+# working set only (their throttling and stalls go into no reading).
+NODE_READ = ReadSet(io=False)
+ONLINE_READ = ReadSet(io=False, memory_psi=False)
+OTHER_READ = ReadSet(throttling=False, io=False, psi=False)
 ONLINE = (Tier.ONLINE, Tier.DEDICATED)
 
 
@@ -112,14 +122,22 @@ class Sampler:
         self.clock = clock
         self._tick = _Counters()
         self._fast = _Counters()
+        self._retained: tuple[str, ...] | None = None  # the pod cgroups kept open
 
     # --- the tick ------------------------------------------------------------------------
 
     def sample(self, topo: Topology) -> Readings:
-        node = self.cgroups.sample(self.node_cgroup, POD_TICK)
-        pods = self.cgroups.sample_many([p.cgroup for p in topo.placed], POD_TICK)
+        node = self.cgroups.sample(self.node_cgroup, NODE_READ)
+        sample = self.cgroups.sample
+        pods = [
+            sample(p.cgroup, ONLINE_READ if p.tier is Tier.ONLINE else OTHER_READ)
+            for p in topo.placed
+        ]
         at = self.clock()
-        self.cgroups.retain([self.node_cgroup, *(p.cgroup for p in topo.placed)])
+        placed = tuple(p.cgroup for p in topo.placed)
+        if placed != self._retained:  # descriptors of pods gone are closed
+            self.cgroups.retain([self.node_cgroup, *placed])
+            self._retained = placed
         read = [(p, s) for p, s in zip(topo.placed, pods, strict=True) if s is not None]
         vanished = tuple(p.cgroup for p, s in zip(topo.placed, pods, strict=True) if s is None)
         counters = {

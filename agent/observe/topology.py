@@ -10,7 +10,7 @@ A pod whose cgroup is not there (not started yet, already gone) is left out and 
 from __future__ import annotations
 
 import os
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 
 from isolation.cgroups import Cgroups
@@ -84,24 +84,41 @@ class Locator:
     """Finds the pods' cgroups, searching only for pods it has not found before.
 
     kubelet never moves a pod's cgroup, so a pod found once keeps its place while its UID,
-    QoS class and container IDs stay the same and its directory is there (one stat); pods
-    not found are searched for again on every call. Searching costs a resolved path and a
-    directory check per hierarchy and container candidate (tens of ms per hundred pods).
+    QoS class and container IDs stay the same and its directory is there; pods not found
+    are searched for again on every call. Searching costs a resolved path and a directory
+    check per hierarchy and container candidate (tens of ms per hundred pods).
+
+    Whether a found pod's directory is still there is checked (one stat) only when the pods
+    changed (a new `NodeState`) or when its cgroup could not be read (`lost`): an unchanged
+    node costs no look at the tree at all.
     """
 
     def __init__(self, cgroups: Cgroups, layout: KubeletLayout) -> None:
         self.cgroups = cgroups
         self.layout = layout
         self._found: dict[str, tuple[Hashable, str]] = {}  # pod key -> (identity, cgroup)
+        self._node: NodeState | None = None  # the pods of the last call
+        self._lost: set[str] = set()  # cgroups found before that could not be read since
+
+    def lost(self, cgroups: Iterable[str]) -> None:
+        """These cgroups could not be read (gone?): check them again at the next call."""
+        self._lost.update(cgroups)
 
     def locate(self, node: NodeState) -> Topology:
         placed, missing, refused = [], [], []
         found_now: dict[str, tuple[Hashable, str]] = {}
+        trusted = node is self._node  # the same pods as last time: their places stand
+        lost, self._lost, self._node = self._lost, set(), node
         for state in node.pods:
             pod = state.pod
             identity = (pod.uid, state.qos_class, tuple(sorted(pod.container_ids.items())))
             known = self._found.get(pod.key)
-            if known is None or known[0] != identity or not self.cgroups.exists(known[1]):
+            check = known is not None and (not trusted or known[1] in lost)
+            if (
+                known is None
+                or known[0] != identity
+                or (check and not self.cgroups.exists(known[1]))
+            ):
                 try:
                     found = discover_pod(pod, self.cgroups, self.layout)
                 except IsolationError as err:

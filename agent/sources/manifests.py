@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from agent.errors import InputError, ManifestError
 from agent.inputs import MAX_DOCUMENT_BYTES, parse_json, parse_yaml, read_stdin, read_text
@@ -57,33 +57,50 @@ def manifest_files(path: Path) -> list[Path]:
     ManifestError: such a tree is not a manifest directory."""
     if not path.is_dir():
         return [path]
-    found: list[Path] = []
+    return sorted(Path(f) for f, _, _ in manifest_stats(path))
+
+
+def manifest_stats(top: Path) -> list[tuple[str, int, int]]:
+    """(path, size, mtime ns) of each manifest below the directory `top`, walked as
+    `manifest_files` walks it; a pod source checks these every tick, so the walk is plain
+    `os.scandir` (one stat per file, no Path objects)."""
+    found: list[tuple[str, int, int]] = []
     seen = 0
-    for top, dirs, files in os.walk(path, onerror=lambda err: _unreadable(path, err)):
-        depth = len(Path(top).relative_to(path).parts)
-        seen += len(dirs) + len(files)
+    pending = [(str(top), 0)]
+    while pending:
+        directory, depth = pending.pop()
+        try:
+            with os.scandir(directory) as it:
+                entries = list(it)
+        except OSError as err:
+            _unreadable(top, err)
+        seen += len(entries)
         if seen > MAX_WALK_ENTRIES:
             raise ManifestError(
-                str(path),
+                str(top),
                 None,
                 f"more than {MAX_WALK_ENTRIES} entries below it; not a manifest directory",
             )
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        dirs = sorted(e.name for e in entries if not e.name.startswith(".") and e.is_dir())
         if depth >= MAX_WALK_DEPTH and dirs:
             raise ManifestError(
-                str(path),
+                str(top),
                 None,
                 f"directories nested deeper than {MAX_WALK_DEPTH} levels; not a manifest directory",
             )
-        found += (
-            Path(top, f)
-            for f in files
-            if not f.startswith(".") and f.endswith(MANIFEST_SUFFIXES) and Path(top, f).is_file()
-        )
-    return sorted(found)
+        for e in entries:
+            if e.name.startswith(".") or not e.name.endswith(MANIFEST_SUFFIXES):
+                continue
+            if e.is_file():
+                st = e.stat()
+                found.append((e.path, st.st_size, st.st_mtime_ns))
+        real = {e.name for e in entries if not e.is_symlink()}
+        pending += [(os.path.join(directory, d), depth + 1) for d in reversed(dirs) if d in real]
+    found.sort()
+    return found
 
 
-def _unreadable(top: Path, err: OSError) -> None:
+def _unreadable(top: Path, err: OSError) -> NoReturn:
     """A directory below `top` cannot be listed: its pods would go unseen, so say so."""
     raise ManifestError(str(top), None, f"cannot read {err.filename}: {err.strerror or err}")
 

@@ -25,7 +25,7 @@ from typing import Protocol
 from agent.errors import ManifestError
 from agent.sources.informer import InformerBacked
 from agent.sources.kube import PODS
-from agent.sources.manifests import load_pods, manifest_files
+from agent.sources.manifests import load_pods, manifest_stats
 from agent.sources.pod_manifest import parse_pod
 from qos.pod import Pod
 
@@ -84,8 +84,7 @@ def _fingerprint(directory: Path) -> tuple[tuple[str, int, int], ...] | str:
     if not directory.is_dir():
         return f"read {directory}: not a readable directory"
     try:
-        files = manifest_files(directory)
-        return tuple((str(p), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()])
+        return tuple(manifest_stats(directory))
     except ManifestError as err:
         return str(err)
     except OSError as err:

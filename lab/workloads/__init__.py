@@ -1,6 +1,7 @@
 """Workloads for `colocd demo` and the benchmarks: each one a subprocess (`python -m ...`).
 
 - `latency_probe`: online, open-loop requests every 2 ms, ~0.5 core in bursts.
+- `wake_probe`: online, sleeps 1 ms over and over and records how late each wake-up is.
 - `cache_service`: online, serves random reads from a file it keeps in the page cache.
 - `cpu_hog`: batch, spins through units of work and reports units done.
 - `memory_hog`: batch, grows anonymous memory at a rate up to a target.

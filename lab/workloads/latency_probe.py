@@ -17,14 +17,13 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-import time
 from pathlib import Path
 
 from lab.workloads._lifecycle import Lifecycle, base_parser, run_workload
 from lab.workloads._open_loop import run_open_loop
-from lab.workloads.protocol import ProbeInterval, write_samples
+from lab.workloads.protocol import write_samples
 from lab.workloads.spin import iterations_per_ms, spin
-from lab.workloads.stats import percentile
+from lab.workloads.stats import probe_interval
 
 NAME = "latency-probe"
 MAX_WORK_SHARE_OF_PERIOD = 0.9
@@ -70,23 +69,10 @@ class WorkPlan:
         return int(work_us * self._per_us)
 
 
-def _summary(now: float, latency: list[float], lateness: list[float]) -> ProbeInterval:
-    latency.sort()
-    lateness.sort()
-    return ProbeInterval(
-        t=now,
-        requests=len(latency),
-        latency_p50_us=percentile(latency, 50),
-        latency_p99_us=percentile(latency, 99),
-        lateness_p99_us=percentile(lateness, 99),
-        cpu_s=time.process_time(),
-    )
-
-
 def probe(args: argparse.Namespace, life: Lifecycle) -> None:
     plan = WorkPlan(args, (args.iterations_per_ms or iterations_per_ms()) / 1000)
     samples = run_open_loop(
-        life, args.period_ms / 1000, lambda index: spin(plan.iterations(index)), _summary
+        life, args.period_ms / 1000, lambda index: spin(plan.iterations(index)), probe_interval
     )
     write_samples(args.samples, samples)
 

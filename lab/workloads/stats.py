@@ -4,10 +4,11 @@ and a CPU hog's rate of work from its reports."""
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from lab.workloads.protocol import Report, Started, Throughput
+from lab.workloads.protocol import ProbeInterval, Report, Started, Throughput
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float | None:
@@ -18,6 +19,20 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
         return None
     rank = math.ceil(q / 100 * len(sorted_values))
     return sorted_values[max(rank, 1) - 1]
+
+
+def probe_interval(now: float, latency: list[float], lateness: list[float]) -> ProbeInterval:
+    """A probe's report of its last interval (sorts both lists in place)."""
+    latency.sort()
+    lateness.sort()
+    return ProbeInterval(
+        t=now,
+        requests=len(latency),
+        latency_p50_us=percentile(latency, 50),
+        latency_p99_us=percentile(latency, 99),
+        lateness_p99_us=percentile(lateness, 99),
+        cpu_s=time.process_time(),
+    )
 
 
 class LatencySummary(NamedTuple):
