@@ -38,7 +38,7 @@ def marking(online: frozenset, batch: frozenset) -> Marking:
 def spec(online: frozenset, batch: frozenset) -> UplinkShaping:
     return UplinkShaping(
         uplink="bench0", ifb="benchifb0", root_rate_bps=900 * M, default_tier=Tier.SYSTEM,
-        egress_by_priority=True,
+        by_priority=True,
         tiers=(
             TierShaping(Tier.SYSTEM, 20 * M, 900 * M, 0),
             TierShaping(Tier.ONLINE, 600 * M, 900 * M, 0, online),
