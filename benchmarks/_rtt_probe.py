@@ -2,9 +2,12 @@
 network tests.
 
 _rtt_probe.py server PORT [--rt]                       echo every datagram back
-_rtt_probe.py client HOST PORT SECONDS [--rt] [--interval-ms N]
+_rtt_probe.py client HOST PORT SECONDS [--rt] [--interval-ms N] [--samples]
                                                        one probe every N ms (default 10);
-                                                       prints JSON percentiles (ms)
+                                                       prints JSON percentiles (ms), and
+                                                       with --samples every probe's send
+                                                       time (CLOCK_MONOTONIC, s) and RTT
+                                                       (ms; null when lost)
 
 `--rt` runs the process at real-time priority (SCHED_FIFO): it sleeps between probes, so it
 takes next to no CPU, but when its answer arrives it runs at once instead of waiting behind
@@ -40,8 +43,9 @@ def serve(port: int) -> None:
             sock.sendto(data, peer)
 
 
-def probe(host: str, port: int, seconds: float, interval_s: float) -> dict:
+def probe(host: str, port: int, seconds: float, interval_s: float, samples: bool) -> dict:
     rtts: list[float] = []
+    timeline: list[tuple[float, float | None]] = []
     sent = 0
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.connect((host, port))
@@ -56,11 +60,20 @@ def probe(host: str, port: int, seconds: float, interval_s: float) -> dict:
                     seq, t0 = PROBE.unpack_from(sock.recv(2048))
                     if seq == sent - 1:
                         rtts.append((time.monotonic() - t0) * 1000)
+                        timeline.append((start, rtts[-1]))
                         break
             except TimeoutError:
-                pass
+                timeline.append((start, None))
             time.sleep(max(0.0, interval_s - (time.monotonic() - start)))
-    rtts.sort()
+    result = summary(rtts, sent)
+    if samples:
+        result["samples"] = timeline
+    return result
+
+
+def summary(rtts: list[float], sent: int) -> dict:
+    """Percentiles (ms) of the round trips that came back, out of `sent` probes."""
+    rtts = sorted(rtts)
 
     def pct(p: float) -> float | None:
         return round(rtts[min(len(rtts) - 1, int(p / 100 * len(rtts)))], 3) if rtts else None
@@ -79,6 +92,7 @@ def main() -> None:
     client.add_argument("port", type=int)
     client.add_argument("seconds", type=float)
     client.add_argument("--interval-ms", type=float, default=10.0)
+    client.add_argument("--samples", action="store_true", help="print every probe too")
     for p in (server, client):
         p.add_argument("--rt", action="store_true", help="run at SCHED_FIFO priority")
     args = parser.parse_args()
@@ -87,7 +101,8 @@ def main() -> None:
     if args.role == "server":
         serve(args.port)
     else:
-        print(json.dumps(probe(args.host, args.port, args.seconds, args.interval_ms / 1000)))
+        interval = args.interval_ms / 1000
+        print(json.dumps(probe(args.host, args.port, args.seconds, interval, args.samples)))
 
 
 if __name__ == "__main__":

@@ -360,10 +360,10 @@ class Netlink:
                 )
         return found
 
-    def route_device(self, ip: IPv4Address | IPv6Address) -> str | None:
-        """The device a packet to `ip` leaves by when it is on a directly attached link
-        (a pod's veth or bridge): None for an address reached through a gateway, a local
-        address, or no route."""
+    def route_device(self, ip: IPv4Address | IPv6Address) -> int | None:
+        """The ifindex of the device a packet to `ip` leaves by when it is on a directly
+        attached link (a pod's veth or bridge): None for an address reached through a
+        gateway, a local address, or no route."""
         try:
             with _translated("read", f"route to {ip}", "node"):
                 msgs = self._ipr.route("get", dst=str(ip))
@@ -374,9 +374,7 @@ class Netlink:
         for m in msgs:
             if m["type"] != RTN_UNICAST or m.get_attr("RTA_GATEWAY") or m.get_attr("RTA_VIA"):
                 return None
-            oif = m.get_attr("RTA_OIF")
-            link = None if oif is None else self.link(oif)
-            return None if link is None else link.name
+            return m.get_attr("RTA_OIF")
         return None
 
     def add_clsact(self, device: str, index: int) -> None:

@@ -426,7 +426,9 @@ class UplinkShaper:
     ) -> dict[IPv4Address | IPv6Address, str | None]:
         """For each pod IP, the device the node reaches it by when it is directly attached
         (a veth or a bridge), else None (through a gateway: not a pod of this node)."""
-        return {ip: self._nl.route_device(ip) for ip in ips}
+        names = self._nl.link_names()
+        found = {ip: self._nl.route_device(ip) for ip in ips}
+        return {ip: None if index is None else names.get(index) for ip, index in found.items()}
 
     def traffic(self, spec: UplinkShaping) -> tuple[TierTraffic, ...]:
         """Per tier and direction: what each class sent, dropped and holds queued."""
