@@ -52,6 +52,7 @@ from isolation._tc_netlink import (
     IngressFilter,
     Link,
     Netlink,
+    Qdisc,
     htb_class,
 )
 from isolation._tc_tree import (
@@ -311,9 +312,10 @@ class UplinkShaper:
         ifb = None if spec.ifb is None else nl.link_index(spec.ifb)
         from_pods = spec.by_priority and spec.ifb is not None
         self._changes = []
+        qdiscs = nl.all_qdiscs()  # one dump covers every device (a device's own is as dear)
         # Everything that makes apply refuse is checked before the first change.
         try:
-            egress_ours = self._root_is_ours(spec.uplink, uplink, ROOT_HANDLE)
+            egress_ours = self._root_is_ours(spec.uplink, uplink, ROOT_HANDLE, qdiscs=qdiscs)
         except ForeignStateError:
             if not take_over:
                 raise
@@ -325,11 +327,11 @@ class UplinkShaper:
             kind = _require(nl.link(ifb), spec.ifb).kind
             if kind != "ifb":
                 raise ForeignStateError(spec.ifb, f"it is a {kind or 'plain'} device, not an ifb")
-            ifb_ours = self._root_is_ours(spec.ifb, ifb, INGRESS_ROOT_HANDLE)
+            ifb_ours = self._root_is_ours(spec.ifb, ifb, INGRESS_ROOT_HANDLE, qdiscs=qdiscs)
         # Fed from the pods' side, the uplink's ingress is not colocd's business.
-        ingress = self._ingress(spec.uplink, uplink, strict=not from_pods)
+        ingress = self._ingress(spec.uplink, uplink, strict=not from_pods, qdiscs=qdiscs)
         want = spec.pod_devices if from_pods else frozenset()
-        pods = self._pods.observe(want)
+        pods = self._pods.observe(want, qdiscs)
 
         labels = _labels(spec)
         try:
@@ -478,10 +480,19 @@ class UplinkShaper:
         for op in plan(tree, observed):
             self._run(dev, op, labels)
 
-    def _root_is_ours(self, device: str, index: int, root: int, strict: bool = True) -> bool:
+    def _root_is_ours(
+        self,
+        device: str,
+        index: int,
+        root: int,
+        strict: bool = True,
+        qdiscs: Mapping[int, list[Qdisc]] | None = None,
+    ) -> bool:
         """True for colocd's htb `root`; False for no root qdisc or the kernel's default one
-        (handle 0:). Any other raises ForeignStateError when `strict`."""
-        for q in self._nl.qdiscs(device, index):
+        (handle 0:). Any other raises ForeignStateError when `strict`. `qdiscs`: every
+        device's, when already read."""
+        have = self._nl.qdiscs(device, index) if qdiscs is None else qdiscs.get(index, [])
+        for q in have:
             if q.parent != TC_H_ROOT:
                 continue
             if q.kind == "htb" and q.handle == root:
@@ -490,10 +501,17 @@ class UplinkShaper:
                 raise ForeignStateError(device, _not_ours(q.kind, q.handle))
         return False
 
-    def _ingress(self, device: str, index: int, strict: bool = True) -> _Ingress | None:
+    def _ingress(
+        self,
+        device: str,
+        index: int,
+        strict: bool = True,
+        qdiscs: Mapping[int, list[Qdisc]] | None = None,
+    ) -> _Ingress | None:
         """The uplink's ingress qdisc, None if there is none. One colocd did not set up (a
         clsact, or filters of others) raises ForeignStateError when `strict`."""
-        found = [q for q in self._nl.qdiscs(device, index) if q.parent == TC_H_INGRESS]
+        have = self._nl.qdiscs(device, index) if qdiscs is None else qdiscs.get(index, [])
+        found = [q for q in have if q.parent == TC_H_INGRESS]
         if not found:
             return None
         q = found[0]

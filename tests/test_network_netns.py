@@ -370,3 +370,30 @@ def test_pod_devices_are_found_by_route(topo, shaper):
     assert shaper.pod_devices([ONLINE_IP, BATCH_IP]) == {ONLINE_IP: "on0", BATCH_IP: "ba0"}
     far = IPv4Address("192.0.2.7")  # through the default gateway: not a pod of this node
     assert shaper.pod_devices([far]) == {far: None}
+
+
+def test_a_redirect_removed_by_hand_is_restored_by_the_next_full_check(topo, shaper):
+    spec = by_priority("on0", "ba0")
+    shaper.apply(spec)
+    topo.tc("node", "filter", "del", "dev", "on0", "egress", "prio", str(0xC01D))
+    assert "Redirect" not in pod_side(topo, "on0")
+    assert shaper.apply(spec).changes == ((("on0", "add", f"redirect to {IFB}")),)
+    assert f"Egress Redirect to device {IFB}" in pod_side(topo, "on0")
+
+
+def test_a_pod_that_comes_to_a_device_with_a_clsact_leaves_that_clsact_alone(topo, shaper):
+    shaper.apply(by_priority("on0"))
+    topo.tc("node", "qdisc", "add", "dev", "ba0", "clsact")
+    report = shaper.redirect_pods(by_priority("on0", "ba0"))
+    assert report.changes == (("ba0", "add", f"redirect to {IFB}"),)  # no clsact of its own
+    shaper.clear(UPLINK, IFB)
+    assert "clsact" in pod_side(topo, "ba0")
+    assert "clsact" not in pod_side(topo, "on0")
+
+
+def test_a_pod_that_comes_to_a_device_with_an_ingress_qdisc_is_refused(topo, shaper):
+    shaper.apply(by_priority("on0"))
+    topo.tc("node", "qdisc", "add", "dev", "ba0", "ingress")
+    with pytest.raises(ForeignStateError, match="shape ba0: it carries an ingress qdisc"):
+        shaper.redirect_pods(by_priority("on0", "ba0"))
+    assert "clsact" not in pod_side(topo, "ba0")

@@ -3,8 +3,9 @@ the uplink, ingress through an ifb fed from the pod-facing devices) and
 `isolation.pod_marks` (nftables tier marks, by source for uploads and by destination for
 downloads).
 
-The pod-facing devices are found by a route lookup of each pod IP (cached; looked up again
-at every full check), so a veth per pod and a bridge shared by pods both work.
+The pod-facing devices are found by a route lookup of each pod IP (cached while the IP is
+in the plan; one that had no direct route is looked up again at every full check), so a
+veth per pod and a bridge shared by pods both work.
 
 What it installs is journaled before the first change (`network-journal.json` in the state
 directory: the devices, the nftables table, and every pod-facing device whose clsact colocd
@@ -221,8 +222,8 @@ class NetworkActuator:
         take = self.settings.take_over
         now = self.clock()
         verify = self._last is None or now - self._last[1] >= self.verify_s
-        if verify:
-            self._devices.clear()  # pods' devices looked up afresh
+        if verify:  # pods whose route was not there yet are looked up again
+            self._devices = {ip: d for ip, d in self._devices.items() if d is not None}
         try:
             spec = self.spec(plan)
             if self._journaled is None:

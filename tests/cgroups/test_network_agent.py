@@ -246,11 +246,13 @@ def test_agent_shapes_the_uplink_by_tier(kind: str, tree: KubeletTree, tmp_path:
             assert 0.8 * BATCH_CEIL <= alone_batch.mean_between(2, 5) <= 1.1 * BATCH_CEIL, (
                 alone_batch.intervals
             )
-            if v6:  # IPv6 batch is marked and held the same way
-                alone6 = iperf_result(flood(topo, 5302, 4, v6=True), 30)
-                assert 0.8 * BATCH_CEIL <= alone6.mean_between(1.5, 4) <= 1.1 * BATCH_CEIL, (
-                    alone6.intervals
-                )
+            if v6:  # IPv6 batch is marked and held the same way, up and down
+                for port, down in ((5302, False), (5308, True)):
+                    alone6 = iperf_result(flood(topo, port, 4, v6=True, down=down), 30)
+                    assert 0.8 * BATCH_CEIL <= alone6.mean_between(1.5, 4) <= 1.1 * BATCH_CEIL, (
+                        down,
+                        alone6.intervals,
+                    )
 
             # Batch downloads alone reach the ceiling, no more, in batch's ifb class.
             batch_bytes = ifb_sent(topo, 0x40)
