@@ -160,7 +160,10 @@ def test_batch_ceil_change_at_runtime_takes_effect_within_two_seconds(topo, shap
     lowering.start()
     result = iperf_result(batch, 20)
     lowering.join()
-    assert [c.target for c in reports[0].changes] == ["class c01d:40 (batch)"] * 2
+    assert [(c.device, c.target) for c in reports[0].changes] == [
+        (UPLINK, "class c01d:40 (batch)"),
+        (IFB, "class c01e:40 (batch)"),
+    ]
     before, after = result.mean_between(0.5, 1.5), result.mean_between(3.0, 4.0)
     assert 0.5 * 40 <= before <= 1.15 * 40, result.intervals
     assert after <= 1.25 * 15, result.intervals
