@@ -39,7 +39,7 @@ test-host: install system-deps
 	$(BIN)/pytest -q -p no:cacheprovider; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "make: pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-# The cgroup v2 part of the suite (pytest -m cgroup_v2) in one throw-away VM booting the
+# The cgroup v2 part of the suite (pytest -m "cgroup_v2 or in_vm") in one throw-away VM booting the
 # stock Debian kernel (virtme-ng; QEMU emulation where KVM cannot boot it, ~18x slower).
 # Skips with a clear line when qemu, a kernel with 9p or virtme-ng is missing.
 test-vm: install system-deps

@@ -11,7 +11,9 @@ crosses a "wire" namespace: a tbf at --link-mbit with a 50 ms switch buffer, the
 bottleneck. Each run gets a fresh topology; the scenarios are interleaved, and each figure
 is the median of --repeats runs (this machine is shared). While batch runs 4 TCP streams (upload, or
 download for the ingress rows), online is measured twice: its round trip to the peer (a UDP
-probe every 10 ms) and its throughput (one TCP stream paced at 30 % of the link).
+probe every 10 ms; probe and echo server at real-time priority, so that the figure is the
+network path's queues and not CPU scheduling) and its throughput (one TCP stream paced at
+30 % of the link).
 
 Shaping: root at 90 % of the link (headroom, so the node owns the bottleneck); online rate
 60 %, prio 0; batch rate 5 %, prio 1; both may borrow up to the root. The "root above link"
@@ -20,8 +22,10 @@ row sets the root at 110 %, to show why the headroom matters.
 Three ways of shaping are compared: none; the static HTB (isolation.network applied once,
 pods classified by source IP with u32 on the uplink); and the running agent (`colocd run
 --pods DIR` in the node namespace, pods declaring their IPs, tier marks in nftables, batch
-ceiling = link - measured online - margin). The SNAT rows masquerade pod traffic to the
-node's address on the uplink, where a source-IP filter no longer sees the pod.
+ceiling = link - measured online - margin; downloads marked by destination pod and shaped
+on the ifb fed from the pods' devices). The SNAT rows masquerade pod traffic to the node's
+address on the uplink, where an IP filter no longer sees the pod (uploads) or sees only the
+node's address (downloads, before de-NAT).
 
 Then the cost of reconciling 250 pods' classification (benchmarks/_reconcile_probe.py, in a
 fresh namespace): marks (nftables sets) and the HTB tree, first apply, no-op, one pod out
@@ -91,6 +95,8 @@ SCENARIOS = [
     Scenario("batch download, no shaping", "download", None),
     Scenario("batch download, static HTB (ifb)", "download", "static"),
     Scenario("batch download, colocd agent (ifb)", "download", "agent"),
+    Scenario("batch download SNAT, static HTB (u32 blind)", "download", "static", snat=True),
+    Scenario("batch download SNAT, colocd agent (ifb)", "download", "agent", snat=True),
 ]
 
 
@@ -118,7 +124,7 @@ def start_batch(topo: Topology, direction: str, seconds: float):
 def online_rtt(topo: Topology, seconds: float) -> dict:
     probe = topo.spawn(
         "online", sys.executable, str(PROBE), "client", str(topo.peer_ip), str(PROBE_PORT),
-        str(seconds),
+        str(seconds), "--rt",
     )  # fmt: skip
     out, err = probe.communicate(timeout=seconds + 10)
     if probe.returncode != 0:
@@ -173,7 +179,7 @@ def running_agent(topo: Topology, link_bps: int) -> Iterator[None]:
         try:
             deadline = time.monotonic() + 30
             # The ifb's tree is built last but one; the marks follow in the same tick.
-            while "htb c01d: dev colocd-ifb0" not in topo.tc("node", "qdisc", "show"):
+            while "htb c01e: dev colocd-ifb0" not in topo.tc("node", "qdisc", "show"):
                 if agent.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"the agent did not shape: {agent.stderr.read()[-2000:]}")
                 time.sleep(0.2)
@@ -204,7 +210,7 @@ def scenario(sc: Scenario, args) -> dict:
             row["root_mbit"] = link_bps * sc.root_share / 1e6
             stack.enter_context(running_agent(topo, link_bps))
         batch = sc.batch
-        topo.spawn("peer", sys.executable, str(PROBE), "server", str(PROBE_PORT))
+        topo.spawn("peer", sys.executable, str(PROBE), "server", str(PROBE_PORT), "--rt")
         topo.wait_for_port("peer", PROBE_PORT, "udp")
         target = args.link_mbit * ONLINE_SHARE
         runs = {}

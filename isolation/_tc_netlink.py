@@ -16,7 +16,7 @@ import struct
 import types
 from collections.abc import Iterator
 from contextlib import contextmanager
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any, NamedTuple
 
 from pyroute2 import IPRoute
@@ -25,12 +25,11 @@ from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import TC_H_ROOT
 from pyroute2.netlink.rtnl.tcmsg import plugins as tc_plugins
 from pyroute2.netlink.rtnl.tcmsg.common import calc_xmittime
-from pyroute2.protocols import ETH_P_IP
+from pyroute2.protocols import ETH_P_ALL, ETH_P_IP
 
 from isolation._net_errors import LinkNotFoundError, NetlinkOperationError
 from isolation._tc_tree import (
     FILTER_PRIO,
-    ROOT_HANDLE,
     AddRoot,
     DeleteClass,
     DeleteFilter,
@@ -49,9 +48,14 @@ from isolation._tc_tree import (
 )
 
 INGRESS_HANDLE = 0xFFFF0000
-TC_H_INGRESS = 0xFFFFFFF1
+TC_H_INGRESS = 0xFFFFFFF1  # also where a clsact sits
 CLSACT_INGRESS = 0xFFFFFFF2
+CLSACT_EGRESS = 0xFFFFFFF3
 REDIRECT_HANDLE = filter_handle(1)
+# colocd's redirect on a pod-facing device's egress: a prio of its own, so that it is told
+# apart from whatever else (a CNI's programs) sits on the same clsact, and runs after them.
+POD_REDIRECT_PRIO = 0xC01D
+RTN_UNICAST = 1
 TCA_EGRESS_REDIR = 1
 # An ifb colocd created carries this alias, so that clear() deletes only its own.
 IFB_ALIAS = "colocd ingress shaping"
@@ -206,18 +210,18 @@ class Netlink:
             msgs = self._ipr.get_qdiscs(index=index)
         return [Qdisc(m.get_attr("TCA_KIND"), m["handle"], m["parent"]) for m in msgs]
 
-    def read_tree(self, device: str, index: int, key_offset: int) -> ObservedTree:
-        """colocd's tree on a device whose root is htb c01d:."""
+    def read_tree(self, device: str, index: int, key_offset: int, root: int) -> ObservedTree:
+        """colocd's tree on a device whose root is htb `root` (c01d: or c01e:)."""
         with _translated("read", "htb tree", device):
             qdiscs = list(self._ipr.get_qdiscs(index=index))
             class_msgs = list(self._ipr.get_classes(index=index))
-            filter_msgs = list(self._ipr.get_filters(index=index, parent=ROOT_HANDLE))
-        root = next(m for m in qdiscs if m["parent"] == TC_H_ROOT)
-        default_minor = root.get_nested("TCA_OPTIONS", "TCA_HTB_INIT")["defcls"]
+            filter_msgs = list(self._ipr.get_filters(index=index, parent=root))
+        top = next(m for m in qdiscs if m["parent"] == TC_H_ROOT)
+        default_minor = top.get_nested("TCA_OPTIONS", "TCA_HTB_INIT")["defcls"]
         classes = {
-            m["handle"]: _decode_htb_class(m)
+            m["handle"]: _decode_htb_class(m, root)
             for m in class_msgs
-            if m["handle"] & 0xFFFF0000 == ROOT_HANDLE and m.get_attr("TCA_KIND") == "htb"
+            if m["handle"] & 0xFFFF0000 == root and m.get_attr("TCA_KIND") == "htb"
         }
         leaf_limits: dict[int, int | None] = {}
         for m in qdiscs:
@@ -250,13 +254,13 @@ class Netlink:
             )
         return found
 
-    def class_stats(self, device: str, index: int) -> dict[int, ClassStats]:
+    def class_stats(self, device: str, index: int, root: int) -> dict[int, ClassStats]:
         with _translated("read", "class statistics", device):
             msgs = list(self._ipr.get_classes(index=index))
         stats = {}
         for m in msgs:
             s = m.get_attr("TCA_STATS")
-            if s is not None and m["handle"] & 0xFFFF0000 == ROOT_HANDLE:
+            if s is not None and m["handle"] & 0xFFFF0000 == root:
                 stats[m["handle"]] = ClassStats(
                     s["bytes"], s["packets"], s["drop"], s["overlimits"], s["backlog"]
                 )
@@ -264,18 +268,18 @@ class Netlink:
 
     # --- writing ---------------------------------------------------------------------------
 
-    def run(self, device: str, index: int, op: TreeOp, key_offset: int) -> None:
+    def run(self, device: str, index: int, op: TreeOp, key_offset: int, root: int) -> None:
         action, target = op.describe()
         with _translated(action, target, device):
-            self._run(index, op, key_offset)
+            self._run(index, op, key_offset, root)
 
-    def _run(self, index: int, op: TreeOp, key_offset: int) -> None:
+    def _run(self, index: int, op: TreeOp, key_offset: int, root: int) -> None:
         ipr = self._ipr
         match op:
-            case AddRoot(default_minor):
-                ipr.tc("add", "htb", index=index, handle=ROOT_HANDLE, default=default_minor)
-            case DeleteRoot():
-                ipr.tc("del", "htb", index=index, handle=ROOT_HANDLE)
+            case AddRoot(default_minor, handle):
+                ipr.tc("add", "htb", index=index, handle=handle, default=default_minor)
+            case DeleteRoot(handle):
+                ipr.tc("del", "htb", index=index, handle=handle)
             case PutClass(class_id, htb, new):
                 # change-class replaces every parameter: all of them are passed each time.
                 ipr.tc(
@@ -305,9 +309,9 @@ class Netlink:
                 )
             case PutFilter(handle, ip, class_id, new):
                 key = f"0x{int(ip):08x}/0xffffffff+{key_offset}"
-                self._put_u32(index, ROOT_HANDLE, handle, target=class_id, key=key, new=new)
+                self._put_u32(index, root, handle, target=class_id, key=key, new=new)
             case DeleteFilter(handle):
-                self._delete_u32(index, ROOT_HANDLE, FILTER_PRIO, handle)
+                self._delete_u32(index, root, FILTER_PRIO, handle)
 
     def delete_root(self, device: str, index: int) -> None:
         """Delete whatever root qdisc the device has (the kernel's default takes over)."""
@@ -339,6 +343,73 @@ class Netlink:
     def delete_redirect(self, device: str, index: int) -> None:
         with _translated("delete", "ingress redirect", device):
             self._delete_u32(index, INGRESS_HANDLE, FILTER_PRIO, REDIRECT_HANDLE)
+
+    # --- pod-facing devices ----------------------------------------------------------------
+
+    def link_names(self) -> dict[int, str]:
+        with _translated("read", "links", "node"):
+            return {m["index"]: m.get_attr("IFLA_IFNAME") for m in self._ipr.get_links()}
+
+    def all_qdiscs(self) -> dict[int, list[Qdisc]]:
+        """Every device's qdiscs, in one dump."""
+        found: dict[int, list[Qdisc]] = {}
+        with _translated("read", "qdiscs", "node"):
+            for m in self._ipr.get_qdiscs():
+                found.setdefault(m["index"], []).append(
+                    Qdisc(m.get_attr("TCA_KIND"), m["handle"], m["parent"])
+                )
+        return found
+
+    def route_device(self, ip: IPv4Address | IPv6Address) -> int | None:
+        """The ifindex of the device a packet to `ip` leaves by when it is on a directly
+        attached link (a pod's veth or bridge): None for an address reached through a
+        gateway, a local address, or no route."""
+        try:
+            with _translated("read", f"route to {ip}", "node"):
+                msgs = self._ipr.route("get", dst=str(ip))
+        except NetlinkOperationError as err:
+            if err.errno in (errno.ENETUNREACH, errno.EHOSTUNREACH):
+                return None
+            raise
+        for m in msgs:
+            if m["type"] != RTN_UNICAST or m.get_attr("RTA_GATEWAY") or m.get_attr("RTA_VIA"):
+                return None
+            return m.get_attr("RTA_OIF")
+        return None
+
+    def add_clsact(self, device: str, index: int) -> None:
+        with _translated("add", "qdisc clsact", device):
+            self._ipr.tc("add", "clsact", index=index)
+
+    def delete_clsact(self, device: str, index: int) -> None:
+        with _translated("delete", "qdisc clsact", device):
+            self._ipr.tc("del", "clsact", index=index)
+
+    def add_pod_redirect(self, device: str, index: int, ifb: str, ifb_index: int) -> None:
+        """Send every packet leaving the device (towards its pods) through the ifb, where
+        it is shaped by the tier mark it carries, then on its way out of the device. The
+        kernel picks the handle: u32's hash tables are shared by both sides of a clsact,
+        so a fixed one can clash with another's filter on its ingress side."""
+        with _translated("add", f"redirect to {ifb}", device):
+            redirect = {
+                "kind": "mirred",
+                "direction": "egress",
+                "action": "redirect",
+                "ifindex": ifb_index,
+            }
+            self._ipr.tc(
+                "add-filter", "u32", index=index, parent=CLSACT_EGRESS,
+                prio=POD_REDIRECT_PRIO, protocol=ETH_P_ALL, target=0, keys=["0x0/0x0+0"],
+                action=redirect,
+            )  # fmt: skip
+
+    def delete_pod_redirect(self, device: str, index: int) -> None:
+        """Delete colocd's prio on the device's egress (nothing else is at that prio)."""
+        with _translated("delete", "redirect to the ifb", device):
+            self._ipr.tc(
+                "del-filter", "u32", index=index, parent=CLSACT_EGRESS,
+                prio=POD_REDIRECT_PRIO, protocol=ETH_P_ALL, target=0,
+            )  # fmt: skip
 
     def _put_u32(
         self,
@@ -379,13 +450,13 @@ class Netlink:
         )
 
 
-def _decode_htb_class(msg: Any) -> HtbClass:
+def _decode_htb_class(msg: Any, root: int) -> HtbClass:
     parms = msg.get_nested("TCA_OPTIONS", "TCA_HTB_PARMS")
     rate64 = msg.get_nested("TCA_OPTIONS", "TCA_HTB_RATE64")
     ceil64 = msg.get_nested("TCA_OPTIONS", "TCA_HTB_CEIL64")
     return HtbClass(
         # The kernel reports a top-level class's parent as the root; colocd adds it under c01d:.
-        parent=ROOT_HANDLE if msg["parent"] == TC_H_ROOT else msg["parent"],
+        parent=root if msg["parent"] == TC_H_ROOT else msg["parent"],
         rate=rate64 or parms["rate"],
         ceil=ceil64 or parms["ceil"],
         buffer=parms["buffer"],

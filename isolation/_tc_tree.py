@@ -1,13 +1,19 @@
 """The HTB tree colocd keeps on one device, in kernel units, and the plan that turns what a
 device carries into what is desired. Pure: the netlink side is `_tc_netlink`.
 
-The tree on a device (egress of the uplink, or egress of its ifb for ingress):
+The tree on a device (egress of the uplink: root c01d:; its ifb, for ingress: root c01e:):
 
     htb c01d: (default → one tier class)
-     └── c01d:1   the root rate, below the true link rate so the node owns the bottleneck
-          ├── c01d:<tier>   rate/ceil/prio per tier, with a bfifo leaf <tier>:
-          └── ...
+     ├── c01d:1   the root rate, below the true link rate so the node owns the bottleneck
+     │    ├── c01d:<tier>   rate/ceil/prio per tier, with a bfifo leaf <tier>:
+     │    └── ...
+     └── c01e:2   (the ifb only, when it is fed from the pods' side) traffic that never
+                  crossed the uplink: pod to pod, node to pod; not held to the link rate
     u32 filters at prio 1 on c01d:, one per pod IP (source IP on egress, destination on ingress)
+
+The two roots differ so that a tier mark (skb->priority = a class id) names one device's
+class: a packet marked for the uplink's c01d:30 that passes the ifb (pod to pod) finds no
+c01d:30 there and goes to the ifb's default.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import NamedTuple
 # "c01d:" rather than the usual "1:", so colocd's tree is told apart from a hand-made one.
 ROOT_HANDLE = 0xC01D0000
 PARENT_CLASSID = ROOT_HANDLE | 0x1
+INGRESS_ROOT_HANDLE = 0xC01E0000
+LOCAL_MINOR = 0x2
 FILTER_PRIO = 1
 # u32 filter handles are "800::<node>": hash table 0x800, bucket 0, node 1..0xfff.
 U32_TABLE = 0x800 << 20
@@ -31,8 +39,8 @@ MIN_QUANTUM_BYTES = 1600
 MAX_QUANTUM_BYTES = 200_000
 
 
-def classid(minor: int) -> int:
-    return ROOT_HANDLE | minor
+def classid(minor: int, root: int = ROOT_HANDLE) -> int:
+    return root | minor
 
 
 def leaf_handle(class_id: int) -> int:
@@ -82,6 +90,7 @@ class DesiredTree(NamedTuple):
     classes: Mapping[int, HtbClass]  # class id → class, the parent c01d:1 included
     leaf_limits: Mapping[int, int]  # tier class id → bfifo limit in bytes
     routes: Mapping[IPv4Address, int]  # pod IP → tier class id
+    root: int = ROOT_HANDLE
 
 
 class ObservedTree(NamedTuple):
@@ -96,14 +105,17 @@ EMPTY = ObservedTree(default_minor=0, classes={}, leaf_limits={}, filters={})
 
 class AddRoot(NamedTuple):
     default_minor: int
+    root: int = ROOT_HANDLE
 
     def describe(self) -> tuple[str, str]:
-        return "add", f"qdisc htb {handle_str(ROOT_HANDLE)}"
+        return "add", f"qdisc htb {handle_str(self.root)}"
 
 
 class DeleteRoot(NamedTuple):
+    root: int = ROOT_HANDLE
+
     def describe(self) -> tuple[str, str]:
-        return "delete", f"qdisc htb {handle_str(ROOT_HANDLE)}"
+        return "delete", f"qdisc htb {handle_str(self.root)}"
 
 
 class PutClass(NamedTuple):
@@ -159,8 +171,8 @@ def plan(desired: DesiredTree, observed: ObservedTree | None) -> list[TreeOp]:
     ops: list[TreeOp] = []
     if observed is None or observed.default_minor != desired.default_minor:
         if observed is not None:
-            ops.append(DeleteRoot())
-        ops.append(AddRoot(desired.default_minor))
+            ops.append(DeleteRoot(desired.root))
+        ops.append(AddRoot(desired.default_minor, desired.root))
         observed = EMPTY
     for cid in sorted(desired.classes):
         have = observed.classes.get(cid)

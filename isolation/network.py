@@ -6,6 +6,12 @@ redirected to, classified by destination IP. Unclassified traffic goes to the de
 class. The root rate must sit below the true link rate so that the queue forms here, where
 the tiers are told apart, and not beyond the node.
 
+`by_priority` (what the agent uses) classifies with no filter at all: packets carry their
+tier's class id in skb->priority, set by isolation.pod_marks where the pod address is
+visible, and ingress is redirected to the ifb from the egress of the pod-facing devices
+(`pod_devices`, isolation._pod_redirects) rather than from the uplink's ingress, because
+only there, after de-NAT and decapsulation, do downloads carry the pod's address.
+
 `UplinkShaper.apply` diffs the desired `UplinkShaping` against what the kernel carries and
 changes only what differs (applying twice changes nothing); `clear` removes exactly what
 colocd added. A qdisc colocd did not create is never replaced: apply refuses instead. When the
@@ -24,7 +30,7 @@ Errors: see `isolation._net_errors` (NetworkError and its subclasses).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import NamedTuple
@@ -36,6 +42,7 @@ from isolation._net_errors import (
     NetworkError,
     ShapingSpecError,
 )
+from isolation._pod_redirects import PodRedirects
 from isolation._tc_netlink import (
     IFB_ALIAS,
     INGRESS_HANDLE,
@@ -45,12 +52,14 @@ from isolation._tc_netlink import (
     IngressFilter,
     Link,
     Netlink,
+    Qdisc,
     htb_class,
 )
 from isolation._tc_tree import (
     FILTER_PRIO,
+    INGRESS_ROOT_HANDLE,
+    LOCAL_MINOR,
     MAX_FILTERS,
-    PARENT_CLASSID,
     ROOT_HANDLE,
     DeleteRoot,
     DesiredTree,
@@ -75,12 +84,14 @@ IFNAMSIZ = 15
 EGRESS_KEY_OFFSET = 12  # IPv4 source address
 INGRESS_KEY_OFFSET = 16  # IPv4 destination address
 MAX_PRIO = 7
+# The ifb's class for traffic that did not cross the uplink: never the bottleneck.
+LOCAL_RATE_BPS = MAX_RATE_BPS
 
 
-def tier_classid(tier: Tier) -> int:
-    """Fixed per tier (c01d:10 system, :20 dedicated, :30 online, :40 batch), so adding or
-    removing a tier never renumbers the others."""
-    return classid(0x10 * (list(Tier).index(tier) + 1))
+def tier_classid(tier: Tier, root: int = ROOT_HANDLE) -> int:
+    """Fixed per tier (c01d:10 system, :20 dedicated, :30 online, :40 batch; c01e: on the
+    ifb), so adding or removing a tier never renumbers the others."""
+    return classid(0x10 * (list(Tier).index(tier) + 1), root)
 
 
 @dataclass(frozen=True)
@@ -119,10 +130,12 @@ class UplinkShaping:
     default_tier: Tier
     ifb: str | None = None
     leaf_limit_bytes: int = DEFAULT_LEAF_LIMIT_BYTES
-    # True: egress carries no filters; packets reach their tier's class because something
-    # upstream set skb->priority to its class id (isolation.pod_marks), which survives SNAT
-    # and encapsulation where a source-IP filter on the uplink does not.
-    egress_by_priority: bool = False
+    # True: no filters; packets reach their tier's class because something upstream set
+    # skb->priority to its class id (isolation.pod_marks), which survives SNAT and
+    # encapsulation where an IP filter on the uplink does not. Ingress then comes to the ifb
+    # from the egress of `pod_devices`, not from the uplink's ingress.
+    by_priority: bool = False
+    pod_devices: frozenset[str] = frozenset()
     # Per tier, the ceil on the ifb (ingress) when it differs from the egress one.
     ingress_ceilings: tuple[tuple[Tier, int], ...] = ()
 
@@ -133,6 +146,11 @@ class UplinkShaping:
                 raise ShapingSpecError(target, f"device name {name!r} is not 1..15 characters")
         if self.ifb == self.uplink:
             raise ShapingSpecError(target, "the ifb must be another device than the uplink")
+        for name in self.pod_devices:
+            if not 0 < len(name) <= IFNAMSIZ or name in (self.uplink, self.ifb):
+                raise ShapingSpecError(target, f"pod device {name!r} is not a pod-facing name")
+        if self.pod_devices and not (self.by_priority and self.ifb):
+            raise ShapingSpecError(target, "pod devices need by_priority and an ifb")
         if not MIN_RATE_BPS <= self.root_rate_bps <= MAX_RATE_BPS:
             raise ShapingSpecError(
                 target,
@@ -220,29 +238,39 @@ class TierTraffic(NamedTuple):
     backlog_bytes: int | None
 
 
-def desired_tree(spec: UplinkShaping) -> DesiredTree:
+def desired_tree(spec: UplinkShaping, root: int = ROOT_HANDLE) -> DesiredTree:
+    """The tree on the uplink (root c01d:) or on the ifb (c01e:). Fed from the pods' side,
+    the ifb also carries traffic that never crossed the uplink (pod to pod, node to pod: no
+    ingress mark): its default is then a class of its own, beside the link's."""
     root_rate = spec.root_rate_bps // 8
-    classes = {PARENT_CLASSID: htb_class(ROOT_HANDLE, root_rate, root_rate, prio=0)}
+    parent = classid(1, root)
+    classes = {parent: htb_class(root, root_rate, root_rate, prio=0)}
     routes = {}
+    leaf_limits = {}
     for t in spec.tiers:
-        cid = tier_classid(t.tier)
-        classes[cid] = htb_class(PARENT_CLASSID, t.rate_bps // 8, t.ceil_bps // 8, t.prio)
-        # u32 keys here match IPv4 addresses only; IPv6 pods are classified by priority.
-        routes.update(dict.fromkeys((ip for ip in t.pod_ips if ip.version == 4), cid))
-    return DesiredTree(
-        default_minor=tier_classid(spec.default_tier) & 0xFFFF,
-        classes=classes,
-        leaf_limits={tier_classid(t.tier): spec.leaf_limit_bytes for t in spec.tiers},
-        routes=routes,
-    )
+        cid = tier_classid(t.tier, root)
+        classes[cid] = htb_class(parent, t.rate_bps // 8, t.ceil_bps // 8, t.prio)
+        leaf_limits[cid] = spec.leaf_limit_bytes
+        if not spec.by_priority:
+            # u32 keys here match IPv4 addresses only; IPv6 pods are classified by priority.
+            routes.update(dict.fromkeys((ip for ip in t.pod_ips if ip.version == 4), cid))
+    default_minor = tier_classid(spec.default_tier) & 0xFFFF
+    if root == INGRESS_ROOT_HANDLE and spec.by_priority:
+        local = classid(LOCAL_MINOR, root)
+        classes[local] = htb_class(root, LOCAL_RATE_BPS // 8, LOCAL_RATE_BPS // 8, prio=0)
+        leaf_limits[local] = spec.leaf_limit_bytes
+        default_minor = LOCAL_MINOR
+    return DesiredTree(default_minor, classes, leaf_limits, routes, root)
 
 
 class _Device(NamedTuple):
-    """A device a tree goes on, and where its u32 filters look for the pod IP."""
+    """A device a tree goes on, its tree's root, and where its u32 filters look for the pod
+    IP."""
 
     name: str
     index: int
     key_offset: int
+    root: int = ROOT_HANDLE
 
 
 class _Ingress(NamedTuple):
@@ -255,10 +283,16 @@ class _Ingress(NamedTuple):
 
 class UplinkShaper:
     """Applies `UplinkShaping` through rtnetlink, in the caller's network namespace or in
-    `netns` (a name under /var/run/netns)."""
+    `netns` (a name under /var/run/netns). `journal` is called with the pod-facing devices
+    whose clsact colocd owns, before it adds one (see isolation._pod_redirects)."""
 
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(
+        self,
+        netns: str | None = None,
+        journal: Callable[[frozenset[str]], None] | None = None,
+    ) -> None:
         self._nl = Netlink(netns)
+        self._pods = PodRedirects(self._nl, journal)
         self._changes: list[ShapingChange] = []
 
     def close(self) -> None:
@@ -276,10 +310,12 @@ class UplinkShaper:
         nl = self._nl
         uplink = nl.require_link(spec.uplink)
         ifb = None if spec.ifb is None else nl.link_index(spec.ifb)
+        from_pods = spec.by_priority and spec.ifb is not None
         self._changes = []
+        qdiscs = nl.all_qdiscs()  # one dump covers every device (a device's own is as dear)
         # Everything that makes apply refuse is checked before the first change.
         try:
-            egress_ours = self._root_is_ours(spec.uplink, uplink)
+            egress_ours = self._root_is_ours(spec.uplink, uplink, ROOT_HANDLE, qdiscs=qdiscs)
         except ForeignStateError:
             if not take_over:
                 raise
@@ -291,18 +327,22 @@ class UplinkShaper:
             kind = _require(nl.link(ifb), spec.ifb).kind
             if kind != "ifb":
                 raise ForeignStateError(spec.ifb, f"it is a {kind or 'plain'} device, not an ifb")
-            ifb_ours = self._root_is_ours(spec.ifb, ifb)
-        ingress = self._ingress(spec.uplink, uplink)
+            ifb_ours = self._root_is_ours(spec.ifb, ifb, INGRESS_ROOT_HANDLE, qdiscs=qdiscs)
+        # Fed from the pods' side, the uplink's ingress is not colocd's business.
+        ingress = self._ingress(spec.uplink, uplink, strict=not from_pods, qdiscs=qdiscs)
+        want = spec.pod_devices if from_pods else frozenset()
+        pods = self._pods.observe(want, qdiscs)
 
-        tree = desired_tree(spec)
-        egress_tree = tree._replace(routes={}) if spec.egress_by_priority else tree
-        labels = {tier_classid(t.tier): str(t.tier) for t in spec.tiers}
+        labels = _labels(spec)
         try:
             self._converge(
-                _Device(spec.uplink, uplink, EGRESS_KEY_OFFSET), egress_tree, egress_ours, labels
-            )
-            if spec.ifb is None:
+                _Device(spec.uplink, uplink, EGRESS_KEY_OFFSET), desired_tree(spec), egress_ours,
+                labels,
+            )  # fmt: skip
+            if from_pods or spec.ifb is None:
                 self._drop_ingress(spec.uplink, uplink, ingress)
+            if spec.ifb is None:
+                self._notes(self._pods.clear())
             else:
                 if ifb is None:
                     ifb = nl.add_ifb(spec.ifb)
@@ -311,11 +351,28 @@ class UplinkShaper:
                     nl.set_up(spec.ifb, ifb)
                     self._note(spec.ifb, "change", f"link {spec.ifb} up")
                 # The ifb's tree is complete before the first packet is redirected to it.
-                ingress_tree = desired_tree(spec.ingress())
+                ingress_tree = desired_tree(spec.ingress(), INGRESS_ROOT_HANDLE)
                 self._converge(
-                    _Device(spec.ifb, ifb, INGRESS_KEY_OFFSET), ingress_tree, ifb_ours, labels
-                )
-                self._redirect(spec.uplink, uplink, spec.ifb, ifb, ingress)
+                    _Device(spec.ifb, ifb, INGRESS_KEY_OFFSET, INGRESS_ROOT_HANDLE),
+                    ingress_tree, ifb_ours, labels,
+                )  # fmt: skip
+                self._notes(self._pods.converge(spec.ifb, ifb, want, pods))
+                if not from_pods:
+                    self._redirect(spec.uplink, uplink, spec.ifb, ifb, ingress)
+        except NetlinkOperationError as err:
+            self._revert_after(err, spec)
+            raise
+        return ShapingReport(tuple(self._changes))
+
+    def redirect_pods(self, spec: UplinkShaping) -> ShapingReport:
+        """Between full `apply`s: redirect the pod-facing devices that came, and stop
+        redirecting those that went, reading nothing else back."""
+        self._changes = []
+        if spec.ifb is None or not spec.by_priority:
+            return ShapingReport(())
+        try:
+            ifb = self._nl.require_link(spec.ifb)
+            self._notes(self._pods.update(spec.ifb, ifb, spec.pod_devices))
         except NetlinkOperationError as err:
             self._revert_after(err, spec)
             raise
@@ -326,33 +383,39 @@ class UplinkShaper:
         as `spec` describes them, reading nothing back: how a moving batch ceiling is applied
         between full `apply`s (a full apply reads every filter, ~1 ms per pod)."""
         self._changes = []
-        labels = {tier_classid(t.tier): str(t.tier) for t in spec.tiers}
+        labels = _labels(spec)
         trees = [(spec.uplink, desired_tree(spec))]
         if spec.ifb is not None:
-            trees.append((spec.ifb, desired_tree(spec.ingress())))
+            trees.append((spec.ifb, desired_tree(spec.ingress(), INGRESS_ROOT_HANDLE)))
         try:
             for name, tree in trees:
-                dev = _Device(name, self._nl.require_link(name), EGRESS_KEY_OFFSET)
-                for cid in sorted(labels):
+                dev = _Device(name, self._nl.require_link(name), EGRESS_KEY_OFFSET, tree.root)
+                for t in spec.tiers:
+                    cid = tier_classid(t.tier, tree.root)
                     self._run(dev, PutClass(cid, tree.classes[cid], new=False), labels)
         except NetlinkOperationError as err:
             self._revert_after(err, spec)
             raise
         return ShapingReport(tuple(self._changes))
 
-    def clear(self, uplink: str, ifb: str | None = None) -> ShapingReport:
+    def clear(
+        self, uplink: str, ifb: str | None = None, clsacts: Iterable[str] = ()
+    ) -> ShapingReport:
         """Remove colocd's qdiscs from `uplink` and from its ifb (`ifb`, or the one its
-        ingress redirect points at), and the ifb itself if colocd created it. Anything
-        colocd did not add stays."""
+        ingress redirect points at), the ifb itself if colocd created it, and colocd's
+        redirects on pod-facing devices (with the clsacts it added: this object's and
+        `clsacts`, from a journal). Anything colocd did not add stays."""
         nl = self._nl
         self._changes = []
+        # Redirects go first: a redirect to a deleted ifb drops the pods' packets.
+        self._notes(self._pods.clear(clsacts))
         index = nl.link_index(uplink)
         if index is not None:
             ingress = self._ingress(uplink, index, strict=False)
             if ifb is None and ingress is not None and ingress.redirect_to is not None:
                 link = nl.link(ingress.redirect_to)
                 ifb = None if link is None else link.name
-            if self._root_is_ours(uplink, index, strict=False):
+            if self._root_is_ours(uplink, index, ROOT_HANDLE, strict=False):
                 self._run(_Device(uplink, index, EGRESS_KEY_OFFSET), DeleteRoot())
             self._drop_ingress(uplink, index, ingress)
         ifb_index = None if ifb is None else nl.link_index(ifb)
@@ -360,15 +423,26 @@ class UplinkShaper:
             self._drop_ifb(ifb, ifb_index)
         return ShapingReport(tuple(self._changes))
 
+    def pod_devices(
+        self, ips: Iterable[IPv4Address | IPv6Address]
+    ) -> dict[IPv4Address | IPv6Address, str | None]:
+        """For each pod IP, the device the node reaches it by when it is directly attached
+        (a veth or a bridge), else None (through a gateway: not a pod of this node)."""
+        names = self._nl.link_names()
+        found = {ip: self._nl.route_device(ip) for ip in ips}
+        return {ip: None if index is None else names.get(index) for ip, index in found.items()}
+
     def traffic(self, spec: UplinkShaping) -> tuple[TierTraffic, ...]:
         """Per tier and direction: what each class sent, dropped and holds queued."""
-        devices = [("egress", spec.uplink)] + ([("ingress", spec.ifb)] if spec.ifb else [])
+        devices = [("egress", spec.uplink, ROOT_HANDLE)]
+        if spec.ifb:
+            devices.append(("ingress", spec.ifb, INGRESS_ROOT_HANDLE))
         readings = []
-        for direction, device in devices:
+        for direction, device, root in devices:
             index = self._nl.link_index(device)
-            stats = {} if index is None else self._nl.class_stats(device, index)
+            stats = {} if index is None else self._nl.class_stats(device, index, root)
             for t in spec.tiers:
-                s = stats.get(tier_classid(t.tier))
+                s = stats.get(tier_classid(t.tier, root))
                 if s is None:
                     readings.append(TierTraffic(t.tier, direction, device, *(None,) * 5))
                 else:
@@ -388,8 +462,11 @@ class UplinkShaper:
     def _note(self, device: str, action: str, target: str) -> None:
         self._changes.append(ShapingChange(device, action, target))
 
+    def _notes(self, changes: Iterable[tuple[str, str, str]]) -> None:
+        self._changes.extend(ShapingChange(*c) for c in changes)
+
     def _run(self, dev: _Device, op: TreeOp, labels: Mapping[int, str] | None = None) -> None:
-        self._nl.run(dev.name, dev.index, op, dev.key_offset)
+        self._nl.run(dev.name, dev.index, op, dev.key_offset, dev.root)
         action, target = op.describe()
         label = (labels or {}).get(getattr(op, "class_id", 0))
         self._note(dev.name, action, f"{target} ({label})" if label else target)
@@ -397,26 +474,44 @@ class UplinkShaper:
     def _converge(
         self, dev: _Device, tree: DesiredTree, ours: bool, labels: Mapping[int, str]
     ) -> None:
-        observed = self._nl.read_tree(dev.name, dev.index, dev.key_offset) if ours else None
+        observed = (
+            self._nl.read_tree(dev.name, dev.index, dev.key_offset, dev.root) if ours else None
+        )
         for op in plan(tree, observed):
             self._run(dev, op, labels)
 
-    def _root_is_ours(self, device: str, index: int, strict: bool = True) -> bool:
-        """True for colocd's htb; False for no root qdisc or the kernel's default one
-        (handle 0:). Any other raises ForeignStateError when `strict`."""
-        for q in self._nl.qdiscs(device, index):
+    def _root_is_ours(
+        self,
+        device: str,
+        index: int,
+        root: int,
+        strict: bool = True,
+        qdiscs: Mapping[int, list[Qdisc]] | None = None,
+    ) -> bool:
+        """True for colocd's htb `root`; False for no root qdisc or the kernel's default one
+        (handle 0:). Any other raises ForeignStateError when `strict`. `qdiscs`: every
+        device's, when already read."""
+        have = self._nl.qdiscs(device, index) if qdiscs is None else qdiscs.get(index, [])
+        for q in have:
             if q.parent != TC_H_ROOT:
                 continue
-            if q.kind == "htb" and q.handle == ROOT_HANDLE:
+            if q.kind == "htb" and q.handle == root:
                 return True
             if strict and q.handle >> 16 != 0:
                 raise ForeignStateError(device, _not_ours(q.kind, q.handle))
         return False
 
-    def _ingress(self, device: str, index: int, strict: bool = True) -> _Ingress | None:
+    def _ingress(
+        self,
+        device: str,
+        index: int,
+        strict: bool = True,
+        qdiscs: Mapping[int, list[Qdisc]] | None = None,
+    ) -> _Ingress | None:
         """The uplink's ingress qdisc, None if there is none. One colocd did not set up (a
         clsact, or filters of others) raises ForeignStateError when `strict`."""
-        found = [q for q in self._nl.qdiscs(device, index) if q.parent == TC_H_INGRESS]
+        have = self._nl.qdiscs(device, index) if qdiscs is None else qdiscs.get(index, [])
+        found = [q for q in have if q.parent == TC_H_INGRESS]
         if not found:
             return None
         q = found[0]
@@ -463,8 +558,9 @@ class UplinkShaper:
         if link is not None and link.alias == IFB_ALIAS:
             self._nl.delete_link(name, index)
             self._note(name, "delete", f"ifb {name}")
-        elif self._root_is_ours(name, index, strict=False):
-            self._run(_Device(name, index, INGRESS_KEY_OFFSET), DeleteRoot())
+        elif self._root_is_ours(name, index, INGRESS_ROOT_HANDLE, strict=False):
+            root = INGRESS_ROOT_HANDLE
+            self._run(_Device(name, index, INGRESS_KEY_OFFSET, root), DeleteRoot(root))
 
 
 def default_uplink(netns: str | None = None) -> str:
@@ -477,6 +573,15 @@ def default_uplink(netns: str | None = None) -> str:
     if name is None:
         raise LinkNotFoundError("uplink", "no default route; set network.uplink")
     return name
+
+
+def _labels(spec: UplinkShaping) -> dict[int, str]:
+    """Class id → tier name on either device, for the change report."""
+    return {
+        tier_classid(t.tier, root): str(t.tier)
+        for t in spec.tiers
+        for root in (ROOT_HANDLE, INGRESS_ROOT_HANDLE)
+    }
 
 
 def _is_our_redirect(f: IngressFilter) -> bool:
@@ -495,6 +600,7 @@ def _require(link: Link | None, name: str) -> Link:
 
 __all__ = [
     "DEFAULT_LEAF_LIMIT_BYTES",
+    "INGRESS_ROOT_HANDLE",
     "ShapingChange",
     "ShapingReport",
     "TierShaping",

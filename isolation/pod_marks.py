@@ -2,13 +2,19 @@
 
 An nftables table `inet colocd` holds, per tier, a set of pod IPv4 and one of IPv6
 addresses, and one chain on the forward hook that sets each forwarded packet's
-`meta priority` (skb->priority) from the set its source address is in:
+`meta priority` (skb->priority) from the set its destination address is in (a download:
+the ifb's class, c01e:) and then from the set its source address is in (an upload: the
+uplink's class, c01d:):
 
     table inet colocd
       set online_v4 { type ipv4_addr; elements = { 10.1.2.3, ... } }
       set online_v6 { type ipv6_addr; ... }   ...one pair per tier
       chain mark { type filter hook forward priority mangle; policy accept;
+                   ip daddr @online_v4 meta priority set c01e:30  ...
                    ip saddr @online_v4 meta priority set c01d:30  ... }
+
+A packet between two pods of the node matches both, and keeps the uplink's mark, which the
+ifb's tree has no class for: it passes the ifb in its default class, not held to the link.
 
 HTB sends a packet whose priority equals one of its leaf class ids straight to that class,
 with no filter at all, so the uplink's shaper needs no classifier the kernel may lack (this
@@ -49,6 +55,8 @@ class Marking(NamedTuple):
 
     priorities: Mapping[Tier, int]
     ips: Mapping[Tier, frozenset[PodIP]]
+    # Per tier, the priority of packets *to* its pods (none: downloads are not marked).
+    ingress: Mapping[Tier, int] = {}
 
 
 class MarkReport(NamedTuple):
@@ -65,13 +73,13 @@ def _set_name(tier: Tier, version: int) -> str:
     return f"{tier}_v{version}"
 
 
-def _rule_expr(tier: Tier, version: int, priority: int) -> list[dict[str, Any]]:
+def _rule_expr(tier: Tier, version: int, priority: int, field: str) -> list[dict[str, Any]]:
     proto = "ip" if version == 4 else "ip6"
     return [
         {
             "match": {
                 "op": "==",
-                "left": {"payload": {"protocol": proto, "field": "saddr"}},
+                "left": {"payload": {"protocol": proto, "field": field}},
                 "right": f"@{_set_name(tier, version)}",
             }
         },
@@ -129,6 +137,7 @@ class PodMarker:
             not verify
             and self._known is not None
             and self._known[0].priorities == marking.priorities
+            and self._known[0].ingress == marking.ingress
         ):
             return self._apply_elements(marking, self._known[1])
         why = self.foreign()
@@ -137,11 +146,7 @@ class PodMarker:
                 raise ForeignStateError(f"nftables {FAMILY} {TABLE}", why)
             self.clear()
         listed = self._list()
-        want_rules = [
-            _rule_expr(tier, v, marking.priorities[tier])
-            for tier in sorted(marking.priorities, key=list(Tier).index)
-            for v in (4, 6)
-        ]
+        want_rules = _wanted_rules(marking)
         want_sets = _wanted_sets(marking)
         cmds: list[dict[str, Any]] = []
         rebuilt = listed is None or listed.rules != want_rules or set(listed.sets) != set(want_sets)
@@ -226,6 +231,15 @@ class PodMarker:
             else:
                 listed.other.append(f"{kind} {body.get('name', '?')}")
         return listed
+
+
+def _wanted_rules(marking: Marking) -> list[list[dict[str, Any]]]:
+    """Destination rules first, so that the source's mark wins for pod-to-pod packets."""
+    rules = []
+    for field, priorities in (("daddr", marking.ingress), ("saddr", marking.priorities)):
+        for tier in sorted(priorities, key=list(Tier).index):
+            rules += [_rule_expr(tier, v, priorities[tier], field) for v in (4, 6)]
+    return rules
 
 
 def _wanted_sets(marking: Marking) -> dict[str, frozenset[PodIP]]:

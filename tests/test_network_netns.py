@@ -11,6 +11,7 @@ import subprocess
 import threading
 import time
 from dataclasses import replace
+from ipaddress import IPv4Address
 
 import pytest
 
@@ -30,6 +31,10 @@ from tests.netns_topology import (
     iperf_result,
     netns_unavailable,
 )
+
+# Classification, pods coming and going, and revert also run on the VM's kernel (Debian 6.1,
+# pure cgroup v2; ~18x slower under emulation, so only these few: all pass there).
+IN_VM = pytest.mark.in_vm
 
 pytestmark = [
     pytest.mark.netns,
@@ -105,7 +110,7 @@ def test_apply_builds_the_tree_tc_shows(topo, shaper):
     assert "default 0x40" in qdiscs
     assert "qdisc bfifo 40: parent c01d:40 limit 256Kb" in qdiscs
     classes = topo.tc("node", "class", "show", "dev", IFB)
-    assert "class htb c01d:40 parent c01d:1 leaf 40: prio 1 rate 10Mbit ceil 40Mbit" in classes
+    assert "class htb c01e:40 parent c01e:1 leaf 40: prio 1 rate 10Mbit ceil 40Mbit" in classes
     egress = topo.tc("node", "filter", "show", "dev", UPLINK)
     assert "flowid c01d:30" in egress
     assert "match 0a630102/ffffffff at 12" in egress  # online pod, by source
@@ -155,7 +160,10 @@ def test_batch_ceil_change_at_runtime_takes_effect_within_two_seconds(topo, shap
     lowering.start()
     result = iperf_result(batch, 20)
     lowering.join()
-    assert [c.target for c in reports[0].changes] == ["class c01d:40 (batch)"] * 2
+    assert [(c.device, c.target) for c in reports[0].changes] == [
+        (UPLINK, "class c01d:40 (batch)"),
+        (IFB, "class c01e:40 (batch)"),
+    ]
     before, after = result.mean_between(0.5, 1.5), result.mean_between(3.0, 4.0)
     assert 0.5 * 40 <= before <= 1.15 * 40, result.intervals
     assert after <= 1.25 * 15, result.intervals
@@ -281,3 +289,122 @@ def test_traffic_counters_per_tier(topo, shaper):
     assert readings[Tier.BATCH, "ingress"].device == IFB
     shaper.clear(UPLINK)
     assert all(r.sent_bytes is None for r in shaper.traffic(spec))
+
+
+def by_priority(*devices: str) -> UplinkShaping:
+    """The agent's way: no filters, ingress fed from the pods' devices."""
+    return replace(shaping(), by_priority=True, pod_devices=frozenset(devices))
+
+
+def pod_side(topo: Topology, dev: str) -> str:
+    return topo.tc("node", "qdisc", "show", "dev", dev) + topo.tc(
+        "node", "filter", "show", "dev", dev, "egress"
+    )
+
+
+@IN_VM
+def test_by_priority_redirects_from_the_pods_devices_not_the_uplink(topo, shaper):
+    report = shaper.apply(by_priority("on0", "ba0"))
+    assert ("on0", "add", "qdisc clsact") in report.changes
+    assert ("ba0", "add", f"redirect to {IFB}") in report.changes
+    for dev in ("on0", "ba0"):
+        side = pod_side(topo, dev)
+        assert "qdisc clsact ffff: parent ffff:fff1" in side
+        assert f"pref {0xC01D} u32" in side
+        assert f"Egress Redirect to device {IFB}" in side
+    assert "ingress" not in topo.tc("node", "qdisc", "show", "dev", UPLINK)
+    # The ifb's tree is c01e:, its default a class of its own outside the link's.
+    assert "qdisc htb c01e: root" in topo.tc("node", "qdisc", "show", "dev", IFB)
+    assert "default 0x2" in topo.tc("node", "qdisc", "show", "dev", IFB)
+    classes = topo.tc("node", "class", "show", "dev", IFB)
+    assert "class htb c01e:2 root leaf 2: prio 0 rate 1Tbit" in classes
+    assert "class htb c01e:40 parent c01e:1" in classes
+    assert topo.tc("node", "filter", "show", "dev", UPLINK) == ""  # no u32 by IP
+    assert shaper.apply(by_priority("on0", "ba0")).changes == ()
+
+
+@IN_VM
+def test_pods_devices_come_and_go_incrementally(topo, shaper):
+    shaper.apply(by_priority("on0"))
+    before = pod_side(topo, "on0")
+    report = shaper.redirect_pods(by_priority("on0", "ba0"))
+    assert {c.device for c in report.changes} == {"ba0"}
+    report = shaper.redirect_pods(by_priority("ba0"))
+    assert set(report.changes) == {
+        ("on0", "delete", "redirect to the ifb"),
+        ("on0", "delete", "qdisc clsact"),
+    }
+    assert "clsact" not in pod_side(topo, "on0")
+    assert pod_side(topo, "ba0").count("Redirect") == 1
+    shaper.redirect_pods(by_priority("ba0", "on0"))
+    assert pod_side(topo, "on0") == before
+    assert shaper.apply(by_priority("ba0", "on0")).changes == ()
+
+
+@IN_VM
+def test_clear_keeps_a_clsact_colocd_did_not_add_and_the_filters_on_it(topo, shaper):
+    topo.tc("node", "qdisc", "add", "dev", "on0", "clsact")
+    topo.tc("node", "filter", "add", "dev", "on0", "ingress", "prio", "5", "protocol", "ip",
+            "u32", "match", "ip", "dst", "10.0.0.1/32", "flowid", ":1")  # fmt: skip
+    pristine = {dev: pod_side(topo, dev) for dev in ("on0", "ba0")}
+    shaper.apply(by_priority("on0", "ba0"))
+    report = shaper.clear(UPLINK, IFB)
+    assert ("on0", "delete", "qdisc clsact") not in report.changes
+    assert ("ba0", "delete", "qdisc clsact") in report.changes
+    assert {dev: pod_side(topo, dev) for dev in ("on0", "ba0")} == pristine
+    assert "filter protocol ip pref 5 u32" in topo.tc(
+        "node", "filter", "show", "dev", "on0", "ingress"
+    )
+    assert IFB not in topo.links("node")
+
+
+@IN_VM
+def test_clear_from_a_journal_removes_the_clsacts_another_run_added(topo, shaper):
+    shaper.apply(by_priority("on0", "ba0"))
+    with UplinkShaper(netns=topo.node) as fresh:  # a new process after a crash
+        fresh.clear(UPLINK, IFB, clsacts=["on0", "ba0"])
+    assert "clsact" not in pod_side(topo, "on0") + pod_side(topo, "ba0")
+
+
+def test_a_pod_device_with_an_ingress_qdisc_is_refused_and_nothing_changes(topo, shaper):
+    topo.tc("node", "qdisc", "add", "dev", "ba0", "ingress")
+    before = tc_dump(topo) + pod_side(topo, "on0") + pod_side(topo, "ba0")
+    with pytest.raises(ForeignStateError) as caught:
+        shaper.apply(by_priority("on0", "ba0"))
+    assert str(caught.value) == (
+        "shape ba0: it carries an ingress qdisc, so colocd cannot add its clsact"
+    )
+    assert tc_dump(topo) + pod_side(topo, "on0") + pod_side(topo, "ba0") == before
+
+
+def test_pod_devices_are_found_by_route(topo, shaper):
+    assert shaper.pod_devices([ONLINE_IP, BATCH_IP]) == {ONLINE_IP: "on0", BATCH_IP: "ba0"}
+    far = IPv4Address("192.0.2.7")  # through the default gateway: not a pod of this node
+    assert shaper.pod_devices([far]) == {far: None}
+
+
+def test_a_redirect_removed_by_hand_is_restored_by_the_next_full_check(topo, shaper):
+    spec = by_priority("on0", "ba0")
+    shaper.apply(spec)
+    topo.tc("node", "filter", "del", "dev", "on0", "egress", "prio", str(0xC01D))
+    assert "Redirect" not in pod_side(topo, "on0")
+    assert shaper.apply(spec).changes == ((("on0", "add", f"redirect to {IFB}")),)
+    assert f"Egress Redirect to device {IFB}" in pod_side(topo, "on0")
+
+
+def test_a_pod_that_comes_to_a_device_with_a_clsact_leaves_that_clsact_alone(topo, shaper):
+    shaper.apply(by_priority("on0"))
+    topo.tc("node", "qdisc", "add", "dev", "ba0", "clsact")
+    report = shaper.redirect_pods(by_priority("on0", "ba0"))
+    assert report.changes == (("ba0", "add", f"redirect to {IFB}"),)  # no clsact of its own
+    shaper.clear(UPLINK, IFB)
+    assert "clsact" in pod_side(topo, "ba0")
+    assert "clsact" not in pod_side(topo, "on0")
+
+
+def test_a_pod_that_comes_to_a_device_with_an_ingress_qdisc_is_refused(topo, shaper):
+    shaper.apply(by_priority("on0"))
+    topo.tc("node", "qdisc", "add", "dev", "ba0", "ingress")
+    with pytest.raises(ForeignStateError, match="shape ba0: it carries an ingress qdisc"):
+        shaper.redirect_pods(by_priority("on0", "ba0"))
+    assert "clsact" not in pod_side(topo, "ba0")

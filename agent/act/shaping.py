@@ -1,8 +1,15 @@
 """The network actuator: a `NetworkPlan` onto the node, through `isolation.network` (HTB on
-the uplink, ingress through an ifb) and `isolation.pod_marks` (nftables tier marks).
+the uplink, ingress through an ifb fed from the pod-facing devices) and
+`isolation.pod_marks` (nftables tier marks, by source for uploads and by destination for
+downloads).
+
+The pod-facing devices are found by a route lookup of each pod IP (cached while the IP is
+in the plan; one that had no direct route is looked up again at every full check), so a
+veth per pod and a bridge shared by pods both work.
 
 What it installs is journaled before the first change (`network-journal.json` in the state
-directory: the devices and the nftables table), so that exactly that is removed on a
+directory: the devices, the nftables table, and every pod-facing device whose clsact colocd
+added, written before it adds one), so that exactly that is removed on a
 reverting stop, by `colocd revert`, and at the next start after a crash. Something in the
 way that colocd did not install (a root qdisc, a table under its name) is left alone with a
 one-line error, unless the policy says to take it over.
@@ -15,12 +22,14 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import NamedTuple
 
 from isolation import ForeignStateError
 from isolation.errors import IsolationError
 from isolation.network import (
+    INGRESS_ROOT_HANDLE,
     TierShaping,
     TierTraffic,
     UplinkShaper,
@@ -75,11 +84,13 @@ def revert_network(
     try:
         record = json.loads(path.read_text())
         uplink, ifb = str(record["uplink"]), record.get("ifb")
+        clsacts = [str(d) for d in record.get("clsacts", [])]
     except (OSError, ValueError, KeyError, TypeError) as err:
         raise IsolationError(f"read {path}: {err}") from err
     with contextlib.ExitStack() as stack:
         shaper = shaper or stack.enter_context(UplinkShaper())
-        done = [f"{c.action} {c.target} on {c.device}" for c in shaper.clear(uplink, ifb).changes]
+        cleared = shaper.clear(uplink, ifb, clsacts).changes
+        done = [f"{c.action} {c.target} on {c.device}" for c in cleared]
         if record.get("nft"):
             marker = marker or stack.enter_context(PodMarker())
             if marker.clear():
@@ -89,11 +100,16 @@ def revert_network(
 
 
 def _layout(spec: UplinkShaping) -> tuple:
-    """Everything of a spec but its rates: equal layouts differ only in rate/ceil."""
+    """Everything of a spec that shapes the trees but its rates (pod IPs do not: they are
+    classified by mark): equal layouts differ only in rate/ceil and pod devices."""
     return (
         spec.uplink, spec.ifb, spec.root_rate_bps, spec.default_tier, spec.leaf_limit_bytes,
-        tuple((t.tier, t.prio, t.pod_ips) for t in spec.tiers),
+        tuple((t.tier, t.prio) for t in spec.tiers),
     )  # fmt: skip
+
+
+def _rates(spec: UplinkShaping) -> tuple:
+    return tuple((t.rate_bps, t.ceil_bps) for t in spec.tiers), spec.ingress_ceilings
 
 
 class NetworkActuator:
@@ -116,9 +132,11 @@ class NetworkActuator:
         self.state_dir = Path(state_dir)
         self.dry_run = dry_run
         self._uplink: str | None = None
-        self._shaper = UplinkShaper()
+        self._shaper = UplinkShaper(journal=self._journal_clsacts)
         self._marker = PodMarker()
-        self._journaled = False
+        self._journaled: dict | None = None  # the journal's record, once written
+        # Pod IP → the device the node reaches it by (None: not directly attached).
+        self._devices: dict[IPv4Address | IPv6Address, str | None] = {}
 
     @property
     def uplink(self) -> str:
@@ -136,10 +154,11 @@ class NetworkActuator:
         self.settings = settings
         self._last = None
         moved = (old.uplink, old.ifb) != (settings.uplink, settings.ifb)
-        if self.dry_run or not self._journaled or (settings.enabled and not moved):
+        if self.dry_run or self._journaled is None or (settings.enabled and not moved):
             return []
-        self._journaled = False
+        self._journaled = None
         self._uplink = None
+        self._devices.clear()
         return revert_network(self.state_dir, self._shaper, self._marker)
 
     def recover(self) -> list[str]:
@@ -161,19 +180,41 @@ class NetworkActuator:
             tiers=tuple(tiers),
             default_tier=plan.default_tier,
             ifb=s.ifb,
-            egress_by_priority=True,
+            by_priority=True,
+            pod_devices=self._pod_devices(plan) if s.ifb is not None else frozenset(),
         )
         if s.ifb is not None:
             ceilings = tuple((t.tier, plan.rate(t.tier, "ingress").ceil_bps) for t in tiers)
             spec = spec.with_ingress_ceilings(ceilings)
         return spec
 
+    def _pod_devices(self, plan: NetworkPlan) -> frozenset[str]:
+        """The devices the node reaches its pods by; new IPs are looked up, gone ones
+        forgotten. Host-network pods' addresses are the node's own (no device)."""
+        ips = {ip for tier_ips in plan.ips.values() for ip in tier_ips}
+        for ip in set(self._devices) - ips:
+            del self._devices[ip]
+        new = ips - set(self._devices)
+        if new:
+            self._devices.update(self._shaper.pod_devices(new))
+        skip = {self.uplink, self.settings.ifb}
+        return frozenset(d for d in self._devices.values() if d is not None and d not in skip)
+
     def marking(self, plan: NetworkPlan) -> Marking:
         priorities = {t: tier_classid(SHAPED_TIER[t]) for t in Tier if SHAPED_TIER[t] in plan.ips}
         ips = {t: plan.ips.get(SHAPED_TIER[t], frozenset()) for t in priorities}
         # dedicated shares online's class and set: give its own sets nothing.
         ips[Tier.DEDICATED] = frozenset()
-        return Marking(priorities, ips)
+        ingress = {}
+        if self.settings.ifb is not None:
+            ingress = {t: tier_classid(SHAPED_TIER[t], INGRESS_ROOT_HANDLE) for t in priorities}
+        return Marking(priorities, ips, ingress)
+
+    def _journal_clsacts(self, devices: frozenset[str]) -> None:
+        """Called by the shaper before it adds a clsact to a pod-facing device."""
+        if self._journaled is not None:
+            self._journaled = {**self._journaled, "clsacts": sorted(devices)}
+            _write_journal(self.state_dir, self._journaled)
 
     def apply(self, plan: NetworkPlan) -> NetworkApplied:
         if self.dry_run:
@@ -181,13 +222,16 @@ class NetworkActuator:
         take = self.settings.take_over
         now = self.clock()
         verify = self._last is None or now - self._last[1] >= self.verify_s
+        if verify:  # pods whose route was not there yet are looked up again
+            self._devices = {ip: d for ip, d in self._devices.items() if d is not None}
         try:
             spec = self.spec(plan)
-            if not self._journaled:
+            if self._journaled is None:
                 # The table is journaled (so removed later) only when it is colocd's to remove.
                 nft = take or self._marker.foreign() is None
-                _write_journal(self.state_dir, {"uplink": spec.uplink, "ifb": spec.ifb, "nft": nft})
-                self._journaled = True
+                record = {"uplink": spec.uplink, "ifb": spec.ifb, "nft": nft}
+                _write_journal(self.state_dir, record)
+                self._journaled = record
             # Marks first: a packet marked before its class exists goes to the default.
             # Everything that makes apply refuse is found before the first change.
             why = None if take or not verify else self._marker.foreign()
@@ -195,18 +239,17 @@ class NetworkActuator:
                 raise ForeignStateError(f"nftables {FAMILY} {TABLE}", why)
             changes = 0
             last = self._last
-            if (
-                last is not None
-                and not verify
-                and last[0] != spec
-                and _layout(last[0]) == _layout(spec)
-            ):
-                # Only rates moved (the batch ceiling): rewrite the classes, read nothing.
-                changes = len(self._shaper.change_rates(spec).changes)
-                self._last = (spec, last[1])
-            elif verify or last is None or last[0] != spec:
+            if verify or last is None or _layout(last[0]) != _layout(spec):
                 changes = len(self._shaper.apply(spec, take_over=take).changes)
                 self._last = (spec, now if verify or last is None else last[1])
+            else:
+                if _rates(last[0]) != _rates(spec):
+                    # The batch ceiling moved: rewrite the classes, read nothing.
+                    changes += len(self._shaper.change_rates(spec).changes)
+                if last[0].pod_devices != spec.pod_devices:
+                    # Pods came or went: redirect only the devices that changed.
+                    changes += len(self._shaper.redirect_pods(spec).changes)
+                self._last = (spec, last[1])
             # Classes before marks (either order is safe: a packet whose priority names no
             # class goes to the default one).
             marks = self._marker.apply(self.marking(plan), take_over=take, verify=verify)

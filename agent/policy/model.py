@@ -466,7 +466,7 @@ class NetworkSpec(Section):
     """Shape below the true link rate, so the queue forms on this node, not beyond it."""
     tiers: NetworkTiers | None = None
     ingress: bool | None = None
-    """Also shape traffic arriving on the uplink (through an ifb device)."""
+    """Also shape downloads to pods (through an ifb device fed from the pods' devices)."""
     batch_margin: Bitrate | None = None
     """Kept free above online's measured throughput: batch's ceiling is the link rate minus
     what the other tiers send minus this, within batch's rate and ceil."""

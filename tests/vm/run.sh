@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Run the cgroup v2 part of the suite (pytest -m cgroup_v2) inside ONE throw-away VM that
-# boots the stock Debian kernel with a pure cgroup v2 hierarchy (virtme-ng, QEMU).
+# Run the cgroup v2 part of the suite (pytest -m cgroup_v2, and the tests marked in_vm) inside
+# ONE throw-away VM that boots the stock Debian kernel with a pure cgroup v2 hierarchy
+# (virtme-ng, QEMU).
 #
-#   tests/vm/run.sh [PYTEST ARGS...]     (default: -m cgroup_v2 tests/)
+#   tests/vm/run.sh [PYTEST ARGS...]     (default: -m "cgroup_v2 or in_vm" tests/)
 #
 # The host root is shared read-only over 9p and the repository read-write at the same path,
 # so the guest runs this checkout's .venv. Where KVM cannot boot a stock kernel (no
@@ -41,7 +42,8 @@ accel=(--disable-kvm)
 if [[ -w /dev/kvm && ! -d /sys/module/kvm_pvm ]]; then accel=(); fi
 
 args=("$@")
-(( ${#args[@]} )) || args=(-m cgroup_v2 tests/)
+# in_vm: tests that need no cgroups but a second kernel (e.g. the network shaping ones).
+(( ${#args[@]} )) || args=(-m "cgroup_v2 or in_vm" tests/)
 
 # Single-quote for the guest's /bin/sh; vng also shlex-splits --rwdir/--cwd.
 q() { local s=$1; printf "'%s'" "${s//\'/\'\\\'\'}"; }
