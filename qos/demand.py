@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 from qos.budget import Terms
 from qos.predictor import Series, predict
 from qos.samples import CpuReading, GpuReading, MemoryReading, clean, reading_time
-from qos.settings import QosSettings
+from qos.settings import PredictorSettings, QosSettings
 from qos.state import NodeState
 from qos.tiers import Tier
 from qos.units import Unit, format_amount, format_fraction
@@ -51,8 +51,8 @@ class _Protected:
     online_why: str
 
 
-def _observe(series: Series, at: float, value: float | None, settings: QosSettings) -> Series:
-    return series if value is None else series.observe(at, value, settings.predictor)
+def _observe(series: Series, at: float, value: float | None, ps: PredictorSettings) -> Series:
+    return series if value is None else series.observe(at, value, ps)
 
 
 def _protected(
@@ -65,13 +65,12 @@ def _protected(
     online_now: float | None,
     reserved: float,
     unit: Unit,
-    settings: QosSettings,
+    ps: PredictorSettings,
 ) -> tuple[_Protected | None, Series, Series]:
-    """Observe the system and online readings, then predict both. The terms are None when
-    online use was never read (nothing can be offered then)."""
-    system = _observe(system, at, system_now, settings)
-    online = _observe(online, at, online_now, settings)
-    ps = settings.predictor
+    """Observe the system and online readings, then predict both with `ps`. The terms are
+    None when online use was never read (nothing can be offered then)."""
+    system = _observe(system, at, system_now, ps)
+    online = _observe(online, at, online_now, ps)
     p_online = predict(online, online_now, at, cold_start, ps)
     if p_online.value is None:
         return None, system, online
@@ -125,7 +124,7 @@ def cpu_demand(
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_cpu_milli),
         unit=Unit.MILLICORES,
-        settings=settings,
+        ps=settings.predictor,
     )
     state = replace(state, cpu_system=sys_w, cpu_online=online_w)
     if found is None:
@@ -173,7 +172,7 @@ def memory_demand(
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_memory_bytes),
         unit=Unit.BYTES,
-        settings=settings,
+        ps=settings.predictor.for_memory(),
     )
     state = replace(state, memory_system=sys_w, memory_online=online_w)
     if found is None:
@@ -216,8 +215,8 @@ def gpu_demand(
     online_mem = clean(reading.online_memory_bytes, total)
     state = replace(
         state,
-        gpu_online=_observe(state.gpu_online, at, online, settings),
-        gpu_memory_online=_observe(state.gpu_memory_online, at, online_mem, settings),
+        gpu_online=_observe(state.gpu_online, at, online, ps),
+        gpu_memory_online=_observe(state.gpu_memory_online, at, online_mem, ps),
     )
     p_online = predict(state.gpu_online, online, at, 0.0, ps)
     if p_online.value is None:
