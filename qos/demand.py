@@ -51,8 +51,10 @@ class _Protected:
     online_why: str
 
 
-def _observe(series: Series, at: float, value: float | None, ps: PredictorSettings) -> Series:
-    return series if value is None else series.observe(at, value, ps)
+def _observe(
+    series: Series, at: float, value: float | None, ps: PredictorSettings, capacity: float = 0.0
+) -> Series:
+    return series if value is None else series.observe(at, value, ps, capacity)
 
 
 def _protected(
@@ -60,6 +62,7 @@ def _protected(
     online: Series,
     *,
     at: float,
+    capacity: float,
     cold_start: float,
     system_now: float | None,
     online_now: float | None,
@@ -70,8 +73,8 @@ def _protected(
     """Observe the system and online readings, then predict both with `ps`. The terms are
     None when online use was never read (nothing can be offered then)."""
     system = _observe(system, at, system_now, ps)
-    online = _observe(online, at, online_now, ps)
-    p_online = predict(online, online_now, at, cold_start, ps)
+    online = _observe(online, at, online_now, ps, capacity)
+    p_online = predict(online, online_now, at, cold_start, ps, capacity=capacity)
     if p_online.value is None:
         return None, system, online
     p_system = predict(system, system_now, at, 0.0, ps)
@@ -119,6 +122,7 @@ def cpu_demand(
         state.cpu_system,
         state.cpu_online,
         at=at,
+        capacity=cap,
         cold_start=settings.predictor.cold_start_cpu_fraction * cap,
         system_now=system,
         online_now=online,
@@ -167,6 +171,7 @@ def memory_demand(
         state.memory_system,
         state.memory_online,
         at=at,
+        capacity=cap,
         cold_start=settings.predictor.cold_start_memory_fraction * cap,
         system_now=system,
         online_now=online,

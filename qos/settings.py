@@ -74,6 +74,24 @@ class PredictorSettings(_Section):
         description="CPU burst allowance of a new node, as a share of its capacity, before "
         "its own rises are evidence enough.",
     )
+    regime_ratio: float = Field(
+        4.0,
+        ge=0.0,
+        allow_inf_nan=False,
+        description="Past the cold start, a rise above the level of more than this many "
+        "times the largest rise seen (and more than regime_min_fraction of capacity) is a "
+        "regime change: the allowance becomes all of capacity (nothing offered), fading to "
+        "0 over the cold-start time, as for a new node (0 = off). Default 4: on "
+        "examples/traces only vm185 rose so far past its own record (0.1 % -> 13 % of the "
+        "node, 5 min before its CPU leapt to 96 % after 7.7 flat hours); past their cold "
+        "start the other traces' records above 5 % of the node grew at most 2.4x (diurnal). "
+        "Any ratio from 3 to 10 gave the same results; 2 cost diurnal its CPU reclaim.",
+    )
+    regime_min_fraction: Fraction = Field(
+        0.05,
+        description="A regime change must rise by more than this share of capacity, so an "
+        "idle node's jitter is no regime change.",
+    )
     memory_burst_factor: float = Field(
         2.5,
         ge=1.0,

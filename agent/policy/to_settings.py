@@ -105,6 +105,8 @@ FIELDS: tuple[tuple[str, str, _Conversion], ...] = (
     ("predictor.cold_start_cpu_percent", "predictor.cold_start_cpu_fraction", _PERCENT),
     ("predictor.cold_start_memory_percent", "predictor.cold_start_memory_fraction", _PERCENT),
     ("predictor.cold_start_for", "predictor.cold_start_seconds", _DURATION),
+    ("predictor.regime_ratio", "predictor.regime_ratio", _NUMBER),
+    ("predictor.regime_min_percent", "predictor.regime_min_fraction", _PERCENT),
     ("predictor.memory_burst_factor", "predictor.memory_burst_factor", _NUMBER),
     ("predictor.cold_start_memory_for", "predictor.cold_start_memory_seconds", _DURATION),
     ("margin.indicator.type", "margin.indicator", _INDICATOR),
