@@ -19,7 +19,7 @@ import pytest
 from agent.commands.simulate import TraceReport, compare_trace, trace_files
 from agent.sources.trace import read_trace
 from qos.baselines import Oracle
-from qos.replay import GIB, Offer, TraceRow, Truth, truths
+from qos.replay import GIB, ColocdPolicy, Offer, TraceRow, Truth, replay, truths
 from qos.settings import DEFAULT_QOS_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -155,3 +155,33 @@ def test_step_and_bursty_memory_ask_opposite_things(rows, reports):
     # Batch there never wants more than the oracle offers, so every GiB held back is lost.
     assert all(p.memory_bytes <= t.batch_mem_demand for p, t in _oracle(rows["bursty.csv"]))
     assert leap * cap_gib * 0.66 > slack  # holding step's leap free for 40 min costs more
+
+
+def _per_second(rows: list[TraceRow], start_h: float, end_h: float) -> list[TraceRow]:
+    """The rows from `start_h` to `end_h` (hours from the trace's start) resampled to one a
+    second, each reading held until the next: the agent's own 1-s tick."""
+    t0 = rows[0].t
+    span = [r for r in rows if start_h * 3600 <= r.t - t0 < end_h * 3600]
+    out = []
+    for row, nxt in itertools.pairwise(span):
+        out += [row._replace(t=float(t)) for t in range(int(row.t), int(nxt.t))]
+    return out
+
+
+@pytest.mark.parametrize(
+    ("per_second", "ratio", "violates"), [(True, 4.0, False), (False, 0.0, True)]
+)
+def test_the_regime_change_catches_vm185_at_a_1_s_tick_too(rows, per_second, ratio, violates):
+    """5.5 h to 8 h of vm185: calm, the rise to 13 %, the leap to 96 % 300 s later. At the
+    agent's 1-s tick the regime change holds it; without it (at the trace's own 300 s, which
+    is quicker to replay) the leap is a violation."""
+    vm185 = rows["bitbrains_rnd_vm185.csv"]
+    if per_second:
+        trace = _per_second(vm185, 5.5, 8.0)
+    else:
+        trace = [r for r in vm185 if 5.5 * 3600 <= r.t - vm185[0].t < 8 * 3600]
+    predictor = DEFAULT_QOS_SETTINGS.predictor.model_copy(update={"regime_ratio": ratio})
+    settings = DEFAULT_QOS_SETTINGS.model_copy(update={"predictor": predictor})
+    result = replay(trace, ColocdPolicy(settings))
+    assert result.reclaimed_core_hours > 1.0  # it offered the calm hours' CPU
+    assert (result.cpu.seconds > 0) is violates, result.cpu
