@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from qos.budget import Terms
-from qos.predictor import Series, predict
+from qos.predictor import Series, latest, predict
 from qos.samples import CpuReading, GpuReading, MemoryReading, clean, reading_time
 from qos.settings import PredictorSettings, QosSettings
 from qos.state import NodeState
@@ -28,6 +28,9 @@ class PredictorState:
     cpu_online: Series = field(default_factory=Series)
     memory_system: Series = field(default_factory=Series)
     memory_online: Series = field(default_factory=Series)
+    # The node's last regime change, of online CPU or memory: online's load changed
+    # character, so both are held back (vm185's memory leapt with its CPU).
+    regime_at: float | None = None
     gpu_online: Series = field(default_factory=Series)
     gpu_memory_online: Series = field(default_factory=Series)
 
@@ -69,12 +72,16 @@ def _protected(
     reserved: float,
     unit: Unit,
     ps: PredictorSettings,
+    regime_at: float | None,
 ) -> tuple[_Protected | None, Series, Series]:
-    """Observe the system and online readings, then predict both with `ps`. The terms are
-    None when online use was never read (nothing can be offered then)."""
+    """Observe the system and online readings, then predict both with `ps` (online's also
+    from the node's last regime change, `regime_at`). The terms are None when online use
+    was never read (nothing can be offered then)."""
     system = _observe(system, at, system_now, ps)
     online = _observe(online, at, online_now, ps, capacity)
-    p_online = predict(online, online_now, at, cold_start, ps, capacity=capacity)
+    p_online = predict(
+        online, online_now, at, cold_start, ps, capacity=capacity, regime_at=regime_at
+    )
     if p_online.value is None:
         return None, system, online
     p_system = predict(system, system_now, at, 0.0, ps)
@@ -129,8 +136,14 @@ def cpu_demand(
         reserved=float(settings.reclaim.reserved_system_cpu_milli),
         unit=Unit.MILLICORES,
         ps=settings.predictor,
+        regime_at=state.regime_at,
     )
-    state = replace(state, cpu_system=sys_w, cpu_online=online_w)
+    state = replace(
+        state,
+        cpu_system=sys_w,
+        cpu_online=online_w,
+        regime_at=latest(state.regime_at, online_w.regime_at),
+    )
     if found is None:
         return Demand(at, None, "online CPU use never read"), state
     dedicated = node.in_tier(Tier.DEDICATED)
@@ -178,8 +191,14 @@ def memory_demand(
         reserved=float(settings.reclaim.reserved_system_memory_bytes),
         unit=Unit.BYTES,
         ps=settings.predictor.for_memory(),
+        regime_at=state.regime_at,
     )
-    state = replace(state, memory_system=sys_w, memory_online=online_w)
+    state = replace(
+        state,
+        memory_system=sys_w,
+        memory_online=online_w,
+        regime_at=latest(state.regime_at, online_w.regime_at),
+    )
     if found is None:
         return Demand(at, None, "online memory use never read"), state
     fixed = settings.reclaim.memory_margin_fraction

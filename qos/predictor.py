@@ -135,8 +135,9 @@ class Prediction:
         hours = settings.cold_start_seconds / 3600
         if self.regime >= max(self.cold, self.learned * settings.burst_factor):
             why = (
-                f"regime change {fmt(self.regime)} (a rise over {settings.regime_ratio:g} x "
-                f"the largest seen, {self.regime_age:.0f}s ago: all of capacity held back, "
+                f"regime change {fmt(self.regime)} (online CPU or memory rose over "
+                f"{settings.regime_ratio:g} x its largest rise {self.regime_age:.0f}s ago: "
+                "all of capacity held back, "
                 f"fading to 0 over {hours:g} h)"
             )
         elif self.cold > self.learned * settings.burst_factor:
@@ -148,6 +149,12 @@ class Prediction:
                 f"{settings.burst_half_life_seconds / 3600:g} h)"
             )
         return f"{base} + {why}"
+
+
+def latest(*times: float | None) -> float | None:
+    """The latest of the times given, None when none is."""
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
 
 
 def _fade(age: float, seconds: float) -> float:
@@ -163,12 +170,14 @@ def predict(
     settings: PredictorSettings,
     *,
     capacity: float = 0.0,
+    regime_at: float | None = None,
 ) -> Prediction:
     """max(current, level) + max(learned burst x factor, cold start, regime). With the
     current reading missing the window's peak stands in for it (conservative); with no data
     at all the demand is unknown (None). `cold_start` is the allowance (in the series' unit)
-    of a new node, fading to 0 over `cold_start_seconds`; after a regime change the
-    allowance is all of `capacity`, fading to 0 over the same time."""
+    of a new node, fading to 0 over `cold_start_seconds`; after a regime change (the
+    series' own or `regime_at`, the node's last one, whichever is later) the allowance is
+    all of `capacity`, fading to 0 over the same time."""
     window = series.window
     level = window.percentile(settings.percentile)
     base = window.peak if current is None else (current if level is None else max(current, level))
@@ -177,10 +186,9 @@ def predict(
     learned = series.burst_now(at, settings.burst_half_life_seconds)
     age = 0.0 if series.first_at is None else max(0.0, at - series.first_at)
     cold = cold_start * _fade(age, settings.cold_start_seconds)
-    regime_age = 0.0 if series.regime_at is None else max(0.0, at - series.regime_at)
-    regime = 0.0
-    if series.regime_at is not None:
-        regime = capacity * _fade(regime_age, settings.cold_start_seconds)
+    last = latest(series.regime_at, regime_at)
+    regime_age = 0.0 if last is None else max(0.0, at - last)
+    regime = 0.0 if last is None else capacity * _fade(regime_age, settings.cold_start_seconds)
     burst = max(learned * settings.burst_factor, cold, regime)
     return Prediction(
         base + burst, current, level, len(window), burst, learned, cold, regime, regime_age

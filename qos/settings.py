@@ -80,8 +80,9 @@ class PredictorSettings(_Section):
         allow_inf_nan=False,
         description="Past the cold start, a rise above the level of more than this many "
         "times the largest rise seen (and more than regime_min_fraction of capacity) is a "
-        "regime change: the allowance becomes all of capacity (nothing offered), fading to "
-        "0 over the cold-start time, as for a new node (0 = off). Default 4: on "
+        "regime change of the node: the allowance of both CPU and memory becomes all of "
+        "capacity (nothing offered), fading to 0 over each one's cold-start time, as for a "
+        "new node (0 = off); vm185's memory leapt with its CPU. Default 4: on "
         "examples/traces only vm185 rose so far past its own record (0.1 % -> 13 % of the "
         "node, 5 min before its CPU leapt to 96 % after 7.7 flat hours); past their cold "
         "start the other traces' records above 5 % of the node grew at most 2.4x (diurnal). "
@@ -100,9 +101,8 @@ class PredictorSettings(_Section):
         "far (default 2.5: on examples/traces memory rose by up to 2.0x the largest rise "
         "seen before (the Alibaba machines report whole percents: a rise of 1 % then of "
         "2 %), so 1.5 and 2 let it through on m_1934, m_1942 and diurnal; 2.5 has no memory "
-        "violation on any trace but step (a 31 % leap after 40 calm minutes, which every "
-        "peer but Koordinator's 24-h cold start misses too) and vm185 (where every peer has "
-        "more)).",
+        "violation on any trace but step (a leap by a third of the node after 40 calm "
+        "minutes, which every peer but Koordinator's 24-h cold start misses too)).",
     )
     cold_start_memory_fraction: Fraction = Field(
         0.1,

@@ -129,3 +129,13 @@ def test_memory_has_its_own_burst_factor_and_cold_start():
     assert (m.burst_factor, m.cold_start_seconds) == (2.5, 3600.0)
     assert (s.burst_factor, s.cold_start_seconds) == (1.5, 7200.0)
     assert m.window_seconds == s.window_seconds and m.regime_ratio == s.regime_ratio
+
+
+def test_the_nodes_regime_change_holds_back_a_series_that_showed_none():
+    # Memory's own rises are small, but online CPU's regime changed at 150 s: memory is held
+    # back all the same, from then on, fading over the cold-start time.
+    series, s = _regime_series(1.0)
+    assert series.regime_at is None
+    p = predict(series, 11.0, 200.0, 0.0, s, capacity=100.0, regime_at=150.0)
+    assert p.regime == 50.0 and p.regime_age == 50.0 and "regime change" in p.describe(s, str)
+    assert predict(series, 11.0, 200.0, 0.0, s, capacity=100.0).regime == 0.0

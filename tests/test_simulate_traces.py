@@ -31,7 +31,7 @@ PINNED = {
     "alibaba2018_m_1940.csv": (1214.0, 211.9, 80.0, 0.0),
     "alibaba2018_m_1942.csv": (864.2, 72.0, 0.0, 0.0),
     "alibaba2018_m_1945.csv": (1272.9, 151.9, 0.0, 0.0),
-    "bitbrains_rnd_vm185.csv": (18.9, 383.0, 0.0, 300.0),
+    "bitbrains_rnd_vm185.csv": (18.9, 381.9, 0.0, 0.0),
     "bitbrains_rnd_vm28.csv": (1019.8, 6383.5, 0.0, 0.0),
     "bitbrains_rnd_vm392.csv": (0.2, 248.1, 0.0, 0.0),
     "bitbrains_rnd_vm420.csv": (164.1, 203.2, 0.0, 0.0),
