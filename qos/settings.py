@@ -102,7 +102,8 @@ class PredictorSettings(_Section):
         "seen before (the Alibaba machines report whole percents: a rise of 1 % then of "
         "2 %), so 1.5 and 2 let it through on m_1934, m_1942 and diurnal; 2.5 has no memory "
         "violation on any trace but step (a leap by a third of the node after 40 calm "
-        "minutes, which every peer but Koordinator's 24-h cold start misses too)).",
+        "minutes, which every peer but Koordinator's 24-h cold start misses too)); 2 would "
+        "match Katalyst's memory reclaim on vm28 and noisy, by under 1 %, at that cost.",
     )
     cold_start_memory_fraction: Fraction = Field(
         0.1,

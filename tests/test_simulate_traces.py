@@ -3,7 +3,7 @@ violation time, less reclaim, a bar that held and no longer does) fails here.
 
 The bar (qos/compare.py), per resource: no more violation seconds than the safest peer, and
 at least the reclaim of every peer with no more violation seconds. It holds on every trace
-for CPU, and for memory on all but the five in MISSED, each with its reason; the facts that
+for CPU, and for memory only on the traces not in MISSED, each miss with its reason; the facts that
 make step's and bursty's memory bars exclusive are checked on the traces below, so a changed
 trace that removes the reason fails here too.
 """
@@ -42,19 +42,31 @@ PINNED = {
 }
 
 # The bars that do not hold (all of them memory: the CPU bar holds on every trace), and why.
+_KATALYST_FLOOR = (
+    "less reclaim than Katalyst, which publishes at least its minimum report of 5Gi however "
+    "full the node is: memory here never passes 98 % of the node's 384 GiB, so that floor "
+    "costs it nothing here (on vm420 it costs 257,723 s of violations); no rule learned from "
+    "the node's own rises offers memory it cannot see is free"
+)
+_FACTOR = (
+    "a memory burst factor of 2 (and a 5 % cold start) would match it, but lets rises of "
+    "twice the largest seen through on m_1934, m_1942 and vm392"
+)
 MISSED = {
     ("step.csv", "memory"): "memory leaps by a third of the node after 40 calm minutes; every "
     "peer but Koordinator (nothing offered for 24 h) misses it too. bursty's memory is "
     "noisier, and holding that much free through its first 40 min costs more than all its "
     "slack over Crane (test_step_and_bursty_memory_ask_opposite_things)",
-    ("bursty.csv", "memory"): "3 % below Crane's reclaim: Crane's one published offer (it never "
-    "moves by its 10 % step) leaves 5.4 % of the node free, a little less than 2.5 x the "
-    "largest rise seen; 2 x would match it but misses rises on m_1934, m_1942 and diurnal",
-    ("alibaba2018_m_1934.csv", "memory"): "less reclaim than Katalyst, whose headroom of 10 % of "
-    "use clears the largest jump (8 % of the node, twice the largest before it) by 0.4 % of "
-    "the node: luck no rule learned from the node's own rises can count on",
-    ("alibaba2018_m_1942.csv", "memory"): "less reclaim than Katalyst, whose 10 % of use clears "
-    "the largest jump by 0.9 % of the node (see m_1934)",
+    ("bursty.csv", "memory"): "7 % below Katalyst and 3 % below Crane, whose one published "
+    "offer (it never moves by its 10 % step) leaves 5.4 % of the node free, a little less "
+    "than 2.5 x the largest rise seen; " + _FACTOR,
+    ("alibaba2018_m_1934.csv", "memory"): _KATALYST_FLOOR,
+    ("alibaba2018_m_1940.csv", "memory"): _KATALYST_FLOOR,
+    ("alibaba2018_m_1942.csv", "memory"): _KATALYST_FLOOR,
+    ("alibaba2018_m_1945.csv", "memory"): _KATALYST_FLOOR,
+    ("bitbrains_rnd_vm28.csv", "memory"): "1 % below Katalyst, which keeps 5Gi + 10 % of use "
+    "free where colocd keeps its 3-h peak + 2.5 x the largest rise; " + _FACTOR,
+    ("noisy.jsonl", "memory"): "3 % below Katalyst (as on vm28); " + _FACTOR,
     ("bitbrains_rnd_vm392.csv", "memory"): "less reclaim than Volcano, whose 40 % of free memory "
     "clears the peak by 0.4 % of the node; even a window peak plus an allowance known in "
     "advance reclaims no more than Volcano here",
