@@ -32,7 +32,14 @@ katalyst     Katalyst sysadvisor's "rama" provision policy (pkg/agent/sysadvisor
              most conservative indicator (the largest pool) wins. The advisor runs every 5 s.
              Indicator here: the shared pool's cpu_usage_ratio, target 0.8 (the trace has no
              scheduling-wait reading). Reclaimed CPU = capacity - system - pool. Memory uses
-             Katalyst's canonical estimate: capacity - use x 1.1.
+             Katalyst's canonical headroom policy (memory/headroompolicy/policy_canonical.go):
+             capacity - ReservedForAllocate (default 5Gi) - use x 1.1. What is published
+             (qosaware/reporter/manager/resource/generic.go) is never below
+             MinReclaimedResourceForReport, default 4 cores and 5Gi (options/dynamic/adminqos/
+             reclaimedresource/reclaimedresource.go): "if reclaimed resource is less than
+             MinReclaimedResourceForReport, then [it] will be reported as" that. Not modelled:
+             the reporter's sliding-window smoothing (its step bounds are per deployment) and
+             any CPU reserve inside rama's pool sizing.
 oracle       knows the next row of the trace and offers exactly its idle capacity: the most
              any policy can reclaim without a violation (an upper bound, not a peer).
 """
@@ -342,6 +349,9 @@ class KatalystParams:
     max_step_down_milli: float = 2_000.0
     advisor_interval_seconds: float = 5.0
     memory_factor: float = 1.1
+    memory_reserved_bytes: float = 5 * 1024**3  # ReservedResourceForAllocate
+    min_report_cpu_milli: float = 4000.0  # MinReclaimedResourceForReport
+    min_report_memory_bytes: float = 5 * 1024**3
 
 
 @dataclass(frozen=True, slots=True)
@@ -383,8 +393,16 @@ class Katalyst:
             for _ in range(max(1, math.floor(elapsed / p.advisor_interval_seconds))):
                 pool = self._adjust(pool, obs.online_cpu_milli, upper)
         mem_use = _sum(obs.online_memory_bytes, obs.system_memory_bytes)
-        mem = 0.0 if mem_use is None else obs.memory_capacity_bytes - mem_use * p.memory_factor
-        return Offer(max(0.0, upper - pool), max(0.0, mem)), KatalystState(pool, obs.t)
+        mem = (
+            0.0
+            if mem_use is None
+            else obs.memory_capacity_bytes - p.memory_reserved_bytes - mem_use * p.memory_factor
+        )
+        # The published floor: never less than the minimum report, whatever is free.
+        offer = Offer(
+            max(upper - pool, p.min_report_cpu_milli), max(mem, p.min_report_memory_bytes)
+        )
+        return offer, KatalystState(pool, obs.t)
 
 
 # --- oracle --------------------------------------------------------------------------------

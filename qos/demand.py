@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from qos.budget import Terms
-from qos.predictor import Series, predict
+from qos.predictor import Series, latest, predict
 from qos.samples import CpuReading, GpuReading, MemoryReading, clean, reading_time
-from qos.settings import QosSettings
+from qos.settings import PredictorSettings, QosSettings
 from qos.state import NodeState
 from qos.tiers import Tier
 from qos.units import Unit, format_amount, format_fraction
@@ -28,6 +28,9 @@ class PredictorState:
     cpu_online: Series = field(default_factory=Series)
     memory_system: Series = field(default_factory=Series)
     memory_online: Series = field(default_factory=Series)
+    # The node's last regime change, of online CPU or memory: online's load changed
+    # character, so both are held back (vm185's memory leapt with its CPU).
+    regime_at: float | None = None
     gpu_online: Series = field(default_factory=Series)
     gpu_memory_online: Series = field(default_factory=Series)
 
@@ -51,8 +54,10 @@ class _Protected:
     online_why: str
 
 
-def _observe(series: Series, at: float, value: float | None, settings: QosSettings) -> Series:
-    return series if value is None else series.observe(at, value, settings.predictor)
+def _observe(
+    series: Series, at: float, value: float | None, ps: PredictorSettings, capacity: float = 0.0
+) -> Series:
+    return series if value is None else series.observe(at, value, ps, capacity)
 
 
 def _protected(
@@ -60,19 +65,23 @@ def _protected(
     online: Series,
     *,
     at: float,
+    capacity: float,
     cold_start: float,
     system_now: float | None,
     online_now: float | None,
     reserved: float,
     unit: Unit,
-    settings: QosSettings,
+    ps: PredictorSettings,
+    regime_at: float | None,
 ) -> tuple[_Protected | None, Series, Series]:
-    """Observe the system and online readings, then predict both. The terms are None when
-    online use was never read (nothing can be offered then)."""
-    system = _observe(system, at, system_now, settings)
-    online = _observe(online, at, online_now, settings)
-    ps = settings.predictor
-    p_online = predict(online, online_now, at, cold_start, ps)
+    """Observe the system and online readings, then predict both with `ps` (online's also
+    from the node's last regime change, `regime_at`). The terms are None when online use
+    was never read (nothing can be offered then)."""
+    system = _observe(system, at, system_now, ps)
+    online = _observe(online, at, online_now, ps, capacity)
+    p_online = predict(
+        online, online_now, at, cold_start, ps, capacity=capacity, regime_at=regime_at
+    )
     if p_online.value is None:
         return None, system, online
     p_system = predict(system, system_now, at, 0.0, ps)
@@ -120,14 +129,21 @@ def cpu_demand(
         state.cpu_system,
         state.cpu_online,
         at=at,
+        capacity=cap,
         cold_start=settings.predictor.cold_start_cpu_fraction * cap,
         system_now=system,
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_cpu_milli),
         unit=Unit.MILLICORES,
-        settings=settings,
+        ps=settings.predictor,
+        regime_at=state.regime_at,
     )
-    state = replace(state, cpu_system=sys_w, cpu_online=online_w)
+    state = replace(
+        state,
+        cpu_system=sys_w,
+        cpu_online=online_w,
+        regime_at=latest(state.regime_at, online_w.regime_at),
+    )
     if found is None:
         return Demand(at, None, "online CPU use never read"), state
     dedicated = node.in_tier(Tier.DEDICATED)
@@ -168,14 +184,21 @@ def memory_demand(
         state.memory_system,
         state.memory_online,
         at=at,
+        capacity=cap,
         cold_start=settings.predictor.cold_start_memory_fraction * cap,
         system_now=system,
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_memory_bytes),
         unit=Unit.BYTES,
-        settings=settings,
+        ps=settings.predictor.for_memory(),
+        regime_at=state.regime_at,
     )
-    state = replace(state, memory_system=sys_w, memory_online=online_w)
+    state = replace(
+        state,
+        memory_system=sys_w,
+        memory_online=online_w,
+        regime_at=latest(state.regime_at, online_w.regime_at),
+    )
     if found is None:
         return Demand(at, None, "online memory use never read"), state
     fixed = settings.reclaim.memory_margin_fraction
@@ -216,8 +239,8 @@ def gpu_demand(
     online_mem = clean(reading.online_memory_bytes, total)
     state = replace(
         state,
-        gpu_online=_observe(state.gpu_online, at, online, settings),
-        gpu_memory_online=_observe(state.gpu_memory_online, at, online_mem, settings),
+        gpu_online=_observe(state.gpu_online, at, online, ps),
+        gpu_memory_online=_observe(state.gpu_memory_online, at, online_mem, ps),
     )
     p_online = predict(state.gpu_online, online, at, 0.0, ps)
     if p_online.value is None:

@@ -62,29 +62,45 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One tier's use of one resource: the window, the burst allowance (as of `burst_at`) and
-    when it was first read (for the cold start)."""
+    """One tier's use of one resource: the window, the burst allowance (as of `burst_at`),
+    when it was first read (for the cold start) and when its last regime change was seen."""
 
     window: Window = Window()
     burst: float = 0.0
     burst_at: float | None = None
     first_at: float | None = None
+    regime_at: float | None = None
 
     def burst_now(self, at: float, half_life: float) -> float:
         if self.burst_at is None:
             return 0.0
         return self.burst * 0.5 ** (max(0.0, at - self.burst_at) / half_life)
 
-    def observe(self, at: float, value: float, settings: PredictorSettings) -> Series:
-        """The series with `value` read at `at` added; a reading seen again is ignored."""
+    def observe(
+        self, at: float, value: float, settings: PredictorSettings, capacity: float = 0.0
+    ) -> Series:
+        """The series with `value` read at `at` added; a reading seen again is ignored. Past
+        the cold start, a rise above the level of more than `regime_ratio` x the largest
+        seen and more than `regime_min_fraction` of `capacity` is a regime change."""
         if self.window.times and at <= self.window.times[-1]:
             return self
         level = self.window.percentile(settings.percentile)
         burst = self.burst_now(at, settings.burst_half_life_seconds)
+        first = at if self.first_at is None else self.first_at
+        regime_at = self.regime_at
         if level is not None:
-            burst = max(burst, value - level)
+            rise = value - level
+            if (
+                settings.regime_ratio > 0
+                and capacity > 0
+                and at - first >= settings.cold_start_seconds
+                and rise > settings.regime_ratio * burst
+                and rise > settings.regime_min_fraction * capacity
+            ):
+                regime_at = at
+            burst = max(burst, rise)
         window = self.window.add(at, value, settings.window_seconds, settings.max_samples)
-        return Series(window, burst, at, at if self.first_at is None else self.first_at)
+        return Series(window, burst, at, first, regime_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +111,11 @@ class Prediction:
     current: float | None
     level: float | None
     samples: int
-    burst: float = 0.0  # the allowance added: max(learned x factor, cold start)
+    burst: float = 0.0  # the allowance added: max(learned x factor, cold start, regime)
     learned: float = 0.0  # the largest rise seen, faded
     cold: float = 0.0  # the cold-start allowance now
+    regime: float = 0.0  # the allowance after a regime change, now
+    regime_age: float = 0.0  # seconds since that regime change
 
     def describe(self, settings: PredictorSettings, fmt: Callable[[float], str]) -> str:
         """Where the value came from, every term named."""
@@ -114,8 +132,15 @@ class Prediction:
             base = f"current {fmt(self.current)}"
         if self.burst <= 0:
             return base
-        if self.cold > self.learned * settings.burst_factor:
-            hours = settings.cold_start_seconds / 3600
+        hours = settings.cold_start_seconds / 3600
+        if self.regime >= max(self.cold, self.learned * settings.burst_factor):
+            why = (
+                f"regime change {fmt(self.regime)} (online CPU or memory rose over "
+                f"{settings.regime_ratio:g} x its largest rise {self.regime_age:.0f}s ago: "
+                "all of capacity held back, "
+                f"fading to 0 over {hours:g} h)"
+            )
+        elif self.cold > self.learned * settings.burst_factor:
             why = f"cold start {fmt(self.cold)} (fading to 0 over {hours:g} h)"
         else:
             why = (
@@ -126,17 +151,33 @@ class Prediction:
         return f"{base} + {why}"
 
 
+def latest(*times: float | None) -> float | None:
+    """The latest of the times given, None when none is."""
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
+
+
+def _fade(age: float, seconds: float) -> float:
+    """1 at age 0, falling linearly to 0 at `seconds` (0 throughout when `seconds` is 0)."""
+    return max(0.0, 1.0 - age / seconds) if seconds > 0 else 0.0
+
+
 def predict(
     series: Series,
     current: float | None,
     at: float,
     cold_start: float,
     settings: PredictorSettings,
+    *,
+    capacity: float = 0.0,
+    regime_at: float | None = None,
 ) -> Prediction:
-    """max(current, level) + max(learned burst x factor, cold start). With the current
-    reading missing the window's peak stands in for it (conservative); with no data at all
-    the demand is unknown (None). `cold_start` is the allowance (in the series' unit) of a
-    new node, fading to 0 over `cold_start_seconds`."""
+    """max(current, level) + max(learned burst x factor, cold start, regime). With the
+    current reading missing the window's peak stands in for it (conservative); with no data
+    at all the demand is unknown (None). `cold_start` is the allowance (in the series' unit)
+    of a new node, fading to 0 over `cold_start_seconds`; after a regime change (the
+    series' own or `regime_at`, the node's last one, whichever is later) the allowance is
+    all of `capacity`, fading to 0 over the same time."""
     window = series.window
     level = window.percentile(settings.percentile)
     base = window.peak if current is None else (current if level is None else max(current, level))
@@ -144,9 +185,11 @@ def predict(
         return Prediction(None, current, level, len(window))
     learned = series.burst_now(at, settings.burst_half_life_seconds)
     age = 0.0 if series.first_at is None else max(0.0, at - series.first_at)
-    cold = 0.0
-    if settings.cold_start_seconds > 0:
-        fade = max(0.0, 1.0 - age / settings.cold_start_seconds)
-        cold = cold_start * fade
-    burst = max(learned * settings.burst_factor, cold)
-    return Prediction(base + burst, current, level, len(window), burst, learned, cold)
+    cold = cold_start * _fade(age, settings.cold_start_seconds)
+    last = latest(series.regime_at, regime_at)
+    regime_age = 0.0 if last is None else max(0.0, at - last)
+    regime = 0.0 if last is None else capacity * _fade(regime_age, settings.cold_start_seconds)
+    burst = max(learned * settings.burst_factor, cold, regime)
+    return Prediction(
+        base + burst, current, level, len(window), burst, learned, cold, regime, regime_age
+    )

@@ -83,3 +83,59 @@ def test_missing_current_falls_back_to_the_window_peak_and_nothing_is_unknown():
     assert predict(series, None, 2.0, 0.0, s).value == pytest.approx(7.0 + 6.0)  # peak + rise
     assert predict(Series(), None, 0.0, 0.0, s).value is None
     assert predict(Series(), 3.0, 0.0, 0.0, s).value == 3.0
+
+
+def _regime_series(rise, at=200.0, **overrides):
+    """Level 10 with a rise of 1 seen early, then `rise` above the level at `at` (s)."""
+    settings = PredictorSettings(cold_start_seconds=100.0, **overrides)
+    series = Series()
+    for t, v in ((0.0, 10.0), (1.0, 11.0), (2.0, 10.0), (at, 10.0 + rise)):
+        series = series.observe(t, v, settings, capacity=100.0)
+    return series, settings
+
+
+def test_a_rise_far_past_the_record_is_a_regime_change_that_holds_everything_back():
+    # A rise to 30 after a record of 1 (19 above the peak: over 4x, and over 5 % of capacity
+    # 100): the whole capacity is held back, fading over the cold-start time like a new
+    # node's allowance.
+    series, s = _regime_series(20.0)
+    assert series.regime_at == 200.0
+    p = predict(series, 30.0, 200.0, 0.0, s, capacity=100.0)
+    assert p.regime == 100.0 and p.value == 30.0 + 100.0
+    assert "regime change" in p.describe(s, str)
+    assert predict(series, 30.0, 250.0, 0.0, s, capacity=100.0).regime == 50.0
+    later = predict(series, 30.0, 400.0, 0.0, s, capacity=100.0)
+    # Then the rise itself (19 above the peak of 11), learned, is the allowance.
+    assert later.regime == 0.0 and later.burst == later.learned * s.burst_factor
+    assert later.learned == pytest.approx(19.0, rel=0.01)
+
+
+@pytest.mark.parametrize(
+    ("rise", "at", "why"),
+    [
+        (3.5, 200.0, "under 4x the largest rise seen"),
+        (4.5, 200.0, "over 4x, but under 5 % of capacity"),
+        (20.0, 50.0, "within the cold start, whose own allowance covers a new node"),
+    ],
+)
+def test_no_regime_change(rise, at, why):
+    series, _ = _regime_series(rise, at, regime_min_fraction=0.05)
+    assert series.regime_at is None, why
+
+
+def test_memory_has_its_own_burst_factor_and_cold_start():
+    s = PredictorSettings()
+    m = s.for_memory()
+    assert (m.burst_factor, m.cold_start_seconds) == (2.5, 3600.0)
+    assert (s.burst_factor, s.cold_start_seconds) == (1.5, 7200.0)
+    assert m.window_seconds == s.window_seconds and m.regime_ratio == s.regime_ratio
+
+
+def test_the_nodes_regime_change_holds_back_a_series_that_showed_none():
+    # Memory's own rises are small, but online CPU's regime changed at 150 s: memory is held
+    # back all the same, from then on, fading over the cold-start time.
+    series, s = _regime_series(1.0)
+    assert series.regime_at is None
+    p = predict(series, 11.0, 200.0, 0.0, s, capacity=100.0, regime_at=150.0)
+    assert p.regime == 50.0 and p.regime_age == 50.0 and "regime change" in p.describe(s, str)
+    assert predict(series, 11.0, 200.0, 0.0, s, capacity=100.0).regime == 0.0

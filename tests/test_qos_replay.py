@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qos.baselines import Crane, Katalyst, Koordinator, KoordinatorParams, Oracle, Volcano
-from qos.replay import ColocdPolicy, Offer, TraceRow, erlang_c, replay
+from qos.replay import ColocdPolicy, Observation, Offer, TraceRow, erlang_c, replay
 from qos.settings import QosSettings
 
 GIB = 1024**3
@@ -86,6 +86,29 @@ def test_katalyst_grows_the_pool_at_most_10_cores_a_step_and_shrinks_at_most_2()
     assert k._adjust(10_000.0, 10_000.0, 96_000.0) - 10_000.0 <= 10_000.0
     assert 10_000.0 - k._adjust(10_000.0, 100.0, 96_000.0) == pytest.approx(2000.0)
     assert k._adjust(10_000.0, 8000.0, 96_000.0) == 10_000.0  # at target: dead band
+
+
+def test_katalyst_memory_keeps_its_reserve_and_publishes_at_least_its_floor():
+    k = Katalyst()
+    gib = 1024**3
+    obs = Observation(
+        t=5.0,
+        cpu_capacity_milli=96_000.0,
+        memory_capacity_bytes=64.0 * gib,
+        online_cpu_milli=95_000.0,
+        system_cpu_milli=0.0,
+        batch_cpu_milli=0.0,
+        online_memory_bytes=40.0 * gib,
+        system_memory_bytes=0.0,
+        batch_memory_bytes=0.0,
+        online_cpu_psi=None,
+    )
+    offer, _ = k.step(k.start(), obs)
+    # 64 - 5 (ReservedResourceForAllocate) - 40 x 1.1 = 15 GiB; CPU at its 4-core floor.
+    assert offer.memory_bytes == pytest.approx(15.0 * gib)
+    assert offer.cpu_milli == 4000.0
+    full, _ = k.step(k.start(), obs._replace(online_memory_bytes=60.0 * gib))
+    assert full.memory_bytes == 5.0 * gib  # MinReclaimedResourceForReport, however full
 
 
 def test_crane_reserve_plus_max_of_predicted_and_current():

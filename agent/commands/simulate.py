@@ -31,7 +31,9 @@ each from its source), and through an oracle:
   crane        allocatable x (1 - 10 % reserve) - max(p99 of 24 h, current), every 10 s
                (a reference: Crane has had no commit since 2024-12)
   katalyst     rama PID on the shared pool's usage ratio (target 0.8): log-ratio error,
-               gains 0.05 up / 0.009 down, dead band, steps clamped to +10 / -2 cores
+               gains 0.05 up / 0.009 down, dead band, steps clamped to +10 / -2 cores;
+               memory capacity - 5Gi reserve - use x 1.1; never published below its
+               minimum report of 4 cores and 5Gi
   oracle       offers exactly the next row's idle capacity: the bound of reclaim with no
                violation (not a peer)
 

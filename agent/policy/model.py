@@ -323,10 +323,19 @@ class PredictorSpec(Section):
     """The largest rise seen fades by half over this long."""
     cold_start_cpu_percent: Percent | None = None
     """CPU burst allowance of a new node, in percent of its capacity."""
+    regime_ratio: float | None = Field(default=None, ge=0)
+    """A rise over this many times the largest seen (past the cold start) is a regime change:
+    nothing is offered, then the offer recovers over the cold-start time (0 = off)."""
+    regime_min_percent: Percent | None = None
+    """...and only a rise of more than this percent of capacity."""
+    memory_burst_factor: float | None = Field(default=None, ge=1)
+    """The burst factor for memory, which is not compressible (a missed rise is an OOM)."""
     cold_start_memory_percent: Percent | None = None
     """Memory burst allowance of a new node, in percent of its capacity."""
     cold_start_for: Duration | None = None
-    """The cold-start allowance fades linearly to 0 over this long."""
+    """The CPU cold-start allowance fades linearly to 0 over this long."""
+    cold_start_memory_for: Duration | None = None
+    """The memory cold-start allowance fades linearly to 0 over this long."""
 
 
 class IndicatorSpec(Atomic):
