@@ -47,14 +47,14 @@ def vet(node: NodeState) -> tuple[NodeState, tuple[PodWarning, ...]]:
         )
         if state.pod.uid:
             by_uid.setdefault(state.pod.uid, []).append(state)
-    dropped: set[str] = set()
+    dropped: set[int] = set()  # by identity: two manifests may even repeat the same name
     for uid, states in by_uid.items():
         if len(states) < 2:
             continue
         kept = min(states, key=lambda s: (_PROTECTION.index(s.tier), s.pod.key))
         for s in states:
             if s is not kept:
-                dropped.add(s.pod.key)
+                dropped.add(id(s))
                 warnings.append(
                     PodWarning(
                         s.pod,
@@ -65,6 +65,6 @@ def vet(node: NodeState) -> tuple[NodeState, tuple[PodWarning, ...]]:
                 )
     if dropped:
         node = NodeState(
-            node.name, node.capacity, tuple(p for p in node.pods if p.pod.key not in dropped)
+            node.name, node.capacity, tuple(p for p in node.pods if id(p) not in dropped)
         )
     return node, tuple(warnings)
