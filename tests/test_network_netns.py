@@ -7,6 +7,7 @@ a few seconds and tolerances wide (a shared 2-core machine)."""
 from __future__ import annotations
 
 import errno
+import re
 import subprocess
 import threading
 import time
@@ -297,9 +298,12 @@ def by_priority(*devices: str) -> UplinkShaping:
 
 
 def pod_side(topo: Topology, dev: str) -> str:
-    return topo.tc("node", "qdisc", "show", "dev", dev) + topo.tc(
+    """The device's qdiscs and egress filters; an action's index is the kernel's to choose
+    (a re-added redirect may get a new one while the freed one is still being released)."""
+    shown = topo.tc("node", "qdisc", "show", "dev", dev) + topo.tc(
         "node", "filter", "show", "dev", dev, "egress"
     )
+    return re.sub(r"\tindex \d+ ", "\tindex N ", shown)
 
 
 @IN_VM
