@@ -66,7 +66,7 @@ from agent.tick import Clamp, Degraded, TickResult
 from isolation._gpu_errors import GpuError
 from isolation.cgroups import Cgroups
 from isolation.errors import IsolationError, JournalError
-from isolation.executor import ApplyReport, Executor, Write
+from isolation.executor import ApplyReport, Executor, Level, Write
 from isolation.layout import KubeletLayout
 from qos.decide import BrainState, cpu_mechanism, decide
 from qos.plan import CpusetCap, Eviction, Plan, QuotaCap
@@ -97,6 +97,17 @@ Publisher = Callable[[Plan], object]
 Evict = Callable[[Eviction, Pod | None], object]
 # An Event on a pod: (pod, warning, reason, message).
 PodEvent = Callable[[Pod, bool, str, str], object]
+
+
+def _in_use(writes: list[Write], placed: tuple[str, ...], report: ApplyReport) -> set[str]:
+    """The cgroups the agent still manages: the levels it wrote, and the placed pods with
+    their containers. A pod's cgroup written only because it is still in a subtree after
+    its pod left is not among them, so the sweep keeps looking at it until it goes."""
+    pods = set(placed)
+    used = pods | {
+        w.cgroup for w in writes if w.level < Level.POD or w.cgroup.rpartition("/")[0] in pods
+    }
+    return used - {r.write.cgroup for r in report.vanished}
 
 
 class Loop:
@@ -173,6 +184,7 @@ class Loop:
         self._ready = False
         self._node_state: tuple[tuple[int, TierSettings], NodeState] | None = None
         self._swept_for: tuple[str, ...] | None = None  # the pod cgroups at the last sweep
+        self._lingering = 0  # cgroups of pods gone that still existed at the last sweep
         self.pod_warnings: tuple[PodWarning, ...] = ()  # pods planned without a fault
         # Why the loop stopped on its own (the kernel refuses writes for lack of privilege).
         self.fatal: str | None = None
@@ -312,12 +324,13 @@ class Loop:
         if self.metrics is not None:
             self.metrics.applied(report)
         # Pods come and go: what is cached or journaled for cgroups gone is dropped, looked
-        # for when the pods placed changed or a write found its cgroup gone.
+        # for when the pods placed changed, a write found its cgroup gone, or the last sweep
+        # saw a pod's cgroup outlive the pod (kubelet removes it a while after).
         placed = tuple(p.cgroup for p in topo.placed)
-        if placed != self._swept_for or report.vanished:
+        if placed != self._swept_for or report.vanished or self._lingering:
             self._swept_for = placed
             try:
-                self.executor.sweep()
+                self._lingering = self.executor.sweep(_in_use(writes, placed, report))
             except JournalError as err:
                 log.warning("compact the journal: %s", err)
         return report

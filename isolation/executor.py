@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import Any
@@ -331,19 +331,22 @@ class Executor:
         for key in [k for k in self._cache if k[0] == cgroup]:
             del self._cache[key]
 
-    def sweep(self) -> int:
+    def sweep(self, in_use: Collection[str] = frozenset()) -> int:
         """Drop the cached values and journal entries of cgroups that no longer exist, so
-        neither grows as pods come and go; how many cgroups were dropped. A journal that
-        cannot be compacted raises JournalError (its entries stay until the next sweep)."""
+        neither grows as pods come and go. Only cgroups outside `in_use` (the ones the caller
+        still manages) are looked at; how many of those still exist: they linger, and the
+        next sweep looks again. A journal that cannot be compacted raises JournalError (its
+        entries stay until the next sweep)."""
         known = {cgroup for cgroup, _ in self._cache}
         if self.journal is not None:
             known |= self.journal.cgroups()
-        gone = {c for c in known if not self.cgroups.exists(c)}
+        unused = known.difference(in_use)
+        gone = {c for c in unused if not self.cgroups.exists(c)}
         for cgroup in gone:
             self._forget_cgroup(cgroup)
         if gone and self.journal is not None:
             self.journal.drop_cgroups(gone)
-        return len(gone)
+        return len(unused) - len(gone)
 
     def _cached(self, it: _Item) -> bool:
         hit = self._cache.get(it.key)

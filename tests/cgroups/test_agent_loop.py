@@ -494,7 +494,31 @@ def test_a_pod_cgroup_that_vanishes_mid_tick_is_counted_not_fatal(node: Node) ->
     assert gone not in loop.executor.journal.cgroups()  # type: ignore[union-attr]
     root = str(node.tree.hierarchy.root)
     assert gone not in Journal(node.state, root, 1).cgroups()
-    assert loop.executor.sweep() == 0
+    # Everything still known is managed or exists: nothing lingers for the next tick.
+    in_use = {w.cgroup for w in writes} | {p.cgroup for p in later.topology.placed}
+    assert loop.executor.sweep(in_use) == 0
+    loop.close()
+
+
+def test_a_pod_cgroup_that_outlives_its_pod_is_swept_once_it_goes(node: Node) -> None:
+    node.add(web())
+    gone = node.add(job(), busy=1)
+    node.add(job("other"))
+    loop = node.loop()
+    first_tick(loop)
+    assert loop.executor is not None and loop.executor.journal is not None
+    cgroup = node.tree.pod_cgroup(gone)
+    assert cgroup in loop.executor.journal.cgroups()
+    # The pod leaves the API first; kubelet removes its cgroup a while later.
+    (node.pods_dir / f"{gone.namespace}_{gone.name}.json").unlink()
+    assert loop.tick() is not None
+    assert cgroup in loop.executor.journal.cgroups()  # still there: kept for its revert
+    node.tree.remove_pod(gone)
+    # The pods placed are the same as last tick's, yet the lingering cgroup is looked at again.
+    assert loop.tick() is not None
+    assert cgroup not in loop.executor.journal.cgroups()
+    root = str(node.tree.hierarchy.root)
+    assert cgroup not in Journal(node.state, root, node.tree.cgroups.version).cgroups()
     loop.close()
 
 
