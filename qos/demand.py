@@ -3,7 +3,10 @@
 Readings are cleaned first (NaN, inf, negatives become missing; values above capacity are
 cut to it), added to the predictor's series, and turned into `Terms`. A missing current
 value falls back to the window's peak; a tier never read at all makes the online term
-unknown, and then nothing is offered. Dedicated pods are Guaranteed, so they never use more
+unknown, and then nothing is offered. The system term is the larger of the configured
+reservation and system use, less what kubelet already keeps outside capacity for node
+daemons (the Node's capacity less its allocatable, or the host's total less kubepods'
+limit), so that is not subtracted twice. Dedicated pods are Guaranteed, so they never use more
 than their requests: those requests (their exclusive cores) are counted whole.
 """
 
@@ -12,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from qos.budget import Terms
-from qos.predictor import Series, latest, predict
+from qos.predictor import Prediction, Series, latest, predict
 from qos.samples import CpuReading, GpuReading, MemoryReading, clean, reading_time
 from qos.settings import PredictorSettings, QosSettings
 from qos.state import NodeState
@@ -45,6 +48,31 @@ class Demand:
 
 
 @dataclass(frozen=True, slots=True)
+class SetAside:
+    """What kubelet keeps outside the capacity the brain plans with (kube-reserved,
+    system-reserved, and in a Node's figures its eviction threshold). Node daemons' use up
+    to `usable` is already outside capacity, so only their use beyond it competes with pods.
+    `kept_free` is kubelet's memory eviction threshold: the node must keep it free, so
+    daemons may not use it."""
+
+    amount: float = 0.0
+    kept_free: float = 0.0
+
+    @property
+    def usable(self) -> float:
+        return max(0.0, self.amount - self.kept_free)
+
+    def describe(self, unit: Unit) -> str:
+        text = f"{format_amount(self.usable, unit)} kubelet already keeps outside allocatable"
+        if self.kept_free > 0:
+            text += (
+                f" ({format_amount(self.amount, unit)} less its"
+                f" {format_amount(self.kept_free, unit)} eviction threshold, kept free)"
+            )
+        return text
+
+
+@dataclass(frozen=True, slots=True)
 class _Protected:
     """The system and online terms of one resource, with their reasons."""
 
@@ -70,6 +98,7 @@ def _protected(
     system_now: float | None,
     online_now: float | None,
     reserved: float,
+    set_aside: SetAside,
     unit: Unit,
     ps: PredictorSettings,
     regime_at: float | None,
@@ -89,14 +118,34 @@ def _protected(
     def fmt(v: float) -> str:
         return format_amount(v, unit)
 
-    if p_system.value is None:
-        sys_term, sys_why = reserved, f"use not read; reserved {format_amount(reserved, unit)}"
-    elif reserved >= p_system.value:
-        sys_term, sys_why = reserved, f"reserved; use {format_amount(p_system.value, unit)}"
-    else:
-        sys_term, sys_why = p_system.value, p_system.describe(ps, fmt)
+    sys_term, sys_why = _system_term(p_system, reserved, set_aside, unit, ps)
     found = _Protected(sys_term, sys_why, p_online.value, p_online.describe(ps, fmt))
     return found, system, online
+
+
+def _system_term(
+    p_system: Prediction, reserved: float, set_aside: SetAside, unit: Unit, ps: PredictorSettings
+) -> tuple[float, str]:
+    """max(reserved, predicted system use), less what kubelet already keeps outside capacity
+    for node daemons (never below 0), with every term in the reason."""
+
+    def fmt(v: float) -> str:
+        return format_amount(v, unit)
+
+    use = p_system.value
+    if set_aside.amount <= 0:
+        if use is None:
+            return reserved, f"use not read; reserved {fmt(reserved)}"
+        if reserved >= use:
+            return reserved, f"reserved; use {fmt(use)}"
+        return use, p_system.describe(ps, fmt)
+    if use is None:
+        kept, what = reserved, f"use not read; reserved {fmt(reserved)}"
+    elif reserved >= use:
+        kept, what = reserved, f"reserved {fmt(reserved)} (use {fmt(use)})"
+    else:
+        kept, what = use, f"use {fmt(use)} ({p_system.describe(ps, fmt)})"
+    return max(0.0, kept - set_aside.usable), f"{what} less {set_aside.describe(unit)}"
 
 
 def _derived_system(r: CpuReading, cap: float) -> float | None:
@@ -134,6 +183,7 @@ def cpu_demand(
         system_now=system,
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_cpu_milli),
+        set_aside=SetAside(float(node.capacity.cpu_set_aside_milli)),
         unit=Unit.MILLICORES,
         ps=settings.predictor,
         regime_at=state.regime_at,
@@ -189,6 +239,10 @@ def memory_demand(
         system_now=system,
         online_now=online,
         reserved=float(settings.reclaim.reserved_system_memory_bytes),
+        set_aside=SetAside(
+            float(node.capacity.memory_set_aside_bytes),
+            float(settings.reclaim.kubelet_eviction_memory_bytes),
+        ),
         unit=Unit.BYTES,
         ps=settings.predictor.for_memory(),
         regime_at=state.regime_at,

@@ -16,6 +16,7 @@ from pydantic import ConfigDict, Field, model_validator
 
 from qos.strict_numbers import StrictNumbers
 from qos.tiers import DEFAULT_TIER_SETTINGS, TierSettings
+from qos.units import MIB
 
 Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
 Seconds = Annotated[float, Field(ge=0.0, allow_inf_nan=False)]
@@ -235,7 +236,9 @@ class MarginSettings(_Section):
 
 
 class ReclaimSettings(_Section):
-    """`reclaimable = capacity x max_fraction - reserved(system) - predicted online - margin`."""
+    """`reclaimable = capacity x max_fraction - system - predicted online - margin`, where
+    `system = max(reserved, predicted system use) - what kubelet keeps outside capacity`
+    (never below 0): kubelet's reservation is not subtracted twice."""
 
     cpu_max_fraction: Fraction = Field(
         1.0,
@@ -255,13 +258,23 @@ class ReclaimSettings(_Section):
         0,
         ge=0,
         description="CPU kept for node daemons (kube-reserved + system-reserved), millicores; "
-        "the larger of this and the system tier's predicted use is kept.",
+        "the larger of this and the system tier's predicted use is kept, less what kubelet "
+        "already keeps outside capacity (the Node's capacity less its allocatable, or the "
+        "host's CPUs less kubepods' cpu.max), which is not kept twice.",
     )
     reserved_system_memory_bytes: int = Field(
         0,
         ge=0,
         description="Memory kept for node daemons, bytes; the larger of this and the system "
-        "tier's predicted working set is kept.",
+        "tier's predicted working set is kept, less what kubelet already keeps outside "
+        "capacity for them (as for CPU, but not its eviction threshold).",
+    )
+    kubelet_eviction_memory_bytes: int = Field(
+        100 * MIB,
+        ge=0,
+        description="kubelet's hard eviction threshold for memory.available (its default "
+        "100Mi), bytes. The node keeps it free, so node daemons may not use it: it does not "
+        "count as memory kubelet keeps outside capacity for them.",
     )
     memory_margin_fraction: Fraction = Field(
         0.0,

@@ -42,13 +42,19 @@ class BatchRequests:
 @dataclass(frozen=True, slots=True)
 class NodeCapacity:
     """What the node gives to pods. `*_source` says where each figure came from (the Node's
-    allocatable, kubepods' own limit, the host's total, configured); budget reasons show it."""
+    allocatable, kubepods' own limit, the host's total, configured); budget reasons show it.
+    `*_set_aside` is what kubelet already keeps outside that figure (kube-reserved,
+    system-reserved and, in the Node's figures, its eviction threshold): the Node's capacity
+    less its allocatable, or the host's total less kubepods' limit; 0 where unknown or when
+    the figure is the host's total or configured (nothing is then credited to node daemons)."""
 
     cpu_milli: int
     memory_bytes: int
     gpus: int = 0
     cpu_source: str = ""
     memory_source: str = ""
+    cpu_set_aside_milli: int = 0
+    memory_set_aside_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -291,18 +291,23 @@ class ResourcePercents(Section):
 
 
 class ReservedResources(Section):
-    """Kept for node daemons (kubelet, runtime, system) before anything goes to batch."""
+    """Kept for node daemons (kubelet, runtime, system) before anything goes to batch; what
+    kubelet already keeps outside allocatable for them counts towards it."""
 
     cpu: CpuQuantity | None = None
     memory: MemoryQuantity | None = None
 
 
 class ReclaimSpec(Section):
-    """`batch = capacity x maxPercent - reserved - predicted online - margin`, per resource."""
+    """`batch = capacity x maxPercent - system - predicted online - margin`, per resource;
+    `system = max(reserved, predicted system use) - what kubelet keeps outside allocatable`."""
 
     max_percent: ResourcePercents | None = None
     """Online and batch together are planned to use at most this share of capacity."""
     reserved: ReservedResources | None = None
+    kubelet_eviction_memory: MemoryQuantity | None = None
+    """kubelet's hard eviction threshold for memory.available (its default 100Mi): the node
+    keeps it free, so it is not counted as memory kubelet keeps for node daemons."""
     memory_margin_percent: Percent | None = None
     """A fixed memory margin beyond maxPercent (memory is not PID-tuned)."""
     stale_after: Duration | None = None

@@ -124,6 +124,7 @@ FIELDS: tuple[tuple[str, str, _Conversion], ...] = (
     ("reclaim.max_percent.gpu", "reclaim.gpu_max_fraction", _PERCENT),
     ("reclaim.reserved.cpu", "reclaim.reserved_system_cpu_milli", _MILLICORES),
     ("reclaim.reserved.memory", "reclaim.reserved_system_memory_bytes", _BYTES),
+    ("reclaim.kubelet_eviction_memory", "reclaim.kubelet_eviction_memory_bytes", _BYTES),
     ("reclaim.memory_margin_percent", "reclaim.memory_margin_fraction", _PERCENT),
     ("reclaim.stale_after", "reclaim.stale_after_seconds", _DURATION),
     ("reclaim.degrade_over", "reclaim.degrade_seconds", _DURATION),

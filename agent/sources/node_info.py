@@ -3,7 +3,8 @@
 `NodeWatcher` watches this one node (`fieldSelector=metadata.name=<node>`) so the agent
 knows which NodePool policies select it and how much of the node kubelet gives to pods
 (`status.allocatable`: capacity less kube-reserved, system-reserved and the eviction
-threshold), which is the capacity the brain plans with on Kubernetes. The policy
+threshold), which is the capacity the brain plans with on Kubernetes, and what
+`status.capacity` holds beyond it, which kubelet already keeps outside it. The policy
 controller watches every node but parses labels only (`parse_node_labels`), so the constant
 churn of node status does not count as a change.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from decimal import ROUND_FLOOR
+from decimal import ROUND_FLOOR, Decimal
 from typing import Any
 
 from agent.sources.informer import InformerBacked
@@ -49,24 +50,47 @@ def parse_node_labels(obj: Mapping[str, Any]) -> NodeInfo:
     return NodeInfo(name, labels)
 
 
+def _floor(value: Decimal) -> int:
+    return int(value.to_integral_value(ROUND_FLOOR))
+
+
+def _set_aside(capacity: object, resource: str, allocatable: Decimal, scale: int) -> int:
+    """`status.capacity` less `status.allocatable` of `resource`, in base units x `scale`:
+    what kubelet keeps outside allocatable. 0 (nothing credited to node daemons, as before
+    kubelet's reservation was known) when the capacity is missing, unreadable or below the
+    allocatable: a bad capacity must not cost the Node its allocatable and labels."""
+    if not isinstance(capacity, Mapping) or resource not in capacity:
+        return 0
+    try:
+        total = parse_quantity(capacity[resource], resource) * scale
+    except ValueError:
+        return 0
+    return max(0, _floor(total - allocatable))
+
+
 def parse_node(obj: Mapping[str, Any]) -> NodeInfo:
-    """Name, labels and `status.allocatable` (cpu, memory, nvidia.com/gpu)."""
+    """Name, labels and `status.allocatable` (cpu, memory, nvidia.com/gpu), with what
+    `status.capacity` holds beyond it (kube-reserved, system-reserved, eviction threshold)."""
     name, labels = _meta(obj)
-    allocatable = (obj.get("status") or {}).get("allocatable") or {}
+    status = obj.get("status") or {}
+    allocatable = status.get("allocatable") or {}
     if "cpu" not in allocatable or "memory" not in allocatable:
         return NodeInfo(name, labels)
     cpu = parse_quantity(allocatable["cpu"], CPU) * 1000
     memory = parse_quantity(allocatable["memory"], MEMORY)
     gpus = parse_quantity(allocatable.get(GPU_RESOURCE, 0))
+    capacity = status.get("capacity")
     return NodeInfo(
         name,
         labels,
         NodeCapacity(
-            cpu_milli=int(cpu.to_integral_value(ROUND_FLOOR)),
-            memory_bytes=int(memory.to_integral_value(ROUND_FLOOR)),
-            gpus=int(gpus.to_integral_value(ROUND_FLOOR)),
+            cpu_milli=_floor(cpu),
+            memory_bytes=_floor(memory),
+            gpus=_floor(gpus),
             cpu_source=ALLOCATABLE,
             memory_source=ALLOCATABLE,
+            cpu_set_aside_milli=_set_aside(capacity, CPU, cpu, 1000),
+            memory_set_aside_bytes=_set_aside(capacity, MEMORY, memory, 1),
         ),
     )
 

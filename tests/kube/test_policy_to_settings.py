@@ -27,6 +27,7 @@ CUSTOM = {
     "reclaim": {
         "maxPercent": {"cpu": 85, "memory": 80, "gpu": 70},
         "reserved": {"cpu": "1500m", "memory": "2Gi"},
+        "kubeletEvictionMemory": "500Mi",
         "memoryMarginPercent": 5,
         "staleAfter": "15s",
         "degradeOver": "0s",
@@ -92,6 +93,7 @@ def test_every_field_reaches_the_settings_in_base_units() -> None:
     assert q.reclaim.gpu_max_fraction == 0.7
     assert q.reclaim.reserved_system_cpu_milli == 1500
     assert q.reclaim.reserved_system_memory_bytes == 2 << 30
+    assert q.reclaim.kubelet_eviction_memory_bytes == 500 << 20
     assert q.reclaim.memory_margin_fraction == 0.05
     assert (q.reclaim.stale_after_seconds, q.reclaim.degrade_seconds) == (15.0, 0.0)
     assert (q.predictor.window_seconds, q.predictor.percentile) == (600.0, 0.995)
