@@ -141,7 +141,7 @@ def _system_term(
         return use, p_system.describe(ps, fmt)
     if use is None:
         kept, what = reserved, f"use not read; reserved {fmt(reserved)}"
-    elif reserved >= use:
+    elif reserved > use:
         kept, what = reserved, f"reserved {fmt(reserved)} (use {fmt(use)})"
     else:
         kept, what = use, f"use {fmt(use)} ({p_system.describe(ps, fmt)})"

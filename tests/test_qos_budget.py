@@ -45,6 +45,82 @@ def test_the_reason_writes_out_the_formula_with_its_numbers():
     assert "online 4.00Gi (with its page cache, current 4.00Gi)" in mem.reason, mem.reason
 
 
+MIB = 1024**2
+# A real node: kubelet keeps 1 core and 2 GiB for node daemons (kube-reserved +
+# system-reserved) plus its 100 MiB eviction threshold outside allocatable.
+SET_ASIDE = NodeCapacity(
+    8000, 16 * GIB, cpu_set_aside_milli=1000, memory_set_aside_bytes=2 * GIB + 100 * MIB
+)
+
+
+def test_what_kubelet_keeps_outside_allocatable_is_not_counted_twice():
+    both = {"system": 1400.0, "system_ws": 3.0 * GIB}
+    plain, _ = decide(snapshot(10.0, **both), BrainState(), SETTINGS, 10.0)
+    real, _ = decide(
+        snapshot(10.0, state=node(capacity=SET_ASIDE), **both), BrainState(), SETTINGS, 10.0
+    )
+    cpu, mem = real.budgets.cpu, real.budgets.memory
+    # Only system use beyond kubelet's 1 core competes with pods: 1400m - 1000m.
+    assert cpu.amount == plain.budgets.cpu.amount + 1000
+    assert (
+        "system 400m (use 1400m (current 1400m) less 1000m kubelet already keeps outside "
+        "allocatable)" in cpu.reason
+    ), cpu.reason
+    # Memory: 3 GiB used less the 2 GiB kept for daemons; the eviction threshold stays free.
+    assert mem.amount == math.floor(16 * GIB * 0.9 - 1 * GIB - 4 * GIB)
+    assert mem.amount == plain.budgets.memory.amount + 2 * GIB
+    assert (
+        "system 1.00Gi (use 3.00Gi (current 3.00Gi) less 2.00Gi kubelet already keeps outside "
+        "allocatable (2.10Gi less its 100Mi eviction threshold, kept free))" in mem.reason
+    ), mem.reason
+
+
+def test_system_use_within_kubelets_reservation_costs_batch_nothing():
+    plan, _ = decide(
+        snapshot(10.0, state=node(capacity=SET_ASIDE), system=600.0), BrainState(), SETTINGS, 10.0
+    )
+    assert "system 0m (use 600m (current 600m) less 1000m kubelet" in plan.budgets.cpu.reason
+    assert plan.budgets.cpu.terms is not None and plan.budgets.cpu.terms.system == 0.0
+
+
+def test_the_configured_reservation_is_the_daemons_total_with_kubelets_share_in_it():
+    s = SETTINGS.model_copy(
+        update={"reclaim": SETTINGS.reclaim.model_copy(update={"reserved_system_cpu_milli": 1500})}
+    )
+    plan, _ = decide(
+        snapshot(10.0, state=node(capacity=SET_ASIDE), system=600.0), BrainState(), s, 10.0
+    )
+    why = plan.budgets.cpu.reason
+    assert "system 500m (reserved 1500m (use 600m) less 1000m kubelet already keeps" in why, why
+    unread, _ = decide(
+        snapshot(10.0, state=node(capacity=SET_ASIDE), system=None), BrainState(), s, 10.0
+    )
+    assert (
+        "system 500m (use not read; reserved 1500m less 1000m kubelet" in unread.budgets.cpu.reason
+    )
+
+
+def test_kubelets_eviction_threshold_alone_is_not_room_for_node_daemons():
+    # A node with no kube/system-reserved: capacity - allocatable is the eviction threshold.
+    kind = NodeCapacity(8000, 16 * GIB, memory_set_aside_bytes=100 * MIB)
+    plain, _ = decide(snapshot(10.0), BrainState(), SETTINGS, 10.0)
+    plan, _ = decide(snapshot(10.0, state=node(capacity=kind)), BrainState(), SETTINGS, 10.0)
+    assert plan.budgets.memory.amount == plain.budgets.memory.amount
+    assert "less 0Mi kubelet already keeps outside allocatable (100Mi less its 100Mi" in (
+        plan.budgets.memory.reason
+    )
+    # A larger threshold (policy reclaim.kubeletEvictionMemory) credits less.
+    s = SETTINGS.model_copy(
+        update={
+            "reclaim": SETTINGS.reclaim.model_copy(
+                update={"kubelet_eviction_memory_bytes": 600 * MIB}
+            )
+        }
+    )
+    real, _ = decide(snapshot(10.0, state=node(capacity=SET_ASIDE)), BrainState(), s, 10.0)
+    assert "less 1.51Gi kubelet already keeps outside allocatable" in real.budgets.memory.reason
+
+
 @pytest.mark.parametrize(
     ("raw", "capacity", "expected"),
     [
@@ -133,9 +209,15 @@ weird = st.one_of(
     st.integers(0, 64_000),
     st.integers(0, 2**40),
     st.integers(0, 4),
+    st.integers(0, 64_000),
+    st.integers(0, 2**40),
 )
-def test_budgets_stay_in_range_whatever_the_readings(rows, cpu_cap, mem_cap, gpus):
-    capacity = NodeCapacity(cpu_cap, mem_cap, gpus)
+def test_budgets_stay_in_range_whatever_the_readings(
+    rows, cpu_cap, mem_cap, gpus, cpu_aside, mem_aside
+):
+    capacity = NodeCapacity(
+        cpu_cap, mem_cap, gpus, cpu_set_aside_milli=cpu_aside, memory_set_aside_bytes=mem_aside
+    )
     state = BrainState()
     for i, (online, system, batch, psi, ows, sws, nws, gpu_use, gpu_mem) in enumerate(rows):
         now = float(i)

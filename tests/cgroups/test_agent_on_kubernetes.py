@@ -148,7 +148,8 @@ def test_the_brain_plans_with_the_nodes_allocatable_and_says_so(
     hierarchy: Hierarchy, api: ApiServer, tmp_path: Path
 ) -> None:
     """kubelet gives pods the Node's allocatable (capacity less the reservations), not the
-    host's totals: the budgets are computed from it and their reasons name it."""
+    host's totals: the budgets are computed from it and their reasons name it, and what
+    kubelet keeps outside it for node daemons is not kept a second time."""
     with KubeletTree(Driver.CGROUPFS, hierarchy=hierarchy) as tree:
         web = tree.add_pod(
             Pod("shop", "web", containers=(Container("app", Resources({"cpu": Decimal("0.5")})),))
@@ -166,3 +167,8 @@ def test_the_brain_plans_with_the_nodes_allocatable_and_says_so(
         cpu, memory = read_status(state).budgets[:2]
         assert "= capacity 1500m (Node allocatable) x" in cpu.reason, cpu.reason
         assert "= capacity 3.00Gi (Node allocatable) x" in memory.reason, memory.reason
+        # capacity 2 cores / 4Gi less allocatable: 500m and 1Gi (less kubelet's 100Mi
+        # eviction threshold, which stays free) are already outside capacity.
+        assert "less 500m kubelet already keeps outside allocatable)" in cpu.reason
+        kept = "less 924Mi kubelet already keeps outside allocatable (1.00Gi less its 100Mi"
+        assert kept in memory.reason, memory.reason
