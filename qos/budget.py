@@ -2,7 +2,8 @@
 
     reclaimable = capacity x max_fraction - system - online - margin, clamped to [0, capacity]
 
-`system` is the larger of the configured reservation and the system tier's predicted use;
+`system` is the larger of the configured reservation and the system tier's predicted use,
+less what kubelet already keeps outside capacity for node daemons (never below 0);
 `online` is the online tiers' predicted demand (dedicated pods' exclusive cores counted
 whole); `margin` is the PID-sized CPU margin or the fixed memory/GPU margin. When a
 resource's readings go stale the budget decays from its last fresh value to 0 over
