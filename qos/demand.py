@@ -6,12 +6,13 @@ value falls back to the window's peak; a tier never read at all makes the online
 unknown, and then nothing is offered. The system term is the larger of the configured
 reservation and system use, less what kubelet already keeps outside capacity for node
 daemons (the Node's capacity less its allocatable, or the host's total less kubepods'
-limit), so that is not subtracted twice. Dedicated pods are Guaranteed, so they never use more
-than their requests: those requests (their exclusive cores) are counted whole.
+limit), so their use is not subtracted twice. Dedicated pods are Guaranteed, so they never
+use more than their requests: those requests (their exclusive cores) are counted whole.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from qos.budget import Terms
@@ -62,13 +63,11 @@ class SetAside:
     def usable(self) -> float:
         return max(0.0, self.amount - self.kept_free)
 
-    def describe(self, unit: Unit) -> str:
-        text = f"{format_amount(self.usable, unit)} kubelet already keeps outside allocatable"
+    def describe(self, fmt: Callable[[float], str]) -> str:
+        text = f"{fmt(self.usable)} kubelet already keeps outside allocatable"
         if self.kept_free > 0:
-            text += (
-                f" ({format_amount(self.amount, unit)} less its"
-                f" {format_amount(self.kept_free, unit)} eviction threshold, kept free)"
-            )
+            free = fmt(self.kept_free)
+            text += f" ({fmt(self.amount)} less its {free} eviction threshold, kept free)"
         return text
 
 
@@ -118,20 +117,20 @@ def _protected(
     def fmt(v: float) -> str:
         return format_amount(v, unit)
 
-    sys_term, sys_why = _system_term(p_system, reserved, set_aside, unit, ps)
+    sys_term, sys_why = _system_term(p_system, reserved, set_aside, fmt, ps)
     found = _Protected(sys_term, sys_why, p_online.value, p_online.describe(ps, fmt))
     return found, system, online
 
 
 def _system_term(
-    p_system: Prediction, reserved: float, set_aside: SetAside, unit: Unit, ps: PredictorSettings
+    p_system: Prediction,
+    reserved: float,
+    set_aside: SetAside,
+    fmt: Callable[[float], str],
+    ps: PredictorSettings,
 ) -> tuple[float, str]:
     """max(reserved, predicted system use), less what kubelet already keeps outside capacity
     for node daemons (never below 0), with every term in the reason."""
-
-    def fmt(v: float) -> str:
-        return format_amount(v, unit)
-
     use = p_system.value
     if set_aside.amount <= 0:
         if use is None:
@@ -145,7 +144,7 @@ def _system_term(
         kept, what = reserved, f"reserved {fmt(reserved)} (use {fmt(use)})"
     else:
         kept, what = use, f"use {fmt(use)} ({p_system.describe(ps, fmt)})"
-    return max(0.0, kept - set_aside.usable), f"{what} less {set_aside.describe(unit)}"
+    return max(0.0, kept - set_aside.usable), f"{what} less {set_aside.describe(fmt)}"
 
 
 def _derived_system(r: CpuReading, cap: float) -> float | None:
