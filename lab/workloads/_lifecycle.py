@@ -14,7 +14,9 @@ from types import FrameType
 from lab.workloads.protocol import Ended, Report, ReportWriter, Started, wait_for_gate
 
 
-def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+def base_parser(prog: str, description: str, samples: bool = False) -> argparse.ArgumentParser:
+    """The flags launch.py passes every workload; `samples`: also `--samples` (it passes
+    that to a workload spawned with samples=True)."""
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--report", type=Path, required=True, help="JSON-lines report file")
     parser.add_argument(
@@ -26,7 +28,20 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--report-every", type=float, default=1.0, help="seconds between reports (default 1)"
     )
+    if samples:
+        parser.add_argument("--samples", type=Path, required=True, help="raw samples, at exit")
     return parser
+
+
+def add_calibration(parser: argparse.ArgumentParser, otherwise: str) -> None:
+    """`--iterations-per-ms`: the spin calibration a harness measured once and hands to
+    every probe; `otherwise` says when the probe calibrates itself without it."""
+    parser.add_argument(
+        "--iterations-per-ms",
+        type=float,
+        default=None,
+        help=f"calibration from the harness (default: calibrate here, {otherwise})",
+    )
 
 
 class Lifecycle:

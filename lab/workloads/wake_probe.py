@@ -17,9 +17,8 @@ import argparse
 import sys
 import time
 from array import array
-from pathlib import Path
 
-from lab.workloads._lifecycle import Lifecycle, base_parser, run_workload
+from lab.workloads._lifecycle import Lifecycle, add_calibration, base_parser, run_workload
 from lab.workloads.protocol import write_samples
 from lab.workloads.spin import iterations_per_ms, spin
 from lab.workloads.stats import probe_interval
@@ -28,16 +27,10 @@ NAME = "wake-probe"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser("python -m lab.workloads.wake_probe", __doc__.split("\n")[0])
-    parser.add_argument("--samples", type=Path, required=True, help="raw samples, at exit")
+    parser = base_parser("python -m lab.workloads.wake_probe", __doc__.split("\n")[0], samples=True)
     parser.add_argument("--sleep-us", type=float, default=1000.0, help="each sleep (1000)")
     parser.add_argument("--work-us", type=float, default=0.0, help="CPU after each wake (0)")
-    parser.add_argument(
-        "--iterations-per-ms",
-        type=float,
-        default=None,
-        help="calibration from the harness (default: calibrate here, when there is work)",
-    )
+    add_calibration(parser, "when there is work")
     return parser
 
 
