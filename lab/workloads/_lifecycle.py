@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
@@ -77,6 +78,39 @@ class Lifecycle:
         reason = "signal" if self._signalled else "duration"
         self.reports.write(Ended(t=time.monotonic(), reason=reason))
         self.reports.close()
+
+
+# summarise(now, latencies, latenesses) builds a probe's interval report (it may sort the
+# lists in place).
+Summarise = Callable[[float, list[float], list[float]], Report]
+
+
+class ProbeRecord:
+    """What a probe keeps of each request: the flat samples (time, lateness µs, latency µs),
+    and every `report_every` s an interval report, `summarise` of those since the last."""
+
+    def __init__(self, life: Lifecycle, summarise: Summarise, now: float) -> None:
+        self.samples = array("d")
+        self._life = life
+        self._summarise = summarise
+        self._latency: list[float] = []
+        self._lateness: list[float] = []
+        self._next_report = now + life.report_every
+
+    def add(self, t: float, lateness_us: float, latency_us: float, now: float) -> None:
+        self.samples.extend((t, lateness_us, latency_us))
+        self._latency.append(latency_us)
+        self._lateness.append(lateness_us)
+        if now >= self._next_report:
+            self._life.write(self._summarise(now, self._latency, self._lateness))
+            self._latency, self._lateness = [], []
+            self._next_report = now + self._life.report_every
+
+    def finish(self, now: float) -> array:
+        """Report the last, partial interval (if it has requests); the samples."""
+        if self._latency:
+            self._life.write(self._summarise(now, self._latency, self._lateness))
+        return self.samples
 
 
 def run_workload(

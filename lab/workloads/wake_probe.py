@@ -16,9 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from array import array
 
-from lab.workloads._lifecycle import Lifecycle, add_calibration, base_parser, run_workload
+from lab.workloads._lifecycle import (
+    Lifecycle,
+    ProbeRecord,
+    add_calibration,
+    base_parser,
+    run_workload,
+)
 from lab.workloads.protocol import write_samples
 from lab.workloads.spin import iterations_per_ms, spin
 from lab.workloads.stats import probe_interval
@@ -38,11 +43,8 @@ def probe(args: argparse.Namespace, life: Lifecycle) -> None:
     sleep_s = args.sleep_us / 1e6
     per_ms = args.iterations_per_ms or (iterations_per_ms() if args.work_us > 0 else 0.0)
     work = int(args.work_us / 1000 * per_ms)
-    samples = array("d")
-    late: list[float] = []
-    done: list[float] = []
     now = life.start()
-    next_report = now + life.report_every
+    record = ProbeRecord(life, probe_interval, now)
     clock = time.perf_counter  # the same CLOCK_MONOTONIC as time.monotonic, finer-grained
     while life.running(now):
         due = clock() + sleep_s
@@ -51,17 +53,8 @@ def probe(args: argparse.Namespace, life: Lifecycle) -> None:
         if work:
             spin(work)
         now = clock()
-        late_us, done_us = (woke - due) * 1e6, (now - due) * 1e6
-        samples.extend((due, late_us, done_us))
-        late.append(late_us)
-        done.append(done_us)
-        if now >= next_report:
-            life.write(probe_interval(now, done, late))
-            late, done = [], []
-            next_report = now + life.report_every
-    if late:
-        life.write(probe_interval(now, done, late))
-    write_samples(args.samples, samples)
+        record.add(due, (woke - due) * 1e6, (now - due) * 1e6, now)
+    write_samples(args.samples, record.finish(now))
 
 
 def main() -> int:
