@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +35,7 @@ from lab.kubelet_tree import KubeletTree
 from qos.k8s_qos import QOSClass, pod_qos_class
 from qos.pod import MEMORY, Pod
 
-__all__ = ["CFS_PERIOD_US", "BenchTree", "CgroupDir", "build_tree"]
+__all__ = ["CFS_PERIOD_US", "BenchTree", "CgroupDir", "build_tree", "remove_cgroup"]
 
 CFS_PERIOD_US = 100_000
 GUARANTEED_OOM_SCORE_ADJ = -997
@@ -198,3 +199,16 @@ def build_tree(pods: Iterable[Pod], node_cpu_milli: int, node_memory_bytes: int)
         bench.close()
         raise
     return bench
+
+
+def remove_cgroup(path: Path, timeout: float = 10.0) -> None:
+    """rmdir a cgroup a benchmark made beside the tree (the agent's own); a task that is
+    exiting may hold it a moment, so retry for `timeout` s, then raise."""
+    deadline = time.monotonic() + timeout
+    while path.exists():
+        try:
+            path.rmdir()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -53,7 +53,7 @@ from benchmarks._harness import (
     sleep_until,
     workloads_in,
 )
-from benchmarks._tree import BenchTree, build_tree
+from benchmarks._tree import BenchTree, build_tree, remove_cgroup
 from benchmarks.errors import BenchError
 from isolation.readings import CONTAINER_TICK
 from lab.demo.agent_child import AgentProcess
@@ -142,14 +142,7 @@ def agent_home(tree: BenchTree) -> Iterator[Path]:
         yield path / "cgroup.procs"
     finally:
         for p in reversed(made):
-            deadline = time.monotonic() + 10
-            while p.exists():
-                try:
-                    p.rmdir()
-                except OSError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+            remove_cgroup(p)
 
 
 def wait_log_ticks(agent: AgentProcess, ticks: int, timeout: float) -> None:

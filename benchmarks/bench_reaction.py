@@ -56,6 +56,7 @@ from typing import Any, NamedTuple
 
 from agent.errors import StatusError
 from agent.report.status import ClampStatus, read_status
+from benchmarks._tree import remove_cgroup
 from isolation.executor import Executor, Level, Write
 from isolation.journal import Journal
 from isolation.knobs import CpuMax
@@ -165,14 +166,7 @@ def agent_cgroup(tree: KubeletTree, shares: int) -> Iterator[Path | None]:
         (path / "cpu.shares").write_text(str(shares))
         yield path
     finally:
-        deadline = time.monotonic() + 10
-        while path.exists():
-            try:
-                path.rmdir()
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        remove_cgroup(path)
 
 
 def reaction(surges: int, surge_s: float, agent_shares: int, mechanism: str) -> dict[str, Any]:

@@ -90,191 +90,185 @@ MAPPING_CHECKS = ("visible_devices", "device_cgroup", "device_node")
 # Fast-path reactions: tens of milliseconds expected, a second is a miss.
 REACTION_BUCKETS = (0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 TICK_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0)
+Labels = tuple[str, ...]
+
+
+class _Declare:
+    """Declares the metrics `colocd_<name>[_<unit>]` on one registry, `name` being
+    "<subsystem>_<name>"; AgentMetrics and KubeMetrics both declare through it."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def gauge(self, name: str, doc: str, labels: Labels = (), unit: str = "") -> Gauge:
+        return Gauge(name, doc, labels, namespace=NAMESPACE, unit=unit, registry=self._registry)
+
+    def counter(self, name: str, doc: str, labels: Labels = ()) -> Counter:
+        return Counter(name, doc, labels, namespace=NAMESPACE, registry=self._registry)
+
+    def histogram(self, name: str, doc: str, unit: str, buckets: tuple[float, ...]) -> Histogram:
+        return Histogram(
+            name, doc, namespace=NAMESPACE, unit=unit, buckets=buckets, registry=self._registry
+        )
 
 
 class AgentMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.info = Gauge(
-            "info",
+        d = _Declare(registry)
+        self.info = d.gauge(
+            "agent_info",
             "Always 1; names the node this agent runs on and its version.",
             ("nodename", "version"),
-            namespace=NAMESPACE,
-            subsystem="agent",
-            registry=registry,
         )
-
-        def gauge(sub: str, name: str, doc: str, labels=(), unit: str = "") -> Gauge:
-            return Gauge(
-                name, doc, labels, namespace=NAMESPACE, subsystem=sub, unit=unit, registry=registry
-            )
-
-        def counter(sub: str, name: str, doc: str, labels=()) -> Counter:
-            return Counter(name, doc, labels, namespace=NAMESPACE, subsystem=sub, registry=registry)
-
-        self.tick_duration = Histogram(
-            "tick_duration",
+        self.tick_duration = d.histogram(
+            "loop_tick_duration",
             "Time one full tick takes (sample, decide, enforce, report).",
-            namespace=NAMESPACE,
-            subsystem="loop",
             unit="seconds",
             buckets=TICK_BUCKETS,
-            registry=registry,
         )
-        self.ticks = counter("loop", "ticks", "Ticks, by result.", ("result",))
-        self.last_tick = gauge(
-            "loop", "last_tick_timestamp", "Unix time of the last full tick.", unit="seconds"
+        self.ticks = d.counter("loop_ticks", "Ticks, by result.", ("result",))
+        self.last_tick = d.gauge(
+            "loop_last_tick_timestamp", "Unix time of the last full tick.", unit="seconds"
         )
-        self.degraded = gauge(
-            "loop", "degraded", "1 while the loop runs degraded, by reason class.", ("reason",)
+        self.degraded = d.gauge(
+            "loop_degraded", "1 while the loop runs degraded, by reason class.", ("reason",)
         )
-        self.batch_cpu = gauge(
-            "budget", "batch_cpu", "CPU offered to batch (colocd.io/batch-cpu).", unit="cores"
+        self.batch_cpu = d.gauge(
+            "budget_batch_cpu", "CPU offered to batch (colocd.io/batch-cpu).", unit="cores"
         )
-        self.batch_memory = gauge(
-            "budget", "batch_memory", "Memory offered to batch (batch-memory).", unit="bytes"
+        self.batch_memory = d.gauge(
+            "budget_batch_memory", "Memory offered to batch (batch-memory).", unit="bytes"
         )
-        self.batch_gpu = gauge(
-            "budget", "batch_gpu", "GPU time offered to batch (batch-gpu / 100).", unit="devices"
+        self.batch_gpu = d.gauge(
+            "budget_batch_gpu", "GPU time offered to batch (batch-gpu / 100).", unit="devices"
         )
-        self.budget_degraded = gauge(
-            "budget",
-            "degraded",
+        self.budget_degraded = d.gauge(
+            "budget_degraded",
             "1 while a budget is not computed from fresh, complete readings.",
             ("resource",),
         )
-        self.online_cpu = gauge(
-            "budget",
-            "predicted_online_cpu",
+        self.online_cpu = d.gauge(
+            "budget_predicted_online_cpu",
             "Predicted online CPU demand: max(current, p95 of the window).",
             unit="cores",
         )
-        self.online_memory = gauge(
-            "budget",
-            "predicted_online_memory",
+        self.online_memory = d.gauge(
+            "budget_predicted_online_memory",
             "Predicted online memory (page cache included): max(current, p95 of the window).",
             unit="bytes",
         )
-        self.capacity_cpu = gauge(
-            "budget", "capacity_cpu", "Node CPU the budgets are computed from.", unit="cores"
+        self.capacity_cpu = d.gauge(
+            "budget_capacity_cpu", "Node CPU the budgets are computed from.", unit="cores"
         )
-        self.capacity_memory = gauge(
-            "budget", "capacity_memory", "Node memory the budgets are computed from.", unit="bytes"
+        self.capacity_memory = d.gauge(
+            "budget_capacity_memory", "Node memory the budgets are computed from.", unit="bytes"
         )
-        self.margin_cores = gauge(
-            "margin", "cpu", "CPU safety margin kept free for online.", unit="cores"
+        self.margin_cores = d.gauge(
+            "margin_cpu", "CPU safety margin kept free for online.", unit="cores"
         )
-        self.margin_ratio = gauge(
-            "margin", "cpu", "CPU safety margin as a fraction of capacity.", unit="ratio"
+        self.margin_ratio = d.gauge(
+            "margin_cpu", "CPU safety margin as a fraction of capacity.", unit="ratio"
         )
-        self.indicator = gauge(
-            "margin",
-            "indicator",
+        self.indicator = d.gauge(
+            "margin_indicator",
             "The interference indicator the margin controller reads, by which one (in its "
             "own unit; NaN when not read).",
             ("indicator",),
         )
-        self.indicator_target = gauge(
-            "margin",
-            "indicator_target",
+        self.indicator_target = d.gauge(
+            "margin_indicator_target",
             "The target the margin controller holds the indicator to (in its own unit).",
             ("indicator",),
         )
         self._indicator_name: str | None = None
-        self.writes = counter(
-            "executor", "writes", "cgroup writes by knob and outcome.", ("knob", "result")
+        self.writes = d.counter(
+            "executor_writes", "cgroup writes by knob and outcome.", ("knob", "result")
         )
-        self.vanished = counter(
-            "sampler",
-            "vanished_cgroups",
+        self.vanished = d.counter(
+            "sampler_vanished_cgroups",
             "Pod cgroups that vanished between discovery and reading (normal churn).",
         )
-        self.clamps = counter(
-            "fastpath", "clamps", "Batch clamped between ticks, by trigger.", ("trigger",)
+        self.clamps = d.counter(
+            "fastpath_clamps", "Batch clamped between ticks, by trigger.", ("trigger",)
         )
-        self.reaction = Histogram(
-            "reaction",
+        self.reaction = d.histogram(
+            "fastpath_reaction",
             "From the start of the interval that showed an online surge to the clamp applied.",
-            namespace=NAMESPACE,
-            subsystem="fastpath",
             unit="seconds",
             buckets=REACTION_BUCKETS,
-            registry=registry,
         )
-        self.evaluations = counter(
-            "fastpath", "evaluations", "Surges seen between ticks (each decided again)."
+        self.evaluations = d.counter(
+            "fastpath_evaluations", "Surges seen between ticks (each decided again)."
         )
-        self.fast_mode = gauge(
-            "fastpath", "mode", "1 for the way the fast path wakes up.", ("mode",)
+        self.fast_mode = d.gauge(
+            "fastpath_mode", "1 for the way the fast path wakes up.", ("mode",)
         )
-        self.pods = gauge("tier", "pods", "Pods on the node, by tier.", ("tier",))
-        self.evictions = counter(
-            "eviction", "decisions", "Evictions decided by the brain.", ("mode",)
+        self.pods = d.gauge("tier_pods", "Pods on the node, by tier.", ("tier",))
+        self.evictions = d.counter(
+            "eviction_decisions", "Evictions decided by the brain.", ("mode",)
         )
-        self.net_sent = counter(
-            "network", "sent_bytes", "Bytes each tier's class sent, per direction "
+        self.net_sent = d.counter(
+            "network_sent_bytes", "Bytes each tier's class sent, per direction "
             "(egress on the uplink, ingress on its ifb).", ("tier", "direction"),
         )  # fmt: skip
-        self.net_dropped = counter(
-            "network", "dropped_packets", "Packets each tier's class dropped, per direction.",
-            ("tier", "direction"),
+        self.net_dropped = d.counter(
+            "network_dropped_packets",
+            "Packets each tier's class dropped, per direction.", ("tier", "direction"),
         )  # fmt: skip
-        self.net_ceiling = gauge(
-            "network", "batch_ceiling_bytes_per_second",
+        self.net_ceiling = d.gauge(
+            "network_batch_ceiling_bytes_per_second",
             "The batch tier's ceiling in force: link rate - measured non-batch - margin, "
             "within the policy's bounds.", ("direction",),
         )  # fmt: skip
-        self.net_ceiling_reason = gauge(
-            "network", "batch_ceiling_reason", "1 for why the batch ceiling is what it is.",
+        self.net_ceiling_reason = d.gauge(
+            "network_batch_ceiling_reason", "1 for why the batch ceiling is what it is.",
             ("direction", "reason"),
         )  # fmt: skip
-        self.net_marked = gauge(
-            "network", "marked_addresses", "Pod addresses whose packets carry the tier mark.",
-            ("tier",),
+        self.net_marked = d.gauge(
+            "network_marked_addresses",
+            "Pod addresses whose packets carry the tier mark.", ("tier",),
         )  # fmt: skip
-        self.net_active = gauge(
-            "network", "shaping_active", "1 while colocd's uplink shaping is in force."
+        self.net_active = d.gauge(
+            "network_shaping_active", "1 while colocd's uplink shaping is in force."
         )
-        self.gpu_devices = gauge("gpu", "devices", "GPUs NVML reads on this node.")
-        self.gpu_used = gauge(
-            "gpu",
-            "used",
+        self.gpu_devices = d.gauge("gpu_devices", "GPUs NVML reads on this node.")
+        self.gpu_used = d.gauge(
+            "gpu_used",
             "Share of each GPU's SM time in use, by tier (online: every process not batch).",
             ("gpu", "tier"),
             unit="devices",
         )
-        self.gpu_offered = gauge(
-            "gpu", "offered", "Each GPU's share of batch-gpu, in GPUs.", ("gpu",), unit="devices"
+        self.gpu_offered = d.gauge(
+            "gpu_offered", "Each GPU's share of batch-gpu, in GPUs.", ("gpu",), unit="devices"
         )
-        self.gpu_margin = gauge(
-            "gpu", "margin", "GPU margin kept free for online (PID-sized).", ("gpu",), "devices"
+        self.gpu_margin = d.gauge(
+            "gpu_margin", "GPU margin kept free for online (PID-sized).", ("gpu",), unit="devices"
         )
-        self.gpu_memory_used = gauge(
-            "gpu", "memory_used", "GPU memory in use, by tier.", ("gpu", "tier"), unit="bytes"
+        self.gpu_memory_used = d.gauge(
+            "gpu_memory_used", "GPU memory in use, by tier.", ("gpu", "tier"), unit="bytes"
         )
-        self.gpu_memory_total = gauge(
-            "gpu", "memory_total", "Each GPU's memory.", ("gpu",), unit="bytes"
+        self.gpu_memory_total = d.gauge(
+            "gpu_memory_total", "Each GPU's memory.", ("gpu",), unit="bytes"
         )
-        self.gpu_surged = gauge(
-            "gpu", "surged", "GPUs where online surges (their batch pods frozen).", unit="devices"
+        self.gpu_surged = d.gauge(
+            "gpu_surged", "GPUs where online surges (their batch pods frozen).", unit="devices"
         )
-        self.nvml_errors = counter(
-            "nvml", "errors", "NVML failures reading one GPU (the others still read).", ("gpu",)
+        self.nvml_errors = d.counter(
+            "nvml_errors", "NVML failures reading one GPU (the others still read).", ("gpu",)
         )
-        self.frozen_pods = gauge(
-            "freezer", "frozen_pods", "Batch pods frozen because online needs their GPU."
+        self.frozen_pods = d.gauge(
+            "freezer_frozen_pods", "Batch pods frozen because online needs their GPU."
         )
-        self.freezes = counter("freezer", "freezes", "Batch pods frozen (online surged on a GPU).")
-        self.thaws = counter("freezer", "thaws", "Batch pods thawed (online receded).")
-        self.gpu_evictions = counter(
-            "freezer",
-            "evictions",
+        self.freezes = d.counter("freezer_freezes", "Batch pods frozen (online surged on a GPU).")
+        self.thaws = d.counter("freezer_thaws", "Batch pods thawed (online receded).")
+        self.gpu_evictions = d.counter(
+            "freezer_evictions",
             "Batch pods evicted off a GPU: frozen too long, or GPU memory online needs.",
             ("reason",),
         )
-        self.mismatches = gauge(
-            "mapping",
-            "mismatches",
+        self.mismatches = d.gauge(
+            "mapping_mismatches",
             "Processes on a GPU their container was not given, by the check that says so.",
             ("check",),
         )
@@ -466,70 +460,54 @@ class AgentMetrics:
 
 class KubeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
-        def counter(subsystem: str, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-            return Counter(
-                name, doc, labels, namespace=NAMESPACE, subsystem=subsystem, registry=registry
-            )
-
-        def gauge(subsystem: str, name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-            return Gauge(
-                name, doc, labels, namespace=NAMESPACE, subsystem=subsystem, registry=registry
-            )
+        d = _Declare(registry)
 
         # Informers (pods of this node, this node, ColocationPolicies).
-        self.informer_objects = gauge(
-            "informer", "objects", "Objects in the informer's cache.", ("resource",)
+        self.informer_objects = d.gauge(
+            "informer_objects", "Objects in the informer's cache.", ("resource",)
         )
-        self.informer_synced = gauge(
-            "informer", "synced", "1 once the informer has listed everything.", ("resource",)
+        self.informer_synced = d.gauge(
+            "informer_synced", "1 once the informer has listed everything.", ("resource",)
         )
-        self.informer_connected = gauge(
-            "informer",
-            "connected",
+        self.informer_connected = d.gauge(
+            "informer_connected",
             "1 while list/watch works; 0 while the cache is served without the API server.",
             ("resource",),
         )
-        self.informer_lists = counter(
-            "informer",
-            "lists",
+        self.informer_lists = d.counter(
+            "informer_lists",
             "Full listings, by reason (initial, expired on 410 Gone, reconnect).",
             ("resource", "reason"),
         )
-        self.informer_events = counter(
-            "informer", "events", "Watch events applied to the cache.", ("resource", "type")
+        self.informer_events = d.counter(
+            "informer_events", "Watch events applied to the cache.", ("resource", "type")
         )
-        self.informer_errors = counter(
-            "informer", "errors", "List/watch failures, by error class.", ("resource", "error")
+        self.informer_errors = d.counter(
+            "informer_errors", "List/watch failures, by error class.", ("resource", "error")
         )
-        self.informer_parse_errors = counter(
-            "informer",
-            "parse_errors",
+        self.informer_parse_errors = d.counter(
+            "informer_parse_errors",
             "Objects the informer could not parse (left out of the cache).",
             ("resource",),
         )
 
         # Node extended resources (colocd.io/batch-*).
-        self.node_status_writes = counter(
-            "node",
-            "status_writes",
+        self.node_status_writes = d.counter(
+            "node_status_writes",
             "Node status patches of the batch resources, by trigger and result.",
             ("reason", "result"),
         )
-        self.node_status_skips = counter(
-            "node",
-            "status_skips",
-            "Publish calls that wrote nothing, by reason.",
-            ("reason",),
+        self.node_status_skips = d.counter(
+            "node_status_skips", "Publish calls that wrote nothing, by reason.", ("reason",)
         )
-        self.node_batch_cpu = gauge(
-            "node", "published_batch_cpu_cores", "colocd.io/batch-cpu last written, in cores."
+        self.node_batch_cpu = d.gauge(
+            "node_published_batch_cpu_cores", "colocd.io/batch-cpu last written, in cores."
         )
-        self.node_batch_memory = gauge(
-            "node", "published_batch_memory_bytes", "colocd.io/batch-memory last written."
+        self.node_batch_memory = d.gauge(
+            "node_published_batch_memory_bytes", "colocd.io/batch-memory last written."
         )
-        self.node_batch_gpu = gauge(
-            "node",
-            "published_batch_gpu_devices",
+        self.node_batch_gpu = d.gauge(
+            "node_published_batch_gpu_devices",
             "colocd.io/batch-gpu last written, in whole GPUs (absent on a node without GPUs).",
         )
         self._registry = registry
@@ -537,45 +515,37 @@ class KubeMetrics:
         self.show_published_gpu(None)
 
         # Evictions through the Eviction API, and the Events colocd writes.
-        self.evictions = counter(
-            "eviction",
-            "requests",
+        self.evictions = d.counter(
+            "eviction_requests",
             "Eviction decisions carried out, by result (evicted, dry_run, blocked, backoff, "
             "gone, failed).",
             ("result",),
         )
-        self.events = counter(
-            "events",
-            "recorded",
+        self.events = d.counter(
+            "events_recorded",
             "Kubernetes Events, by type and result (sent, suppressed as a repeat, failed).",
             ("type", "result"),
         )
 
         # ColocationPolicies.
-        self.policy_objects = gauge(
-            "policy", "objects", "ColocationPolicy objects seen, by validity.", ("state",)
+        self.policy_objects = d.gauge(
+            "policy_objects", "ColocationPolicy objects seen, by validity.", ("state",)
         )
-        self.policy_rejected = counter(
-            "policy",
-            "rejected",
+        self.policy_rejected = d.counter(
+            "policy_rejected",
             "Policy versions rejected as invalid (the last good version stays in force).",
         )
-        self.policy_fallback = gauge(
-            "policy",
-            "effective_fallback",
+        self.policy_fallback = d.gauge(
+            "policy_effective_fallback",
             "1 while this node runs on its last good effective policy because the newest "
             "resolution is invalid.",
         )
-        self.policy_ties = gauge(
-            "policy",
-            "ties",
+        self.policy_ties = d.gauge(
+            "policy_ties",
             "Fields set differently by policies of equal rank, decided by name order.",
         )
-        self.policy_status_writes = counter(
-            "policy",
-            "status_writes",
-            "ColocationPolicy status patches, by result.",
-            ("result",),
+        self.policy_status_writes = d.counter(
+            "policy_status_writes", "ColocationPolicy status patches, by result.", ("result",)
         )
 
     def show_published_gpu(self, hundredths: int | None) -> None:

@@ -24,7 +24,6 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from agent.errors import StatusError
@@ -169,11 +168,6 @@ class AgentProcess:
     def __enter__(self) -> AgentProcess:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         with contextlib.suppress(ProcessLookupError):
             self.stop()

@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 from decimal import Decimal
 from pathlib import Path
-from types import TracebackType
 
 from isolation.errors import IsolationError
 from isolation.layout import Driver, Runtime
@@ -166,12 +165,7 @@ class DemoNode:
     def __enter__(self) -> DemoNode:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 

@@ -33,8 +33,9 @@ CACHE_KEYS = ("total_cache", "file")  # v1 (hierarchical), v2
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser("python -m lab.workloads.cache_service", __doc__.split("\n")[0])
-    parser.add_argument("--samples", type=Path, required=True, help="raw samples, at exit")
+    parser = base_parser(
+        "python -m lab.workloads.cache_service", __doc__.split("\n")[0], samples=True
+    )
     parser.add_argument("--file", type=Path, required=True, help="data file (created if absent)")
     parser.add_argument("--file-mib", type=int, default=400)
     parser.add_argument("--anon-mib", type=int, default=512)

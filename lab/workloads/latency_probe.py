@@ -17,9 +17,8 @@ from __future__ import annotations
 import argparse
 import random
 import sys
-from pathlib import Path
 
-from lab.workloads._lifecycle import Lifecycle, base_parser, run_workload
+from lab.workloads._lifecycle import Lifecycle, add_calibration, base_parser, run_workload
 from lab.workloads._open_loop import run_open_loop
 from lab.workloads.protocol import write_samples
 from lab.workloads.spin import iterations_per_ms, spin
@@ -30,19 +29,15 @@ MAX_WORK_SHARE_OF_PERIOD = 0.9
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser("python -m lab.workloads.latency_probe", __doc__.split("\n")[0])
-    parser.add_argument("--samples", type=Path, required=True, help="raw samples, at exit")
+    parser = base_parser(
+        "python -m lab.workloads.latency_probe", __doc__.split("\n")[0], samples=True
+    )
     parser.add_argument("--period-ms", type=float, default=2.0)
     parser.add_argument("--work-us", type=float, default=1000.0, help="mean CPU per request")
     parser.add_argument("--burst-period-ms", type=float, default=400.0)
     parser.add_argument("--burst-depth", type=float, default=0.4, help="0 = steady demand")
     parser.add_argument("--jitter-sigma", type=float, default=0.3, help="log-normal sigma")
-    parser.add_argument(
-        "--iterations-per-ms",
-        type=float,
-        default=None,
-        help="calibration from the harness (default: calibrate here, at start)",
-    )
+    add_calibration(parser, "at start")
     parser.add_argument("--seed", type=int, default=1)
     return parser
 

@@ -16,10 +16,14 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from array import array
-from pathlib import Path
 
-from lab.workloads._lifecycle import Lifecycle, base_parser, run_workload
+from lab.workloads._lifecycle import (
+    Lifecycle,
+    ProbeRecord,
+    add_calibration,
+    base_parser,
+    run_workload,
+)
 from lab.workloads.protocol import write_samples
 from lab.workloads.spin import iterations_per_ms, spin
 from lab.workloads.stats import probe_interval
@@ -28,16 +32,10 @@ NAME = "wake-probe"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = base_parser("python -m lab.workloads.wake_probe", __doc__.split("\n")[0])
-    parser.add_argument("--samples", type=Path, required=True, help="raw samples, at exit")
+    parser = base_parser("python -m lab.workloads.wake_probe", __doc__.split("\n")[0], samples=True)
     parser.add_argument("--sleep-us", type=float, default=1000.0, help="each sleep (1000)")
     parser.add_argument("--work-us", type=float, default=0.0, help="CPU after each wake (0)")
-    parser.add_argument(
-        "--iterations-per-ms",
-        type=float,
-        default=None,
-        help="calibration from the harness (default: calibrate here, when there is work)",
-    )
+    add_calibration(parser, "when there is work")
     return parser
 
 
@@ -45,11 +43,8 @@ def probe(args: argparse.Namespace, life: Lifecycle) -> None:
     sleep_s = args.sleep_us / 1e6
     per_ms = args.iterations_per_ms or (iterations_per_ms() if args.work_us > 0 else 0.0)
     work = int(args.work_us / 1000 * per_ms)
-    samples = array("d")
-    late: list[float] = []
-    done: list[float] = []
     now = life.start()
-    next_report = now + life.report_every
+    record = ProbeRecord(life, probe_interval, now)
     clock = time.perf_counter  # the same CLOCK_MONOTONIC as time.monotonic, finer-grained
     while life.running(now):
         due = clock() + sleep_s
@@ -58,17 +53,8 @@ def probe(args: argparse.Namespace, life: Lifecycle) -> None:
         if work:
             spin(work)
         now = clock()
-        late_us, done_us = (woke - due) * 1e6, (now - due) * 1e6
-        samples.extend((due, late_us, done_us))
-        late.append(late_us)
-        done.append(done_us)
-        if now >= next_report:
-            life.write(probe_interval(now, done, late))
-            late, done = [], []
-            next_report = now + life.report_every
-    if late:
-        life.write(probe_interval(now, done, late))
-    write_samples(args.samples, samples)
+        record.add(due, (woke - due) * 1e6, (now - due) * 1e6, now)
+    write_samples(args.samples, record.finish(now))
 
 
 def main() -> int:

@@ -160,6 +160,13 @@ def tree(hierarchy: Hierarchy) -> Iterator[KubeletTree]:
         yield t
 
 
+@pytest.fixture
+def topo() -> Iterator[Topology]:
+    """The plain topology (IPv4 only, routed), removed afterwards."""
+    with Topology() as t:
+        yield t
+
+
 def rtt_alone_and_flooded(topo: Topology, batch: subprocess.Popen) -> tuple[dict, dict]:
     """The online pod's UDP probe to the peer (real-time priority) while `batch` floods,
     paused and resumed every window: percentiles (ms) alone and flooded."""
@@ -295,116 +302,111 @@ def test_agent_shapes_the_uplink_by_tier(kind: str, tree: KubeletTree, tmp_path:
         assert not (agent.state / "network-journal.json").exists()
 
 
+def batch_agent(topo: Topology, tree: KubeletTree, tmp: Path) -> Agent:
+    """An agent (not started) over one batch pod at BATCH_IP."""
+    agent = Agent(topo, tree, tmp)
+    agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
+    return agent
+
+
 def run_once(agent: Agent, *extra: str) -> subprocess.CompletedProcess:
+    """One tick (`--once`), which must exit 0."""
     argv = [a for a in agent.argv if a != "--revert-on-exit"] + ["--once", *extra]
-    return subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done
 
 
 def test_foreign_root_qdisc_is_left_alone_unless_taken_over(
-    tree: KubeletTree, tmp_path: Path
+    tree: KubeletTree, topo: Topology, tmp_path: Path
 ) -> None:
-    with Topology() as topo:
-        tbf = ["root", "handle", "1:", "tbf", "rate", "1gbit", "burst", "64kb", "latency", "10ms"]
-        topo.tc("node", "qdisc", "add", "dev", "up0", *tbf)
-        found = snapshot(topo)
-        agent = Agent(topo, tree, tmp_path)
-        agent.write(tree, tree.add_pod(web()), [str(ONLINE_IP)])
-        done = run_once(agent)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert "shape up0: it carries a tbf qdisc 1: that colocd did not create" in done.stderr
-        assert snapshot(topo) == found  # no qdisc, no ifb, no nftables table
+    tbf = ["root", "handle", "1:", "tbf", "rate", "1gbit", "burst", "64kb", "latency", "10ms"]
+    topo.tc("node", "qdisc", "add", "dev", "up0", *tbf)
+    found = snapshot(topo)
+    agent = Agent(topo, tree, tmp_path)
+    agent.write(tree, tree.add_pod(web()), [str(ONLINE_IP)])
+    done = run_once(agent)
+    assert "shape up0: it carries a tbf qdisc 1: that colocd did not create" in done.stderr
+    assert snapshot(topo) == found  # no qdisc, no ifb, no nftables table
 
-        agent.configure(takeOver=True)
-        done = run_once(agent)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert "qdisc htb c01d: root" in topo.tc("node", "qdisc", "show", "dev", "up0")
-        assert str(ONLINE_IP) in nft_set(topo, "online_v4")
+    agent.configure(takeOver=True)
+    run_once(agent)
+    assert "qdisc htb c01d: root" in topo.tc("node", "qdisc", "show", "dev", "up0")
+    assert str(ONLINE_IP) in nft_set(topo, "online_v4")
 
-        # `colocd revert` removes exactly what colocd installed (the tbf it replaced is gone
-        # for good: taking over is the policy's explicit choice).
-        revert = subprocess.run(
-            ["nsenter", f"--net=/var/run/netns/{topo.node}", sys.executable, "-m",
-             "agent.cli", "revert", "--state-dir", str(agent.state)],
-            capture_output=True, text=True, timeout=60, check=False,
-        )  # fmt: skip
-        assert "delete nftables table inet colocd" in revert.stderr, revert.stderr
-        assert "htb" not in topo.tc("node", "qdisc", "show", "dev", "up0")
-        assert "colocd" not in snapshot(topo)
-        assert not (agent.state / "network-journal.json").exists()
+    # `colocd revert` removes exactly what colocd installed (the tbf it replaced is gone
+    # for good: taking over is the policy's explicit choice).
+    revert = subprocess.run(
+        ["nsenter", f"--net=/var/run/netns/{topo.node}", sys.executable, "-m",
+         "agent.cli", "revert", "--state-dir", str(agent.state)],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert "delete nftables table inet colocd" in revert.stderr, revert.stderr
+    assert "htb" not in topo.tc("node", "qdisc", "show", "dev", "up0")
+    assert "colocd" not in snapshot(topo)
+    assert not (agent.state / "network-journal.json").exists()
 
 
 def test_after_a_crash_the_next_start_removes_what_was_left(
-    tree: KubeletTree, tmp_path: Path
+    tree: KubeletTree, topo: Topology, tmp_path: Path
 ) -> None:
-    with Topology() as topo:
-        found = snapshot(topo)
-        agent = Agent(topo, tree, tmp_path)
-        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
-        agent.start()
-        assert agent.proc is not None
-        try:
-            wait_for(lambda: str(BATCH_IP) in nft_set(topo, "batch_v4"), 20)
-            wait_for(lambda: "htb c01d:" in topo.tc("node", "qdisc", "show", "dev", "up0"), 10)
-        finally:
-            agent.proc.kill()  # a crash: nothing reverted
-            agent.proc.wait()
-        assert snapshot(topo) != found
-        agent.configure(enabled=False)
-        done = run_once(agent)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert "removed what an earlier run left" in done.stderr
-        assert snapshot(topo) == found
+    found = snapshot(topo)
+    agent = batch_agent(topo, tree, tmp_path)
+    agent.start()
+    assert agent.proc is not None
+    try:
+        wait_for(lambda: str(BATCH_IP) in nft_set(topo, "batch_v4"), 20)
+        wait_for(lambda: "htb c01d:" in topo.tc("node", "qdisc", "show", "dev", "up0"), 10)
+    finally:
+        agent.proc.kill()  # a crash: nothing reverted
+        agent.proc.wait()
+    assert snapshot(topo) != found
+    agent.configure(enabled=False)
+    done = run_once(agent)
+    assert "removed what an earlier run left" in done.stderr
+    assert snapshot(topo) == found
 
 
 def test_dry_run_prints_a_reason_for_every_rate_and_changes_nothing(
-    tree: KubeletTree, tmp_path: Path
+    tree: KubeletTree, topo: Topology, tmp_path: Path
 ) -> None:
-    with Topology() as topo:
-        found = snapshot(topo)
-        agent = Agent(topo, tree, tmp_path)
-        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
-        done = run_once(agent, "--dry-run")
-        assert done.returncode == 0, done.stderr[-2000:]
-        lines = [ln for ln in done.stdout.splitlines() if "network (dry run):" in ln]
-        assert len(lines) == 6, done.stdout  # 3 tiers x 2 directions
-        # One tick has no throughput reading yet: batch is held to its guarantee.
-        want = (
-            f"batch egress: rate {BATCH_RATE}Mbit guaranteed; batch egress ceiling "
-            f"{BATCH_RATE}Mbit: no throughput reading, held to its guarantee"
-        )
-        assert any(ln.endswith(want) for ln in lines), lines
-        assert snapshot(topo) == found
+    found = snapshot(topo)
+    agent = batch_agent(topo, tree, tmp_path)
+    done = run_once(agent, "--dry-run")
+    lines = [ln for ln in done.stdout.splitlines() if "network (dry run):" in ln]
+    assert len(lines) == 6, done.stdout  # 3 tiers x 2 directions
+    # One tick has no throughput reading yet: batch is held to its guarantee.
+    want = (
+        f"batch egress: rate {BATCH_RATE}Mbit guaranteed; batch egress ceiling "
+        f"{BATCH_RATE}Mbit: no throughput reading, held to its guarantee"
+    )
+    assert any(ln.endswith(want) for ln in lines), lines
+    assert snapshot(topo) == found
 
 
 def test_a_foreign_table_under_colocds_name_is_left_alone(
-    tree: KubeletTree, tmp_path: Path
+    tree: KubeletTree, topo: Topology, tmp_path: Path
 ) -> None:
-    with Topology() as topo:
-        theirs = "table inet colocd {\n chain other {\n type filter hook input priority 0;\n }\n}\n"
-        subprocess.run(["ip", "netns", "exec", topo.node, "nft", "-f", "-"], input=theirs,
-                       text=True, check=True)  # fmt: skip
-        found = snapshot(topo)
-        agent = Agent(topo, tree, tmp_path)
-        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
-        done = run_once(agent)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert (
-            "shape nftables inet colocd: table inet colocd holds chain other, not colocd's"
-            in done.stderr
-        )
-        assert snapshot(topo) == found
+    theirs = "table inet colocd {\n chain other {\n type filter hook input priority 0;\n }\n}\n"
+    subprocess.run(["ip", "netns", "exec", topo.node, "nft", "-f", "-"], input=theirs,
+                   text=True, check=True)  # fmt: skip
+    found = snapshot(topo)
+    agent = batch_agent(topo, tree, tmp_path)
+    done = run_once(agent)
+    assert (
+        "shape nftables inet colocd: table inet colocd holds chain other, not colocd's"
+        in done.stderr
+    )
+    assert snapshot(topo) == found
 
 
 def test_a_missing_uplink_is_reported_and_the_agent_keeps_ticking(
-    tree: KubeletTree, tmp_path: Path
+    tree: KubeletTree, topo: Topology, tmp_path: Path
 ) -> None:
-    with Topology() as topo:
-        found = snapshot(topo)
-        agent = Agent(topo, tree, tmp_path)
-        agent.configure(uplink="eth9")
-        agent.write(tree, tree.add_pod(job()), [str(BATCH_IP)])
-        done = run_once(agent)
-        assert done.returncode == 0, done.stderr[-2000:]
-        assert "network shaping not in force: find link eth9" in done.stderr
-        assert "tick 1:" in done.stderr  # the cgroup side went on
-        assert snapshot(topo) == found
+    found = snapshot(topo)
+    agent = batch_agent(topo, tree, tmp_path)
+    agent.configure(uplink="eth9")
+    done = run_once(agent)
+    assert "network shaping not in force: find link eth9" in done.stderr
+    assert "tick 1:" in done.stderr  # the cgroup side went on
+    assert snapshot(topo) == found
