@@ -204,7 +204,10 @@ def decide(
     mechanism = cpu_mechanism(settings, snapshot.cpu_idle)
     idle = None
     if settings.cpu.idle:
-        why = "batch runs as cpu.idle (SCHED_IDLE): online preempts it at once"
+        why = (
+            "batch pods run as cpu.idle (SCHED_IDLE): online pods beside them in a QoS level "
+            "preempt them at once; against besteffort, kubelet's lowest weight decides"
+        )
         if mechanism is CpuMechanism.IDLE_ONLY:
             why += "; no CPU cap (it would only make online wait for halted CPUs)"
             if settings.cpu.mechanism is CpuMechanism.AUTO:
