@@ -254,11 +254,9 @@ class Loop:
             topo = self.locator.locate(node)
         now = readings.at
         degraded, withhold = self._source_problems(view, now)
-        cpu_idle = self.enforcer.idle_supported(topo)
         snapshot = Snapshot(
             node=node,
             cpus=topo.cpus,
-            cpu_idle=cpu_idle,
             topology=self.topology,
             kubelet_cpus=self.cpu_manager.read(),
             block_devices=self.block_devices,
@@ -308,7 +306,7 @@ class Loop:
         self._gpu_events(plan, topo, gpu)
         if self.fast is not None:
             # Without a CPU cap there is nothing to clamp: the fast path then only waits.
-            capped = cpu_mechanism(self.qos, cpu_idle) is not CpuMechanism.IDLE_ONLY
+            capped = cpu_mechanism(self.qos) is not CpuMechanism.IDLE_ONLY
             online = [p.cgroup for p in topo.in_tier(Tier.ONLINE)] if capped else []
             terms = plan.budgets.cpu.terms
             self.fast.arm(online, None if terms is None else terms.online)

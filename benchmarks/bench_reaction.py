@@ -21,15 +21,18 @@ benchmark), as colocd would in a system slice. Target: p95 <= 250 ms (Koordinato
 loop and Katalyst's 5-s loop beaten by 4-20x).
 
 Part 2, mechanism. An online probe that wakes every 2 ms and works ~1.1 ms (about 0.55 of a
-core) runs next to two batch hogs in besteffort, under four setups, interleaved over
-several rounds: kubelet's default (besteffort cpu.shares 2), cpu.idle alone, cpu.idle with
-batch confined to one CPU by cpuset, and cpu.idle with a CFS quota of one CPU on besteffort
-(the same capacity by quota). Reported: the probe's wake-up lateness (p50, p99, p99.9) and
-the CPU batch got. This machine is shared: a run during which other work took more than
-`--max-outside-cores` of CPU (root usage minus the tree's) is repeated after a pause, and
-only undisturbed runs count when every setup has one. The verdict says whether the data
-supports the brain's default mechanism (qos.settings.CpuSuppressSettings.mechanism; `auto`
-is idle-only on this kernel): the least harmful of cpu.idle alone and the two caps.
+core) runs next to two batch hogs in a besteffort pod, under five setups, interleaved over
+several rounds: kubelet's default (besteffort cpu.shares 2); cpu.idle on the batch pod, as
+the agent places it (kubelet rewrites besteffort's weight, which the kernel refuses on an
+idle group: agent/act/enforce.py), alone, with batch confined to one CPU by cpuset on
+besteffort, and with a CFS quota of one CPU on besteffort (the same capacity by quota); and
+for reference cpu.idle on besteffort itself, the placement kubelet's rewrite rules out.
+Reported: the probe's wake-up lateness (p50, p99, p99.9) and the CPU batch got. This
+machine is shared: a run during which other work took more than `--max-outside-cores` of
+CPU (root usage minus the tree's) is repeated after a pause, and only undisturbed runs count
+when every setup has one. The verdict says whether the data supports the brain's default
+mechanism (qos.settings.CpuSuppressSettings.mechanism): the least harmful of the agent's
+three placements (per-pod cpu.idle alone, or with either cap).
 
 Prints the figures and writes benchmarks/results/reaction.json. Needs root and cgroup v1.
 """
@@ -302,27 +305,42 @@ def _up(port: int) -> bool:
 
 # --- part 2: which cap hurts online least ------------------------------------------------
 
-SETUPS = ("shares", "idle", "idle+cpuset", "idle+quota")
+SETUPS = (
+    "shares",
+    "shares+cpuset",
+    "shares+quota",
+    "pod-idle",
+    "pod-idle+cpuset",
+    "pod-idle+quota",
+    "qos-idle",
+)
+# The setups the agent produces, by mechanism, on kernels with cpu.idle and without.
+MECHANISM_OF = {
+    True: {"pod-idle": "idle-only", "pod-idle+cpuset": "cpuset", "pod-idle+quota": "quota"},
+    False: {"shares": "idle-only", "shares+cpuset": "cpuset", "shares+quota": "quota"},
+}
 
 
-def setup_writes(tree: KubeletTree, setup: str) -> list[Write]:
+def setup_writes(tree: KubeletTree, setup: str, batch: Pod) -> list[Write]:
     be = besteffort(tree)
     writes: list[Write] = []
-    if setup != "shares":
+    if setup.startswith("pod-idle"):
+        writes.append(Write("cpu.idle", tree.pod_cgroup(batch), True, Level.POD))
+    if setup == "qos-idle":
         writes.append(Write("cpu.idle", be, True, Level.QOS))
-    if setup == "idle+cpuset":
+    if setup.endswith("+cpuset"):
         for path in tree.cgroups.walk("cpuset", be):
             depth = path.count("/") - be.count("/")
             writes.append(Write("cpuset.cpus", path, frozenset({1}), min(3, Level.QOS + depth)))
-    if setup == "idle+quota":
+    if setup.endswith("+quota"):
         writes.append(Write("cpu.max", be, CpuMax(100_000, 100_000), Level.QOS))
     return writes
 
 
 @contextmanager
-def applied(tree: KubeletTree, setup: str, state: Path) -> Iterator[None]:
+def applied(tree: KubeletTree, setup: str, batch: Pod, state: Path) -> Iterator[None]:
     ex = Executor(tree.cgroups, Journal(state, str(tree.hierarchy.root), tree.cgroups.version))
-    report = ex.apply(setup_writes(tree, setup))
+    report = ex.apply(setup_writes(tree, setup, batch))
     if report.failed:
         raise SystemExit(f"bench_reaction: set up {setup}: {report.failed[0].reason}")
     try:
@@ -368,12 +386,19 @@ def host_pressure() -> float | None:
 
 
 def quiet_run(
-    tree: KubeletTree, probe: Pod, setup: str, state: Path, *, seconds: float, quiet: Quiet
+    tree: KubeletTree,
+    pods: tuple[Pod, Pod],
+    setup: str,
+    state: Path,
+    *,
+    seconds: float,
+    quiet: Quiet,
 ) -> dict[str, float]:
     """A run under `setup`, tried again (after a pause) while other work on this shared
     machine takes more than `quiet.max_outside_cores`; the last try is kept, marked."""
+    probe, batch = pods
     for attempt in range(1, quiet.tries + 1):
-        with applied(tree, setup, state):
+        with applied(tree, setup, batch, state):
             time.sleep(0.3)
             run = one_run(tree, probe, seconds)
         run["tries"] = attempt
@@ -413,10 +438,12 @@ def mechanisms(rounds: int, seconds: float, quiet: Quiet) -> dict[str, Any]:
         runs: dict[str, list[dict[str, float]]] = {s: [] for s in SETUPS}
         for r in range(rounds):
             for setup in SETUPS if r % 2 == 0 else tuple(reversed(SETUPS)):
-                row = quiet_run(tree, probe, setup, Path(tmp) / setup, seconds=seconds, quiet=quiet)
+                row = quiet_run(
+                    tree, (probe, batch), setup, Path(tmp) / setup, seconds=seconds, quiet=quiet
+                )
                 runs[setup].append(row)
                 print(
-                    f"  round {r + 1} {setup:12s} p50 {row['p50_us']:7.0f} us  p99 "
+                    f"  round {r + 1} {setup:16s} p50 {row['p50_us']:7.0f} us  p99 "
                     f"{row['p99_us']:7.0f} us  p99.9 {row['p999_us']:7.0f} us  batch "
                     f"{row['batch_cores']:.2f} cores  outside {row['outside_cores']:.2f} cores"
                     + ("  (disturbed)" if row["disturbed"] else ""),
@@ -425,16 +452,6 @@ def mechanisms(rounds: int, seconds: float, quiet: Quiet) -> dict[str, Any]:
     clean = {s: [r for r in rows if not r["disturbed"]] for s, rows in runs.items()}
     conclusive = all(clean.values())
     summary = {s: median_of(clean[s] if conclusive else rows) for s, rows in runs.items()}
-    cpuset, quota = summary["idle+cpuset"], summary["idle+quota"]
-    best = (
-        "cpuset"
-        if (cpuset["p99_us"], cpuset["p999_us"]) <= (quota["p99_us"], quota["p999_us"])
-        else "quota"
-    )
-    # Over every setup with cpu.idle: no cap at all may be the least harmful.
-    mechanism_of = {"idle": "idle-only", "idle+cpuset": "cpuset", "idle+quota": "quota"}
-    least = min(mechanism_of, key=lambda s: (summary[s]["p99_us"], summary[s]["p999_us"]))
-    default = cpu_mechanism(QosSettings(), cpu_idle=True).value  # this kernel has cpu.idle
     return {
         "host_cpu_pressure_avg60_at_end": host_pressure(),
         "rounds": rounds,
@@ -444,10 +461,21 @@ def mechanisms(rounds: int, seconds: float, quiet: Quiet) -> dict[str, Any]:
         "clean_runs": {s: len(rows) for s, rows in clean.items()},
         "median_of_rounds": summary,
         "runs": runs,
-        "least_harmful_cap": best,
-        "least_harmful": mechanism_of[least],
-        "brain_default": f"{QosSettings().cpu.mechanism.value} ({default} here)",
-        "default_confirmed": mechanism_of[least] == default,
+        "verdicts": [verdict(summary, cpu_idle) for cpu_idle in (True, False)],
+    }
+
+
+def verdict(summary: dict[str, dict[str, float]], cpu_idle: bool) -> dict[str, Any]:
+    """The least harmful of the agent's setups on a kernel with (or without) cpu.idle, by
+    p99 then p99.9, against the brain's default there."""
+    setups = MECHANISM_OF[cpu_idle]
+    least = min(setups, key=lambda s: (summary[s]["p99_us"], summary[s]["p999_us"]))
+    default = cpu_mechanism(QosSettings()).value
+    return {
+        "kernel": "with cpu.idle" if cpu_idle else "without cpu.idle",
+        "least_harmful": setups[least],
+        "brain_default": default,
+        "default_confirmed": setups[least] == default,
     }
 
 
@@ -473,7 +501,7 @@ def main() -> None:
     parser.add_argument(
         "--mechanism",
         choices=sorted(CAPS),
-        default=cpu_mechanism(QosSettings(), cpu_idle=False).value,
+        default=cpu_mechanism(QosSettings()).value,
         help="the CPU cap the agent uses in the reaction part (default: the brain's cap where"
         " the kernel has no cpu.idle; with cpu.idle its default sets no cap to clamp)",
     )
@@ -516,16 +544,18 @@ def main() -> None:
         print("online wake-up lateness (median of rounds):")
         for setup, row in m["median_of_rounds"].items():
             print(
-                f"  {setup:12s} p50 {row['p50_us']:6.0f} us  p99 {row['p99_us']:7.0f} us  "
+                f"  {setup:16s} p50 {row['p50_us']:6.0f} us  p99 {row['p99_us']:7.0f} us  "
                 f"p99.9 {row['p999_us']:7.0f} us  batch {row['batch_cores']:.2f} cores"
             )
-        verdict = "confirmed" if m["default_confirmed"] else "CONTRADICTED"
-        if not m["conclusive"]:
-            verdict += "; INCONCLUSIVE: other work disturbed every run of some setup"
-        print(
-            f"least harmful: {m['least_harmful']} (of the caps: {m['least_harmful_cap']});"
-            f" brain default: {m['brain_default']} ({verdict}); clean runs {m['clean_runs']}"
-        )
+        for v in m["verdicts"]:
+            word = "confirmed" if v["default_confirmed"] else "CONTRADICTED"
+            if not m["conclusive"]:
+                word += "; INCONCLUSIVE: other work disturbed every run of some setup"
+            print(
+                f"{v['kernel']}: least harmful {v['least_harmful']}; brain default "
+                f"{v['brain_default']} ({word})"
+            )
+        print(f"clean runs {m['clean_runs']}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -121,13 +121,12 @@ def _batch_demand(snapshot: Snapshot, now: float, settings: QosSettings) -> floa
     return clean(d.cpu_milli)
 
 
-def cpu_mechanism(settings: QosSettings, cpu_idle: bool | None) -> CpuMechanism:
-    """The mechanism in force: `auto` is idle-only where batch runs as cpu.idle (the setting
-    is on and the kernel has it), quota elsewhere (unknown counts as no)."""
+def cpu_mechanism(settings: QosSettings) -> CpuMechanism:
+    """The mechanism in force: `auto` is cpuset, on kernels with cpu.idle and without, the
+    least harmful to online's wake-ups of the three in benchmarks/bench_reaction.py (see
+    CpuSuppressSettings)."""
     mechanism = settings.cpu.mechanism
-    if mechanism is not CpuMechanism.AUTO:
-        return mechanism
-    return CpuMechanism.IDLE_ONLY if settings.cpu.idle and cpu_idle else CpuMechanism.QUOTA
+    return CpuMechanism.CPUSET if mechanism is CpuMechanism.AUTO else mechanism
 
 
 def _cpu_cap(
@@ -139,9 +138,11 @@ def _cpu_cap(
 ) -> CpusetCap | QuotaCap | None:
     match mechanism:
         case CpuMechanism.CPUSET:
-            return batch_cpuset(
-                layout.shared, budget.amount, settings.cpu.cpuset_min_cpus, topology
-            )
+            cap = batch_cpuset(layout.shared, budget.amount, settings.cpu.cpuset_min_cpus, topology)
+            if settings.cpu.mechanism is CpuMechanism.AUTO:
+                why = "; auto: keeping batch off some CPUs delayed online's wake-ups least"
+                cap = CpusetCap(cap.cpus, cap.reason + why)
+            return cap
         case CpuMechanism.QUOTA:
             quota = max(settings.cpu.quota_min_milli, budget.amount)
             why = f"batch quota {quota}m = batch-cpu {budget.amount}m"
@@ -201,7 +202,7 @@ def decide(
     fresh_mem_terms = (
         None if mem_b.degraded or is_stale(mem_d.at, now, settings.reclaim) else mem_d.terms
     )
-    mechanism = cpu_mechanism(settings, snapshot.cpu_idle)
+    mechanism = cpu_mechanism(settings)
     idle = None
     if settings.cpu.idle:
         why = (
@@ -209,9 +210,7 @@ def decide(
             "preempt them at once; against besteffort, kubelet's lowest weight decides"
         )
         if mechanism is CpuMechanism.IDLE_ONLY:
-            why += "; no CPU cap (it would only make online wait for halted CPUs)"
-            if settings.cpu.mechanism is CpuMechanism.AUTO:
-                why += ", auto: the kernel has cpu.idle"
+            why += "; no CPU cap (idle-only)"
         idle = CpuIdle(True, why)
     tier = BatchTierPlan(
         cpu_idle=idle,

@@ -128,9 +128,6 @@ class Snapshot(NamedTuple):
     latency: LatencyReading | None = None
     gpu: GpuReading | None = None
     batch_demand: BatchDemand | None = None
-    # Whether the kernel runs the batch tier as cpu.idle (SCHED_IDLE); None: not known
-    # (a trace, or the agent could not tell yet), which counts as no.
-    cpu_idle: bool | None = None
     # Each CPU's physical core and NUMA node (unknown: every CPU its own core).
     topology: CpuTopology = NO_TOPOLOGY
     # kubelet's CPU manager state; None where there is none (no file, or not read).

@@ -308,30 +308,22 @@ class CpuMechanism(StrEnum):
 class CpuSuppressSettings(_Section):
     """Batch CPU treatment. `quota` puts a CFS quota (the budget) on the batch tier; `cpuset`
     confines batch to floor(budget) CPUs of the shared pool (Koordinator's default);
-    `idle-only` leaves batch uncapped under SCHED_IDLE, so it runs only on CPU time online
-    leaves idle and yields the moment online wakes; `auto` (the default) is `idle-only` where
-    the batch tier runs as cpu.idle (the setting is on and the kernel has it) and `quota`
-    where it does not.
+    `idle-only` leaves batch uncapped, under SCHED_IDLE where the kernel has cpu.idle;
+    `auto` (the default) is `cpuset`.
 
-    Measured, not assumed (benchmarks/bench_reaction.py on a 6.18 hybrid-v1 VM with 2
-    vCPUs, 8 interleaved rounds): next to two batch hogs under cpu.idle, an online probe
-    needing ~0.55 core had a median p99 / p99.9 wake-up lateness of 139 / 1279 us with no
-    cap while batch got 1.36 cores, against 177 / 1864 us with a one-CPU quota on besteffort
-    (batch 0.92) and 281 / 2473 us with batch confined to one CPU by cpuset (batch 0.87). A
-    cap costs batch the CPU online leaves idle and does not help online: SCHED_IDLE batch is
-    preempted at once, and the CPU a cpuset frees idles (a halted vCPU here) and wakes online
-    slowly. Of the caps the quota hurt less, so `auto` caps with it where cpu.idle is missing
-    (without cpu.idle a quota hurt online tails about 5x against shares alone in earlier
-    measurements here: prefer kernels with cpu.idle, 5.15+).
-
-    Those figures had cpu.idle on besteffort. It now goes on each batch pod (kubelet rewrites
-    besteffort's weight, which the kernel refuses while cpu.idle is 1), so online and
-    besteffort batch meet at kubepods as burstable against besteffort at kubelet's lowest
-    weight, where EEVDF (6.6+) lets the running entity finish its slice. On the same host,
-    alternating 8-s windows of the demo's probe (1 ms of work every 2 ms, 2 batch hogs) gave
-    online p99 2.1-5.1 ms with per-pod cpu.idle, 1.7-5.0 ms with kubelet's shares alone and
-    1.6-1.9 ms with cpu.idle on besteffort: `auto` is yet to be measured again for the
-    per-pod placement."""
+    Measured, not assumed: benchmarks/bench_reaction.py (part 2) runs an online probe (~0.55
+    of a core: 1.1 ms of work every 2 ms) next to two batch hogs in a besteffort pod, with
+    cpu.idle where the agent puts it, on the batch pod (kubelet rewrites besteffort's weight,
+    which the kernel refuses on an idle group: agent/act/enforce.py). On a 6.18 host with 2
+    CPUs, 4 interleaved rounds, no outside load, the median p99 / p99.9 wake-up lateness
+    was 108 / 812 us with batch confined to one CPU by cpuset (batch 1.00 core), against
+    899 / 3578 us uncapped (1.24 cores), 2890 / 2917 us under a one-CPU quota (1.00) and
+    888 / 1530 us for kubelet's weights alone; without cpu.idle, cpuset 116 / 784 and quota
+    1894 / 2909 us. An idle pod does not make besteffort idle where it meets burstable under
+    kubepods, where EEVDF lets the running entity finish its slice, so only keeping batch
+    off some CPUs spares online the wait (cpu.idle on besteffort itself: 81 / 136 us at
+    1.38 cores, which kubelet's rewrite rules out). The cap costs batch the CPU online
+    leaves idle on the CPUs it is kept off."""
 
     idle: bool = Field(
         True,
@@ -340,8 +332,7 @@ class CpuSuppressSettings(_Section):
     )
     mechanism: CpuMechanism = Field(
         CpuMechanism.AUTO,
-        description="auto | quota | cpuset | idle-only (see the section); auto = idle-only "
-        "where the batch tier runs as cpu.idle, else quota.",
+        description="auto | quota | cpuset | idle-only (see the section); auto = cpuset.",
     )
     cpuset_min_cpus: int = Field(
         1, ge=1, description="Fewest CPUs left to batch by cpuset shrinking (never empty)."

@@ -395,10 +395,9 @@ class MarginSpec(Section):
 
 class CpuIsolation(Section):
     suppress: Literal["auto", "quota", "cpuset", "idle-only"] | None = None
-    """How batch is held to its CPU budget: auto (the default: no cap where batch runs as
-    SCHED_IDLE, where measured (with cpu.idle on besteffort, before it moved to each batch
-    pod) it hurt online least and left batch the most; a quota elsewhere), a CFS quota,
-    confine it to fewer CPUs (cpuset), or not at all (idle-only)."""
+    """How batch is held to its CPU budget: auto (the default: cpuset, which hurt online's
+    wake-ups least in benchmarks/bench_reaction.py, with and without cpu.idle), a CFS
+    quota, confine it to fewer CPUs (cpuset), or not at all (idle-only)."""
     batch_idle: bool | None = None
     """Run batch as SCHED_IDLE (cpu.idle) where the kernel has it."""
     min_batch_cpus: int | None = Field(default=None, ge=1)

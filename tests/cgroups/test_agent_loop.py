@@ -40,7 +40,7 @@ from isolation.readings import POD_TICK
 from isolation.settings import IsolationSettings
 from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.k8s_qos import QOSClass
-from qos.plan import QuotaCap
+from qos.plan import CpusetCap, QuotaCap
 from qos.pod import BATCH_CPU, TIER_ANNOTATION, Container, Pod, Resources
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
@@ -381,7 +381,7 @@ def test_a_batch_pods_own_quota_is_held_within_the_tier_quota(node: Node) -> Non
     assert node.read("cpu.max") == node.read("cpu.max", "job") == CpuMax(None, 100_000)
 
 
-def test_by_default_batch_runs_as_cpu_idle_uncapped_where_the_kernel_has_it(
+def test_by_default_batch_runs_as_cpu_idle_confined_by_cpuset(
     hierarchy: Hierarchy, node: Node
 ) -> None:
     node.add(web(), busy=1)
@@ -402,12 +402,15 @@ def test_by_default_batch_runs_as_cpu_idle_uncapped_where_the_kernel_has_it(
         executor=Executor.from_settings(cgroups, settings.isolation),
     )
     result = first_tick(loop)
+    assert result.report is not None and not result.report.failed, result.report.failed
     tier = result.plan.batch_tier
-    assert tier.cpu_cap is None and tier.cpu_idle is not None
-    assert "auto: the kernel has cpu.idle" in tier.cpu_idle.reason
+    assert isinstance(tier.cpu_cap, CpusetCap) and tier.cpu_idle is not None
     assert node.read("cpu.idle", "job") is True and node.read("cpu.idle") is False
-    assert node.read("cpuset.cpus") == ALL and node.read("cpu.max") == CpuMax(None, 100_000)
-    assert loop.fast is not None and "no CPU cap to clamp" in loop.fast.detail
+    # A new node keeps most CPU back for online: batch is kept off some CPUs.
+    assert node.read("cpuset.cpus") == frozenset(tier.cpu_cap.cpus)
+    assert len(tier.cpu_cap.cpus) < len(ALL) or len(ALL) == 1
+    assert node.read("cpu.max") == CpuMax(None, 100_000)
+    assert loop.fast is not None and "no CPU cap" not in loop.fast.detail
     loop.close()
 
 

@@ -68,9 +68,9 @@ def test_one_tick_follows_the_policy_publishes_the_budget_and_enforces_it(
         api.create(node(NODE, cpu="2", memory="4Gi"))
         for pod in (web, job):
             api.create(tree.bound(pod, NODE))
-        # The policy in force asks for the cpuset mechanism (the built-in default is not it).
-        cpuset = {"scope": "Cluster", "isolation": {"cpu": {"suppress": "cpuset"}}}
-        api.create(policy("cluster-default", cpuset))
+        # The policy in force asks for the quota mechanism (the built-in default is cpuset).
+        quota = {"scope": "Cluster", "isolation": {"cpu": {"suppress": "quota"}}}
+        api.create(policy("cluster-default", quota))
         state = tmp_path / "state"
         argv = ["run", "--once", "--node-name", NODE, "--node-cpu", "2", "--node-memory", "4Gi"]
         argv += ["--kubeconfig", str(kubeconfig(tmp_path / "kubeconfig", api.url))]
@@ -90,9 +90,11 @@ def test_one_tick_follows_the_policy_publishes_the_budget_and_enforces_it(
         # SCHED_IDLE on the batch pod, not on besteffort (whose weight kubelet rewrites).
         assert tree.cgroups.read("cpu.idle", tree.pod_cgroup(job)).value is True
         assert tree.cgroups.read("cpu.idle", be).value is False
-        assert len(tree.cgroups.read("cpuset.cpus", be).value) == 1
-        assert tree.cgroups.read("cpu.max", be).value == CpuMax(None, 100_000)
-        assert any(why.startswith("batch on 1 of 2 shared CPUs") for why in status.batch_tier)
+        every = tree.cgroups.read("cpuset.cpus", tree.root).value
+        assert tree.cgroups.read("cpuset.cpus", be).value == every  # no cpuset cap
+        quota_us = max(100, cpu.amount) * 100
+        assert tree.cgroups.read("cpu.max", be).value == CpuMax(quota_us, 100_000)
+        assert any(why.startswith("batch quota") for why in status.batch_tier)
 
 
 def _config(tmp_path: Path, root: str) -> Path:
