@@ -1,0 +1,169 @@
+"""How much memory a fixed reserve, chosen per trace in hindsight, reclaims with no violation.
+
+Issue 12's memory bar asks colocd to reclaim at least as much as every peer that is as safe
+on every shipped trace. This benchmark asks how far from that bar a whole family of simple
+rules stands when each may cheat: batch is offered `capacity - level - reserve x capacity`,
+where the level is the current reading or the peak of the last 30 min, 3 h or 24 h, and the
+reserve is the smallest that gives no memory violation on that very trace (found by
+bisection: a larger reserve only lowers every offer, so violations only fall). No causal
+rule of that form can do better on that trace. Printed per trace: colocd's reclaim, the
+most any peer with no memory violation reclaimed (what a rule with none must reach), and
+each hindsight rule's reserve and reclaim; where no rule reaches the peer's figure, the bar
+is out of reach for the whole family.
+
+Pure computation over `colocd simulate`'s replay (qos/replay.py); writes
+benchmarks/results/memory_hindsight.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+from agent.commands.simulate import trace_files
+from agent.sources.trace import read_trace
+from qos.baselines import peers
+from qos.replay import ColocdPolicy, Observation, Offer, ReplayResult, TraceRow, replay
+from qos.settings import DEFAULT_QOS_SETTINGS
+
+RESULTS = Path(__file__).resolve().parent / "results" / "memory_hindsight.json"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "traces"
+LEVELS = {"current": 0.0, "peak 30 min": 1800.0, "peak 3 h": 3 * 3600.0, "peak 24 h": 86400.0}
+RESOLUTION = 0.001  # of capacity
+
+
+class FixedReserve:
+    """Offers memory = capacity - level - reserve x capacity; no CPU."""
+
+    name = "fixed-reserve"
+
+    def __init__(self, window_seconds: float, reserve: float) -> None:
+        self.window = window_seconds
+        self.reserve = reserve
+
+    def start(self) -> deque[tuple[float, float]]:
+        return deque()
+
+    def step(
+        self, seen: deque[tuple[float, float]], obs: Observation
+    ) -> tuple[Offer, deque[tuple[float, float]]]:
+        use = (obs.online_memory_bytes or 0.0) + (obs.system_memory_bytes or 0.0)
+        seen.append((obs.t, use))
+        while seen[0][0] <= obs.t - self.window and len(seen) > 1:
+            seen.popleft()
+        level = max(v for _, v in seen)
+        cap = obs.memory_capacity_bytes
+        return Offer(0.0, max(0.0, cap - level - self.reserve * cap)), seen
+
+
+class Hindsight(NamedTuple):
+    level: str
+    reserve: float  # share of capacity
+    gib_hours: float
+
+
+def smallest_safe(rows: list[TraceRow], window: float) -> Hindsight | None:
+    """The smallest reserve (to RESOLUTION) with no memory violation, by bisection."""
+    lo, hi = 0.0, 1.0
+    best = replay(rows, FixedReserve(window, hi))
+    if best.memory.seconds > 0:
+        return None
+    while hi - lo > RESOLUTION:
+        mid = (lo + hi) / 2
+        r = replay(rows, FixedReserve(window, mid))
+        if r.memory.seconds > 0:
+            lo = mid
+        else:
+            hi, best = mid, r
+    name = next(k for k, v in LEVELS.items() if v == window)
+    return Hindsight(name, round(hi, 4), round(best.reclaimed_gib_hours, 1))
+
+
+def safe_peer_reclaim(others: list[ReplayResult]) -> tuple[str, float]:
+    """The most memory a peer with no memory violation reclaimed (the bar a rule with no
+    violation must reach), and which peer it was ("" and 0 if none was safe)."""
+    safe = [p for p in others if p.memory.seconds == 0]
+    if not safe:
+        return "", 0.0
+    top = max(safe, key=lambda p: p.reclaimed_gib_hours)
+    return top.name, round(top.reclaimed_gib_hours, 1)
+
+
+@dataclass(frozen=True)
+class TraceVerdict:
+    trace: str
+    colocd_gib_hours: float
+    colocd_memory_violation_seconds: float
+    peer: str  # the peer with the most reclaim among those with no memory violation
+    peer_gib_hours: float
+    hindsight: list[Hindsight]
+
+    @property
+    def best_hindsight_gib_hours(self) -> float:
+        return max((h.gib_hours for h in self.hindsight), default=0.0)
+
+    @property
+    def bar_within_reach(self) -> bool:
+        return bool(self.hindsight) and self.best_hindsight_gib_hours >= self.peer_gib_hours
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            **asdict(self),
+            "hindsight": [h._asdict() for h in self.hindsight],
+            "best_hindsight_gib_hours": self.best_hindsight_gib_hours,
+            "bar_within_reach": self.bar_within_reach,
+        }
+
+    def line(self) -> str:
+        rules = "  ".join(f"{h.level} {h.reserve:.1%}/{h.gib_hours:.0f}" for h in self.hindsight)
+        peer = f"{self.peer} {self.peer_gib_hours:.0f}" if self.peer else "none"
+        reach = "within reach" if self.bar_within_reach else "OUT OF REACH"
+        ours = f"{self.colocd_gib_hours:.0f}/{self.colocd_memory_violation_seconds:.0f}s"
+        return f"{self.trace[:28]:28s} {ours:>10s} {peer:>18s}  {rules}  ({reach})"
+
+
+def one_trace(path: str) -> TraceVerdict:
+    rows = read_trace(path)
+    ours = replay(rows, ColocdPolicy(DEFAULT_QOS_SETTINGS))
+    peer, peer_gib = safe_peer_reclaim([replay(rows, p) for p in peers()])
+    rules = [h for w in LEVELS.values() if (h := smallest_safe(rows, w)) is not None]
+    return TraceVerdict(
+        Path(path).name,
+        round(ours.reclaimed_gib_hours, 1),
+        ours.memory.seconds,
+        peer,
+        peer_gib,
+        rules,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--trace",
+        action="append",
+        help="trace file or directory (repeatable; default examples/traces)",
+    )
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    print(f"{'trace':28s} {'colocd':>10s} {'safe peer':>18s}  hindsight: reserve/GiB-h by level")
+    verdicts = []
+    for path in trace_files(args.trace or [str(EXAMPLES)]):
+        verdicts.append(one_trace(path))
+        print(verdicts[-1].line(), flush=True)
+    out = [v.trace for v in verdicts if not v.bar_within_reach]
+    print(
+        f"{len(out)} of {len(verdicts)} traces: no fixed reserve, even chosen in hindsight, "
+        f"reaches the memory reclaim of a peer with no violation: {', '.join(out) or 'none'}"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps([v.as_json() for v in verdicts], indent=2) + "\n")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
