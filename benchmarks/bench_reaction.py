@@ -3,9 +3,8 @@ hurts online least on this kernel (not a test).
 
 Part 1, reaction. A kubelet-like tree on this host (lab.kubelet_tree): an online pod with
 two idle workers and a batch pod with two CPU hogs. The real agent runs beside it (`colocd
-run` in a subprocess, tick 1 s, fast path on, with the CPU cap the brain uses where the
-kernel has no cpu.idle (quota) unless `--mechanism` says otherwise: with cpu.idle the
-brain's default (`auto`) sets no cap, so there is nothing to clamp). Each round the
+run` in a subprocess, tick 1 s, fast path on, with the brain's default CPU cap (cpuset)
+unless `--mechanism` says otherwise). Each round the
 workers spin at once (the surge) and the benchmark polls besteffort's cpuset (or quota)
 until batch is held back. The reaction is the time from the
 moment the workers began to spin (they report it) to the moment the agent applied the clamp
@@ -91,7 +90,14 @@ PROBE = [
 ]
 AGENT_CONFIG = {
     "qos": {
-        "predictor": {"window_seconds": 2},
+        # Short memory, so batch is released between surges: a 2-s window, no cold start,
+        # a learned rise that fades in half a second, no regime change.
+        "predictor": {
+            "window_seconds": 2,
+            "cold_start_cpu_fraction": 0,
+            "burst_half_life_seconds": 0.5,
+            "regime_ratio": 0,
+        },
         "margin": {"min_fraction": 0, "max_fraction": 0, "initial_fraction": 0},
         "reclaim": {"cpu_max_fraction": 1.0},
     },
@@ -502,8 +508,7 @@ def main() -> None:
         "--mechanism",
         choices=sorted(CAPS),
         default=cpu_mechanism(QosSettings()).value,
-        help="the CPU cap the agent uses in the reaction part (default: the brain's cap where"
-        " the kernel has no cpu.idle; with cpu.idle its default sets no cap to clamp)",
+        help="the CPU cap the agent uses in the reaction part (default: the brain's default)",
     )
     parser.add_argument("--skip-reaction", action="store_true")
     parser.add_argument("--skip-mechanisms", action="store_true")
