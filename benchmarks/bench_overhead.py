@@ -6,8 +6,9 @@ fifths Burstable (online), one fifth BestEffort (batch). Most containers hold no
 the agent's cost is in reading and writing cgroups, which it does for every pod whatever
 runs inside; `--busy` containers get a light process each (a loop that sleeps 9 ms in 10),
 so usage counters move. The real agent then runs over it as on a node: `colocd run --pods
-DIR` in a child process with its default settings (1-s ticks, the fast path reading the
-online pods every 50 ms), the tree's root as the node.
+DIR` in a child process with its default settings (1-s ticks; the fast path reading the
+online tier's use from a few QoS-level counters every 50 ms, and each online pod's stall
+every 250 ms where no PSI trigger is armed), the tree's root as the node.
 
 After `--warmup` seconds (start-up, first ticks, descriptors opened) its CPU time (user +
 system, all threads, from psutil) is measured over `--duration` seconds and given in
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=[m.value for m in CpuMechanism],
         default=None,
         help="the brain's CPU mechanism (default: its default; cpuset or quota keep the fast"
-        " path reading the online pods every 50 ms)",
+        " path reading online use every 50 ms)",
     )
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR, help="where the JSON goes")
     return parser

@@ -36,6 +36,10 @@ class Backend:
     def dir(self, controller: str, cgroup: str) -> str:
         return self._roots[controller].dir(cgroup)
 
+    def usage_dir(self, cgroup: str) -> str:
+        """Where CPU use is read: the cpuacct hierarchy."""
+        return (self._roots.get("cpuacct") or self._exists_in).dir(cgroup)
+
     def dirs(self, cgroup: str) -> dict[str, Path]:
         return {c: Path(r.dir(cgroup)) for c, r in self._roots.items()}
 

@@ -37,6 +37,9 @@ class Backend:
     def dir(self, controller: str, cgroup: str) -> str:
         return self._root.dir(cgroup)
 
+    def usage_dir(self, cgroup: str) -> str:
+        return self._root.dir(cgroup)
+
     def dirs(self, cgroup: str) -> dict[str, Path]:
         return {"unified": Path(self._root.dir(cgroup))}
 

@@ -64,6 +64,16 @@ class Cgroups:
             found.append(cgroup if rel == "." else join(cgroup, rel))
         return found
 
+    def children(self, cgroup: str) -> list[str] | None:
+        """The cgroups directly below `cgroup` where CPU use is accounted (cpuacct on v1),
+        sorted; None when `cgroup` is not there."""
+        try:
+            with os.scandir(self._backend.usage_dir(cgroup)) as entries:
+                names = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return [join(cgroup, n) for n in names]
+
     def pressure_file(self, cgroup: str, resource: str = "cpu") -> str | None:
         """The cgroup's `<resource>.pressure` file (PSI), or None where the host keeps no
         per-cgroup PSI (pure v1). Whether the file exists is not checked."""

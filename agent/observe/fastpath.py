@@ -1,9 +1,11 @@
 """The fast path: between two ticks, watch the online tier and react to a surge at once.
 
-Every `interval_s` (or sooner, when a PSI poll trigger fires) it reads only the online pods'
-CPU use and CPU stall since the previous read (`Sampler.online_now`). A surge is online use
-above what the last tick predicted by more than `surge_milli`, or an online pod stalled for
-more than `stall_fraction` of the interval (or a fired trigger). On a surge it calls
+Every `interval_s` (or sooner, when a PSI poll trigger fires) it reads the online tier's
+CPU use since the previous read, from the few QoS-level counters of its `OnlineCover`
+(`Sampler.online_now`); every `stall_interval_s`, where no trigger is armed, each online
+pod's CPU stall too. A surge is online use above what the last tick predicted by more than
+`surge_milli`, or an online pod stalled for more than `stall_fraction` of the time since its
+stall was read (or a fired trigger). On a surge it calls
 `react`, which lets the brain decide again on the fresh reading and clamps batch when the
 answer is tighter; the next full tick then takes over. The interval reader always runs:
 usage surges show no stall when batch runs as SCHED_IDLE, since online preempts it.
@@ -20,6 +22,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from agent.config import FastPathSettings
+from agent.observe.online_cover import OnlineCover
 from agent.observe.sampler import OnlineNow, Sampler
 from isolation.cgroups import Cgroups
 from isolation.pressure import PressureTriggers
@@ -90,8 +93,9 @@ class FastPath:
             if settings.psi_triggers
             else None
         )
-        self._online: list[str] = []
+        self._cover = OnlineCover()
         self._expected: float | None = None
+        self._stall_read: float | None = None
 
     @property
     def mode(self) -> str:
@@ -99,9 +103,14 @@ class FastPath:
 
     @property
     def detail(self) -> str:
-        if not self._online:
+        if not self._cover.online:
             return "waiting: no online pod to watch, or no CPU cap to clamp (batch is cpu.idle)"
-        every = f"every {self.settings.interval_s * 1000:g} ms"
+        s = self.settings
+        every = (
+            f"every {s.interval_s * 1000:g} ms ({len(self._cover.reads)} counters for "
+            f"{len(self._cover.online)} online pods; their stalls every "
+            f"{s.stall_interval_s * 1000:g} ms)"
+        )
         if self.triggers is None:
             return f"interval reader {every} (PSI triggers off)"
         if self.triggers.armed:
@@ -113,18 +122,31 @@ class FastPath:
             return f"interval reader {every}; PSI triggers refused: {self.triggers.refused}"
         return f"interval reader {every} (no online pod to arm a PSI trigger on)"
 
-    def arm(self, online: list[str], expected_milli: float | None) -> None:
-        """After each tick: the online pod cgroups to watch and the online CPU demand the
-        tick predicted (None: unknown, so only pressure counts as a surge)."""
-        self._online = online
+    def arm(self, cover: OnlineCover, expected_milli: float | None) -> None:
+        """After each tick: the online pods to watch, with the counters that sum to their
+        use, and the online CPU demand the tick predicted (None: unknown, so only pressure
+        counts as a surge)."""
+        self._cover = cover
         self._expected = expected_milli
         if self.triggers is not None:
-            self.triggers.watch(online)
+            self.triggers.watch(list(cover.online))
+
+    def _stall_due(self) -> bool:
+        """Whether to read the online pods' own stalls now: never while PSI triggers watch
+        them, else every `stall_interval_s`."""
+        if self.triggers is not None and self.triggers.armed:
+            return False
+        now = self.clock()
+        last = self._stall_read
+        if last is not None and now - last < self.settings.stall_interval_s - 1e-3:
+            return False
+        self._stall_read = now
+        return True
 
     def watch(self, deadline: float, stop: threading.Event, react: Callable[[Surge], None]) -> None:
         """Until `deadline` (the loop's clock) or `stop`: read, and `react` to surges."""
         interval = self.settings.interval_s
-        if not self._online:  # nothing to watch until the next tick arms it: no wake-ups
+        if not self._cover.online:  # nothing to watch until the next tick arms it: no wake-ups
             stop.wait(max(0.0, deadline - self.clock()))
             return
         while not stop.is_set():
@@ -137,7 +159,7 @@ class FastPath:
                 fired = self.triggers.wait(timeout)
             elif stop.wait(timeout):
                 return
-            reading = self.sampler.online_now(self._online)
+            reading = self.sampler.online_now(self._cover, self._stall_due())
             if reading is None:
                 continue
             surge = detect_surge(reading, self._expected, fired, self.settings)

@@ -23,8 +23,9 @@ as `now`. A value that cannot be had is None, never 0:
 - Throttling: throttled / elapsed CFS periods summed over the online pods since last tick.
 - Batch demand: the batch pods' `colocd.io/batch-*` requests.
 
-`online_now()` is the fast path's cheap read: the online pods' CPU use and stall over the
-last short interval, with its own previous values.
+`online_now()` is the fast path's cheap read: the online pods' CPU use over the last short
+interval from a few QoS-level counters (`online_cover`), and when asked their worst stall,
+each with its own previous values.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from typing import NamedTuple
 
 import psutil
 
+from agent.observe.online_cover import OnlineCover
 from agent.observe.topology import PodPlace, Topology
 from isolation.cgroups import Cgroups
 from isolation.readings import CgroupSample, ReadSet
@@ -47,12 +49,14 @@ from qos.samples import (
 )
 from qos.tiers import Tier
 
-__all__ = ["FAST_READ", "OnlineNow", "Readings", "Sampler"]
+__all__ = ["FAST_STALL", "FAST_USAGE", "OnlineNow", "Readings", "Sampler"]
 
-# The fast path reads CPU usage and CPU PSI only: no memory, no throttling.
-FAST_READ = ReadSet(
-    throttling=False, memory=False, memory_stat=False, io=False, psi=True, memory_psi=False
+# The fast path reads CPU usage (of a few cgroups: `online_cover`) and, less often, each
+# online pod's CPU PSI: no memory, no throttling.
+FAST_USAGE = ReadSet(
+    throttling=False, memory=False, memory_stat=False, io=False, psi=False, memory_psi=False
 )
+FAST_STALL = FAST_USAGE._replace(psi=True)
 # A tick: the node in full; online pods without memory PSI; every other pod usage and
 # working set only (their throttling and stalls go into no reading).
 NODE_READ = ReadSet(io=False)
@@ -122,6 +126,8 @@ class Sampler:
         self.clock = clock
         self._tick = _Counters()
         self._fast = _Counters()
+        self._stalls = _Counters()
+        self._fast_dirs: tuple[str, ...] = ()  # the fast path's cover, kept open too
         self._retained: tuple[str, ...] | None = None  # the pod cgroups kept open
 
     # --- the tick ------------------------------------------------------------------------
@@ -136,7 +142,7 @@ class Sampler:
         at = self.clock()
         placed = tuple(p.cgroup for p in topo.placed)
         if placed != self._retained:  # descriptors of pods gone are closed
-            self.cgroups.retain([self.node_cgroup, *placed])
+            self.cgroups.retain([self.node_cgroup, *placed, *self._fast_dirs])
             self._retained = placed
         read = [(p, s) for p, s in zip(topo.placed, pods, strict=True) if s is not None]
         vanished = tuple(p.cgroup for p, s in zip(topo.placed, pods, strict=True) if s is None)
@@ -250,35 +256,43 @@ class Sampler:
 
     # --- the fast path -------------------------------------------------------------------
 
-    def online_now(self, online: list[str]) -> OnlineNow | None:
-        """CPU use (millicores) and the worst stall fraction of the `online` pod cgroups
-        since the previous call; None on the first call (no interval yet)."""
-        samples = [s for s in self.cgroups.sample_many(online, FAST_READ) if s is not None]
-        at = self.clock()
-        current = {
-            s.cgroup: (
-                s.cpu.usage_ns,
-                None if s.psi is None or s.psi.cpu is None else s.psi.cpu.some_total_us,
-            )
-            for s in samples
+    def online_now(self, cover: OnlineCover, stall: bool) -> OnlineNow | None:
+        """The online pods' CPU use (millicores) since the previous call, from the cover's
+        few counters, and with `stall` the worst online pod's stall fraction since the
+        previous read of stalls (one file per pod); None on the first call."""
+        usage = {
+            s.cgroup: s.cpu.usage_ns
+            for s in self.cgroups.sample_many(cover.reads, FAST_USAGE)
+            if s is not None
         }
+        at = self.clock()
         since = self._fast.at
-        dt, before = self._fast.step(at, current)
+        dt, before = self._fast.step(at, {c: (u,) for c, u in usage.items()})
         if dt is None or since is None:
             return None
-        used, stall = 0.0, None
-        complete = True
-        for cgroup, (usage, stalled) in current.items():
-            old = before.get(cgroup)
-            if old is None:
-                complete = False  # a new pod: no interval for it yet
-                continue
-            d = _delta(usage, old[0])
-            if d is None:
-                complete = False
-            else:
-                used += d / 1e6 / dt
-            s = _delta(stalled, old[1])
-            if s is not None:
-                stall = max(stall or 0.0, s / 1e6 / dt)
-        return OnlineNow(since, at, used if complete else None, stall)
+        signed = [(c, 1) for c in cover.add] + [(c, -1) for c in cover.subtract]
+        deltas = [_delta(usage.get(c), before.get(c, (None,))[0]) for c, _ in signed]
+        used = None
+        if None not in deltas:  # else a cgroup came or went: no interval for the sum
+            total = sum(sign * d for (_, sign), d in zip(signed, deltas, strict=True) if d)
+            used = max(0.0, total / 1e6 / dt)  # read a few µs apart: never below 0
+        self._fast_dirs = cover.reads
+        stalled = self._stall(cover.online) if stall else None
+        return OnlineNow(since, at, used, stalled)
+
+    def _stall(self, online: tuple[str, ...]) -> float | None:
+        """The worst online pod's CPU stall (PSI some) / time since the last call."""
+        stalled = {
+            s.cgroup: (None if s.psi is None or s.psi.cpu is None else s.psi.cpu.some_total_us,)
+            for s in self.cgroups.sample_many(online, FAST_STALL)
+            if s is not None
+        }
+        dt, before = self._stalls.step(self.clock(), stalled)
+        if dt is None:
+            return None
+        fractions = [
+            d / 1e6 / dt
+            for c, (v,) in stalled.items()
+            if (d := _delta(v, before.get(c, (None,))[0])) is not None
+        ]
+        return max(fractions, default=None)

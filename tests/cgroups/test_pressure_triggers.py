@@ -12,6 +12,7 @@ import pytest
 
 from agent.config import FastPathSettings
 from agent.observe.fastpath import FastPath
+from agent.observe.online_cover import OnlineCover
 from agent.observe.sampler import Sampler
 from isolation.detect import Hierarchy, Mode
 from isolation.layout import Driver
@@ -59,7 +60,8 @@ def test_a_refused_window_leaves_the_fast_path_on_its_interval_reader(tree: Kube
         settings, tree.cgroups, Sampler(tree.cgroups, "", time.monotonic), time.monotonic
     )
     try:
-        fast.arm([tree.pod_cgroup(pod)], 0.0)
+        cgroup = tree.pod_cgroup(pod)
+        fast.arm(OnlineCover((cgroup,), (cgroup,)), 0.0)
         assert fast.triggers is not None
         if fast.triggers.refused is None:  # CAP_SYS_RESOURCE: sub-2-s windows are allowed
             assert fast.mode == "psi-trigger" and fast.triggers.armed == 1

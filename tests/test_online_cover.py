@@ -1,0 +1,89 @@
+"""online_cover: the fewest counters that sum to the online pods' CPU use, and never a
+directory holding something the agent did not place."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from agent.observe.online_cover import OnlineCover, online_cover
+
+G1, G2 = "kubepods/pod-g1", "kubepods/pod-g2"  # Guaranteed sit in kubepods itself
+B1, B2 = "kubepods/burstable/pod-b1", "kubepods/burstable/pod-b2"
+E1, E2 = "kubepods/besteffort/pod-e1", "kubepods/besteffort/pod-e2"
+
+
+def disk(*pods: str, extra: tuple[str, ...] = ()) -> Callable[[str], list[str] | None]:
+    """What each directory holds, as cgroupfs would list it (pods' containers not shown)."""
+    held: dict[str, set[str]] = {}
+    for cgroup in (*pods, *extra):
+        child = cgroup
+        while "/" in child:
+            parent = child.rsplit("/", 1)[0]
+            held.setdefault(parent, set()).add(child)
+            child = parent
+    return lambda d: sorted(held[d]) if d in held else None
+
+
+def value(cover: OnlineCover, use: dict[str, float]) -> float:
+    """The cover's sum, given each pod's use (a directory's use is its pods')."""
+
+    def of(cgroup: str) -> float:
+        return sum(v for p, v in use.items() if p == cgroup or p.startswith(cgroup + "/"))
+
+    return sum(map(of, cover.add)) - sum(map(of, cover.subtract))
+
+
+def test_kubelets_usual_split_is_kubepods_less_besteffort() -> None:
+    pods = (G1, G2, B1, B2, E1, E2)
+    cover = online_cover([G1, G2, B1, B2], [E1, E2], disk(*pods))
+    assert cover == OnlineCover((G1, G2, B1, B2), ("kubepods",), ("kubepods/besteffort",))
+    use = dict(zip(pods, (1.0, 2.0, 4.0, 8.0, 16.0, 32.0), strict=True))
+    assert value(cover, use) == 15.0
+
+
+def test_pods_outside_their_usual_level_are_counted_one_by_one() -> None:
+    b3, e3 = "kubepods/burstable/pod-b3", "kubepods/besteffort/pod-e3"
+    pods = (G1, G2, B1, B2, b3, E1, E2, e3)
+    # b3 is a batch pod with requests (Burstable); e3 an online pod with none (BestEffort)
+    online = [G1, G2, B1, B2, e3]
+    cover = online_cover(online, [b3, E1, E2], disk(*pods))
+    assert cover.add[0] == "kubepods" and b3 in cover.subtract
+    assert len(cover.reads) < len(online)
+    use = {p: float(2**i) for i, p in enumerate(pods)}
+    assert value(cover, use) == sum(use[p] for p in online)
+
+
+def test_a_level_holding_only_online_pods_is_read_whole() -> None:
+    cover = online_cover([G1, B1, B2], [], disk(G1, B1, B2))
+    assert cover.add == ("kubepods",) and cover.subtract == ()
+
+
+def test_a_cgroup_the_agent_did_not_place_keeps_its_directory_from_being_counted_whole() -> None:
+    stranger = "kubepods/burstable/pod-not-yet-seen"
+    cover = online_cover([B1, B2], [E1], disk(B1, B2, E1, extra=(stranger,)))
+    assert "kubepods" not in cover.add and "kubepods/burstable" not in cover.add
+    assert sorted(cover.add) == [B1, B2] and cover.subtract == ()
+
+
+def test_a_directory_gone_is_not_counted_whole() -> None:
+    cover = online_cover([G1, B1], [E1], lambda d: None)
+    assert sorted(cover.add) == sorted([G1, B1]) and cover.subtract == ()
+
+
+def test_no_online_pod_is_nothing_to_read() -> None:
+    assert online_cover([], [E1], disk(E1)) == OnlineCover()
+
+
+def test_systemd_names() -> None:
+    level = "kubepods.slice/kubepods-burstable.slice"
+    online = [f"{level}/kubepods-burstable-pod{i}.slice" for i in range(3)]
+    batch = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podx.slice"
+    cover = online_cover(online, [batch], disk(*online, batch))
+    assert cover.reads == (level,)  # one read for three pods
+    use = {p: float(i + 1) for i, p in enumerate((*online, batch))}
+    assert value(cover, use) == 6.0
+
+
+def test_one_pod_is_read_as_itself() -> None:
+    cover = online_cover([B1], [], disk(B1))
+    assert cover.reads == (B1,)  # as cheap as its directory, and exactly the pod
