@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from agent.config import FastPathSettings
-from agent.observe.fastpath import detect_surge, tighter
+from agent.observe.fastpath import FastPath, detect_surge, tighter
 from agent.observe.sampler import OnlineNow
 from qos.plan import CpusetCap, QuotaCap
 
@@ -61,3 +61,19 @@ def test_only_a_tighter_cap_is_applied_between_ticks(
     new: CpusetCap | QuotaCap | None, old: CpusetCap | QuotaCap | None, is_tighter: bool
 ) -> None:
     assert tighter(new, old, drop=0.1) is is_tighter
+
+
+def test_online_pods_stalls_are_read_every_stall_interval_where_no_trigger_watches() -> None:
+    now = [0.0]
+    settings = FastPathSettings(psi_triggers=False, interval_s=0.05, stall_interval_s=0.25)
+    fast = FastPath(settings, cgroups=None, sampler=None, clock=lambda: now[0])  # type: ignore[arg-type]
+    due = []
+    for step in range(11):  # 0 to 500 ms, one read every 50 ms
+        now[0] = step * 0.05
+        due.append(fast._stall_due())
+    assert [i for i, d in enumerate(due) if d] == [0, 5, 10]
+
+
+def test_stalls_may_not_be_read_more_often_than_use() -> None:
+    with pytest.raises(ValueError, match="stall_interval_s"):
+        FastPathSettings(interval_s=0.1, stall_interval_s=0.05)
