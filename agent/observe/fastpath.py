@@ -138,6 +138,8 @@ class FastPath:
             return False
         now = self.clock()
         last = self._stall_read
+        # 1 ms of slack: wake-ups drift, and a read just short of the interval would
+        # otherwise wait a whole extra one.
         if last is not None and now - last < self.settings.stall_interval_s - 1e-3:
             return False
         self._stall_read = now

@@ -39,13 +39,9 @@ def _parent(cgroup: str) -> str:
     return cgroup.rsplit("/", 1)[0] if "/" in cgroup else ""
 
 
-def _below(cgroup: str, top: str) -> bool:
-    return top == "" or cgroup.startswith(top + "/")
-
-
 def _top(pods: Iterable[str]) -> str:
-    """The deepest directory above every pod."""
-    parts = [_parent(p).split("/") if _parent(p) else [] for p in pods]
+    """The deepest directory above every pod (so every pod's ancestors reach it)."""
+    parts = [p.split("/")[:-1] for p in pods]
     common: list[str] = []
     for level in zip(*parts, strict=False):
         if any(name != level[0] for name in level):
@@ -72,7 +68,7 @@ def online_cover(
     below: dict[str, set[str]] = defaultdict(set)
     for pod in pods:
         node = pod
-        while node != top and _below(node, top):
+        while node != top:
             below[_parent(node)].add(node)
             node = _parent(node)
     on_set = set(on)
