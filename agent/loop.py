@@ -50,11 +50,11 @@ from agent.config import Settings
 from agent.errors import StatusError
 from agent.network import NetworkSide
 from agent.observe.block_devices import read_block_devices
+from agent.observe.cover import cover_of
 from agent.observe.cpu_topology import read_topology
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
 from agent.observe.gpus import GpuObservation, GpuSource
 from agent.observe.latency import LatencyFile
-from agent.observe.online_cover import online_cover
 from agent.observe.sampler import Sampler
 from agent.observe.topology import Locator, Topology
 from agent.report.metrics import AgentMetrics
@@ -310,7 +310,7 @@ class Loop:
             capped = cpu_mechanism(self.qos) is not CpuMechanism.IDLE_ONLY
             online = [p.cgroup for p in topo.in_tier(Tier.ONLINE)] if capped else []
             others = [p.cgroup for p in topo.placed if p.tier is not Tier.ONLINE]
-            cover = online_cover(online, others, self.cgroups.children)
+            cover = cover_of(online, others, self.cgroups.children)
             terms = plan.budgets.cpu.terms
             self.fast.arm(cover, None if terms is None else terms.online)
         result.seconds = self.clock() - started

@@ -1,7 +1,7 @@
 """The fast path: between two ticks, watch the online tier and react to a surge at once.
 
 Every `interval_s` (or sooner, when a PSI poll trigger fires) it reads the online tier's
-CPU use since the previous read, from the few QoS-level counters of its `OnlineCover`
+CPU use since the previous read, from the few QoS-level counters of its `Cover`
 (`Sampler.online_now`); every `stall_interval_s`, where no trigger is armed, each online
 pod's CPU stall too. A surge is online use above what the last tick predicted by more than
 `surge_milli`, or an online pod stalled for more than `stall_fraction` of the time since its
@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from agent.config import FastPathSettings
-from agent.observe.online_cover import OnlineCover
+from agent.observe.cover import Cover
 from agent.observe.sampler import OnlineNow, Sampler
 from isolation.cgroups import Cgroups
 from isolation.pressure import PressureTriggers
@@ -93,7 +93,7 @@ class FastPath:
             if settings.psi_triggers
             else None
         )
-        self._cover = OnlineCover()
+        self._cover = Cover()
         self._expected: float | None = None
         self._stall_read: float | None = None
 
@@ -103,12 +103,12 @@ class FastPath:
 
     @property
     def detail(self) -> str:
-        if not self._cover.online:
+        if not self._cover.pods:
             return "waiting: no online pod to watch, or no CPU cap to clamp (batch is cpu.idle)"
         s = self.settings
         every = (
             f"every {s.interval_s * 1000:g} ms ({len(self._cover.reads)} counters for "
-            f"{len(self._cover.online)} online pods; their stalls every "
+            f"{len(self._cover.pods)} online pods; their stalls every "
             f"{s.stall_interval_s * 1000:g} ms)"
         )
         if self.triggers is None:
@@ -122,14 +122,14 @@ class FastPath:
             return f"interval reader {every}; PSI triggers refused: {self.triggers.refused}"
         return f"interval reader {every} (no online pod to arm a PSI trigger on)"
 
-    def arm(self, cover: OnlineCover, expected_milli: float | None) -> None:
+    def arm(self, cover: Cover, expected_milli: float | None) -> None:
         """After each tick: the online pods to watch, with the counters that sum to their
         use, and the online CPU demand the tick predicted (None: unknown, so only pressure
         counts as a surge)."""
         self._cover = cover
         self._expected = expected_milli
         if self.triggers is not None:
-            self.triggers.watch(list(cover.online))
+            self.triggers.watch(list(cover.pods))
 
     def _stall_due(self) -> bool:
         """Whether to read the online pods' own stalls now: never while PSI triggers watch
@@ -148,7 +148,7 @@ class FastPath:
     def watch(self, deadline: float, stop: threading.Event, react: Callable[[Surge], None]) -> None:
         """Until `deadline` (the loop's clock) or `stop`: read, and `react` to surges."""
         interval = self.settings.interval_s
-        if not self._cover.online:  # nothing to watch until the next tick arms it: no wake-ups
+        if not self._cover.pods:  # nothing to watch until the next tick arms it: no wake-ups
             stop.wait(max(0.0, deadline - self.clock()))
             return
         while not stop.is_set():

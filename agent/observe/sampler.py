@@ -24,7 +24,7 @@ as `now`. A value that cannot be had is None, never 0:
 - Batch demand: the batch pods' `colocd.io/batch-*` requests.
 
 `online_now()` is the fast path's cheap read: the online pods' CPU use over the last short
-interval from a few QoS-level counters (`online_cover`), and when asked their worst stall,
+interval from a few QoS-level counters (`cover`), and when asked their worst stall,
 each with its own previous values.
 """
 
@@ -36,7 +36,7 @@ from typing import NamedTuple
 
 import psutil
 
-from agent.observe.online_cover import OnlineCover
+from agent.observe.cover import Cover
 from agent.observe.topology import PodPlace, Topology
 from isolation.cgroups import Cgroups
 from isolation.readings import CgroupSample, ReadSet
@@ -51,7 +51,7 @@ from qos.tiers import Tier
 
 __all__ = ["FAST_STALL", "FAST_USAGE", "OnlineNow", "Readings", "Sampler"]
 
-# The fast path reads CPU usage (of a few cgroups: `online_cover`) and, less often, each
+# The fast path reads CPU usage (of a few cgroups: `cover`) and, less often, each
 # online pod's CPU PSI: no memory, no throttling.
 FAST_USAGE = ReadSet(
     throttling=False, memory=False, memory_stat=False, io=False, psi=False, memory_psi=False
@@ -256,7 +256,7 @@ class Sampler:
 
     # --- the fast path -------------------------------------------------------------------
 
-    def online_now(self, cover: OnlineCover, stall: bool) -> OnlineNow | None:
+    def online_now(self, cover: Cover, stall: bool) -> OnlineNow | None:
         """The online pods' CPU use (millicores) since the previous call, from the cover's
         few counters, and with `stall` the worst online pod's stall fraction since the
         previous read of stalls (one file per pod); None on the first call."""
@@ -277,7 +277,7 @@ class Sampler:
             total = sum(sign * d for (_, sign), d in zip(signed, deltas, strict=True) if d)
             used = max(0.0, total / 1e6 / dt)  # read a few µs apart: never below 0
         self._fast_dirs = cover.reads
-        stalled = self._stall(cover.online) if stall else None
+        stalled = self._stall(cover.pods) if stall else None
         return OnlineNow(since, at, used, stalled)
 
     def _stall(self, online: tuple[str, ...]) -> float | None:

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from agent.config import FastPathSettings
+from agent.observe.cover import Cover
 from agent.observe.fastpath import FastPath
-from agent.observe.online_cover import OnlineCover
 from agent.observe.sampler import Sampler
 from isolation.detect import Hierarchy, Mode
 from isolation.layout import Driver
@@ -61,7 +61,7 @@ def test_a_refused_window_leaves_the_fast_path_on_its_interval_reader(tree: Kube
     )
     try:
         cgroup = tree.pod_cgroup(pod)
-        fast.arm(OnlineCover((cgroup,), (cgroup,)), 0.0)
+        fast.arm(Cover((cgroup,), (cgroup,)), 0.0)
         assert fast.triggers is not None
         if fast.triggers.refused is None:  # CAP_SYS_RESOURCE: sub-2-s windows are allowed
             assert fast.mode == "psi-trigger" and fast.triggers.armed == 1

@@ -20,8 +20,8 @@ import pytest
 
 from agent.config import FastPathSettings
 from agent.loop import Loop
+from agent.observe.cover import Cover
 from agent.observe.fastpath import FastPath
-from agent.observe.online_cover import OnlineCover
 from agent.observe.sampler import Sampler
 from agent.tick import TickResult
 from isolation.detect import Hierarchy, Mode
@@ -205,12 +205,12 @@ def test_a_fast_path_with_nothing_to_watch_sleeps_until_the_next_tick(tree: Kube
     )
     surges: list[object] = []
     try:
-        fast.arm(OnlineCover(), None)  # batch under cpu.idle: no cap to clamp, nothing to watch
+        fast.arm(Cover(), None)  # batch under cpu.idle: no cap to clamp, nothing to watch
         stop, start = CountingEvent(), time.monotonic()
         fast.watch(start + 0.3, stop, surges.append)
         assert time.monotonic() - start >= 0.29 and stop.waits == 1 and surges == []
         cgroup = tree.pod_cgroup(pod)  # a cap to clamp: the reader runs every 50 ms
-        fast.arm(OnlineCover((cgroup,), (cgroup,)), None)
+        fast.arm(Cover((cgroup,), (cgroup,)), None)
         stop = CountingEvent()
         fast.watch(time.monotonic() + 0.3, stop, surges.append)
         assert stop.waits >= 3

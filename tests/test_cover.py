@@ -1,11 +1,11 @@
-"""online_cover: the fewest counters that sum to the online pods' CPU use, and never a
+"""cover_of: the fewest counters that sum to a set of pods' use, and never a
 directory holding something the agent did not place."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from agent.observe.online_cover import OnlineCover, online_cover
+from agent.observe.cover import Cover, cover_of
 
 G1, G2 = "kubepods/pod-g1", "kubepods/pod-g2"  # Guaranteed sit in kubepods itself
 B1, B2 = "kubepods/burstable/pod-b1", "kubepods/burstable/pod-b2"
@@ -24,7 +24,7 @@ def disk(*pods: str, extra: tuple[str, ...] = ()) -> Callable[[str], list[str] |
     return lambda d: sorted(held[d]) if d in held else None
 
 
-def value(cover: OnlineCover, use: dict[str, float]) -> float:
+def value(cover: Cover, use: dict[str, float]) -> float:
     """The cover's sum, given each pod's use (a directory's use is its pods')."""
 
     def of(cgroup: str) -> float:
@@ -35,8 +35,8 @@ def value(cover: OnlineCover, use: dict[str, float]) -> float:
 
 def test_kubelets_usual_split_is_kubepods_less_besteffort() -> None:
     pods = (G1, G2, B1, B2, E1, E2)
-    cover = online_cover([G1, G2, B1, B2], [E1, E2], disk(*pods))
-    assert cover == OnlineCover((G1, G2, B1, B2), ("kubepods",), ("kubepods/besteffort",))
+    cover = cover_of([G1, G2, B1, B2], [E1, E2], disk(*pods))
+    assert cover == Cover((G1, G2, B1, B2), ("kubepods",), ("kubepods/besteffort",))
     use = dict(zip(pods, (1.0, 2.0, 4.0, 8.0, 16.0, 32.0), strict=True))
     assert value(cover, use) == 15.0
 
@@ -46,7 +46,7 @@ def test_pods_outside_their_usual_level_are_counted_one_by_one() -> None:
     pods = (G1, G2, B1, B2, b3, E1, E2, e3)
     # b3 is a batch pod with requests (Burstable); e3 an online pod with none (BestEffort)
     online = [G1, G2, B1, B2, e3]
-    cover = online_cover(online, [b3, E1, E2], disk(*pods))
+    cover = cover_of(online, [b3, E1, E2], disk(*pods))
     assert cover.add[0] == "kubepods" and b3 in cover.subtract
     assert len(cover.reads) < len(online)
     use = {p: float(2**i) for i, p in enumerate(pods)}
@@ -54,36 +54,40 @@ def test_pods_outside_their_usual_level_are_counted_one_by_one() -> None:
 
 
 def test_a_level_holding_only_online_pods_is_read_whole() -> None:
-    cover = online_cover([G1, B1, B2], [], disk(G1, B1, B2))
+    cover = cover_of([G1, B1, B2], [], disk(G1, B1, B2))
     assert cover.add == ("kubepods",) and cover.subtract == ()
 
 
 def test_a_cgroup_the_agent_did_not_place_keeps_its_directory_from_being_counted_whole() -> None:
     stranger = "kubepods/burstable/pod-not-yet-seen"
-    cover = online_cover([B1, B2], [E1], disk(B1, B2, E1, extra=(stranger,)))
+    b3 = "kubepods/burstable/pod-b3"
+    # Nor any directory above it: kubepods less besteffort would be 2 reads for 3 pods.
+    cover = cover_of([B1, B2, b3], [E1, E2], disk(B1, B2, b3, E1, E2, extra=(stranger,)))
     assert "kubepods" not in cover.add and "kubepods/burstable" not in cover.add
-    assert sorted(cover.add) == [B1, B2] and cover.subtract == ()
+    assert sorted(cover.add) == [B1, B2, b3] and cover.subtract == ()
+    use = {p: float(2**i) for i, p in enumerate((B1, B2, b3, E1, E2, stranger))}
+    assert value(cover, use) == 7.0
 
 
 def test_a_directory_gone_is_not_counted_whole() -> None:
-    cover = online_cover([G1, B1], [E1], lambda d: None)
+    cover = cover_of([G1, B1], [E1], lambda d: None)
     assert sorted(cover.add) == sorted([G1, B1]) and cover.subtract == ()
 
 
 def test_no_online_pod_is_nothing_to_read() -> None:
-    assert online_cover([], [E1], disk(E1)) == OnlineCover()
+    assert cover_of([], [E1], disk(E1)) == Cover()
 
 
 def test_systemd_names() -> None:
     level = "kubepods.slice/kubepods-burstable.slice"
     online = [f"{level}/kubepods-burstable-pod{i}.slice" for i in range(3)]
     batch = "kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-podx.slice"
-    cover = online_cover(online, [batch], disk(*online, batch))
+    cover = cover_of(online, [batch], disk(*online, batch))
     assert cover.reads == (level,)  # one read for three pods
     use = {p: float(i + 1) for i, p in enumerate((*online, batch))}
     assert value(cover, use) == 6.0
 
 
-def test_one_pod_is_read_as_itself() -> None:
-    cover = online_cover([B1], [], disk(B1))
-    assert cover.reads == (B1,)  # as cheap as its directory, and exactly the pod
+def test_on_a_tie_the_directory_is_read_as_the_other_sums_share_it() -> None:
+    assert cover_of([B1], [], disk(B1)).reads == ("kubepods/burstable",)
+    assert cover_of([E1], [B1], disk(B1, E1)).reads == ("kubepods/besteffort",)

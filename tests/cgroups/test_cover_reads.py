@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 
-from agent.observe.online_cover import OnlineCover, online_cover
+from agent.observe.cover import Cover, cover_of
 from agent.observe.sampler import Sampler
 from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.k8s_qos import QOSClass
@@ -39,10 +39,10 @@ def test_online_use_from_the_cover_matches_the_pods_one_by_one(tree: KubeletTree
     online += [tree.add_pod(burstable(f"b{i}")) for i in range(2)]
     job = tree.add_pod(batch("job"))
     cgroups = [tree.pod_cgroup(p) for p in online]
-    cover = online_cover(cgroups, [tree.pod_cgroup(job)], tree.cgroups.children)
+    cover = cover_of(cgroups, [tree.pod_cgroup(job)], tree.cgroups.children)
     # kubepods less besteffort: two counters for four pods
     assert cover.add == (tree.layout.kubepods(),) and len(cover.reads) == 2
-    one_by_one = OnlineCover(tuple(cgroups), tuple(cgroups))
+    one_by_one = Cover(tuple(cgroups), tuple(cgroups))
     tree.spawn(online[0], "app", BUSY_LOOP)
     tree.spawn(job, "loop", BUSY_LOOP)
     few = Sampler(tree.cgroups, "", time.monotonic)
@@ -62,6 +62,6 @@ def test_a_pod_the_agent_has_not_placed_is_not_taken_for_online_use(tree: Kubele
     online = [tree.add_pod(burstable(f"b{i}")) for i in range(3)]
     cgroups = [tree.pod_cgroup(p) for p in online]
     level = tree.layout.qos_cgroup(QOSClass.BURSTABLE)
-    assert online_cover(cgroups, [], tree.cgroups.children).reads == (level,)
+    assert cover_of(cgroups, [], tree.cgroups.children).reads == (level,)
     tree.add_pod(burstable("stranger"))  # kubelet made it; the agent has not placed it yet
-    assert set(online_cover(cgroups, [], tree.cgroups.children).reads) == set(cgroups)
+    assert set(cover_of(cgroups, [], tree.cgroups.children).reads) == set(cgroups)
