@@ -50,7 +50,7 @@ from agent.config import Settings
 from agent.errors import StatusError
 from agent.network import NetworkSide
 from agent.observe.block_devices import read_block_devices
-from agent.observe.cover import cover_of
+from agent.observe.cover import Cover
 from agent.observe.cpu_topology import read_topology
 from agent.observe.fastpath import FastPath, Surge, cap_words, tighter
 from agent.observe.gpus import GpuObservation, GpuSource
@@ -73,9 +73,9 @@ from qos.decide import BrainState, cpu_mechanism, decide
 from qos.plan import CpusetCap, Eviction, Plan, QuotaCap
 from qos.pod import Pod
 from qos.samples import CpuReading, PressureReading, Snapshot
-from qos.settings import CpuMechanism, QosSettings
+from qos.settings import CpuMechanism, Indicator, QosSettings
 from qos.state import NodeCapacity, NodeState
-from qos.tiers import Tier, TierSettings
+from qos.tiers import TierSettings
 
 __all__ = ["Loop", "Notifier"]
 
@@ -249,7 +249,8 @@ class Loop:
             self.capacity = self._capacity_source()
         node = self._node(view)
         topo = self.locator.locate(node)
-        readings = self.sampler.sample(topo)
+        watched = self.qos.margin.indicator is Indicator.THROTTLING
+        readings = self.sampler.sample(topo, throttling=watched)
         if readings.vanished:  # pods whose cgroup went since they were found: look again
             self.locator.lost(readings.vanished)
             topo = self.locator.locate(node)
@@ -308,9 +309,7 @@ class Loop:
         if self.fast is not None:
             # Without a CPU cap there is nothing to clamp: the fast path then only waits.
             capped = cpu_mechanism(self.qos) is not CpuMechanism.IDLE_ONLY
-            online = [p.cgroup for p in topo.in_tier(Tier.ONLINE)] if capped else []
-            others = [p.cgroup for p in topo.placed if p.tier is not Tier.ONLINE]
-            cover = cover_of(online, others, self.cgroups.children)
+            cover = readings.covers.online if capped and readings.covers else Cover()
             terms = plan.budgets.cpu.terms
             self.fast.arm(cover, None if terms is None else terms.online)
         result.seconds = self.clock() - started

@@ -3,11 +3,12 @@
 A kubelet-like tree on real cgroups (`benchmarks._tree`, v1 here) holds `--pods` pods of
 three containers each (250 pods / 750 containers by default): two fifths Guaranteed and two
 fifths Burstable (online), one fifth BestEffort (batch). Most containers hold no process:
-the agent's cost is in reading and writing cgroups, which it does for every pod whatever
-runs inside; `--busy` containers get a light process each (a loop that sleeps 9 ms in 10),
-so usage counters move. The real agent then runs over it as on a node: `colocd run --pods
-DIR` in a child process with its default settings (1-s ticks; the fast path reading the
-online tier's use from a few QoS-level counters every 50 ms, and each online pod's stall
+the agent's cost is in reading and writing cgroups (each tier's use from the QoS levels,
+each online pod's stall, each pod's settings), whatever runs inside; `--busy` containers
+get a light process each (a loop that sleeps 9 ms in 10), so usage counters move. The real
+agent then runs over it as on a node: `colocd run --pods DIR` in a child process with its
+default settings (1-s ticks summing each tier from a few QoS-level counters; the fast path
+reading the online tier's use from such counters every 50 ms, and each online pod's stall
 every 250 ms where no PSI trigger is armed), the tree's root as the node.
 
 After `--warmup` seconds (start-up, first ticks, descriptors opened) its CPU time (user +

@@ -1,43 +1,47 @@
 """From the cgroup readers to the brain's readings (`qos.samples`), per tier.
 
-Each tick reads the node's cgroup and every placed pod's cgroup (pod-level files only;
-descriptors stay open in `isolation`), turns the cumulative counters into rates since the
-previous tick, and sums them per tier. A pod's files are only those the brain uses: every
-pod's CPU usage, memory usage and `memory.stat` (working sets; what is not pods' is
-system's), and for online pods also throttling (`cpu.stat` on v1) and CPU PSI; nobody's
-memory PSI but the node's. The node's cgroup is read in full. Every
-reading is stamped with ONE monotonic clock (the loop's), the same clock `decide()` gets
-as `now`. A value that cannot be had is None, never 0:
+Each tick reads the node's cgroup in full, and sums each tier's use from a few counters:
+a cgroup's CPU and memory counters hold its whole subtree, so the tiers' sums come from
+the QoS-level directories, added and subtracted (`cover`), not from every pod. Pods are
+read one by one only for what does not add up: each online pod's CPU PSI (the worst one
+is the margin's indicator) and, when the margin watches it, its throttling. Cumulative
+counters become rates since the previous tick. Every reading is stamped with ONE
+monotonic clock (the loop's), the same clock `decide()` gets as `now`. A value that cannot
+be had is None, never 0:
 
 - CPU: node use from the node cgroup; online = the online tier's pods (dedicated pods are
-  counted by the brain from their requests); system = node minus every pod, so node
-  daemons and pods the source does not know yet count as system (protected). A pod seen
-  for the first time has no rate yet: the online reading is then None (the brain falls
-  back to its window's peak).
+  counted by the brain from their requests); system = node minus every placed pod, so node
+  daemons and pods the source does not know yet count as system (protected). A counter
+  with no earlier value (a pod just placed, or the sum's directories changed) has no rate
+  yet: that tier's reading is None (the brain falls back to its window's peak).
 - Memory: working sets (usage minus inactive file cache), but online's (dedicated pods
   included) is its whole usage, page cache and all (`qos.samples.MemoryReading` says why).
   The v2 root cgroup has no memory.current: there the node's is total minus available.
 - Pressure: the worst online pod's CPU PSI some avg10 (the margin's indicator; dedicated
   pods stall only on their own cores, which batch never gets); the node
   cgroup's memory PSI (eviction evidence). On hybrid hosts PSI comes from the cgroup2 mount.
-- Throttling: throttled / elapsed CFS periods summed over the online pods since last tick.
+- Throttling, when asked: throttled / elapsed CFS periods summed over the online pods
+  since last tick (a cgroup's own count: it does not add up from its children).
 - Batch demand: the batch pods' `colocd.io/batch-*` requests.
+- Vanished: placed pods whose cgroup is no longer listed in their parent, or could not be
+  read.
 
 `online_now()` is the fast path's cheap read: the online pods' CPU use over the last short
-interval from a few QoS-level counters (`cover`), and when asked their worst stall,
-each with its own previous values.
+interval from the same kind of cover, and when asked their worst stall, each with its own
+previous values.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import NamedTuple
 
 import psutil
 
-from agent.observe.cover import Cover
-from agent.observe.topology import PodPlace, Topology
+from agent.observe.cover import Cover, cover_of
+from agent.observe.topology import Topology
 from isolation.cgroups import Cgroups
 from isolation.readings import CgroupSample, ReadSet
 from qos.samples import (
@@ -49,20 +53,42 @@ from qos.samples import (
 )
 from qos.tiers import Tier
 
-__all__ = ["FAST_STALL", "FAST_USAGE", "OnlineNow", "Readings", "Sampler"]
+__all__ = ["FAST_STALL", "FAST_USAGE", "OnlineNow", "Readings", "Sampler", "TierCovers"]
 
-# The fast path reads CPU usage (of a few cgroups: `cover`) and, less often, each
-# online pod's CPU PSI: no memory, no throttling.
+# The fast path reads CPU usage (of a few cgroups: `cover`) and, less often, each online
+# pod's CPU PSI: no memory, no throttling.
 FAST_USAGE = ReadSet(
     throttling=False, memory=False, memory_stat=False, io=False, psi=False, memory_psi=False
 )
 FAST_STALL = FAST_USAGE._replace(psi=True)
-# A tick: the node in full; online pods without memory PSI; every other pod usage and
-# working set only (their throttling and stalls go into no reading).
+# A tick: the node in full; the covers' directories usage and working set; online pods
+# their CPU PSI (and throttling, when the margin watches it).
 NODE_READ = ReadSet(io=False)
-ONLINE_READ = ReadSet(io=False, memory_psi=False)
-OTHER_READ = ReadSet(throttling=False, io=False, psi=False)
+TIER_READ = ReadSet(throttling=False, io=False, psi=False)
+ONLINE_READ = ReadSet(throttling=False, memory=False, memory_stat=False, io=False, memory_psi=False)
 ONLINE = (Tier.ONLINE, Tier.DEDICATED)
+
+
+class TierCovers(NamedTuple):
+    """The few cgroups each tick sum is read from (`cover_of`)."""
+
+    online: Cover  # the online tier (CPU; dedicated pods are counted from their requests)
+    resident: Cover  # online and dedicated (memory)
+    batch: Cover
+    pods: Cover  # every placed pod: system is the node less these
+
+    @classmethod
+    def of(cls, topo: Topology, children: Callable[[str], list[str] | None]) -> TierCovers:
+        def tiers(*wanted: Tier) -> Cover:
+            pods = [p.cgroup for p in topo.placed if p.tier in wanted]
+            others = [p.cgroup for p in topo.placed if p.tier not in wanted]
+            return cover_of(pods, others, children)
+
+        return cls(tiers(Tier.ONLINE), tiers(*ONLINE), tiers(Tier.BATCH), tiers(*Tier))
+
+    @property
+    def reads(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(c for cover in self for c in cover.reads))
 
 
 class Readings(NamedTuple):
@@ -76,6 +102,7 @@ class Readings(NamedTuple):
     throttling: ThrottleReading | None
     batch_demand: BatchDemand
     vanished: tuple[str, ...] = ()  # pod cgroups that were placed but could not be read
+    covers: TierCovers | None = None
 
 
 class OnlineNow(NamedTuple):
@@ -109,14 +136,20 @@ def _delta(now: int | None, before: int | None) -> int | None:
     return now - before
 
 
-def _sum(values: Iterable[float | None]) -> float | None:
-    """The sum, or None when any part is missing."""
+def _signed(cover: Cover, value: Callable[[str], float | None]) -> float | None:
+    """The cover's sum (never below 0), or None when any part is missing."""
     total = 0.0
-    for v in values:
-        if v is None:
-            return None
-        total += v
-    return total
+    for sign, cgroups in ((1, cover.add), (-1, cover.subtract)):
+        for cgroup in cgroups:
+            v = value(cgroup)
+            if v is None:
+                return None
+            total += sign * v
+    return max(0.0, total)
+
+
+def _parent(cgroup: str) -> str:
+    return cgroup.rpartition("/")[0]
 
 
 class Sampler:
@@ -125,88 +158,100 @@ class Sampler:
         self.node_cgroup = node_cgroup
         self.clock = clock
         self._tick = _Counters()
+        self._throttled = _Counters()
         self._fast = _Counters()
         self._stalls = _Counters()
         self._fast_dirs: tuple[str, ...] = ()  # the fast path's cover, kept open too
-        self._retained: tuple[str, ...] | None = None  # the pod cgroups kept open
+        self._retained: tuple[str, ...] | None = None  # the cgroups the tick keeps open
 
     # --- the tick ------------------------------------------------------------------------
 
-    def sample(self, topo: Topology) -> Readings:
+    def sample(self, topo: Topology, *, throttling: bool = False) -> Readings:
+        """One tick's readings; with `throttling` the online pods' CFS throttling too."""
         node = self.cgroups.sample(self.node_cgroup, NODE_READ)
-        sample = self.cgroups.sample
-        pods = [
-            sample(p.cgroup, ONLINE_READ if p.tier is Tier.ONLINE else OTHER_READ)
-            for p in topo.placed
-        ]
+        listed = cache(self.cgroups.children)
+        covers = TierCovers.of(topo, listed)
+        dirs = covers.reads
+        tiers = dict(zip(dirs, self.cgroups.sample_many(dirs, TIER_READ), strict=True))
+        online = topo.in_tier(Tier.ONLINE)
+        pods = self.cgroups.sample_many(
+            [p.cgroup for p in online], ONLINE_READ._replace(throttling=throttling)
+        )
         at = self.clock()
-        placed = tuple(p.cgroup for p in topo.placed)
-        if placed != self._retained:  # descriptors of pods gone are closed
-            self.cgroups.retain([self.node_cgroup, *placed, *self._fast_dirs])
-            self._retained = placed
-        read = [(p, s) for p, s in zip(topo.placed, pods, strict=True) if s is not None]
-        vanished = tuple(p.cgroup for p, s in zip(topo.placed, pods, strict=True) if s is None)
-        counters = {
-            s.cgroup: (s.cpu.usage_ns, s.cpu.periods, s.cpu.throttled_periods)
-            for s in ([node] if node is not None else []) + [s for _, s in read]
-        }
-        dt, before = self._tick.step(at, counters)
+        kept = (*dirs, *(p.cgroup for p in online))
+        if kept != self._retained:  # descriptors of cgroups no longer read are closed
+            self.cgroups.retain([self.node_cgroup, *kept, *self._fast_dirs])
+            self._retained = kept
+        listed_now = {c for d in {_parent(p.cgroup) for p in topo.placed} for c in listed(d) or ()}
+        unread = {p.cgroup for p, s in zip(online, pods, strict=True) if s is None}
+        vanished = tuple(
+            p.cgroup for p in topo.placed if p.cgroup in unread or p.cgroup not in listed_now
+        )
+        usage = {c: (s.cpu.usage_ns,) for c, s in tiers.items() if s is not None}
+        if node is not None:
+            usage[self.node_cgroup] = (node.cpu.usage_ns,)
+        dt, before = self._tick.step(at, usage)
 
-        def milli(s: CgroupSample) -> float | None:
-            old = before.get(s.cgroup)
-            d = _delta(s.cpu.usage_ns, old[0] if old else None)
+        def milli(cgroup: str) -> float | None:
+            d = _delta(usage.get(cgroup, (None,))[0], before.get(cgroup, (None,))[0])
             return None if d is None or dt is None else d / 1e6 / dt
 
-        rates = {p.key: milli(s) for p, s in read}
-        node_milli = milli(node) if node is not None else None
-        online = [p for p, _ in read if p.tier is Tier.ONLINE]
-        system = None
-        if node_milli is not None:
-            known = sum(r for r in rates.values() if r is not None)
-            system = max(0.0, node_milli - known)
+        node_milli = milli(self.node_cgroup) if node is not None else None
+        pods_milli = _signed(covers.pods, milli)
         cpu = CpuReading(
             at,
             node_used_milli=node_milli,
-            system_used_milli=system,
-            online_used_milli=_sum(rates[p.key] for p in online),
-            batch_used_milli=_sum(rates[p.key] for p, _ in read if p.tier is Tier.BATCH),
+            system_used_milli=(
+                None
+                if node_milli is None or pods_milli is None
+                else max(0.0, node_milli - pods_milli)
+            ),
+            online_used_milli=_signed(covers.online, milli),
+            batch_used_milli=_signed(covers.batch, milli),
         )
-        online_samples = [s for p, s in read if p.tier is Tier.ONLINE]
+        online_samples = [s for s in pods if s is not None]
         return Readings(
             at=at,
             cpu=cpu,
-            memory=self._memory(at, node, read),
+            memory=self._memory(at, node, covers, tiers),
             cpu_pressure=self._online_pressure(at, online_samples),
             memory_pressure=self._node_memory_pressure(at, node),
-            throttling=self._throttling(at, online_samples, before),
+            throttling=self._throttling(at, online_samples) if throttling else None,
             batch_demand=self._batch_demand(at, topo),
             vanished=vanished,
+            covers=covers,
         )
 
     def _memory(
-        self, at: float, node: CgroupSample | None, read: list[tuple[PodPlace, CgroupSample]]
+        self,
+        at: float,
+        node: CgroupSample | None,
+        covers: TierCovers,
+        tiers: dict[str, CgroupSample | None],
     ) -> MemoryReading:
-        def tier_ws(*tiers: Tier) -> float | None:
-            return _sum(s.memory.working_set_bytes for p, s in read if p.tier in tiers)
+        def usage(cgroup: str) -> float | None:
+            s = tiers.get(cgroup)
+            return None if s is None else s.memory.usage_bytes
 
-        def tier_usage(*tiers: Tier) -> float | None:
-            return _sum(s.memory.usage_bytes for p, s in read if p.tier in tiers)
+        def working_set(cgroup: str) -> float | None:
+            s = tiers.get(cgroup)
+            return None if s is None else s.memory.working_set_bytes
 
         node_ws = None if node is None else node.memory.working_set_bytes
         if node_ws is None and self.node_cgroup == "":
             # The v2 root has no memory.current: the host's own count (total - available).
             vm = psutil.virtual_memory()
             node_ws = vm.total - vm.available
-        pods_ws = [s.memory.working_set_bytes for _, s in read]
+        pods_ws = _signed(covers.pods, working_set)
         system = None
-        if node_ws is not None:
-            system = max(0.0, node_ws - sum(w for w in pods_ws if w is not None))
+        if node_ws is not None and pods_ws is not None:
+            system = max(0.0, node_ws - pods_ws)
         return MemoryReading(
             at,
             node_working_set_bytes=node_ws,
             system_working_set_bytes=system,
-            online_memory_bytes=tier_usage(*ONLINE),
-            batch_working_set_bytes=tier_ws(Tier.BATCH),
+            online_memory_bytes=_signed(covers.resident, usage),
+            batch_working_set_bytes=_signed(covers.batch, working_set),
         )
 
     @staticmethod
@@ -228,17 +273,16 @@ class Sampler:
             return None
         return PressureReading(at, some_avg10=mem.some_avg10, full_avg10=mem.full_avg10)
 
-    @staticmethod
-    def _throttling(
-        at: float, online: list[CgroupSample], before: dict[str, tuple[int | None, ...]]
-    ) -> ThrottleReading | None:
+    def _throttling(self, at: float, online: list[CgroupSample]) -> ThrottleReading | None:
+        counts = {s.cgroup: (s.cpu.periods, s.cpu.throttled_periods) for s in online}
+        _, before = self._throttled.step(at, counts)
         periods = throttled = 0
-        for s in online:
-            old = before.get(s.cgroup)
+        for cgroup, (p_now, t_now) in counts.items():
+            old = before.get(cgroup)
             if old is None:
                 return None
-            p = _delta(s.cpu.periods, old[1])
-            t = _delta(s.cpu.throttled_periods, old[2])
+            p = _delta(p_now, old[0])
+            t = _delta(t_now, old[1])
             if p is None or t is None:
                 return None
             periods, throttled = periods + p, throttled + t

@@ -1,8 +1,11 @@
-"""The fast path's online use from a few QoS-level counters equals the sum over the online
-pods, read one by one, on real cgroups; batch's use is left out."""
+"""The fast path's online use and the tick's tier sums, from a few QoS-level counters, equal
+the sums over the pods read one by one, on real cgroups; a pod the agent has not placed is
+left out."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from decimal import Decimal
 
@@ -10,9 +13,12 @@ import pytest
 
 from agent.observe.cover import Cover, cover_of
 from agent.observe.sampler import Sampler
+from agent.observe.topology import locate
+from isolation.readings import CgroupSample
 from lab.kubelet_tree import BUSY_LOOP, KubeletTree
 from qos.k8s_qos import QOSClass
 from qos.pod import BATCH_CPU, Container, Pod, Resources
+from qos.state import NodeCapacity, NodeState
 
 pytestmark = [pytest.mark.cgroup_v1, pytest.mark.cgroup_v2]
 
@@ -65,3 +71,55 @@ def test_a_pod_the_agent_has_not_placed_is_not_taken_for_online_use(tree: Kubele
     assert cover_of(cgroups, [], tree.cgroups.children).reads == (level,)
     tree.add_pod(burstable("stranger"))  # kubelet made it; the agent has not placed it yet
     assert set(cover_of(cgroups, [], tree.cgroups.children).reads) == set(cgroups)
+
+
+HOLD_32MIB = (
+    sys.executable,
+    "-c",
+    "import time; b = b'x' * (32 << 20); print('ready', flush=True); time.sleep(120)",
+)
+
+
+def test_the_ticks_tier_sums_from_qos_levels_match_the_pods_one_by_one(tree: KubeletTree) -> None:
+    online = [tree.add_pod(guaranteed(f"g{i}")) for i in range(2)]
+    online += [tree.add_pod(burstable(f"b{i}")) for i in range(3)]
+    jobs = [tree.add_pod(batch(f"job{i}")) for i in range(2)]
+    for pod, container in ((online[0], "app"), (jobs[0], "loop")):
+        tree.spawn(pod, container, BUSY_LOOP)
+    for pod, container in ((online[3], "app"), (jobs[1], "loop")):
+        held = tree.spawn(pod, container, HOLD_32MIB, stdout=subprocess.PIPE, text=True)
+        assert held.stdout is not None and held.stdout.readline().strip() == "ready"
+    node = NodeState.build("node-1", NodeCapacity(2000, 4 * GIB), [*online, *jobs])
+    topo = locate(node, tree.cgroups, tree.layout)
+    assert len(topo.placed) == 7
+    sampler = Sampler(tree.cgroups, "", time.monotonic)
+
+    def one_by_one(pods: list[Pod]) -> list[CgroupSample]:
+        read = tree.cgroups.sample_many([tree.pod_cgroup(p) for p in pods])
+        assert None not in read
+        return [s for s in read if s is not None]
+
+    sampler.sample(topo)
+    cpu_before = [s.cpu.usage_ns or 0 for s in one_by_one([*online, *jobs])]
+    time.sleep(0.5)
+    readings = sampler.sample(topo)
+    each = one_by_one([*online, *jobs])
+    assert readings.covers is not None
+    assert len(readings.covers.reads) <= 3  # kubepods, besteffort (and burstable)
+    used = [((s.cpu.usage_ns or 0) - b) / 1e6 / 0.5 for s, b in zip(each, cpu_before, strict=True)]
+    cpu = readings.cpu
+    assert cpu.online_used_milli is not None and cpu.batch_used_milli is not None
+    assert abs(cpu.online_used_milli - sum(used[:5])) < 100 + 0.1 * sum(used[:5])
+    assert abs(cpu.batch_used_milli - sum(used[5:])) < 100 + 0.1 * sum(used[5:])
+    assert 300 < cpu.online_used_milli < 1300 and 300 < cpu.batch_used_milli < 1300
+    memory = readings.memory
+    online_usage = sum(s.memory.usage_bytes or 0 for s in each[:5])
+    batch_ws = sum(s.memory.working_set_bytes or 0 for s in each[5:])
+    assert memory.online_memory_bytes is not None and memory.batch_working_set_bytes is not None
+    assert abs(memory.online_memory_bytes - online_usage) < 4 << 20
+    assert abs(memory.batch_working_set_bytes - batch_ws) < 4 << 20
+    assert memory.online_memory_bytes >= 32 << 20 and memory.batch_working_set_bytes >= 32 << 20
+    assert readings.vanished == ()
+    tree.remove_pod(jobs[1])  # kubelet removes it: no longer listed, so vanished
+    gone = sampler.sample(topo)
+    assert gone.vanished == (tree.pod_cgroup(jobs[1]),)

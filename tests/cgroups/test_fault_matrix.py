@@ -134,8 +134,8 @@ def test_nan_negative_and_absurd_samples_are_missing_not_evidence(node: Node, ba
     before, batch_memory = online(node), node.read("memory.max")
     real = loop.sampler.sample
 
-    def corrupt(topo: Any) -> Any:
-        r = real(topo)
+    def corrupt(topo: Any, **kwargs: Any) -> Any:
+        r = real(topo, **kwargs)
         cpu = {f: bad for f in r.cpu._fields if f != "at"}
         memory = {f: bad for f in r.memory._fields if f != "at"}
         return r._replace(

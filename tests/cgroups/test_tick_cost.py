@@ -28,6 +28,7 @@ from isolation.detect import Hierarchy, Mode
 from isolation.executor import Outcome, Write
 from isolation.layout import Driver
 from lab.kubelet_tree import BUSY_LOOP, KubeletTree
+from qos.k8s_qos import QOSClass
 from qos.pod import BATCH_CPU, Container, Pod, Resources
 from qos.settings import QosSettings
 from qos.state import NodeCapacity
@@ -44,8 +45,8 @@ def web(name: str = "web") -> Pod:
     return Pod("shop", name, containers=(Container("app", res),))
 
 
-def job() -> Pod:
-    return Pod("jobs", "job", containers=(Container("loop", Resources({BATCH_CPU: Decimal(500)})),))
+def job(name: str = "job") -> Pod:
+    return Pod("jobs", name, containers=(Container("loop", Resources({BATCH_CPU: Decimal(500)})),))
 
 
 def key(w: Write) -> tuple[str, str]:
@@ -145,42 +146,69 @@ def test_a_steady_tick_looks_at_no_pod_directory_and_touches_only_what_changed(
         loop.close()
 
 
-def test_a_tick_reads_per_pod_only_what_the_brain_uses(
-    tree: KubeletTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def guaranteed(name: str) -> Pod:
+    both = {"cpu": Decimal(1), "memory": Decimal(GIB)}
+    return Pod("shop", name, containers=(Container("app", Resources(both, both)),))
+
+
+def files_read(spy: Spy, cgroups: list[str]) -> dict[str, set[str]]:
+    """The names of the files the spy saw read in each of `cgroups`' own directories."""
+    read: dict[str, set[str]] = {c: set() for c in cgroups}
+    for path in spy.files:
+        directory, _, name = path.rpartition("/")
+        for cgroup in cgroups:
+            if directory.endswith("/" + cgroup):
+                read[cgroup].add(name)
+    return read
+
+
+@pytest.mark.parametrize("indicator", ["cpu_psi_some_avg10", "cfs_throttled_ratio"])
+def test_a_tick_sums_tiers_from_qos_levels_and_reads_per_pod_only_what_does_not_add_up(
+    tree: KubeletTree, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, indicator: str
 ) -> None:
-    loop, _, _ = _loop(tree, tmp_path)
-    spy = Spy(loop, monkeypatch)
+    pods = tmp_path / "pods"
+    pods.mkdir()
+    for pod in (web("a"), web("b"), guaranteed("g"), job(), job("job2")):
+        tree.write_manifest(tree.add_pod(pod), pods)
+    settings = QosSettings.model_validate(
+        {"cpu": {"mechanism": "cpuset"}, "margin": {"indicator": indicator}}
+    )
+    loop = tree_loop(tree, pods, tmp_path / "state", settings, NodeCapacity(2000, 4 * GIB))
     try:
+        loop.prime()
+        assert loop.tick() is not None
+        spy = Spy(loop, monkeypatch)
         result = loop.tick()
-        assert result is not None
+        assert result is not None and result.readings is not None
         placed = {p.cgroup: p.tier for p in result.topology.placed}
-        read: dict[str, set[str]] = {c: set() for c in placed}
-        for path in spy.files:
-            directory, _, name = path.rpartition("/")
-            for cgroup in placed:
-                if directory.endswith("/" + cgroup):
-                    read[cgroup].add(name)
         online = [c for c, t in placed.items() if t is Tier.ONLINE]
         batch = [c for c, t in placed.items() if t is Tier.BATCH]
-        assert online and batch
+        assert len(online) == 3 and len(batch) == 2
         v1 = tree.hierarchy.mode is not Mode.V2
-        # CPU and memory usage and the working set, from every pod.
-        usage = {"cpuacct.usage", "memory.usage_in_bytes"} if v1 else {"cpu.stat", "memory.current"}
-        for cgroup in placed:
-            assert "memory.pressure" not in read[cgroup]  # only the node's is used
-            assert usage | {"memory.stat"} <= read[cgroup], read[cgroup]
-        # Batch's throttling (v1: cpu.stat; v2 has it in the usage file) and stalls go into
-        # no reading; online's do.
-        for cgroup in batch:
-            assert not read[cgroup] & {"cpu.stat" if v1 else "", "cpu.pressure"}, read[cgroup]
+        # The tiers' use comes from the QoS levels: kubepods, and besteffort less from it.
+        levels = [tree.layout.kubepods(), tree.layout.qos_cgroup(QOSClass.BEST_EFFORT)]
+        memory = {"memory.usage_in_bytes" if v1 else "memory.current", "memory.stat"}
+        for level, names in files_read(spy, levels).items():
+            assert memory <= names, (level, names)
+        read = files_read(spy, list(placed))
+        for cgroup in batch:  # nothing of batch's own is read
+            assert read[cgroup] == set(), read[cgroup]
+        # Online pods: their CPU stall (the margin's indicator) and, when the margin watches
+        # it, their throttling (v1: cpu.stat; v2 has it in the usage file); no memory.
+        throttling = indicator == "cfs_throttled_ratio"
         for cgroup in online:
-            assert "cpu.stat" in read[cgroup]
+            assert not read[cgroup] & memory, read[cgroup]
+            if v1:
+                assert ("cpu.stat" in read[cgroup]) is throttling, read[cgroup]
             if tree.hierarchy.unified is not None:  # v2 or hybrid: PSI per cgroup
                 assert "cpu.pressure" in read[cgroup]
+        readings = result.readings
+        assert readings.cpu.online_used_milli is not None
+        assert readings.memory.online_memory_bytes is not None
+        assert (readings.throttling is not None) is throttling
         if tree.hierarchy.unified is not None:
-            assert result.readings is not None
-            assert result.readings.memory_pressure is not None  # the node's, still read
-            assert result.readings.cpu_pressure is not None  # online's, still read
+            assert readings.memory_pressure is not None  # the node's, still read
+            assert readings.cpu_pressure is not None  # online's, still read
     finally:
         loop.close()
 
