@@ -178,8 +178,10 @@ class Sampler:
             [p.cgroup for p in online], ONLINE_READ._replace(throttling=throttling)
         )
         at = self.clock()
-        kept = (*dirs, *(p.cgroup for p in online))
-        if kept != self._retained:  # descriptors of cgroups no longer read are closed
+        # Descriptors of pods gone, and of directories no longer read, are closed; those of
+        # every placed pod stay open for the enforcement's writes.
+        kept = (*dirs, *(p.cgroup for p in topo.placed))
+        if kept != self._retained:
             self.cgroups.retain([self.node_cgroup, *kept, *self._fast_dirs])
             self._retained = kept
         listed_now = {c for d in {_parent(p.cgroup) for p in topo.placed} for c in listed(d) or ()}
