@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from agent.observe.cover import Cover, cover_of
 
 G1, G2 = "kubepods/pod-g1", "kubepods/pod-g2"  # Guaranteed sit in kubepods itself
@@ -91,3 +94,24 @@ def test_systemd_names() -> None:
 def test_on_a_tie_the_directory_is_read_as_the_other_sums_share_it() -> None:
     assert cover_of([B1], [], disk(B1)).reads == ("kubepods/burstable",)
     assert cover_of([E1], [B1], disk(B1, E1)).reads == ("kubepods/besteffort",)
+
+
+LEVELS = ("kubepods", "kubepods/burstable", "kubepods/besteffort")
+# Each cgroup: its level, whether colocd placed it, and whether it is one of the wanted pods.
+CGROUPS = st.lists(st.tuples(st.sampled_from(LEVELS), st.booleans(), st.booleans()), max_size=12)
+
+
+@given(CGROUPS)
+def test_any_placement_sums_to_the_wanted_pods_and_never_to_a_stranger(
+    cgroups: list[tuple[str, bool, bool]],
+) -> None:
+    names = [f"{level}/pod-{i}" for i, (level, _, _) in enumerate(cgroups)]
+    placed = [n for n, (_, known, _) in zip(names, cgroups, strict=True) if known]
+    wanted = [n for n, (_, known, w) in zip(names, cgroups, strict=True) if known and w]
+    others = [n for n in placed if n not in wanted]
+    strangers = tuple(n for n in names if n not in placed)
+    use = {n: float(2**i) for i, n in enumerate(names)}  # every subset sums differently
+    for mine, theirs in ((wanted, others), (others, wanted), (placed, [])):
+        cover = cover_of(mine, theirs, disk(*placed, extra=strangers))
+        assert value(cover, use) == sum(use[n] for n in mine)
+        assert len(cover.reads) <= len(mine)
