@@ -72,6 +72,17 @@ def test_a_cgroup_the_agent_did_not_place_keeps_its_directory_from_being_counted
     assert value(cover, use) == 7.0
 
 
+def test_a_stranger_below_a_level_the_set_has_nothing_in_is_taken_away_with_it() -> None:
+    stranger = "kubepods/besteffort/pod-not-yet-seen"
+    pods = (G1, B1, B2, E1, E2)
+    cover = cover_of([G1, B1, B2], [E1, E2], disk(*pods, extra=(stranger,)))
+    assert cover == Cover((G1, B1, B2), ("kubepods",), ("kubepods/besteffort",))
+    batch = cover_of([E1, E2], [G1, B1, B2], disk(*pods, extra=(stranger,)))
+    assert sorted(batch.reads) == [E1, E2]  # besteffort itself holds the stranger
+    use = {p: float(2**i) for i, p in enumerate((*pods, stranger))}
+    assert value(cover, use) == 7.0 and value(batch, use) == 24.0
+
+
 def test_a_directory_gone_is_not_counted_whole() -> None:
     cover = cover_of([G1, B1], [E1], lambda d: None)
     assert sorted(cover.add) == sorted([G1, B1]) and cover.subtract == ()
