@@ -136,6 +136,12 @@ def _delta(now: int | None, before: int | None) -> int | None:
     return now - before
 
 
+class _KnownCovers(NamedTuple):
+    placement: tuple[tuple[str, Tier], ...]
+    listings: dict[str, list[str] | None]  # what each directory held when they were made
+    covers: TierCovers
+
+
 def _signed(cover: Cover, value: Callable[[str], float | None]) -> float | None:
     """The cover's sum (never below 0), or None when any part is missing."""
     total = 0.0
@@ -163,6 +169,7 @@ class Sampler:
         self._stalls = _Counters()
         self._fast_dirs: tuple[str, ...] = ()  # the fast path's cover, kept open too
         self._retained: tuple[str, ...] | None = None  # the cgroups the tick keeps open
+        self._known: _KnownCovers | None = None
 
     # --- the tick ------------------------------------------------------------------------
 
@@ -170,7 +177,7 @@ class Sampler:
         """One tick's readings; with `throttling` the online pods' CFS throttling too."""
         node = self.cgroups.sample(self.node_cgroup, NODE_READ)
         listed = cache(self.cgroups.children)
-        covers = TierCovers.of(topo, listed)
+        covers = self._covers(topo, listed)
         dirs = covers.reads
         tiers = dict(zip(dirs, self.cgroups.sample_many(dirs, TIER_READ), strict=True))
         online = topo.in_tier(Tier.ONLINE)
@@ -223,6 +230,26 @@ class Sampler:
             vanished=vanished,
             covers=covers,
         )
+
+    def _covers(self, topo: Topology, listed: Callable[[str], list[str] | None]) -> TierCovers:
+        """The tick's covers: worked out again only when the pods placed, or what the
+        directories they were worked out from hold, changed (a listing each)."""
+        placement = tuple((p.cgroup, p.tier) for p in topo.placed)
+        known = self._known
+        if (
+            known is None
+            or known.placement != placement
+            or any(listed(d) != held for d, held in known.listings.items())
+        ):
+            listings: dict[str, list[str] | None] = {}
+
+            def recorded(cgroup: str) -> list[str] | None:
+                listings[cgroup] = listed(cgroup)
+                return listings[cgroup]
+
+            known = _KnownCovers(placement, listings, TierCovers.of(topo, recorded))
+            self._known = known
+        return known.covers
 
     def _memory(
         self,

@@ -120,6 +120,15 @@ def test_the_ticks_tier_sums_from_qos_levels_match_the_pods_one_by_one(tree: Kub
     assert abs(memory.batch_working_set_bytes - batch_ws) < 4 << 20
     assert memory.online_memory_bytes >= 32 << 20 and memory.batch_working_set_bytes >= 32 << 20
     assert readings.vanished == ()
+    burstable_level = tree.layout.qos_cgroup(QOSClass.BURSTABLE)
+    assert readings.covers.online == sampler.sample(topo).covers.online  # nothing changed
+    # kubelet makes a pod colocd has not placed: burstable no longer counts whole, and
+    # the sums are worked out again, though the pods placed are the same.
+    stranger = tree.pod_cgroup(tree.add_pod(burstable("stranger")))
+    covers = sampler.sample(topo).covers
+    assert covers is not None and stranger not in covers.reads
+    assert burstable_level not in covers.online.reads
+    assert set(covers.online.reads) == {tree.pod_cgroup(p) for p in online}
     tree.remove_pod(jobs[1])  # kubelet removes it: no longer listed, so vanished
     gone = sampler.sample(topo)
     assert gone.vanished == (tree.pod_cgroup(jobs[1]),)
