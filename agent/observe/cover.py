@@ -21,7 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-__all__ = ["Cover", "cover_of"]
+__all__ = ["Cover", "cover_of", "parent"]
 
 Signed = tuple[tuple[str, int], ...]
 
@@ -38,8 +38,9 @@ class Cover(NamedTuple):
         return (*self.add, *self.subtract)
 
 
-def _parent(cgroup: str) -> str:
-    return cgroup.rsplit("/", 1)[0] if "/" in cgroup else ""
+def parent(cgroup: str) -> str:
+    """The directory holding `cgroup` ("" for a top-level one)."""
+    return cgroup.rpartition("/")[0]
 
 
 def _top(pods: Iterable[str]) -> str:
@@ -90,8 +91,8 @@ def cover_of(
     for pod in pods:
         node = pod
         while node != top:
-            below[_parent(node)].add(node)
-            node = _parent(node)
+            below[parent(node)].add(node)
+            node = parent(node)
     on_set = set(on)
 
     def split(node: str) -> tuple[Signed, Signed, bool]:

@@ -40,7 +40,7 @@ from typing import NamedTuple
 
 import psutil
 
-from agent.observe.cover import Cover, cover_of
+from agent.observe.cover import Cover, cover_of, parent
 from agent.observe.topology import Topology
 from isolation.cgroups import Cgroups
 from isolation.readings import CgroupSample, ReadSet
@@ -154,8 +154,19 @@ def _signed(cover: Cover, value: Callable[[str], float | None]) -> float | None:
     return max(0.0, total)
 
 
-def _parent(cgroup: str) -> str:
-    return cgroup.rpartition("/")[0]
+def _rates(
+    now: dict[str, tuple[int | None, ...]],
+    before: dict[str, tuple[int | None, ...]],
+    dt: float | None,
+) -> Callable[[str], float | None]:
+    """Each cgroup's CPU use (millicores) from its usage counter (first in its values)
+    now and `dt` seconds before; None where either reading is missing."""
+
+    def milli(cgroup: str) -> float | None:
+        d = _delta(now.get(cgroup, (None,))[0], before.get(cgroup, (None,))[0])
+        return None if d is None or dt is None else d / 1e6 / dt
+
+    return milli
 
 
 class Sampler:
@@ -167,7 +178,6 @@ class Sampler:
         self._throttled = _Counters()
         self._fast = _Counters()
         self._stalls = _Counters()
-        self._fast_dirs: tuple[str, ...] = ()  # the fast path's cover, kept open too
         self._retained: tuple[str, ...] | None = None  # the cgroups the tick keeps open
         self._known: _KnownCovers | None = None
 
@@ -186,12 +196,13 @@ class Sampler:
         )
         at = self.clock()
         # Descriptors of pods gone, and of directories no longer read, are closed; those of
-        # every placed pod stay open for the enforcement's writes.
+        # every placed pod stay open for the enforcement's writes. The fast path reads the
+        # online sum's directories, which are among these.
         kept = (*dirs, *(p.cgroup for p in topo.placed))
         if kept != self._retained:
-            self.cgroups.retain([self.node_cgroup, *kept, *self._fast_dirs])
+            self.cgroups.retain([self.node_cgroup, *kept])
             self._retained = kept
-        listed_now = {c for d in {_parent(p.cgroup) for p in topo.placed} for c in listed(d) or ()}
+        listed_now = {c for d in {parent(p.cgroup) for p in topo.placed} for c in listed(d) or ()}
         unread = {p.cgroup for p, s in zip(online, pods, strict=True) if s is None}
         vanished = tuple(
             p.cgroup for p in topo.placed if p.cgroup in unread or p.cgroup not in listed_now
@@ -200,11 +211,7 @@ class Sampler:
         if node is not None:
             usage[self.node_cgroup] = (node.cpu.usage_ns,)
         dt, before = self._tick.step(at, usage)
-
-        def milli(cgroup: str) -> float | None:
-            d = _delta(usage.get(cgroup, (None,))[0], before.get(cgroup, (None,))[0])
-            return None if d is None or dt is None else d / 1e6 / dt
-
+        milli = _rates(usage, before, dt)
         node_milli = milli(self.node_cgroup) if node is not None else None
         pods_milli = _signed(covers.pods, milli)
         cpu = CpuReading(
@@ -334,22 +341,17 @@ class Sampler:
         few counters, and with `stall` the worst online pod's stall fraction since the
         previous read of stalls (one file per pod); None on the first call."""
         usage = {
-            s.cgroup: s.cpu.usage_ns
+            s.cgroup: (s.cpu.usage_ns,)
             for s in self.cgroups.sample_many(cover.reads, FAST_USAGE)
             if s is not None
         }
         at = self.clock()
         since = self._fast.at
-        dt, before = self._fast.step(at, {c: (u,) for c, u in usage.items()})
+        dt, before = self._fast.step(at, usage)
         if dt is None or since is None:
             return None
-        signed = [(c, 1) for c in cover.add] + [(c, -1) for c in cover.subtract]
-        deltas = [_delta(usage.get(c), before.get(c, (None,))[0]) for c, _ in signed]
-        used = None
-        if None not in deltas:  # else a cgroup came or went: no interval for the sum
-            total = sum(sign * d for (_, sign), d in zip(signed, deltas, strict=True) if d)
-            used = max(0.0, total / 1e6 / dt)  # read a few µs apart: never below 0
-        self._fast_dirs = cover.reads
+        # None when a cgroup came or went: no interval for the sum.
+        used = _signed(cover, _rates(usage, before, dt))
         stalled = self._stall(cover.pods) if stall else None
         return OnlineNow(since, at, used, stalled)
 
