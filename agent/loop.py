@@ -309,7 +309,7 @@ class Loop:
         if self.fast is not None:
             # Without a CPU cap there is nothing to clamp: the fast path then only waits.
             capped = cpu_mechanism(self.qos) is not CpuMechanism.IDLE_ONLY
-            cover = readings.covers.online if capped and readings.covers else Cover()
+            cover = readings.covers.online if capped else Cover()
             terms = plan.budgets.cpu.terms
             self.fast.arm(cover, None if terms is None else terms.online)
         result.seconds = self.clock() - started

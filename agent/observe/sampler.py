@@ -101,8 +101,8 @@ class Readings(NamedTuple):
     memory_pressure: PressureReading | None
     throttling: ThrottleReading | None
     batch_demand: BatchDemand
+    covers: TierCovers  # the cgroups the sums came from (the fast path reads online's)
     vanished: tuple[str, ...] = ()  # pod cgroups that were placed but could not be read
-    covers: TierCovers | None = None
 
 
 class OnlineNow(NamedTuple):
