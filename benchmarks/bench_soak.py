@@ -163,6 +163,18 @@ def _dead_entries(state: Path, tree: KubeletTree) -> tuple[int, set[tuple[str, s
     return len(journal), gone
 
 
+def _lines_about(log: Path, cgroups: set[str], most: int = 40) -> list[str]:
+    """The agent's last log lines that name the pod directory of one of `cgroups`."""
+    names = {
+        next((part for part in reversed(c.split("/")) if part.startswith("pod")), c)
+        for c in cgroups
+    }
+    if not names:
+        return []
+    lines = log.read_text(errors="replace").splitlines()
+    return [line for line in lines if any(n in line for n in names)][-most:]
+
+
 def _slope_per_hour(samples: list[tuple[float, int]]) -> float:
     """The least-squares slope of RSS over time, in MiB per hour."""
     if len(samples) < 2:
@@ -236,7 +248,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
             # Journal entries of cgroups gone at two samples in a row (RSS_EVERY_S apart,
             # several ticks): a sweep lags a deletion by up to one tick, never more.
             dead: set[tuple[str, str]] = set()
-            leaked_entries = 0
+            leaked: set[tuple[str, str]] = set()
             while time.monotonic() < end:
                 now = time.monotonic()
                 if agent.poll() is not None:
@@ -258,7 +270,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
                     rss.append((now - start, proc.memory_info().rss))
                     fds.append(proc.num_fds())
                     now_dead = _dead_entries(state, tree)[1]
-                    leaked_entries = max(leaked_entries, len(now_dead & dead))
+                    if len(now_dead & dead) > len(leaked):
+                        leaked = now_dead & dead
                     dead = now_dead
                     next_rss += RSS_EVERY_S
                 time.sleep(max(0.0, min(due.values()) - time.monotonic(), 0.05))
@@ -297,7 +310,10 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "rss_slope_mib_per_h": round(_slope_per_hour(rss), 2),
         "open_fds_first_last": [fds[0], fds[-1]] if fds else None,
         "journal_entries_running": entries_running,
-        "journal_entries_of_gone_cgroups": leaked_entries,
+        "journal_entries_of_gone_cgroups": len(leaked),
+        # What to read when that is not 0: the entries, and what the agent logged of them.
+        "gone_entries": sorted(f"{cgroup} {knob}" for cgroup, knob in leaked),
+        "gone_entries_log": _lines_about(log, {cgroup for cgroup, _ in leaked}),
         "journal_entries_after_stop": entries_after,
         "leaked_pod_cgroups": len(leaked_cgroups),
         "agent_exit": code,
@@ -309,12 +325,14 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "leaked_pod_cgroups": 0,
     }
     met = {k: result[k] <= target for k, target in checks.items()}
-    rows = [{"figure": k, "value": v} for k, v in result.items()]
+    rows = [{"figure": k, "value": v} for k, v in result.items() if not isinstance(v, list)]
     print_table(
         f"colocd soak, {args.duration:g} s", rows, [("FIGURE", "figure"), ("VALUE", "value")]
     )
     for k, ok in met.items():
         print(f"  {k}: {result[k]} (target <= {checks[k]}): {'MET' if ok else 'MISSED'}")
+    for line in (*result["gone_entries"], *result["gone_entries_log"]):
+        print(f"  gone: {line}")
     return {
         "config": {**vars(args), "results_dir": str(args.results_dir)},
         "host": host_facts(),

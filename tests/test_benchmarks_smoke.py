@@ -139,7 +139,8 @@ def test_soak_churns_pods_edits_policies_and_leaks_nothing(tmp_path: Path) -> No
     assert result["ticks"] >= 5 and result["tick_ms_p99"] > 0
     assert result["agent_exit"] == 0
     # Nothing left behind as pods come and go: journal entries dropped with their cgroups.
-    assert result["journal_entries_of_gone_cgroups"] == 0
+    gone = (result["gone_entries"], result["gone_entries_log"])
+    assert result["journal_entries_of_gone_cgroups"] == 0, gone
     assert result["journal_entries_after_stop"] == 0 and result["leaked_pod_cgroups"] == 0
 
 
