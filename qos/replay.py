@@ -223,6 +223,20 @@ def _durations(rows: Sequence[TraceRow]) -> list[float]:
     return dts
 
 
+def at_tick(rows: Sequence[TraceRow], seconds: float) -> list[TraceRow]:
+    """The trace with a decision at least every `seconds`, as the agent ticks: each row split
+    into pieces `seconds` long (its last piece shorter), each holding the row's readings.
+    No row is lost; a row no longer than `seconds` stays as it is. (The trace's last piece
+    lasts as long as the one before it, so the whole may grow by less than a tick.)"""
+    if not seconds > 0 or math.isinf(seconds):
+        raise ValueError(f"tick {seconds!r}: must be a positive number of seconds")
+    out: list[TraceRow] = []
+    for row, dt in zip(rows, _durations(rows), strict=True):
+        pieces = max(1, math.ceil(dt / seconds))
+        out += [row._replace(t=row.t + i * seconds) for i in range(pieces)]
+    return out
+
+
 def replay(rows: Sequence[TraceRow], policy: Policy[S], *, series: bool = False) -> ReplayResult:
     """Replay `rows` through `policy`; with `series`, keep the offer of every row too."""
     real = truths(rows)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from qos.baselines import Crane, Katalyst, Koordinator, KoordinatorParams, Oracle, Volcano
-from qos.replay import ColocdPolicy, Observation, Offer, TraceRow, erlang_c, replay
+from qos.replay import ColocdPolicy, Observation, Offer, TraceRow, at_tick, erlang_c, replay
 from qos.settings import QosSettings
 
 GIB = 1024**3
@@ -56,6 +56,51 @@ def test_replay_accounting_by_hand():
     assert result.violation_seconds == 10 and result.cpu_violation_seconds == 10
     # idle: 5, 3, 5 cores; offered min(4, idle): 0 (first row), 3, 4
     assert result.offered_idle_fraction == pytest.approx((3 + 4) / (5 + 3 + 5))
+
+
+def test_at_tick_cuts_each_row_into_ticks_that_hold_its_readings():
+    trace = [
+        TraceRow(0, 10_000, 2000, 1000),
+        TraceRow(10, 10_000, 5000, 1000),
+        TraceRow(25, 10_000, None, 1000),  # a missing reading stays missing in every piece
+    ]
+    ticked = at_tick(trace, 4)
+    assert [r.t for r in ticked] == [0, 4, 8, 10, 14, 18, 22, 25, 29, 33, 37]
+    assert [r.online_cpu_milli for r in ticked] == [2000] * 3 + [5000] * 4 + [None] * 4
+    assert at_tick(trace, 15) == trace  # no row longer than a tick: nothing to cut
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tick"):
+            at_tick(trace, bad)
+
+
+def test_at_tick_a_fixed_offer_counts_the_same_but_starts_a_tick_after_the_start():
+    trace = rows([5000, 7000, 5000])
+    whole, ticked = replay(trace, Fixed(4000)), replay(at_tick(trace, 1), Fixed(4000))
+    assert ticked.duration_seconds == whole.duration_seconds == 30
+    assert ticked.cpu == whole.cpu  # the row that violates is violated through, either way
+    # The first decision comes after one tick, not one row: 9 s more of 4 cores.
+    assert ticked.reclaimed_core_hours == pytest.approx(whole.reclaimed_core_hours + 4 * 9 / 3600)
+
+
+class Follow:
+    """Offers what online left the last time, less 1 core: it backs off a core a decision
+    while online is short (what it is short of cannot be seen)."""
+
+    name = "follow"
+
+    def start(self) -> None:
+        return None
+
+    def step(self, state, obs):
+        return Offer(max(0.0, obs.cpu_capacity_milli - obs.online_cpu_milli - 1000), 0.0), state
+
+
+def test_at_tick_a_miss_lasts_until_the_decisions_catch_up_not_a_whole_row():
+    trace = rows([2000, 2000, 6000, 6000], step=300.0)  # online leaps by 4 cores at 600 s
+    whole, ticked = replay(trace, Follow()), replay(at_tick(trace, 1), Follow())
+    # 7 cores offered, then 6, then 5: short 3, 2, 1 core, a row each or a tick each
+    assert whole.cpu.seconds == 600 and whole.cpu.worst_shortfall == 3000  # and still short
+    assert ticked.cpu.seconds == 3 and ticked.cpu.worst_shortfall == 3000
 
 
 def test_batch_takes_no_more_than_it_demands_and_nothing_is_a_violation_without_batch():

@@ -236,3 +236,24 @@ def test_help_documents_the_trace_columns(capsys):
     for column in ("batch_cpu_demand_milli", "online_memory_bytes", "online_cpu_psi"):
         assert column in out
     assert "QosSettings" in out and "ColocationPolicy" in out
+
+
+def test_tick_decides_at_every_tick_and_says_how_many_on_stderr(capsys, tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text(
+        "t,cpu_capacity_milli,online_cpu_milli,batch_cpu_demand_milli\n"
+        "0,4000,1000,4000\n60,4000,3000,4000\n120,4000,1000,4000\n"
+    )
+    rc, out, err = simulate(capsys, "--trace", str(path), "--tick", "1", "-o", "json")
+    assert rc == 0 and err == "simulate: t.csv: 180 decisions each\n"
+    rows = [json.loads(line) for line in out.splitlines()]
+    assert [r["name"] for r in rows] == POLICIES
+    assert all(r["duration_seconds"] == 180 for r in rows)
+
+
+@pytest.mark.parametrize("tick", ["0", "-1", "nan", "inf", "soon", "3601"])
+def test_a_bad_tick_is_refused_with_one_line(capsys, tick):
+    with pytest.raises(SystemExit) as exc:
+        simulate(capsys, "--trace", str(TRACES[0]), "--tick", tick)
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "argument --tick: " in err and "seconds" in err
