@@ -270,8 +270,7 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
                     rss.append((now - start, proc.memory_info().rss))
                     fds.append(proc.num_fds())
                     now_dead = _dead_entries(state, tree)[1]
-                    if len(now_dead & dead) > len(leaked):
-                        leaked = now_dead & dead
+                    leaked = max(leaked, now_dead & dead, key=len)
                     dead = now_dead
                     next_rss += RSS_EVERY_S
                 time.sleep(max(0.0, min(due.values()) - time.monotonic(), 0.05))
@@ -325,13 +324,14 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "leaked_pod_cgroups": 0,
     }
     met = {k: result[k] <= target for k, target in checks.items()}
-    rows = [{"figure": k, "value": v} for k, v in result.items() if not isinstance(v, list)]
+    listed = ("gone_entries", "gone_entries_log")  # printed below, a line each
+    rows = [{"figure": k, "value": v} for k, v in result.items() if k not in listed]
     print_table(
         f"colocd soak, {args.duration:g} s", rows, [("FIGURE", "figure"), ("VALUE", "value")]
     )
     for k, ok in met.items():
         print(f"  {k}: {result[k]} (target <= {checks[k]}): {'MET' if ok else 'MISSED'}")
-    for line in (*result["gone_entries"], *result["gone_entries_log"]):
+    for line in (line for k in listed for line in result[k]):
         print(f"  gone: {line}")
     return {
         "config": {**vars(args), "results_dir": str(args.results_dir)},

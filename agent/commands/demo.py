@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from agent.cli_support import Reporter
+from agent.cli_support import Reporter, seconds_between
 
 if TYPE_CHECKING:
     from lab.demo.timeline import Second
@@ -57,17 +57,6 @@ exit status: 0 done, 1 the demo could not be set up or run (one line says why),
 130 interrupted by Ctrl-C (143 by SIGTERM), after cleaning up."""
 
 
-def _duration(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    least = MIN_PHASE_S * PHASE_COUNT
-    if not least <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{value:g} s: give {least:g} to 3600 seconds")
-    return value
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "demo",
@@ -79,7 +68,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--duration",
         metavar="S",
-        type=_duration,
+        type=seconds_between(MIN_PHASE_S * PHASE_COUNT, 3600),
         default=DEFAULT_DURATION_S,
         help=f"seconds for the three phases together (default {DEFAULT_DURATION_S:g})",
     )

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import NamedTuple
 
-from agent.cli_support import add_output_flag
+from agent.cli_support import add_output_flag, seconds_between
 from agent.config import read_mapping, validated
 from agent.errors import TraceError
 from agent.report.offer_plot import write_offer_plot
@@ -115,7 +115,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--policy", metavar="FILE", help="YAML/JSON QosSettings overrides")
     p.add_argument(
         "--tick",
-        type=_tick,
+        type=seconds_between(0.1, 3600),
         metavar="SECONDS",
         help="decide at least every SECONDS (1 = the agent's tick), not once a row",
     )
@@ -124,16 +124,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     add_output_flag(p, ("table", "json"))
     p.set_defaults(func=run)
-
-
-def _tick(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0.1 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{value:g} s: give 0.1 to 3600 seconds")
-    return value
 
 
 def load_settings(path: str | None) -> QosSettings:
@@ -200,16 +190,21 @@ def _table_row(record: dict[str, object]) -> dict[str, object]:
     }
 
 
+def _cut(name: str, rows: list[TraceRow], tick: float) -> list[TraceRow]:
+    """The trace cut at `tick` (`at_tick`), saying how long it has become. One trace at a
+    time: cut, a trace of 60-300-s rows holds 60-300 times as many at 1 s."""
+    cut = at_tick(rows, tick)
+    print(f"simulate: {name}: {len(cut):,} decisions each", file=sys.stderr, flush=True)
+    return cut
+
+
 def run(args: argparse.Namespace) -> int:
     settings = load_settings(args.policy)
     files = trace_files(args.trace)
     traces = [(Path(f).name if f != "-" else "-", read_trace(f)) for f in files]
     reports = []
     for i, (name, read) in enumerate(traces):
-        # One trace cut at a time: at 1 s each holds 100 times its rows.
-        rows = read if args.tick is None else at_tick(read, args.tick)
-        if args.tick is not None:
-            print(f"simulate: {name}: {len(rows):,} decisions each", file=sys.stderr, flush=True)
+        rows = read if args.tick is None else _cut(name, read, args.tick)
         reports.append(compare_trace(name, rows, settings, series=bool(args.plot) and i == 0))
     if args.plot:
         write_offer_plot(Path(args.plot), reports[0].trace, reports[0].results)
