@@ -1,17 +1,22 @@
-"""Demand = max(current use, the window's level) + a burst allowance.
+"""Demand = the window's level or the current reading, each with its allowance.
 
-The level is a high percentile (default: the peak) of a sliding window of use. The burst
-allowance covers what the next reading may add on top of that level before the next
-decision: the largest rise of a reading above the level just before it, seen so far, fading
-with a half-life, times a safety factor. Until the node has been watched for a while that
-is not evidence enough, so a cold-start allowance (a share of capacity, fading linearly to
-0 over `cold_start_seconds`) stands in whenever it is larger. All of it is in time, not
+The level is a high percentile (default: the peak) of a sliding window of use. An
+allowance covers what the next reading may add before the next decision, learned from the
+node's own readings (fading with a half-life) times a safety factor:
+- on the level (CPU, GPU): the largest rise of a reading above the level just before it;
+- on the current reading (memory): the largest step from one reading to the next that took
+  use above the level. Use that stays under its level cannot hurt, and a new level that
+  is reached in small steps is seen in time; only a large step to a new level can.
+Demand is the higher of the two. Until the node has been watched for a while that is not
+evidence enough, so a cold-start allowance (a share of capacity, fading linearly to 0 over
+`cold_start_seconds`) stands in on both whenever it is larger. All of it is in time, not
 samples, so it holds at a 1-s tick and at the 60-300-s rates of production traces.
 
 A `Window` is immutable: `add` returns a new one. It keeps the samples in time order (to
 expire the oldest) and in sorted order (to read a percentile by index); both are tuples
 updated with `bisect` and slicing, so one tick costs a few C-level copies of at most
-`max_samples` floats (300 for the default 5-min window at 1 s) and no sort.
+`max_samples` floats and no sort. A window longer than `max_samples` ticks keeps the
+highest reading of each `window / max_samples` seconds.
 """
 
 from __future__ import annotations
@@ -32,13 +37,22 @@ class Window:
 
     def add(self, at: float, value: float, window_seconds: float, max_samples: int) -> Window:
         """The window with `value` read at `at` added and samples older than
-        `at - window_seconds` (or beyond `max_samples`) dropped. A reading no newer than the
-        last one is the same reading seen again and is ignored."""
+        `at - window_seconds` (or beyond `max_samples`) dropped. A reading less than
+        `window_seconds / max_samples` after the last sample joins it, the higher kept (a
+        percentile of such samples errs high). A reading no newer than the last one is the
+        same reading seen again and is ignored."""
         if self.times and at <= self.times[-1]:
             return self
-        times = (*self.times, at)
-        values = (*self.values, value)
         ordered = list(self.ordered)
+        if self.times and at - self.times[-1] < window_seconds / max_samples:
+            if value <= self.values[-1]:
+                return self
+            times = self.times
+            values = (*self.values[:-1], value)
+            del ordered[bisect_left(ordered, self.values[-1])]
+        else:
+            times = (*self.times, at)
+            values = (*self.values, value)
         insort(ordered, value)
         cut = max(bisect_right(times, at - window_seconds), len(times) - max_samples)
         for old in values[:cut]:
@@ -62,19 +76,28 @@ class Window:
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One tier's use of one resource: the window, the burst allowance (as of `burst_at`),
-    when it was first read (for the cold start) and when its last regime change was seen."""
+    """One tier's use of one resource: the window, what was learned from its readings (as
+    of `learned_at`, the last reading's time), when it was first read (for the cold start)
+    and when its last regime change was seen."""
 
     window: Window = Window()
-    burst: float = 0.0
-    burst_at: float | None = None
+    burst: float = 0.0  # the largest rise of a reading above the level before it
+    step: float = 0.0  # the largest step from one reading to the next above the level
+    learned_at: float | None = None
+    last: float | None = None  # the last reading
     first_at: float | None = None
     regime_at: float | None = None
 
-    def burst_now(self, at: float, half_life: float) -> float:
-        if self.burst_at is None:
+    def _faded(self, learned: float, at: float, half_life: float) -> float:
+        if self.learned_at is None:
             return 0.0
-        return self.burst * 0.5 ** (max(0.0, at - self.burst_at) / half_life)
+        return learned * 0.5 ** (max(0.0, at - self.learned_at) / half_life)
+
+    def burst_now(self, at: float, half_life: float) -> float:
+        return self._faded(self.burst, at, half_life)
+
+    def step_now(self, at: float, half_life: float) -> float:
+        return self._faded(self.step, at, half_life)
 
     def observe(
         self, at: float, value: float, settings: PredictorSettings, capacity: float = 0.0
@@ -82,10 +105,12 @@ class Series:
         """The series with `value` read at `at` added; a reading seen again is ignored. Past
         the cold start, a rise above the level of more than `regime_ratio` x the largest
         seen and more than `regime_min_fraction` of `capacity` is a regime change."""
-        if self.window.times and at <= self.window.times[-1]:
+        if self.learned_at is not None and at <= self.learned_at:
             return self
         level = self.window.percentile(settings.percentile)
-        burst = self.burst_now(at, settings.burst_half_life_seconds)
+        half_life = settings.burst_half_life_seconds
+        burst = self.burst_now(at, half_life)
+        step = self.step_now(at, half_life)
         first = at if self.first_at is None else self.first_at
         regime_at = self.regime_at
         if level is not None:
@@ -99,8 +124,10 @@ class Series:
             ):
                 regime_at = at
             burst = max(burst, rise)
+            if rise > 0 and self.last is not None:
+                step = max(step, value - self.last)
         window = self.window.add(at, value, settings.window_seconds, settings.max_samples)
-        return Series(window, burst, at, first, regime_at)
+        return Series(window, burst, step, at, value, first, regime_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,11 +138,14 @@ class Prediction:
     current: float | None
     level: float | None
     samples: int
-    burst: float = 0.0  # the allowance added: max(learned x factor, cold start, regime)
+    burst: float = 0.0  # the allowance on the level: max(learned x factor, cold start, regime)
     learned: float = 0.0  # the largest rise seen, faded
     cold: float = 0.0  # the cold-start allowance now
     regime: float = 0.0  # the allowance after a regime change, now
     regime_age: float = 0.0  # seconds since that regime change
+    step: float = 0.0  # the largest step to a new level seen, faded
+    on_current: float = 0.0  # the allowance on the current reading (with a step factor)
+    from_current: bool = False  # the current reading + on_current is the higher
 
     def describe(self, settings: PredictorSettings, fmt: Callable[[float], str]) -> str:
         """Where the value came from, every term named."""
@@ -123,32 +153,66 @@ class Prediction:
             return "never read"
         q = settings.percentile
         name = "peak" if q >= 1.0 else f"p{q * 100:g}"
-        window = f"{settings.window_seconds / 60:g} min"
+        window = _duration(settings.window_seconds)
         if self.current is None:
             base = f"{name} of {window} ({self.samples} samples), current reading missing"
         elif self.level is not None and self.level > self.current:
             base = f"{name} {fmt(self.level)} of {window} ({self.samples} samples)"
         else:
             base = f"current {fmt(self.current)}"
-        if self.burst <= 0:
-            return base
+        on_level = base + self._why(
+            self.burst,
+            self.learned,
+            settings.burst_factor,
+            "rise above the level",
+            settings=settings,
+            fmt=fmt,
+        )
+        if settings.step_factor <= 0 or self.on_current <= 0:
+            return on_level
+        now = base if self.current is None else f"current {fmt(self.current)}"
+        on_current = now + self._why(
+            self.on_current,
+            self.step,
+            settings.step_factor,
+            f"step to a new {name}",
+            settings=settings,
+            fmt=fmt,
+        )
+        winner, other = (on_current, on_level) if self.from_current else (on_level, on_current)
+        if self.current is None or (self.from_current and base == now):
+            return winner  # the same reading under both: the larger allowance says it all
+        return f"{winner}, above {other}"
+
+    def _why(
+        self,
+        allowance: float,
+        learned: float,
+        factor: float,
+        what: str,
+        *,
+        settings: PredictorSettings,
+        fmt: Callable[[float], str],
+    ) -> str:
+        if allowance <= 0:
+            return ""
         hours = settings.cold_start_seconds / 3600
-        if self.regime >= max(self.cold, self.learned * settings.burst_factor):
-            why = (
-                f"regime change {fmt(self.regime)} (online CPU or memory rose over "
+        if self.regime >= allowance:
+            return (
+                f" + regime change {fmt(self.regime)} (online CPU or memory rose over "
                 f"{settings.regime_ratio:g} x its largest rise {self.regime_age:.0f}s ago: "
-                "all of capacity held back, "
-                f"fading to 0 over {hours:g} h)"
+                f"all of capacity held back, fading to 0 over {hours:g} h)"
             )
-        elif self.cold > self.learned * settings.burst_factor:
-            why = f"cold start {fmt(self.cold)} (fading to 0 over {hours:g} h)"
-        else:
-            why = (
-                f"burst {fmt(self.burst)} ({settings.burst_factor:g} x {fmt(self.learned)}, "
-                "the largest rise above the level seen, half-life "
-                f"{settings.burst_half_life_seconds / 3600:g} h)"
-            )
-        return f"{base} + {why}"
+        if self.cold >= allowance:
+            return f" + cold start {fmt(self.cold)} (fading to 0 over {hours:g} h)"
+        return (
+            f" + burst {fmt(allowance)} ({factor:g} x {fmt(learned)}, the largest {what} "
+            f"seen, half-life {settings.burst_half_life_seconds / 3600:g} h)"
+        )
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:g} h" if seconds >= 3600 else f"{seconds / 60:g} min"
 
 
 def latest(*times: float | None) -> float | None:
@@ -172,24 +236,31 @@ def predict(
     capacity: float = 0.0,
     regime_at: float | None = None,
 ) -> Prediction:
-    """max(current, level) + max(learned burst x factor, cold start, regime). With the
-    current reading missing the window's peak stands in for it (conservative); with no data
-    at all the demand is unknown (None). `cold_start` is the allowance (in the series' unit)
-    of a new node, fading to 0 over `cold_start_seconds`; after a regime change (the
-    series' own or `regime_at`, the node's last one, whichever is later) the allowance is
-    all of `capacity`, fading to 0 over the same time."""
+    """The higher of max(current, level) + max(learned rise x `burst_factor`, cold start,
+    regime) and, with a `step_factor`, current + max(learned step x `step_factor`, cold
+    start, regime). With the current reading missing the window's peak stands in for it
+    (conservative); with no data at all the demand is unknown (None). `cold_start` is the
+    allowance (in the series' unit) of a new node, fading to 0 over `cold_start_seconds`;
+    after a regime change (the series' own or `regime_at`, the node's last one, whichever is
+    later) the allowance is all of `capacity`, fading to 0 over the same time."""
     window = series.window
     level = window.percentile(settings.percentile)
     base = window.peak if current is None else (current if level is None else max(current, level))
     if base is None:
         return Prediction(None, current, level, len(window))
-    learned = series.burst_now(at, settings.burst_half_life_seconds)
+    half_life = settings.burst_half_life_seconds
+    learned = series.burst_now(at, half_life)
+    step = series.step_now(at, half_life)
     age = 0.0 if series.first_at is None else max(0.0, at - series.first_at)
     cold = cold_start * _fade(age, settings.cold_start_seconds)
     last = latest(series.regime_at, regime_at)
     regime_age = 0.0 if last is None else max(0.0, at - last)
     regime = 0.0 if last is None else capacity * _fade(regime_age, settings.cold_start_seconds)
     burst = max(learned * settings.burst_factor, cold, regime)
+    on_current = max(step * settings.step_factor, cold, regime) if settings.step_factor else 0.0
+    from_current = (base if current is None else current) + on_current > base + burst
+    value = max(base + burst, (base if current is None else current) + on_current)
     return Prediction(
-        base + burst, current, level, len(window), burst, learned, cold, regime, regime_age
+        value, current, level, len(window), burst, learned, cold, regime, regime_age, step,
+        on_current, from_current,
     )

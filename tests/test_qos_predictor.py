@@ -33,12 +33,20 @@ def test_percentile_matches_nearest_rank_over_the_kept_samples(values, q, window
     assert list(w.ordered) == ordered
 
 
-def test_old_samples_leave_the_window_by_time_and_by_count():
+def test_old_samples_leave_the_window_by_time():
     w = _fill([5.0, 1.0, 1.0, 1.0], window_seconds=2.5)
     assert w.values == (1.0, 1.0, 1.0)
     assert w.peak == 1.0
-    w = _fill([9.0, 1.0, 2.0], max_samples=2)
-    assert w.values == (1.0, 2.0)
+
+
+def test_a_window_longer_than_its_samples_keeps_the_highest_reading_of_each_bucket():
+    # 8 s in at most 4 samples: readings 1 s apart join in 2-s buckets, the higher kept.
+    w = _fill([3.0, 1.0, 2.0, 5.0, 4.0, 0.5, 7.0], window_seconds=8.0, max_samples=4)
+    assert w.times == (0.0, 2.0, 4.0, 6.0) and w.values == (3.0, 5.0, 4.0, 7.0)
+    assert w.ordered == (3.0, 4.0, 5.0, 7.0)
+    # A bucket leaves the window with its first reading.
+    w = w.add(9.0, 1.0, 8.0, 4)
+    assert w.times == (2.0, 4.0, 6.0, 9.0) and w.peak == 7.0 and len(w.ordered) == 4
 
 
 def test_a_reading_seen_again_is_not_counted_twice():
@@ -123,12 +131,60 @@ def test_no_regime_change(rise, at, why):
     assert series.regime_at is None, why
 
 
-def test_memory_has_its_own_burst_factor_and_cold_start():
+def test_memory_has_its_own_window_allowance_and_cold_start():
     s = PredictorSettings()
     m = s.for_memory()
-    assert (m.burst_factor, m.cold_start_seconds) == (2.5, 3600.0)
-    assert (s.burst_factor, s.cold_start_seconds) == (1.5, 7200.0)
-    assert m.window_seconds == s.window_seconds and m.regime_ratio == s.regime_ratio
+    assert (m.window_seconds, m.burst_factor, m.step_factor) == (86400.0, 0.0, 1.8)
+    assert m.cold_start_seconds == 3600.0
+    assert (s.window_seconds, s.burst_factor, s.step_factor) == (10800.0, 1.5, 0.0)
+    assert s.cold_start_seconds == 7200.0 and m.regime_ratio == s.regime_ratio
+
+
+def _one_place(v: float) -> str:
+    return f"{v:.1f}"
+
+
+def _memory_series(values):
+    """A minute apart, with no cold start."""
+    settings = PredictorSettings(cold_start_memory_seconds=0.0).for_memory()
+    series = Series()
+    for i, v in enumerate(values):
+        series = series.observe(i * 60.0, v, settings)
+    return series, settings
+
+
+def test_memory_demand_is_the_peak_or_the_current_reading_plus_its_largest_step_to_a_peak():
+    # 50 -> 60 is a step of 10 to a new peak; 20 -> 40 is a step of 20 that stays under the
+    # peak, and cannot hurt: only the 10 is learned.
+    series, m = _memory_series([50.0, 60.0, 20.0, 40.0])
+    assert series.step == pytest.approx(10.0, rel=1e-3) and series.burst == series.step
+    at = 3 * 60.0
+    low = predict(series, 40.0, at, 0.0, m)
+    assert low.value == 60.0 and not low.from_current  # the peak is the higher
+    assert low.describe(m, _one_place) == (
+        "peak 60.0 of 24 h (4 samples), above current 40.0 + burst 18.0 (1.8 x "
+        "10.0, the largest step to a new peak seen, half-life 168 h)"
+    )
+    series, m = _memory_series([50.0, 60.0, 20.0, 55.0])
+    near = predict(series, 55.0, at, 0.0, m)
+    assert near.value == pytest.approx(55.0 + 1.8 * 10.0, rel=1e-3) and near.from_current
+    assert near.describe(m, _one_place).startswith("current 55.0 + burst 18.0 (1.8 x 10.0, the")
+
+
+def test_a_step_to_a_new_peak_is_measured_from_the_reading_before_it():
+    # The peak is 60; 30 -> 65 rises 5 above it, but in one step of 35, and 35 is learned.
+    series, m = _memory_series([60.0, 30.0, 65.0])
+    assert (series.step, series.burst) == pytest.approx((35.0, 5.0), rel=1e-3)
+    missing = predict(series, None, 120.0, 0.0, m)  # the peak stands in for the reading
+    assert missing.value == pytest.approx(65.0 + 1.8 * 35.0, rel=1e-3)
+
+
+def test_memorys_cold_start_rides_on_both_the_peak_and_the_current_reading():
+    settings = PredictorSettings(cold_start_memory_seconds=100.0).for_memory()
+    series = Series().observe(0.0, 10.0, settings).observe(1.0, 4.0, settings)
+    p = predict(series, 4.0, 50.0, 40.0, settings)
+    assert p.cold == 20.0 and p.value == 10.0 + 20.0
+    assert "cold start 20.0" in p.describe(settings, str)
 
 
 def test_the_nodes_regime_change_holds_back_a_series_that_showed_none():

@@ -333,8 +333,12 @@ class PredictorSpec(Section):
     nothing is offered, then the offer recovers over the cold-start time (0 = off)."""
     regime_min_percent: Percent | None = None
     """...and only a rise of more than this percent of capacity."""
+    memory_window: Duration | None = None
+    """Memory demand never falls below its peak over this window (memory is not
+    compressible: a missed rise is an OOM)."""
     memory_burst_factor: float | None = Field(default=None, ge=1)
-    """The burst factor for memory, which is not compressible (a missed rise is an OOM)."""
+    """Memory demand is also the current use + this factor x the largest step from one
+    reading to the next that took memory above that peak."""
     cold_start_memory_percent: Percent | None = None
     """Memory burst allowance of a new node, in percent of its capacity."""
     cold_start_for: Duration | None = None

@@ -107,6 +107,7 @@ FIELDS: tuple[tuple[str, str, _Conversion], ...] = (
     ("predictor.cold_start_for", "predictor.cold_start_seconds", _DURATION),
     ("predictor.regime_ratio", "predictor.regime_ratio", _NUMBER),
     ("predictor.regime_min_percent", "predictor.regime_min_fraction", _PERCENT),
+    ("predictor.memory_window", "predictor.memory_window_seconds", _DURATION),
     ("predictor.memory_burst_factor", "predictor.memory_burst_factor", _NUMBER),
     ("predictor.cold_start_memory_for", "predictor.cold_start_memory_seconds", _DURATION),
     ("margin.indicator.type", "margin.indicator", _INDICATOR),

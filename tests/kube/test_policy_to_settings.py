@@ -174,7 +174,8 @@ def test_the_mapping_table_leaves_no_field_out() -> None:
         if not f.startswith(own) and not any(m == f or m.startswith(f + ".") for m in mapped)
     ]
     assert unmapped == []
-    internal = {"predictor.max_samples", "margin.max_dt_seconds"}  # not policy knobs
+    # Not policy knobs (step_factor is memory's rule, set from memoryBurstFactor).
+    internal = {"predictor.max_samples", "predictor.step_factor", "margin.max_dt_seconds"}
     brain = {
         f"{section}.{name}"
         for section, info in QosSettings.model_fields.items()
