@@ -9,7 +9,9 @@ bisection: a larger reserve only lowers every offer, so violations only fall). N
 rule of that form can do better on that trace. Printed per trace: colocd's reclaim, the
 most any peer with no memory violation reclaimed (what a rule with none must reach), and
 each hindsight rule's reserve and reclaim; where no rule reaches the peer's figure, the bar
-is out of reach for the whole family.
+is out of reach for the whole family. colocd's own memory rule is outside it (the higher of
+the 24-h peak and the current reading plus a learned step), which is how it passes Katalyst
+on m_1934 and m_1942, where no rule of the family does.
 
 Pure computation over `colocd simulate`'s replay (qos/replay.py); writes
 benchmarks/results/memory_hindsight.json.

@@ -318,12 +318,13 @@ class ReclaimSpec(Section):
 
 class PredictorSpec(Section):
     window: Duration | None = None
-    """Demand is the larger of current use and a percentile over this window, plus a burst
-    allowance."""
+    """CPU and GPU demand is the larger of current use and a percentile over this window,
+    plus a burst allowance (memory has its own, memoryWindow)."""
     percentile: Percent | None = None
     """The percentile of the window taken as its level (100 = the peak)."""
     burst_factor: float | None = Field(default=None, ge=1)
-    """Safety factor on the largest rise above the level seen so far (the burst allowance)."""
+    """Safety factor on the largest rise above the level seen so far: CPU's and GPU's burst
+    allowance."""
     burst_half_life: Duration | None = None
     """The largest rise seen fades by half over this long."""
     cold_start_cpu_percent: Percent | None = None
