@@ -108,9 +108,9 @@ class PredictorSettings(_Section):
         24 * 3600.0,
         gt=0,
         description="Length of the window whose peak memory demand never falls below "
-        "(default 24 h: on examples/traces a 3-h or 12-h window let steps to a new peak "
-        "through on three of the Alibaba machines (110-370 s), the 3-h one on diurnal too; "
-        "48 h cost vm420 a quarter of its reclaim, leaving it below Volcano's).",
+        "(default 24 h: on examples/traces a 3-h window let steps to a new peak through "
+        "on three of the Alibaba machines (110-370 s) and on diurnal, a 12-h one on two of "
+        "them (140-230 s); 48 h cost vm420 a quarter of its reclaim, below Volcano's).",
     )
     memory_burst_factor: float = Field(
         1.8,
@@ -119,8 +119,8 @@ class PredictorSettings(_Section):
         description="Safety factor on the largest step of memory, from one reading to the "
         "next, that took it above its window's peak; added to the current reading (default "
         "1.8: on examples/traces 1.6 let such a step through on diurnal, 1.5 on m_1942 and "
-        "vm392 too; 1.7 to 1.9 let none through that 1.8 does not, and 2 reclaimed less "
-        "than Katalyst on m_1942).",
+        "vm392 too; 1.7 to 1.9 let none through that 1.8 does not; 2 reclaimed less than "
+        "Katalyst on m_1942, and only 2.1 catches vm185's step of 2x at 4.5 h).",
     )
     cold_start_memory_fraction: Fraction = Field(
         0.1,
