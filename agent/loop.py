@@ -48,6 +48,7 @@ from agent.act.enforce import Enforcer
 from agent.act.gpu_freeze import GpuFreezer
 from agent.config import Settings
 from agent.errors import StatusError
+from agent.history import SAVE_EVERY_S, Clocks, load_history, save_history
 from agent.network import NetworkSide
 from agent.observe.block_devices import read_block_devices
 from agent.observe.cover import Cover
@@ -174,7 +175,12 @@ class Loop:
             if fast.enabled and not self.dry_run
             else None
         )
-        self.brain = BrainState()
+        agent = settings.agent
+        history, why = load_history(agent.state_dir, agent.node_name, self._clocks())
+        if why:
+            log.warning("%s", why)
+        self.brain = BrainState(predictor=history)
+        self._history_saved_at = clock()
         self.ticks = 0
         self.clamps: list[Clamp] = []  # the most recent ones
         self.clamp_count = 0
@@ -450,8 +456,21 @@ class Loop:
                 write_status(agent.state_dir, status)
             except StatusError as err:  # a report must never stop the loop
                 log.warning("%s", err)
+            if self.clock() - self._history_saved_at >= SAVE_EVERY_S:
+                self._save_history()
         if self.on_tick is not None:
             self.on_tick(result)
+
+    def _clocks(self) -> Clocks:
+        return Clocks(self.clock(), self.wall())
+
+    def _save_history(self) -> None:
+        agent = self.settings.agent
+        self._history_saved_at = self.clock()
+        try:
+            save_history(agent.state_dir, agent.node_name, self.brain.predictor, self._clocks())
+        except OSError as err:  # the next start is then a new node's, never a stopped loop
+            log.warning("write history %s: %s", agent.state_dir, err.strerror or err)
 
     # --- running -------------------------------------------------------------------------
 
@@ -509,6 +528,8 @@ class Loop:
             self.notifier.stopping()
         if self.fast is not None:
             self.fast.close()
+        if not self.dry_run:
+            self._save_history()
         report = None
         if self.network is not None:
             for line in self.network.close(self.settings.isolation.revert_on_exit):

@@ -9,8 +9,6 @@ clamps. A file older than a few ticks means the agent is not running (or is stuc
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from pathlib import Path
 
@@ -18,6 +16,7 @@ from pydantic import ConfigDict, Field, ValidationError
 
 from agent.errors import InputError, StatusError
 from agent.inputs import parse_json, read_text
+from agent.state_files import replace_file
 from qos.strict_numbers import StrictNumbers
 
 __all__ = [
@@ -152,17 +151,11 @@ def staleness(status: Status, now: float) -> str | None:
 
 def write_status(state_dir: Path, status: Status) -> Path:
     """Replace the status file atomically."""
-    path = state_dir / FILENAME
-    tmp = path.with_name(f".{FILENAME}.{os.getpid()}.tmp")
     try:
-        state_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
-        tmp.write_text(status.model_dump_json() + "\n")
-        os.replace(tmp, path)
+        return replace_file(state_dir, FILENAME, status.model_dump_json() + "\n")
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
+        path = state_dir / FILENAME
         raise StatusError(f"write status {path}: {err.strerror or err}") from err
-    return path
 
 
 def read_status(state_dir: Path) -> Status:

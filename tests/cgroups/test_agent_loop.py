@@ -658,6 +658,29 @@ def test_outcomes_of_one_tick_are_reported(node: Node) -> None:
     loop.close()
 
 
+def test_a_restarted_loop_keeps_the_history_it_had_learned(node: Node) -> None:
+    """Memory's demand never falls below its 24-h peak: a restart must not forget it, nor
+    start the node's cold start again."""
+    node.add(web())
+    node.add(job(), busy=1)
+    first = node.loop()
+    first_tick(first)
+    before = first.brain.predictor
+    first.close()
+    again = node.loop()
+    restored = again.brain.predictor
+    for name in ("cpu_online", "memory_online"):
+        old, new = getattr(before, name), getattr(restored, name)
+        assert old.window.values and new.window.values == old.window.values, name
+        assert new.window.times == pytest.approx(old.window.times, abs=0.05), name
+        assert new.first_at == pytest.approx(old.first_at, abs=0.05), name
+    first_tick(again)
+    after = again.brain.predictor.memory_online
+    assert after.first_at == restored.memory_online.first_at
+    assert after.window.peak is not None and after.window.peak >= restored.memory_online.window.peak
+    again.close()
+
+
 @pytest.mark.parametrize("phase", ["Succeeded", "Failed"])
 def test_finished_pods_are_neither_demand_nor_cgroups_to_look_for(node: Node, phase: str) -> None:
     """A completed Job's pod stays in the source (kubelet removed its cgroups): the loop

@@ -1,0 +1,166 @@
+"""The predictor's history of use, kept in the state dir across restarts of the agent.
+
+Memory's demand never falls below its 24-h peak, and CPU's below its 3-h peak: a restart
+that forgot them would offer batch what online used an hour ago. So the loop saves the
+predictor's series to `<state dir>/history.json` once a minute and when it stops, and reads
+them back when it starts. Times are saved as Unix time and turned back into the loop's
+monotonic clock on reading, so the windows expire as if the agent had never stopped.
+
+With no file the node starts as a new one (with its cold-start allowances). A file that is
+unreadable, not colocd's, of another node, or older than `MAX_AGE_S` is set aside with one
+line of warning, and the node starts as a new one too. GPU
+series are not kept: GPUs are matched by index and uuid, which a restart may change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import ConfigDict, Field, ValidationError, model_validator
+
+from agent.errors import InputError
+from agent.inputs import parse_json, read_text
+from agent.state_files import replace_file
+from qos.demand import PredictorState
+from qos.predictor import Series, Window
+from qos.strict_numbers import StrictNumbers
+
+FILENAME = "history.json"
+FORMAT = 1
+# Older than this, the node may have changed while the agent was away: start afresh.
+MAX_AGE_S = 600.0
+# Four series of at most 10,800 samples each: a few MiB at most.
+MAX_HISTORY_BYTES = 16 * 2**20
+SAVE_EVERY_S = 60.0
+
+Use = Annotated[float, Field(ge=0.0)]
+
+
+class _Model(StrictNumbers):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class SeriesFile(_Model):
+    """One series, its times in Unix seconds."""
+
+    times: list[float]
+    values: list[Use]
+    burst: Use = 0.0
+    step: Use = 0.0
+    learned_at: float | None = None
+    last: Use | None = None
+    first_at: float | None = None
+    regime_at: float | None = None
+
+    @model_validator(mode="after")
+    def _aligned(self) -> SeriesFile:
+        if len(self.times) != len(self.values):
+            raise ValueError("times and values differ in length")
+        if any(b <= a for a, b in zip(self.times, self.times[1:], strict=False)):
+            raise ValueError("times are not increasing")
+        return self
+
+
+class HistoryFile(_Model):
+    format: Literal[1]
+    node: str
+    saved_at: float  # Unix time
+    cpu_system: SeriesFile
+    cpu_online: SeriesFile
+    memory_system: SeriesFile
+    memory_online: SeriesFile
+    regime_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Clocks:
+    """The loop's monotonic clock and the wall clock, read at one moment."""
+
+    monotonic: float
+    wall: float
+
+    def to_wall(self, t: float) -> float:
+        return t - self.monotonic + self.wall
+
+    def from_wall(self, t: float) -> float:
+        return t - self.wall + self.monotonic
+
+
+def _maybe(convert: Callable[[float], float], t: float | None) -> float | None:
+    return None if t is None else convert(t)
+
+
+def _series_file(s: Series, clocks: Clocks) -> SeriesFile:
+    return SeriesFile(
+        times=[clocks.to_wall(t) for t in s.window.times],
+        values=list(s.window.values),
+        burst=s.burst,
+        step=s.step,
+        learned_at=_maybe(clocks.to_wall, s.learned_at),
+        last=s.last,
+        first_at=_maybe(clocks.to_wall, s.first_at),
+        regime_at=_maybe(clocks.to_wall, s.regime_at),
+    )
+
+
+def _series(f: SeriesFile, clocks: Clocks) -> Series:
+    times = tuple(clocks.from_wall(t) for t in f.times)
+    window = Window(times, tuple(f.values), tuple(sorted(f.values)))
+    return Series(
+        window,
+        f.burst,
+        f.step,
+        _maybe(clocks.from_wall, f.learned_at),
+        f.last,
+        _maybe(clocks.from_wall, f.first_at),
+        _maybe(clocks.from_wall, f.regime_at),
+    )
+
+
+def save_history(state_dir: Path, node: str, state: PredictorState, clocks: Clocks) -> None:
+    """Replace the history file atomically; OSError when it cannot be written."""
+    history = HistoryFile(
+        format=FORMAT,
+        node=node,
+        saved_at=clocks.wall,
+        cpu_system=_series_file(state.cpu_system, clocks),
+        cpu_online=_series_file(state.cpu_online, clocks),
+        memory_system=_series_file(state.memory_system, clocks),
+        memory_online=_series_file(state.memory_online, clocks),
+        regime_at=_maybe(clocks.to_wall, state.regime_at),
+    )
+    replace_file(state_dir, FILENAME, history.model_dump_json() + "\n")
+
+
+def load_history(state_dir: Path, node: str, clocks: Clocks) -> tuple[PredictorState, str]:
+    """The saved series, or a new node's (empty) with why, one line; "" when restored."""
+    path = state_dir / FILENAME
+    try:
+        history = HistoryFile.model_validate(parse_json(read_text(path, MAX_HISTORY_BYTES)))
+    except InputError as err:
+        if err.missing:
+            return PredictorState(), ""
+        return PredictorState(), f"history {path} not read ({err.reason}): starting afresh"
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "history"
+        why = f"not a colocd history file ({where}: {first['msg']})"
+        return PredictorState(), f"history {path} not read ({why}): starting afresh"
+    age = clocks.wall - history.saved_at
+    if history.node != node:
+        why = f"saved by node {history.node!r}, this is {node!r}"
+    elif not 0.0 <= age <= MAX_AGE_S:
+        why = f"saved {age:.0f}s ago, not within {MAX_AGE_S:g}s"
+    else:
+        state = PredictorState(
+            cpu_system=_series(history.cpu_system, clocks),
+            cpu_online=_series(history.cpu_online, clocks),
+            memory_system=_series(history.memory_system, clocks),
+            memory_online=_series(history.memory_online, clocks),
+            regime_at=_maybe(clocks.from_wall, history.regime_at),
+        )
+        return state, ""
+    return PredictorState(), f"history {path} set aside ({why}): starting afresh"
