@@ -658,6 +658,7 @@ def test_outcomes_of_one_tick_are_reported(node: Node) -> None:
     loop.close()
 
 
+@pytest.mark.cgroup_v2
 def test_a_restarted_loop_keeps_the_history_it_had_learned(node: Node) -> None:
     """Memory's demand never falls below its 24-h peak: a restart must not forget it, nor
     start the node's cold start again."""
