@@ -24,7 +24,7 @@ from typing import Any, Self, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from agent.errors import ConfigError, InputError
-from agent.inputs import parse_yaml, read_text
+from agent.inputs import first_problem, parse_yaml, read_text
 from agent.policy.model import NetworkSpec
 from isolation.errors import UnsafeNameError
 from isolation.layout import normalize_cgroup
@@ -288,10 +288,8 @@ def validated(model: type[M], data: Mapping[str, Any], where: str) -> M:
     try:
         return model.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"]) or "settings"
         more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-        raise ConfigError(f"{where}: {loc}: {first['msg']}{more}") from err
+        raise ConfigError(f"{where}: {first_problem(err, 'settings')}{more}") from err
 
 
 def _merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:

@@ -8,21 +8,22 @@ monotonic clock on reading, so the windows expire as if the agent had never stop
 
 With no file the node starts as a new one (with its cold-start allowances). A file that is
 unreadable, not colocd's, of another node, or older than `MAX_AGE_S` is set aside with one
-line of warning, and the node starts as a new one too. GPU
-series are not kept: GPUs are matched by index and uuid, which a restart may change.
+line of warning, and the node starts as a new one too. GPU series are not kept: GPUs are
+matched by index and uuid, which a restart may change.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import InputError
-from agent.inputs import parse_json, read_text
+from agent.inputs import first_problem, parse_json, read_text
 from agent.state_files import replace_file
 from qos.demand import PredictorState
 from qos.predictor import Series, Window
@@ -59,7 +60,7 @@ class SeriesFile(_Model):
     def _aligned(self) -> SeriesFile:
         if len(self.times) != len(self.values):
             raise ValueError("times and values differ in length")
-        if any(b <= a for a, b in zip(self.times, self.times[1:], strict=False)):
+        if any(b <= a for a, b in pairwise(self.times)):
             raise ValueError("times are not increasing")
         return self
 
@@ -110,13 +111,13 @@ def _series(f: SeriesFile, clocks: Clocks) -> Series:
     times = tuple(clocks.from_wall(t) for t in f.times)
     window = Window(times, tuple(f.values), tuple(sorted(f.values)))
     return Series(
-        window,
-        f.burst,
-        f.step,
-        _maybe(clocks.from_wall, f.learned_at),
-        f.last,
-        _maybe(clocks.from_wall, f.first_at),
-        _maybe(clocks.from_wall, f.regime_at),
+        window=window,
+        burst=f.burst,
+        step=f.step,
+        learned_at=_maybe(clocks.from_wall, f.learned_at),
+        last=f.last,
+        first_at=_maybe(clocks.from_wall, f.first_at),
+        regime_at=_maybe(clocks.from_wall, f.regime_at),
     )
 
 
@@ -145,9 +146,7 @@ def load_history(state_dir: Path, node: str, clocks: Clocks) -> tuple[PredictorS
             return PredictorState(), ""
         return PredictorState(), f"history {path} not read ({err.reason}): starting afresh"
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "history"
-        why = f"not a colocd history file ({where}: {first['msg']})"
+        why = f"not a colocd history file ({first_problem(err, 'history')})"
         return PredictorState(), f"history {path} not read ({why}): starting afresh"
     age = clocks.wall - history.saved_at
     if history.node != node:

@@ -21,6 +21,7 @@ import sys
 from typing import Any
 
 import yaml
+from pydantic import ValidationError
 from yaml.constructor import ConstructorError
 from yaml.nodes import MappingNode, Node
 
@@ -219,6 +220,13 @@ def check_shape(data: Any) -> None:
         if children and depth >= MAX_DEPTH:
             raise InputError(f"nested deeper than {MAX_DEPTH} levels")
         stack.extend((child, depth + 1) for child in children)
+
+
+def first_problem(err: ValidationError, whole: str) -> str:
+    """The first field a model refused, as "<dotted path>: <why>" (`whole` when the
+    problem is the document itself)."""
+    first = err.errors()[0]
+    return f"{'.'.join(str(p) for p in first['loc']) or whole}: {first['msg']}"
 
 
 def _one_line(err: yaml.YAMLError) -> str:

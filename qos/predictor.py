@@ -258,9 +258,20 @@ def predict(
     regime = 0.0 if last is None else capacity * _fade(regime_age, settings.cold_start_seconds)
     burst = max(learned * settings.burst_factor, cold, regime)
     on_current = max(step * settings.step_factor, cold, regime) if settings.step_factor else 0.0
-    from_current = (base if current is None else current) + on_current > base + burst
-    value = max(base + burst, (base if current is None else current) + on_current)
+    now = base if current is None else current
+    from_current = now + on_current > base + burst
+    value = now + on_current if from_current else base + burst
     return Prediction(
-        value, current, level, len(window), burst, learned, cold, regime, regime_age, step,
-        on_current, from_current,
+        value,
+        current,
+        level,
+        len(window),
+        burst=burst,
+        learned=learned,
+        cold=cold,
+        regime=regime,
+        regime_age=regime_age,
+        step=step,
+        on_current=on_current,
+        from_current=from_current,
     )

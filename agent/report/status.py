@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import ConfigDict, Field, ValidationError
 
 from agent.errors import InputError, StatusError
-from agent.inputs import parse_json, read_text
+from agent.inputs import first_problem, parse_json, read_text
 from agent.state_files import replace_file
 from qos.strict_numbers import StrictNumbers
 
@@ -174,11 +174,8 @@ def read_status(state_dir: Path) -> Status:
     except InputError as err:
         raise StatusError(f"read status {path}: {err.reason}") from err
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "status"
-        raise StatusError(
-            f"read status {path}: not a colocd status file ({where}: {first['msg']})"
-        ) from err
+        why = first_problem(err, "status")
+        raise StatusError(f"read status {path}: not a colocd status file ({why})") from err
     if status.format != FORMAT:
         raise StatusError(f"read status {path}: format {status.format}, expected {FORMAT}")
     return status
