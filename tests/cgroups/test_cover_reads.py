@@ -101,16 +101,22 @@ def test_the_ticks_tier_sums_from_qos_levels_match_the_pods_one_by_one(tree: Kub
 
     sampler.sample(topo)
     cpu_before = [s.cpu.usage_ns or 0 for s in one_by_one([*online, *jobs])]
+    start = time.monotonic()
     time.sleep(0.5)
     readings = sampler.sample(topo)
     each = one_by_one([*online, *jobs])
+    # the interval as it was, not as asked: a busy machine oversleeps
+    seconds = time.monotonic() - start
     assert len(readings.covers.reads) <= 3  # kubepods, besteffort (and burstable)
-    used = [((s.cpu.usage_ns or 0) - b) / 1e6 / 0.5 for s, b in zip(each, cpu_before, strict=True)]
+    used = [
+        ((s.cpu.usage_ns or 0) - b) / 1e6 / seconds for s, b in zip(each, cpu_before, strict=True)
+    ]
     cpu = readings.cpu
     assert cpu.online_used_milli is not None and cpu.batch_used_milli is not None
     assert abs(cpu.online_used_milli - sum(used[:5])) < 100 + 0.1 * sum(used[:5])
     assert abs(cpu.batch_used_milli - sum(used[5:])) < 100 + 0.1 * sum(used[5:])
-    assert 300 < cpu.online_used_milli < 1300 and 300 < cpu.batch_used_milli < 1300
+    # batch's loop runs at the lowest CPU weight, so on a busy machine it may get almost none
+    assert 300 < cpu.online_used_milli < 1300 and cpu.batch_used_milli < 1300
     memory = readings.memory
     online_usage = sum(s.memory.usage_bytes or 0 for s in each[:5])
     batch_ws = sum(s.memory.working_set_bytes or 0 for s in each[5:])
