@@ -1,4 +1,4 @@
-"""Small helpers shared by the subcommands: the -o flag and stderr reporting."""
+"""Small helpers shared by the subcommands: the -o flag, node labels and stderr reporting."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from agent.errors import PolicyError
+from agent.policy.load import PolicyLoad
 from agent.report.output import FORMATS
 
 
@@ -47,3 +49,26 @@ class Reporter:
 
     def warning(self, message: str) -> None:
         print(f"colocd: warning: {message}", file=sys.stderr, flush=True)
+
+
+def parse_labels(text: str) -> dict[str, str]:
+    """An argparse `type` for a node's labels, "K=V,K2=V2"."""
+    labels = {}
+    for item in filter(None, (i.strip() for i in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise argparse.ArgumentTypeError(f"label {item!r} is not KEY=VALUE")
+        labels[key.strip()] = value.strip()
+    return labels
+
+
+def report_policy_load(loaded: PolicyLoad, report: Reporter) -> None:
+    """What reading ColocationPolicy files skipped or refused, one line each."""
+    for warning in loaded.warnings:
+        report.warning(warning)
+    for err in loaded.errors:
+        if isinstance(err, PolicyError) and len(err.problems) > 1:
+            for path, message in err.problems:
+                report.error(f"validate {err.where}: {path + ': ' if path else ''}{message}")
+        else:
+            report.error(str(err))

@@ -257,3 +257,133 @@ def test_a_bad_tick_is_refused_with_one_line(capsys, tick):
         simulate(capsys, "--trace", str(TRACES[0]), "--tick", tick)
     err = capsys.readouterr().err
     assert exc.value.code == 2 and "argument --tick: " in err and "seconds" in err
+
+
+VM420 = str(ROOT / "examples/traces/bitbrains_rnd_vm420.csv")
+
+
+def _policy(name: str, scope: str, spec: str) -> str:
+    return (
+        f"apiVersion: colocd.io/v1alpha1\nkind: ColocationPolicy\nmetadata:\n  name: {name}\n"
+        f"spec:\n  scope: {scope}\n{spec}"
+    )
+
+
+def _rows(out: str) -> list[dict]:
+    return [json.loads(x) for x in out.splitlines()]
+
+
+@pytest.fixture(scope="module")
+def base_rows() -> list[dict]:
+    done = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "simulate", "--trace", VM420, "-o", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return _rows(done.stdout)
+
+
+def _same_peers(a: list[dict], b: list[dict]) -> bool:
+    def drop(r: dict) -> dict:
+        return {k: v for k, v in r.items() if k != "pareto_front"}
+
+    return [drop(r) for r in a[1:]] == [drop(r) for r in b[1:]]
+
+
+def test_colocation_policies_are_layered_for_the_node_described(capsys, tmp_path, base_rows):
+    (tmp_path / "cluster.yaml").write_text(
+        _policy("tight", "Cluster", "  reclaim:\n    maxPercent: {cpu: 50, memory: 50}\n")
+    )
+    (tmp_path / "pool.yaml").write_text(
+        _policy(
+            "tighter",
+            "NodePool",
+            "  nodeSelector: {matchLabels: {pool: small}}\n  priority: 10\n"
+            "  reclaim:\n    maxPercent: {cpu: 30}\n",
+        )
+    )
+    rc, out, err = simulate(capsys, "--trace", VM420, "--policy", str(tmp_path), "-o", "json")
+    cluster = _rows(out)
+    assert rc == 0 and "weakest first: Cluster tight\n" in err
+    assert cluster[0]["reclaimed_core_hours"] < base_rows[0]["reclaimed_core_hours"]
+    assert cluster[0]["reclaimed_gib_hours"] < base_rows[0]["reclaimed_gib_hours"]
+    assert _same_peers(cluster, base_rows)
+    rc, out, err = simulate(
+        capsys, "--trace", VM420, "--policy", str(tmp_path), "--labels", "pool=small", "-o", "json"
+    )
+    pool = _rows(out)
+    assert (
+        rc == 0
+        and "(labels: pool=small), weakest first: Cluster tight, NodePool tighter (priority 10)"
+        in err
+    )
+    assert pool[0]["reclaimed_core_hours"] < cluster[0]["reclaimed_core_hours"]
+    assert pool[0]["reclaimed_gib_hours"] == cluster[0]["reclaimed_gib_hours"]
+
+
+def test_a_node_policy_applies_only_to_the_node_it_names(capsys, tmp_path, base_rows):
+    path = tmp_path / "node.yaml"
+    path.write_text(
+        _policy("one", "Node", "  nodeNames: [node-7]\n  reclaim:\n    maxPercent: {cpu: 30}\n")
+    )
+    rc, out, err = simulate(capsys, "--trace", VM420, "--policy", str(path), "-o", "json")
+    assert rc == 0 and _rows(out) == base_rows
+    assert "warning: no ColocationPolicy applies to an unnamed node (labels: none)" in err
+    rc, out, err = simulate(
+        capsys, "--trace", VM420, "--policy", str(path), "--node", "node-7", "-o", "json"
+    )
+    node = _rows(out)
+    assert rc == 0 and "policies for node node-7 (labels: none), weakest first: Node one" in err
+    assert node[0]["reclaimed_core_hours"] < base_rows[0]["reclaimed_core_hours"]
+    assert _same_peers(node, base_rows)
+
+
+@pytest.mark.parametrize(
+    ("policies", "args", "message"),
+    [
+        (
+            [_policy("bad", "Cluster", "  reclaim:\n    maxPercent: {cpu: 150}\n")],
+            [],
+            "spec.reclaim.maxPercent.cpu",
+        ),
+        (
+            [
+                _policy("a", "Cluster", "  margin:\n    boundsPercent: {min: 0, max: 10}\n"),
+                _policy("b", "Node", "  nodeNames: [n1]\n  margin:\n    initialPercent: 20\n"),
+            ],
+            ["--node", "n1"],
+            "resolve policy for node n1 (labels: none): margin.initialPercent 20 is outside",
+        ),
+    ],
+)
+def test_an_invalid_policy_is_named_and_nothing_is_replayed(
+    capsys, tmp_path, policies, args, message
+):
+    for i, text in enumerate(policies):
+        (tmp_path / f"p{i}.yaml").write_text(text)
+    rc, out, err = simulate(capsys, "--trace", VM420, "--policy", str(tmp_path), *args)
+    assert rc == 1 and out == "" and message in err
+    assert all(line.startswith("colocd: error: ") for line in err.splitlines())
+
+
+@pytest.mark.parametrize(
+    ("files", "args", "message"),
+    [
+        ([], ["--node", "n1"], "--node and --labels choose among the policies of --policy"),
+        (["margin: {target: 30}\n"], ["--labels", "a=b"], "this file holds settings overrides"),
+        (
+            ["margin: {target: 30}\n", "margin: {target: 20}\n"],
+            [],
+            "settings overrides come in one file",
+        ),
+    ],
+)
+def test_node_flags_need_policies_and_overrides_come_alone(capsys, tmp_path, files, args, message):
+    for i, text in enumerate(files):
+        path = tmp_path / f"s{i}.yaml"
+        path.write_text(text)
+        args = [*args, "--policy", str(path)]
+    rc, out, err = simulate(capsys, "--trace", VM420, *args)
+    assert rc == 1 and out == "" and err.count("\n") == 1 and message in err

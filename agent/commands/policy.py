@@ -17,10 +17,10 @@ import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agent.act.events import EventRecorder
-from agent.cli_support import Reporter
-from agent.errors import ConfigError, PolicyError
+from agent.cli_support import Reporter, parse_labels, report_policy_load
+from agent.errors import ConfigError
 from agent.policy.crd import render_crd
-from agent.policy.load import PolicyLoad, load_policies
+from agent.policy.load import load_policies
 from agent.policy.model import ColocationPolicy, Section
 from agent.policy.resolve import Resolution, field_paths, resolve
 from agent.policy.status import run_status_controller
@@ -141,32 +141,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     k.set_defaults(func=run_controller)
 
 
-def parse_labels(text: str) -> dict[str, str]:
-    labels = {}
-    for item in filter(None, (i.strip() for i in text.split(","))):
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise argparse.ArgumentTypeError(f"label {item!r} is not KEY=VALUE")
-        labels[key.strip()] = value.strip()
-    return labels
-
-
 def _duration(text: str) -> float:
     try:
         return parse_duration(text)
     except ValueError as err:
         raise argparse.ArgumentTypeError(str(err)) from None
-
-
-def _report_load(loaded: PolicyLoad, report: Reporter) -> None:
-    for warning in loaded.warnings:
-        report.warning(warning)
-    for err in loaded.errors:
-        if isinstance(err, PolicyError) and len(err.problems) > 1:
-            for path, message in err.problems:
-                report.error(f"validate {err.where}: {path + ': ' if path else ''}{message}")
-        else:
-            report.error(str(err))
 
 
 # --- resolve -------------------------------------------------------------------------------
@@ -249,7 +228,7 @@ def _print_table(resolution: Resolution) -> None:
 def run_resolve(args: argparse.Namespace) -> int:
     report = Reporter()
     loaded = load_policies(args.paths)
-    _report_load(loaded, report)
+    report_policy_load(loaded, report)
     if not loaded.policies and not loaded.errors:
         report.warning("no ColocationPolicy documents in " + " ".join(args.paths))
     resolution = resolve((p.policy for p in loaded.policies), args.node, args.labels)
@@ -288,7 +267,7 @@ def rank_warnings(policies: Iterable[ColocationPolicy]) -> list[str]:
 def run_validate(args: argparse.Namespace) -> int:
     report = Reporter()
     loaded = load_policies(args.paths)
-    _report_load(loaded, report)
+    report_policy_load(loaded, report)
     for item in loaded.policies:
         spec = item.policy.spec
         print(f"ok: {item.where}: ColocationPolicy {item.policy.name} ({spec.scope})", flush=True)

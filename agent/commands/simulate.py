@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from agent.cli_support import add_output_flag, seconds_between
+from agent.cli_support import (
+    Reporter,
+    add_output_flag,
+    parse_labels,
+    report_policy_load,
+    seconds_between,
+)
 from agent.config import read_mapping, validated
-from agent.errors import TraceError
+from agent.errors import ConfigError, PolicyError, TraceError
+from agent.policy.load import PolicyLoad, load_policies
+from agent.policy.resolve import resolve
 from agent.report.offer_plot import write_offer_plot
 from agent.report.output import emit
 from agent.sources.trace import read_trace
@@ -74,15 +83,24 @@ millicores, memory in bytes, time in seconds):
 An empty cell (or JSON null) is a missing reading: policies see none, and the truth
 keeps the column's last value. The first row must have every required column.
 
---policy FILE is, for now, a YAML or JSON mapping of colocd settings (QosSettings)
-overriding the defaults, e.g. {"margin": {"target": 30}}; ColocationPolicy resources
-will be accepted here once they exist."""
+colocd runs with its built-in settings unless --policy says otherwise. --policy FILE
+takes either of two things:
+  ColocationPolicy documents (files or directories, as `kubectl get colocationpolicies
+    -o yaml` prints them; repeat --policy for more): layered as the agent layers them on
+    the node that --node and --labels describe (no --node: a node that no Node policy
+    names; no --labels: one that no NodePool policy selects). A line on stderr names the
+    policies that applied. Only the brain's settings (reclaim, predictor, margin) change
+    the replay. An invalid policy is reported and nothing is replayed.
+  one YAML or JSON mapping of the brain's own settings (QosSettings, snake_case, with
+    internal knobs a policy does not expose), e.g. {"margin": {"target": 30}}.
+The peers always run at their own defaults."""
 EPILOG = """\
 examples:
   colocd simulate --trace examples/traces
   colocd simulate --trace examples/traces/bursty.csv -o json | jq .cpu_violation_seconds
   colocd simulate --trace examples/traces/bitbrains_rnd_vm185.csv --plot vm185.png
   colocd simulate --trace examples/traces/bitbrains_rnd_vm392.csv --tick 1
+  colocd simulate --trace examples/traces --policy deploy/examples/ --node gpu-node-7
   colocd simulate --trace trace.jsonl --policy overrides.yaml"""
 
 COLUMNS = (
@@ -112,7 +130,23 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="FILE",
         help="CSV or JSONL trace, a directory of them, or -; repeat for more",
     )
-    p.add_argument("--policy", metavar="FILE", help="YAML/JSON QosSettings overrides")
+    p.add_argument(
+        "--policy",
+        action="append",
+        metavar="FILE",
+        help="ColocationPolicy file or directory (repeat for more), or one file of "
+        "QosSettings overrides",
+    )
+    p.add_argument(
+        "--node", metavar="NAME", help="the node the policies are resolved for (Node scope)"
+    )
+    p.add_argument(
+        "--labels",
+        type=parse_labels,
+        default={},
+        metavar="K=V,...",
+        help="the node's labels, which decide the NodePool policies (default: none)",
+    )
     p.add_argument(
         "--tick",
         type=seconds_between(0.1, 3600),
@@ -126,10 +160,57 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def load_settings(path: str | None) -> QosSettings:
-    if path is None:
+def load_settings(
+    paths: list[str] | None, node: str | None = None, labels: Mapping[str, str] | None = None
+) -> QosSettings:
+    """colocd's settings for the replay: the built-in ones; the ColocationPolicies in `paths`
+    resolved for the node named and labelled so; or one file of QosSettings overrides."""
+    labels = labels or {}
+    if not paths:
+        if node is not None or labels:
+            raise ConfigError("simulate: --node and --labels choose among the policies of --policy")
         return DEFAULT_QOS_SETTINGS
-    return validated(QosSettings, read_mapping(path, "load policy"), f"load policy {path}")
+    loaded = load_policies(paths)
+    if loaded.policies or any(isinstance(e, PolicyError) for e in loaded.errors):
+        return _resolved(loaded, paths, node or "", labels)
+    if len(paths) > 1:
+        raise ConfigError(
+            f"load policy {' '.join(paths)}: none holds a ColocationPolicy, and settings "
+            "overrides come in one file"
+        )
+    if node is not None or labels:
+        raise ConfigError(
+            f"load policy {paths[0]}: --node and --labels choose among ColocationPolicies; "
+            "this file holds settings overrides"
+        )
+    return validated(QosSettings, read_mapping(paths[0], "load policy"), f"load policy {paths[0]}")
+
+
+def _resolved(
+    loaded: PolicyLoad, paths: list[str], node: str, labels: Mapping[str, str]
+) -> QosSettings:
+    """The brain's settings of the policies in force on the node; a bad policy stops it all."""
+    report = Reporter()
+    report_policy_load(loaded, report)
+    if report.failed:
+        raise ConfigError(f"load policy {' '.join(paths)}: invalid (above); nothing was replayed")
+    resolution = resolve((p.policy for p in loaded.policies), node, labels)
+    shown = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
+    who = f"{f'node {node}' if node else 'an unnamed node'} (labels: {shown})"
+    for tie in resolution.ties:
+        report.warning(f"resolve policy for {who}: {tie}")
+    if resolution.problems:
+        more = len(resolution.problems) - 1
+        raise ConfigError(
+            f"resolve policy for {who}: {resolution.problems[0]}"
+            + (f" (and {more} more)" if more else "")
+        )
+    if not resolution.applied:
+        report.warning(f"no ColocationPolicy applies to {who}: colocd runs on built-in defaults")
+    else:
+        applied = ", ".join(str(s) for s in resolution.applied)
+        print(f"simulate: policies for {who}, weakest first: {applied}", file=sys.stderr)
+    return resolution.qos_settings()
 
 
 def trace_files(paths: list[str]) -> list[str]:
@@ -199,7 +280,7 @@ def _cut(name: str, rows: list[TraceRow], tick: float) -> list[TraceRow]:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = load_settings(args.policy)
+    settings = load_settings(args.policy, args.node, args.labels)
     files = trace_files(args.trace)
     traces = [(Path(f).name if f != "-" else "-", read_trace(f)) for f in files]
     reports = []
