@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import random
 from array import array
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from lab.workloads.protocol import (
     wait_for_gate,
     write_samples,
 )
-from lab.workloads.stats import LatencySummary, median, percentile
+from lab.workloads.stats import LatencySummary, median, percentile, ratio_intervals
 
 TEN = [float(v) for v in range(1, 11)]
 
@@ -86,6 +87,51 @@ REPORTS = [
     CacheInterval(4.0, 500, 40.0, 900.0, cache_bytes=400 << 20, disk_read_bytes=None),
     Ended(t=5.0, reason="signal"),
 ]
+
+
+def _seconds(
+    draw: random.Random, count: int, scale: float = 1.0, slow: float = 8.0
+) -> list[list[float]]:
+    """`count` seconds of 100 latencies each (us); a fifth of the seconds are `slow` times
+    slower, as on a shared host."""
+    out = []
+    for _ in range(count):
+        factor = scale * (slow if draw.random() < 0.2 else 1.0)
+        out.append([factor * draw.expovariate(1 / 500) for _ in range(100)])
+    return out
+
+
+def _p99_ratio(base: list[list[float]], other: list[list[float]]) -> tuple[float, float]:
+    (interval,) = ratio_intervals(base, other, (99,), rounds=200)
+    assert interval is not None
+    return interval
+
+
+def test_without_a_difference_the_interval_holds_1_about_as_often_as_it_says() -> None:
+    runs = [random.Random(seed) for seed in range(30)]
+    spans = [_p99_ratio(_seconds(draw, 12), _seconds(draw, 12)) for draw in runs]
+    held = [low <= 1 <= high for low, high in spans]
+    assert sum(held) / len(held) >= 0.75  # a 90 % interval: 0.87 measured over 40 runs
+
+
+def test_a_twofold_slowdown_is_told_from_mild_noise() -> None:
+    runs = [random.Random(seed) for seed in range(30)]
+    spans = [
+        _p99_ratio(_seconds(draw, 12, slow=1.5), _seconds(draw, 12, 2.0, slow=1.5)) for draw in runs
+    ]
+    assert sum(low > 1 for low, _ in spans) / len(spans) >= 0.9
+
+
+def test_the_same_seconds_scaled_have_the_scale_in_their_interval() -> None:
+    base = _seconds(random.Random(7), 12)
+    tripled = [[3 * v for v in s] for s in base]
+    for low, high in ratio_intervals(base, tripled, (99, 50), rounds=200):
+        assert low <= 3 <= high
+
+
+def test_no_interval_without_values() -> None:
+    assert ratio_intervals([], [[1.0]], (99,)) == (None,)
+    assert ratio_intervals([[1.0]], [[], []], (99, 50)) == (None, None)
 
 
 def test_reports_round_trip_through_the_file(tmp_path: Path) -> None:

@@ -41,8 +41,9 @@ Three phases, a third of --duration each:
 Every second a line shows the elapsed time, the phase, online's p99 latency, batch's
 throughput (in cores of work) and colocd's current batch-cpu/batch-memory budgets with
 the reason. At the end: a table comparing the three phases (online p50/p99/p99.9, batch
-throughput, budgets, and the CPU other work on the machine took), a sentence reading it,
-and a PNG plot of latency, throughput and budgets over time.
+throughput, budgets, and the CPU other work on the machine took), a sentence reading it
+(a gap in latency is called only when the run's noise, its seconds resampled, cannot
+explain it), and a PNG plot of latency, throughput and budgets over time.
 
 Everything it creates is removed at the end, also on Ctrl-C or SIGTERM: colocd is stopped
 first (it writes back every cgroup value it changed), then the workloads, then the tree.

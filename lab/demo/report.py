@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from agent.report.output import render_table
 from lab.demo.timeline import PhaseResult, Second
+from lab.workloads.stats import ratio_intervals
 from qos.units import Unit, format_amount
 
 __all__ = ["TITLES", "live_line", "summary_table", "verdict"]
@@ -86,20 +87,36 @@ def summary_table(results: Sequence[PhaseResult]) -> str:
     return render_table(rows, COLUMNS)
 
 
-def _ratio_words(better: float, worse: float) -> str:
-    return f"{worse / better:.1f}x" if better > 0 else "far"
-
-
-def _compare(name: str, colocd: float | None, kubelet: float | None) -> str:
-    """'p99 0.61 ms against 2.30 ms (3.8x lower)' or the worse/equal reading."""
+def _compare(
+    name: str, colocd: float | None, kubelet: float | None, spread: tuple[float, float] | None
+) -> str:
+    """'p99 0.61 ms against 2.30 ms (3.8x lower)', the worse or equal reading, or a ratio
+    this run cannot tell from noise: `spread` is colocd/kubelet's 90 % interval over the
+    phases' seconds resampled (None: not worked out)."""
     if colocd is None or kubelet is None:
         return f"{name} not measured"
     text = f"{name} {colocd / 1000:.2f} ms against {kubelet / 1000:.2f} ms"
-    if colocd < kubelet * 0.95:
-        return f"{text} ({_ratio_words(colocd, kubelet)} lower)"
-    if colocd > kubelet * 1.05:
-        return f"{text} ({_ratio_words(kubelet, colocd)} HIGHER)"
-    return f"{text} (about the same)"
+    if kubelet <= 0 or colocd <= 0:
+        return text
+    ratio = colocd / kubelet
+    if 0.95 <= ratio <= 1.05:
+        return f"{text} (about the same)"
+    if spread is None:
+        noise = ""
+    else:
+        low, high = spread
+        if low <= 1 <= high:
+            return (
+                f"{text} ({ratio:.2f}x, within this run's noise: over its seconds resampled "
+                f"the ratio lies between {low:.2f}x and {high:.2f}x)"
+            )
+        noise = (
+            f"; {1 / high:.1f}x to {1 / low:.1f}x" if ratio < 1 else f"; {low:.1f}x to {high:.1f}x"
+        )
+        noise += " over its seconds resampled"
+    if ratio < 1:
+        return f"{text} ({1 / ratio:.1f}x lower{noise})"
+    return f"{text} ({ratio:.1f}x HIGHER{noise})"
 
 
 def verdict(results: Sequence[PhaseResult]) -> str:
@@ -109,11 +126,14 @@ def verdict(results: Sequence[PhaseResult]) -> str:
     if kubelet is None or colocd is None:
         return "The demo did not get to run every phase, so there is nothing to compare."
     lat_c, lat_k = colocd.latency_us, kubelet.latency_us
+    p99, p999 = ratio_intervals(
+        kubelet.latency_by_second_us, colocd.latency_by_second_us, (99, 99.9)
+    )
     words = [
         "Under colocd, online's "
-        + _compare("p99", lat_c.p99, lat_k.p99)
+        + _compare("p99", lat_c.p99, lat_k.p99, p99)
         + " and "
-        + _compare("p99.9", lat_c.p999, lat_k.p999)
+        + _compare("p99.9", lat_c.p999, lat_k.p999, p999)
         + " under kubelet's defaults"
     ]
     if colocd.batch_units_per_s is not None and kubelet.batch_units_per_s:

@@ -174,7 +174,7 @@ class _Demo:
                 name,
                 (a, b),
                 self.node,
-                [s.latency_us for s in samples if a <= s.arrival_t <= b],
+                [(s.arrival_t, s.latency_us) for s in samples if a <= s.arrival_t <= b],
                 self.outcome.seconds,
             )
             for name, (a, b) in self.windows.items()

@@ -55,6 +55,7 @@ class PhaseResult(NamedTuple):
     batch_cpu_milli: int | None  # median over the window; None: colocd did not run
     batch_memory_budget_bytes: int | None
     other_cores: float | None  # CPU used outside the demo's tree (other work on the machine)
+    latency_by_second_us: tuple[tuple[float, ...], ...] = ()  # the window's, second by second
 
 
 def budget(status: Status | None, name: str) -> int | None:
@@ -139,12 +140,16 @@ def phase_result(
     name: str,
     window: tuple[float, float],
     node: DemoNode,
-    latencies_us: Sequence[float],
+    requests: Sequence[tuple[float, float]],
     seconds: Sequence[Second],
 ) -> PhaseResult:
-    """The phase's figures over its measured window [start, end] (monotonic)."""
+    """The phase's figures over its measured window [start, end] (monotonic); `requests`
+    are (arrival time, latency in us) of those the probe served in it."""
     start, end = window
     inside = [s for s in seconds if start <= s.at <= end]
+    by_second: dict[int, list[float]] = {}
+    for at, latency in requests:
+        by_second.setdefault(int(at - start), []).append(latency)
 
     def total(cpu: bool) -> float | None:
         rates = [units_per_second(h.reports, start, end, cpu=cpu) for h in node.hogs]
@@ -155,10 +160,11 @@ def phase_result(
         name=name,
         start=start,
         end=end,
-        latency_us=LatencySummary.of(latencies_us),
+        latency_us=LatencySummary.of([latency for _, latency in requests]),
         batch_cores=total(cpu=True),
         batch_units_per_s=total(cpu=False),
         batch_cpu_milli=_median_int([s.batch_cpu_milli for s in inside]),
         batch_memory_budget_bytes=_median_int([s.batch_memory_budget_bytes for s in inside]),
         other_cores=_other_cores(inside),
+        latency_by_second_us=tuple(tuple(v) for _, v in sorted(by_second.items())),
     )

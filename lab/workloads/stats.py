@@ -1,9 +1,11 @@
 """Latency percentiles the way load testers report them (nearest rank, no interpolation),
-and a CPU hog's rate of work from its reports."""
+how far a ratio of two of them can be trusted, and a CPU hog's rate of work from its
+reports."""
 
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -19,6 +21,45 @@ def percentile(sorted_values: Sequence[float], q: float) -> float | None:
         return None
     rank = math.ceil(q / 100 * len(sorted_values))
     return sorted_values[max(rank, 1) - 1]
+
+
+def ratio_intervals(
+    base: Sequence[Sequence[float]],
+    other: Sequence[Sequence[float]],
+    qs: Sequence[float],
+    *,
+    level: float = 0.9,
+    rounds: int = 500,
+    seed: int = 1,
+) -> tuple[tuple[float, float] | None, ...]:
+    """For each q-th percentile in `qs`, the central `level` interval of other's over base's,
+    with each side's blocks (its seconds) drawn again with replacement `rounds` times.
+    Latencies within a second move together (a neighbour's burst, a stolen vCPU), so the
+    blocks, not the single requests, carry the run's noise. None where a side has no values."""
+    if not any(base) or not any(other):
+        return tuple(None for _ in qs)
+    draw = random.Random(seed)
+
+    def resampled(blocks: Sequence[Sequence[float]]) -> list[float]:
+        return sorted(v for _ in blocks for v in draw.choice(blocks))
+
+    ratios: list[list[float]] = [[] for _ in qs]
+    for _ in range(rounds):
+        below, above = resampled(base), resampled(other)
+        for found, q in zip(ratios, qs, strict=True):
+            low, high = percentile(below, q), percentile(above, q)
+            if low and high is not None:
+                found.append(high / low)
+    tail = (1 - level) / 2
+    return tuple(_central(sorted(found), tail) for found in ratios)
+
+
+def _central(ordered: Sequence[float], tail: float) -> tuple[float, float] | None:
+    """The values `tail` in from each end of ascending values; None if there are none."""
+    if not ordered:
+        return None
+    last = len(ordered) - 1
+    return ordered[int(tail * last)], ordered[math.ceil((1 - tail) * last)]
 
 
 def probe_interval(now: float, latency: list[float], lateness: list[float]) -> ProbeInterval:
