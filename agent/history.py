@@ -1,10 +1,16 @@
-"""The predictor's history of use, kept in the state dir across restarts of the agent.
+"""The predictor's history of use and the CPU margin, kept in the state dir across restarts
+of the agent.
 
 Memory's demand never falls below its 24-h peak, and CPU's below its 3-h peak: a restart
 that forgot them would offer batch what online used an hour ago. So the loop saves the
 predictor's series to `<state dir>/history.json` once a minute and when it stops, and reads
 them back when it starts. Times are saved as Unix time and turned back into the loop's
 monotonic clock on reading, so the windows expire as if the agent had never stopped.
+
+The margin and its controller's memory go with them: a node restored from its history has
+no cold start, so a restart under interference would otherwise drop the margin to its
+initial value (0 by default) until the controller's integral built up again. It comes back
+only for the same indicator, held within the margin's bounds in force.
 
 With no file the node starts as a new one (with its cold-start allowances). A file that is
 unreadable, not colocd's, of another node, or older than `MAX_AGE_S` is set aside with one
@@ -18,15 +24,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from agent.errors import InputError
 from agent.inputs import first_problem, parse_json, read_text
 from agent.state_files import replace_file
+from qos.decide import BrainState
 from qos.demand import PredictorState
+from qos.margin import MarginState, PidState
 from qos.predictor import Series, Window
+from qos.settings import Indicator, MarginSettings
 from qos.strict_numbers import StrictNumbers
 
 FILENAME = "history.json"
@@ -65,6 +74,16 @@ class SeriesFile(_Model):
         return self
 
 
+class MarginFile(_Model):
+    """The applied margin (a fraction of node CPU) and the controller's memory."""
+
+    indicator: Indicator
+    fraction: Annotated[float, Field(ge=0.0, le=1.0)]
+    integral: float
+    last_input: Use | None = None
+    at: float | None = None  # Unix time of the last indicator reading fed to it
+
+
 class HistoryFile(_Model):
     format: Literal[1]
     node: str
@@ -74,6 +93,12 @@ class HistoryFile(_Model):
     memory_system: SeriesFile
     memory_online: SeriesFile
     regime_at: float | None = None
+    margin: MarginFile | None = None  # None: the margin had not started
+
+
+class History(NamedTuple):
+    predictor: PredictorState
+    margin: MarginState | None = None  # None: the settings' initial margin
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,8 +146,34 @@ def _series(f: SeriesFile, clocks: Clocks) -> Series:
     )
 
 
-def save_history(state_dir: Path, node: str, state: PredictorState, clocks: Clocks) -> None:
+def _margin_file(margin: MarginState, indicator: Indicator, clocks: Clocks) -> MarginFile:
+    return MarginFile(
+        indicator=indicator,
+        fraction=margin.fraction,
+        integral=margin.pid.integral,
+        last_input=margin.pid.last_input,
+        at=_maybe(clocks.to_wall, margin.at),
+    )
+
+
+def _margin(f: MarginFile | None, clocks: Clocks, settings: MarginSettings) -> MarginState | None:
+    """The saved margin within today's bounds; None when it was not saved or watched
+    another indicator (its integral would mean nothing)."""
+    if f is None or f.indicator is not settings.indicator:
+        return None
+    low, high = settings.min_fraction, settings.max_fraction
+    return MarginState(
+        fraction=min(high, max(low, f.fraction)),
+        pid=PidState(min(high, max(low, f.integral)), f.last_input),
+        at=_maybe(clocks.from_wall, f.at),
+    )
+
+
+def save_history(
+    state_dir: Path, node: str, brain: BrainState, indicator: Indicator, clocks: Clocks
+) -> None:
     """Replace the history file atomically; OSError when it cannot be written."""
+    state = brain.predictor
     history = HistoryFile(
         format=FORMAT,
         node=node,
@@ -132,22 +183,26 @@ def save_history(state_dir: Path, node: str, state: PredictorState, clocks: Cloc
         memory_system=_series_file(state.memory_system, clocks),
         memory_online=_series_file(state.memory_online, clocks),
         regime_at=_maybe(clocks.to_wall, state.regime_at),
+        margin=None if brain.margin is None else _margin_file(brain.margin, indicator, clocks),
     )
     replace_file(state_dir, FILENAME, history.model_dump_json() + "\n")
 
 
-def load_history(state_dir: Path, node: str, clocks: Clocks) -> tuple[PredictorState, str]:
-    """The saved series, or a new node's (empty) with why, one line; "" when restored."""
+def load_history(
+    state_dir: Path, node: str, clocks: Clocks, margin: MarginSettings
+) -> tuple[History, str]:
+    """The saved series and margin, or a new node's with why, one line; "" when restored."""
     path = state_dir / FILENAME
+    fresh = History(PredictorState())
     try:
         history = HistoryFile.model_validate(parse_json(read_text(path, MAX_HISTORY_BYTES)))
     except InputError as err:
         if err.missing:
-            return PredictorState(), ""
-        return PredictorState(), f"history {path} not read ({err.reason}): starting afresh"
+            return fresh, ""
+        return fresh, f"history {path} not read ({err.reason}): starting afresh"
     except ValidationError as err:
         why = f"not a colocd history file ({first_problem(err, 'history')})"
-        return PredictorState(), f"history {path} not read ({why}): starting afresh"
+        return fresh, f"history {path} not read ({why}): starting afresh"
     age = clocks.wall - history.saved_at
     if history.node != node:
         why = f"saved by node {history.node!r}, this is {node!r}"
@@ -161,5 +216,5 @@ def load_history(state_dir: Path, node: str, clocks: Clocks) -> tuple[PredictorS
             memory_online=_series(history.memory_online, clocks),
             regime_at=_maybe(clocks.from_wall, history.regime_at),
         )
-        return state, ""
-    return PredictorState(), f"history {path} set aside ({why}): starting afresh"
+        return History(state, _margin(history.margin, clocks, margin)), ""
+    return fresh, f"history {path} set aside ({why}): starting afresh"

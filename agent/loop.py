@@ -176,10 +176,12 @@ class Loop:
             else None
         )
         agent = settings.agent
-        history, why = load_history(agent.state_dir, agent.node_name, self._clocks())
+        history, why = load_history(
+            agent.state_dir, agent.node_name, self._clocks(), self.qos.margin
+        )
         if why:
             log.warning("%s", why)
-        self.brain = BrainState(predictor=history)
+        self.brain = BrainState(predictor=history.predictor, margin=history.margin)
         self._history_saved_at = clock()
         self.ticks = 0
         self.clamps: list[Clamp] = []  # the most recent ones
@@ -468,7 +470,8 @@ class Loop:
         agent = self.settings.agent
         self._history_saved_at = self.clock()
         try:
-            save_history(agent.state_dir, agent.node_name, self.brain.predictor, self._clocks())
+            indicator = self.qos.margin.indicator
+            save_history(agent.state_dir, agent.node_name, self.brain, indicator, self._clocks())
         except OSError as err:  # the next start is then a new node's, never a stopped loop
             log.warning("write history %s: %s", agent.state_dir, err.strerror or err)
 

@@ -1,5 +1,5 @@
-"""The predictor's history across restarts: saved in Unix time, read back onto the new
-monotonic clock, and set aside with one line when it cannot be trusted."""
+"""The predictor's history and the CPU margin across restarts: saved in Unix time, read back
+onto the new monotonic clock, and set aside with one line when they cannot be trusted."""
 
 from __future__ import annotations
 
@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from agent.history import FILENAME, MAX_AGE_S, Clocks, load_history, save_history
+from agent.history import FILENAME, MAX_AGE_S, Clocks, History, load_history, save_history
+from qos.decide import BrainState
 from qos.demand import PredictorState
+from qos.margin import MarginState, PidState, update_margin
 from qos.predictor import Series, predict
-from qos.settings import PredictorSettings
+from qos.settings import Indicator, MarginSettings, PredictorSettings
 
 MEMORY = PredictorSettings().for_memory()
 SAVED = Clocks(monotonic=1_000.0, wall=1_700_000_000.0)
@@ -26,15 +28,24 @@ def _memory(values: list[float]) -> Series:
     return series
 
 
+PSI = MarginSettings()
+# Under interference: the margin had grown to 30 % of the node, its integral to 28 %.
+MARGIN = MarginState(0.30, PidState(integral=0.28, last_input=1.6), at=995.0)
+
+
 def _saved(tmp_path: Path, state: PredictorState | None = None) -> PredictorState:
     state = state or PredictorState(memory_online=_memory([5.0, 9.0, 4.0]), regime_at=940.0)
-    save_history(tmp_path, "node-a", state, SAVED)
+    save_history(tmp_path, "node-a", BrainState(state, MARGIN), Indicator.CPU_PSI, SAVED)
     return state
+
+
+def _load(tmp_path: Path, margin: MarginSettings = PSI) -> tuple[History, str]:
+    return load_history(tmp_path, "node-a", LATER, margin)
 
 
 def test_the_series_come_back_on_the_new_clock_and_predict_the_same(tmp_path: Path) -> None:
     before = _saved(tmp_path)
-    after, why = load_history(tmp_path, "node-a", LATER)
+    (after, _), why = _load(tmp_path)
     assert why == ""
     shift = LATER.monotonic - SAVED.monotonic - 30.0
     m0, m1 = before.memory_online, after.memory_online
@@ -49,8 +60,48 @@ def test_the_series_come_back_on_the_new_clock_and_predict_the_same(tmp_path: Pa
     assert new.value == pytest.approx(old.value) and new.level == 9.0
 
 
+def test_the_margin_comes_back_and_keeps_protecting_online(tmp_path: Path) -> None:
+    _saved(tmp_path)
+    (_, margin), why = _load(tmp_path)
+    shift = LATER.monotonic - SAVED.monotonic - 30.0
+    assert why == "" and margin is not None
+    assert (margin.fraction, margin.pid) == (MARGIN.fraction, MARGIN.pid)
+    assert margin.at == pytest.approx(995.0 + shift)
+    # Interference goes on after the restart: the margin holds instead of starting at 0.
+    state, decision = update_margin(margin, 32.0, LATER.monotonic + 1.0, PSI)
+    assert decision.fraction >= 0.30 and state.fraction >= 0.30
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        (MarginSettings(indicator=Indicator.THROTTLING), None),  # another indicator's integral
+        (MarginSettings(max_fraction=0.2), (0.2, 0.2)),  # the bounds were lowered meanwhile
+    ],
+)
+def test_the_margin_comes_back_only_for_its_indicator_and_within_todays_bounds(
+    tmp_path: Path, settings: MarginSettings, expected: tuple[float, float] | None
+) -> None:
+    before = _saved(tmp_path)
+    (predictor, margin), why = _load(tmp_path, settings)
+    assert why == "" and predictor.memory_online.window.values == before.memory_online.window.values
+    got = None if margin is None else (margin.fraction, margin.pid.integral)
+    assert got == expected
+
+
+def test_an_older_file_without_the_margin_restores_the_series_alone(tmp_path: Path) -> None:
+    before = _saved(tmp_path)
+    path = tmp_path / FILENAME
+    data = json.loads(path.read_text())
+    del data["margin"]
+    path.write_text(json.dumps(data))
+    (predictor, margin), why = _load(tmp_path)
+    assert why == "" and margin is None
+    assert predictor.memory_online.window.values == before.memory_online.window.values
+
+
 def test_no_file_is_a_new_node_without_a_warning(tmp_path: Path) -> None:
-    assert load_history(tmp_path, "node-a", LATER) == (PredictorState(), "")
+    assert _load(tmp_path) == (History(PredictorState()), "")
 
 
 @pytest.mark.parametrize(
@@ -65,6 +116,8 @@ def test_no_file_is_a_new_node_without_a_warning(tmp_path: Path) -> None:
         (lambda d: d["memory_online"].update(values=[1.0, -2.0, 1.0]), "memory_online.values"),
         (lambda d: d["cpu_online"].update(burst="NaN"), "cpu_online.burst"),
         (lambda d: d.update(extra=1), "extra"),
+        (lambda d: d["margin"].update(fraction=1.5), "margin.fraction"),
+        (lambda d: d["margin"].update(indicator="load"), "margin.indicator"),
     ],
 )
 def test_a_file_that_cannot_be_trusted_is_set_aside_in_one_line(tmp_path, edit, words) -> None:
@@ -73,21 +126,22 @@ def test_a_file_that_cannot_be_trusted_is_set_aside_in_one_line(tmp_path, edit, 
     data = json.loads(path.read_text())
     edit(data)
     path.write_text(json.dumps(data))
-    state, why = load_history(tmp_path, "node-a", LATER)
-    assert state == PredictorState()
+    state, why = _load(tmp_path)
+    assert state == History(PredictorState())
     assert words in why and why.endswith("starting afresh") and "\n" not in why
 
 
 @pytest.mark.parametrize("text", ["{not json", "[]", "", "x" * 10])
 def test_a_garbled_file_is_set_aside(tmp_path: Path, text: str) -> None:
     (tmp_path / FILENAME).write_text(text)
-    state, why = load_history(tmp_path, "node-a", LATER)
-    assert state == PredictorState() and why.startswith(f"history {tmp_path / FILENAME} not read")
+    state, why = _load(tmp_path)
+    assert state == History(PredictorState())
+    assert why.startswith(f"history {tmp_path / FILENAME} not read")
 
 
 def test_a_state_dir_that_cannot_be_written_raises_and_leaves_nothing(tmp_path: Path) -> None:
     blocked = tmp_path / "file"
     blocked.write_text("")
     with pytest.raises(OSError):
-        save_history(blocked / "state", "node-a", PredictorState(), SAVED)
+        save_history(blocked / "state", "node-a", BrainState(), Indicator.CPU_PSI, SAVED)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]

@@ -661,15 +661,18 @@ def test_outcomes_of_one_tick_are_reported(node: Node) -> None:
 @pytest.mark.cgroup_v2
 def test_a_restarted_loop_keeps_the_history_it_had_learned(node: Node) -> None:
     """Memory's demand never falls below its 24-h peak: a restart must not forget it, nor
-    start the node's cold start again."""
+    start the node's cold start again, nor drop the CPU margin to its initial value."""
     node.add(web())
     node.add(job(), busy=1)
     first = node.loop()
     first_tick(first)
     before = first.brain.predictor
+    margin = first.brain.margin
     first.close()
     again = node.loop()
     restored = again.brain.predictor
+    assert margin is not None and again.brain.margin is not None
+    assert (again.brain.margin.fraction, again.brain.margin.pid) == (margin.fraction, margin.pid)
     for name in ("cpu_online", "memory_online"):
         old, new = getattr(before, name), getattr(restored, name)
         assert old.window.values and new.window.values == old.window.values, name
