@@ -368,6 +368,15 @@ def test_an_invalid_policy_is_named_and_nothing_is_replayed(
     assert all(line.startswith("colocd: error: ") for line in err.splitlines())
 
 
+def test_a_directory_without_policies_is_one_line(capsys, tmp_path):
+    (tmp_path / "pod.yaml").write_text("apiVersion: v1\nkind: Pod\nmetadata: {name: p}\n")
+    rc, out, err = simulate(capsys, "--trace", VM420, "--policy", str(tmp_path))
+    assert rc == 1 and out == ""
+    assert err.splitlines()[-1] == (
+        f"colocd: error: load policy {tmp_path}: no ColocationPolicy documents in this directory"
+    )
+
+
 @pytest.mark.parametrize(
     ("files", "args", "message"),
     [

@@ -173,6 +173,11 @@ def load_settings(
     loaded = load_policies(paths)
     if loaded.policies or any(isinstance(e, PolicyError) for e in loaded.errors):
         return _resolved(loaded, paths, node or "", labels)
+    for path in paths:
+        if Path(path).is_dir():
+            raise ConfigError(
+                f"load policy {path}: no ColocationPolicy documents in this directory"
+            )
     if len(paths) > 1:
         raise ConfigError(
             f"load policy {' '.join(paths)}: none holds a ColocationPolicy, and settings "
