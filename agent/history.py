@@ -37,6 +37,7 @@ from qos.margin import MarginState, PidState
 from qos.predictor import Series, Window
 from qos.settings import Indicator, MarginSettings
 from qos.strict_numbers import StrictNumbers
+from qos.units import format_fraction
 
 FILENAME = "history.json"
 FORMAT = 1
@@ -99,6 +100,17 @@ class HistoryFile(_Model):
 class History(NamedTuple):
     predictor: PredictorState
     margin: MarginState | None = None  # None: the settings' initial margin
+    age: float | None = None  # seconds since it was saved; None: a new node's
+
+    def describe(self) -> str:
+        """One line on what came back, for the log."""
+        p = self.predictor
+        samples = ", ".join(
+            f"{name} {len(s.window)}"
+            for name, s in (("CPU", p.cpu_online), ("memory", p.memory_online))
+        )
+        margin = "initial" if self.margin is None else format_fraction(self.margin.fraction)
+        return f"saved {self.age or 0:.0f}s ago: online samples {samples}; margin {margin}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,5 +228,5 @@ def load_history(
             memory_online=_series(history.memory_online, clocks),
             regime_at=_maybe(clocks.from_wall, history.regime_at),
         )
-        return History(state, _margin(history.margin, clocks, margin)), ""
+        return History(state, _margin(history.margin, clocks, margin), age), ""
     return fresh, f"history {path} set aside ({why}): starting afresh"

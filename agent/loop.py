@@ -48,7 +48,7 @@ from agent.act.enforce import Enforcer
 from agent.act.gpu_freeze import GpuFreezer
 from agent.config import Settings
 from agent.errors import StatusError
-from agent.history import SAVE_EVERY_S, Clocks, load_history, save_history
+from agent.history import FILENAME, SAVE_EVERY_S, Clocks, load_history, save_history
 from agent.network import NetworkSide
 from agent.observe.block_devices import read_block_devices
 from agent.observe.cover import Cover
@@ -181,6 +181,8 @@ class Loop:
         )
         if why:
             log.warning("%s", why)
+        elif history.age is not None:
+            log.info("history %s restored, %s", agent.state_dir / FILENAME, history.describe())
         self.brain = BrainState(predictor=history.predictor, margin=history.margin)
         self._history_saved_at = clock()
         self.ticks = 0

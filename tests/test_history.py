@@ -45,7 +45,8 @@ def _load(tmp_path: Path, margin: MarginSettings = PSI) -> tuple[History, str]:
 
 def test_the_series_come_back_on_the_new_clock_and_predict_the_same(tmp_path: Path) -> None:
     before = _saved(tmp_path)
-    (after, _), why = _load(tmp_path)
+    history, why = _load(tmp_path)
+    after = history.predictor
     assert why == ""
     shift = LATER.monotonic - SAVED.monotonic - 30.0
     m0, m1 = before.memory_online, after.memory_online
@@ -62,11 +63,15 @@ def test_the_series_come_back_on_the_new_clock_and_predict_the_same(tmp_path: Pa
 
 def test_the_margin_comes_back_and_keeps_protecting_online(tmp_path: Path) -> None:
     _saved(tmp_path)
-    (_, margin), why = _load(tmp_path)
+    history, why = _load(tmp_path)
+    margin = history.margin
     shift = LATER.monotonic - SAVED.monotonic - 30.0
     assert why == "" and margin is not None
     assert (margin.fraction, margin.pid) == (MARGIN.fraction, MARGIN.pid)
     assert margin.at == pytest.approx(995.0 + shift)
+    assert _load(tmp_path)[0].describe() == (
+        "saved 30s ago: online samples CPU 0, memory 3; margin 30.0%"
+    )
     # Interference goes on after the restart: the margin holds instead of starting at 0.
     state, decision = update_margin(margin, 32.0, LATER.monotonic + 1.0, PSI)
     assert decision.fraction >= 0.30 and state.fraction >= 0.30
@@ -83,7 +88,8 @@ def test_the_margin_comes_back_only_for_its_indicator_and_within_todays_bounds(
     tmp_path: Path, settings: MarginSettings, expected: tuple[float, float] | None
 ) -> None:
     before = _saved(tmp_path)
-    (predictor, margin), why = _load(tmp_path, settings)
+    history, why = _load(tmp_path, settings)
+    predictor, margin = history.predictor, history.margin
     assert why == "" and predictor.memory_online.window.values == before.memory_online.window.values
     got = None if margin is None else (margin.fraction, margin.pid.integral)
     assert got == expected
@@ -95,7 +101,8 @@ def test_an_older_file_without_the_margin_restores_the_series_alone(tmp_path: Pa
     data = json.loads(path.read_text())
     del data["margin"]
     path.write_text(json.dumps(data))
-    (predictor, margin), why = _load(tmp_path)
+    history, why = _load(tmp_path)
+    predictor, margin = history.predictor, history.margin
     assert why == "" and margin is None
     assert predictor.memory_online.window.values == before.memory_online.window.values
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -659,7 +660,7 @@ def test_outcomes_of_one_tick_are_reported(node: Node) -> None:
 
 
 @pytest.mark.cgroup_v2
-def test_a_restarted_loop_keeps_the_history_it_had_learned(node: Node) -> None:
+def test_a_restarted_loop_keeps_the_history_it_had_learned(node: Node, caplog) -> None:
     """Memory's demand never falls below its 24-h peak: a restart must not forget it, nor
     start the node's cold start again, nor drop the CPU margin to its initial value."""
     node.add(web())
@@ -669,7 +670,10 @@ def test_a_restarted_loop_keeps_the_history_it_had_learned(node: Node) -> None:
     before = first.brain.predictor
     margin = first.brain.margin
     first.close()
-    again = node.loop()
+    with caplog.at_level(logging.INFO, logger="agent.loop"):
+        again = node.loop()
+    assert "history.json restored, saved " in caplog.text
+    assert "s ago: online samples CPU 1, memory 1; margin " in caplog.text
     restored = again.brain.predictor
     assert margin is not None and again.brain.margin is not None
     assert (again.brain.margin.fraction, again.brain.margin.pid) == (margin.fraction, margin.pid)
