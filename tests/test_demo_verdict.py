@@ -57,3 +57,13 @@ def test_a_clear_loss_is_called_higher() -> None:
     kubelet, colocd = _seconds(draw, 1.0, 1.2), _seconds(draw, 3.0, 1.2)
     text = verdict([_phase("kubelet", kubelet), _phase("colocd", colocd)])
     assert "x HIGHER; " in text and "noise" not in text
+
+
+def test_colocd_is_also_set_against_online_alone() -> None:
+    draw = random.Random(3)
+    alone, kubelet = _seconds(draw, 1.0, 1.2), _seconds(draw, 0.5, 1.2)
+    colocd = [list(s) for s in alone]  # online under colocd as it was alone
+    text = verdict([_phase("alone", alone), _phase("kubelet", kubelet), _phase("colocd", colocd)])
+    assert "x HIGHER; " in text.split(" and p99.9")[0]  # kubelet's busy node answered faster
+    assert " Against online alone, its p99 " in text and "(about the same). " in text
+    assert "'Online alone' is not the floor" in text

@@ -120,7 +120,8 @@ def _compare(
 
 
 def verdict(results: Sequence[PhaseResult]) -> str:
-    """The result in plain words: colocd against kubelet's defaults, and what 'alone' means."""
+    """The result in plain words: colocd against kubelet's defaults and against online
+    alone, and what 'alone' means."""
     by = {r.name: r for r in results}
     alone, kubelet, colocd = by.get("alone"), by.get("kubelet"), by.get("colocd")
     if kubelet is None or colocd is None:
@@ -143,10 +144,12 @@ def verdict(results: Sequence[PhaseResult]) -> str:
     else:
         words.append("; batch throughput was not measured.")
     if alone is not None and alone.latency_us.p99 is not None:
+        (spread,) = ratio_intervals(alone.latency_by_second_us, colocd.latency_by_second_us, (99,))
         words.append(
-            f" 'Online alone' (p99 {alone.latency_us.p99 / 1000:.2f} ms) is not the floor:"
-            " on this machine idle vCPUs halt and take longer to wake, so a busy node can"
-            " answer faster than an idle one; compare colocd with the kubelet row."
+            " Against online alone, its "
+            + _compare("p99", lat_c.p99, alone.latency_us.p99, spread)
+            + ". 'Online alone' is not the floor: on this machine idle vCPUs halt and take"
+            " longer to wake, so a busy node can answer faster than an idle one."
         )
     other = [r.other_cores for r in results if r.other_cores is not None]
     if other and max(other) > 0.25:
