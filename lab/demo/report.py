@@ -88,17 +88,17 @@ def summary_table(results: Sequence[PhaseResult]) -> str:
 
 
 def _compare(
-    name: str, colocd: float | None, kubelet: float | None, spread: tuple[float, float] | None
+    name: str, ours: float | None, theirs: float | None, spread: tuple[float, float] | None
 ) -> str:
     """'p99 0.61 ms against 2.30 ms (3.8x lower)', the worse or equal reading, or a ratio
-    this run cannot tell from noise: `spread` is colocd/kubelet's 90 % interval over the
-    phases' seconds resampled (None: not worked out)."""
-    if colocd is None or kubelet is None:
+    this run cannot tell from noise: `spread` is ours/theirs' 90 % interval over the two
+    phases' seconds resampled (None: not worked out). Latencies in us."""
+    if ours is None or theirs is None:
         return f"{name} not measured"
-    text = f"{name} {colocd / 1000:.2f} ms against {kubelet / 1000:.2f} ms"
-    if kubelet <= 0 or colocd <= 0:
+    text = f"{name} {ours / 1000:.2f} ms against {theirs / 1000:.2f} ms"
+    if theirs <= 0 or ours <= 0:
         return text
-    ratio = colocd / kubelet
+    ratio = ours / theirs
     if 0.95 <= ratio <= 1.05:
         return f"{text} (about the same)"
     if spread is None:
