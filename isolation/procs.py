@@ -14,6 +14,10 @@ from isolation.errors import CgroupGoneError, WriteError
 
 __all__ = ["alive", "kill_subtree", "pids_below"]
 
+# A cgroup removed under us: gone from the path (ENOENT, ENOTDIR) or, read through a file
+# opened before the rmdir, ENODEV.
+_GONE = (errno.ENOENT, errno.ENODEV, errno.ENOTDIR)
+
 
 def pids_below(cgroups: Cgroups, cgroup: str) -> frozenset[int]:
     """Every process in `cgroup` or any cgroup below it. On v1 the union over every mounted
@@ -23,8 +27,10 @@ def pids_below(cgroups: Cgroups, cgroup: str) -> frozenset[int]:
         for below in cgroups.walk(controller, cgroup):
             try:
                 text = (cgroups.dir(controller, below) / "cgroup.procs").read_text()
-            except FileNotFoundError:
-                continue  # removed while walking (the pod is going anyway)
+            except OSError as err:
+                if err.errno in _GONE:
+                    continue  # removed while walking or reading (the pod is going anyway)
+                raise
             pids.update(int(p) for p in text.split())
     return frozenset(pids)
 

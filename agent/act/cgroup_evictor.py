@@ -75,7 +75,7 @@ class CgroupEvictor:
         try:
             cgroup = discover_pod(pod, self._cgroups, self._layout).cgroup
             pids = set() if cgroup is None else pids_below(self._cgroups, cgroup)
-        except IsolationError as err:
+        except (IsolationError, OSError) as err:
             return self._done(request, EvictionResult.FAILED, str(err))
         if cgroup is None or not pids:
             return self._done(request, EvictionResult.GONE, "no process left in its cgroup")
@@ -125,7 +125,7 @@ class CgroupEvictor:
             log.warning("evict pod %s: processes still in /%s after SIGKILL", key, cgroup)
         except CgroupGoneError:
             return  # the pod's cgroup went with its processes
-        except IsolationError as err:
+        except (IsolationError, OSError) as err:  # a timer thread: say it, never raise
             log.warning("evict pod %s: SIGKILL: %s", key, err)
 
     def _done(

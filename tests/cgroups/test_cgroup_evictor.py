@@ -6,6 +6,7 @@ Runs on the host (v1) and in the VM (v2: the cgroup.kill path)."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -105,6 +106,44 @@ def test_the_chosen_pod_gets_sigterm_then_sigkill_and_no_other_pod_is_touched(
     assert any(killed_with in r.getMessage() for r in caplog.records)
     assert any("evict pod jobs/a: evicted" in r.getMessage() for r in caplog.records)
     evictor.close()
+
+
+def _failing_reads(monkeypatch: pytest.MonkeyPatch, cgroup: str, code: int) -> None:
+    """Reading `cgroup`'s cgroup.procs fails with `code`, as when the kernel removes it
+    between the open and the read (ENODEV), a race no real tree can time."""
+    real = Path.read_text
+
+    def read_text(self: Path, *args, **kwargs) -> str:
+        if self.name == "cgroup.procs" and f"/{cgroup}" in str(self):
+            raise OSError(code, os.strerror(code))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", read_text)
+
+
+@pytest.mark.cgroup_v1
+def test_a_cgroup_removed_while_the_sigkill_rounds_read_it_ends_them_quietly(
+    tree: KubeletTree, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    victim = tree.add_pod(batch("a"))
+    tree.spawn(victim, "side", STUBBORN)  # outlives SIGTERM: the SIGKILL rounds read again
+    pod_cgroup = tree.pod_cgroup(victim)
+    wait_for(lambda: pids_below(tree.cgroups, pod_cgroup), 60)
+    evictor = CgroupEvictor(tree.cgroups, tree.layout, KubeMetrics(CollectorRegistry()))
+    outcome = evictor.evict(Eviction("jobs/a", victim.uid, 0, False, "starved"), victim)
+    assert outcome.result.value == "evicted", outcome.message
+    caplog.set_level(logging.INFO, logger="agent.act")
+    _failing_reads(monkeypatch, pod_cgroup, errno.ENODEV)
+    assert pids_below(tree.cgroups, pod_cgroup) == frozenset()  # gone, so nothing in it
+    evictor.close()  # the pending SIGKILL, now: nothing left to signal, and no error
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    monkeypatch.undo()
+    other = tree.add_pod(batch("b"))
+    tree.spawn(other, "main", BUSY_LOOP)
+    wait_for(lambda: pids_below(tree.cgroups, tree.pod_cgroup(other)), 60)
+    _failing_reads(monkeypatch, tree.pod_cgroup(other), errno.EIO)
+    failed = evictor.evict(Eviction("jobs/b", other.uid, 0, False, "starved"), other)
+    assert failed.result.value == "failed" and "Input/output error" in failed.message
 
 
 @pytest.mark.cgroup_v1
