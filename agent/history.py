@@ -14,8 +14,11 @@ only for the same indicator, held within the margin's bounds in force.
 
 With no file the node starts as a new one (with its cold-start allowances). A file that is
 unreadable, not colocd's, of another node, or older than `MAX_AGE_S` is set aside with one
-line of warning, and the node starts as a new one too. GPU series are not kept: GPUs are
-matched by index and uuid, which a restart may change.
+line of warning, and the node starts as a new one too.
+
+Each GPU's online SM series and its window of online GPU memory are kept too, for the GPUs
+known by UUID (one matched by its index may be another GPU after a restart): without them a
+restart would offer batch the GPU memory online held an hour before.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from agent.inputs import first_problem, parse_json, read_text
 from agent.state_files import replace_file
 from qos.decide import BrainState
 from qos.demand import PredictorState
+from qos.gpu import BY_INDEX, GpuBrain
 from qos.margin import MarginState, PidState
 from qos.predictor import Series, Window
 from qos.settings import Indicator, MarginSettings
@@ -54,11 +58,24 @@ class _Model(StrictNumbers):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-class SeriesFile(_Model):
-    """One series, its times in Unix seconds."""
+class WindowFile(_Model):
+    """One window of readings, its times in Unix seconds."""
 
     times: list[float]
     values: list[Use]
+
+    @model_validator(mode="after")
+    def _aligned(self) -> WindowFile:
+        if len(self.times) != len(self.values):
+            raise ValueError("times and values differ in length")
+        if any(b <= a for a, b in pairwise(self.times)):
+            raise ValueError("times are not increasing")
+        return self
+
+
+class SeriesFile(WindowFile):
+    """One series: its window and what was learned from it."""
+
     burst: Use = 0.0
     step: Use = 0.0
     learned_at: float | None = None
@@ -66,13 +83,12 @@ class SeriesFile(_Model):
     first_at: float | None = None
     regime_at: float | None = None
 
-    @model_validator(mode="after")
-    def _aligned(self) -> SeriesFile:
-        if len(self.times) != len(self.values):
-            raise ValueError("times and values differ in length")
-        if any(b <= a for a, b in pairwise(self.times)):
-            raise ValueError("times are not increasing")
-        return self
+
+class GpuFile(_Model):
+    """One GPU's online SM use and the window of online's GPU memory."""
+
+    online: SeriesFile | None = None
+    memory: WindowFile | None = None
 
 
 class MarginFile(_Model):
@@ -95,12 +111,14 @@ class HistoryFile(_Model):
     memory_online: SeriesFile
     regime_at: float | None = None
     margin: MarginFile | None = None  # None: the margin had not started
+    gpus: dict[str, GpuFile] = Field(default_factory=dict)  # by UUID
 
 
 class History(NamedTuple):
     predictor: PredictorState
     margin: MarginState | None = None  # None: the settings' initial margin
     age: float | None = None  # seconds since it was saved; None: a new node's
+    gpus: GpuBrain = GpuBrain()  # the windows of the GPUs with a UUID
 
     def describe(self) -> str:
         """One line on what came back, for the log."""
@@ -110,7 +128,8 @@ class History(NamedTuple):
             for name, s in (("CPU", p.cpu_online), ("memory", p.memory_online))
         )
         margin = "initial" if self.margin is None else format_fraction(self.margin.fraction)
-        return f"saved {self.age or 0:.0f}s ago: online samples {samples}; margin {margin}"
+        gpus = f"; {len(self.gpus.online)} GPUs" if self.gpus.online else ""
+        return f"saved {self.age or 0:.0f}s ago: online samples {samples}; margin {margin}{gpus}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,11 +163,41 @@ def _series_file(s: Series, clocks: Clocks) -> SeriesFile:
     )
 
 
-def _series(f: SeriesFile, clocks: Clocks) -> Series:
+def _window_file(w: Window, clocks: Clocks) -> WindowFile:
+    return WindowFile(times=[clocks.to_wall(t) for t in w.times], values=list(w.values))
+
+
+def _window(f: WindowFile, clocks: Clocks) -> Window:
     times = tuple(clocks.from_wall(t) for t in f.times)
-    window = Window(times, tuple(f.values), tuple(sorted(f.values)))
+    return Window(times, tuple(f.values), tuple(sorted(f.values)))
+
+
+def _gpu_files(gpus: GpuBrain, clocks: Clocks) -> dict[str, GpuFile]:
+    """The GPUs known by UUID: one matched by index may be another GPU after a restart."""
+    keys = sorted(k for k in set(gpus.online) | set(gpus.memory) if not k.startswith(BY_INDEX))
+    return {
+        k: GpuFile(
+            online=_maybe_series(gpus.online.get(k), clocks),
+            memory=None if k not in gpus.memory else _window_file(gpus.memory[k], clocks),
+        )
+        for k in keys
+    }
+
+
+def _maybe_series(s: Series | None, clocks: Clocks) -> SeriesFile | None:
+    return None if s is None else _series_file(s, clocks)
+
+
+def _gpus(files: dict[str, GpuFile], clocks: Clocks) -> GpuBrain:
+    return GpuBrain(
+        online={k: _series(f.online, clocks) for k, f in files.items() if f.online is not None},
+        memory={k: _window(f.memory, clocks) for k, f in files.items() if f.memory is not None},
+    )
+
+
+def _series(f: SeriesFile, clocks: Clocks) -> Series:
     return Series(
-        window=window,
+        window=_window(f, clocks),
         burst=f.burst,
         step=f.step,
         learned_at=_maybe(clocks.from_wall, f.learned_at),
@@ -196,6 +245,7 @@ def save_history(
         memory_online=_series_file(state.memory_online, clocks),
         regime_at=_maybe(clocks.to_wall, state.regime_at),
         margin=None if brain.margin is None else _margin_file(brain.margin, indicator, clocks),
+        gpus=_gpu_files(brain.gpus, clocks),
     )
     replace_file(state_dir, FILENAME, history.model_dump_json() + "\n")
 
@@ -228,5 +278,6 @@ def load_history(
             memory_online=_series(history.memory_online, clocks),
             regime_at=_maybe(clocks.from_wall, history.regime_at),
         )
-        return History(state, _margin(history.margin, clocks, margin), age), ""
+        restored_margin = _margin(history.margin, clocks, margin)
+        return History(state, restored_margin, age, _gpus(history.gpus, clocks)), ""
     return fresh, f"history {path} set aside ({why}): starting afresh"

@@ -183,7 +183,9 @@ class Loop:
             log.warning("%s", why)
         elif history.age is not None:
             log.info("history %s restored, %s", agent.state_dir / FILENAME, history.describe())
-        self.brain = BrainState(predictor=history.predictor, margin=history.margin)
+        self.brain = BrainState(
+            predictor=history.predictor, margin=history.margin, gpus=history.gpus
+        )
         self._history_saved_at = clock()
         self.ticks = 0
         self.clamps: list[Clamp] = []  # the most recent ones

@@ -83,8 +83,11 @@ class GpuDecision:
     state: GpuBrain
 
 
+BY_INDEX = "index-"  # the key of a GPU that reports no UUID
+
+
 def device_key(d: GpuDeviceReading) -> str:
-    return d.uuid or f"index-{d.index}"
+    return d.uuid or f"{BY_INDEX}{d.index}"
 
 
 def _margin_settings(settings: QosSettings) -> MarginSettings:

@@ -11,8 +11,9 @@ import pytest
 from agent.history import FILENAME, MAX_AGE_S, Clocks, History, load_history, save_history
 from qos.decide import BrainState
 from qos.demand import PredictorState
+from qos.gpu import GpuBrain
 from qos.margin import MarginState, PidState, update_margin
-from qos.predictor import Series, predict
+from qos.predictor import Series, Window, predict
 from qos.settings import Indicator, MarginSettings, PredictorSettings
 
 MEMORY = PredictorSettings().for_memory()
@@ -105,6 +106,25 @@ def test_an_older_file_without_the_margin_restores_the_series_alone(tmp_path: Pa
     predictor, margin = history.predictor, history.margin
     assert why == "" and margin is None
     assert predictor.memory_online.window.values == before.memory_online.window.values
+
+
+def test_the_gpus_known_by_uuid_come_back_and_those_by_index_do_not(tmp_path: Path) -> None:
+    sm = _memory([40.0, 90.0, 30.0])  # any series: the GPU's online SM use
+    memory = Window().add(970.0, 8e9, 3600.0, 3600).add(990.0, 2e9, 3600.0, 3600)
+    gpus = GpuBrain(
+        online={"GPU-aa": sm, "index-1": sm},
+        memory={"GPU-aa": memory, "index-1": memory},
+    )
+    brain = BrainState(PredictorState(), gpus=gpus)
+    save_history(tmp_path, "node-a", brain, Indicator.CPU_PSI, SAVED)
+    history, why = _load(tmp_path)
+    shift = LATER.monotonic - SAVED.monotonic - 30.0
+    assert why == "" and set(history.gpus.online) == set(history.gpus.memory) == {"GPU-aa"}
+    back = history.gpus.memory["GPU-aa"]
+    assert back.values == (8e9, 2e9) and back.peak == 8e9
+    assert back.times == pytest.approx([970.0 + shift, 990.0 + shift])
+    assert history.gpus.online["GPU-aa"].window.values == sm.window.values
+    assert history.describe().endswith("; 1 GPUs")
 
 
 def test_no_file_is_a_new_node_without_a_warning(tmp_path: Path) -> None:
