@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from agent.errors import PolicyError
@@ -60,6 +60,11 @@ def parse_labels(text: str) -> dict[str, str]:
             raise argparse.ArgumentTypeError(f"label {item!r} is not KEY=VALUE")
         labels[key.strip()] = value.strip()
     return labels
+
+
+def format_labels(labels: Mapping[str, str]) -> str:
+    """A node's labels as --labels takes them, "none" for none."""
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
 
 
 def report_policy_load(loaded: PolicyLoad, report: Reporter) -> None:

@@ -152,8 +152,7 @@ def _maybe(convert: Callable[[float], float], t: float | None) -> float | None:
 
 def _series_file(s: Series, clocks: Clocks) -> SeriesFile:
     return SeriesFile(
-        times=[clocks.to_wall(t) for t in s.window.times],
-        values=list(s.window.values),
+        **_wall_window(s.window, clocks),
         burst=s.burst,
         step=s.step,
         learned_at=_maybe(clocks.to_wall, s.learned_at),
@@ -163,8 +162,13 @@ def _series_file(s: Series, clocks: Clocks) -> SeriesFile:
     )
 
 
+def _wall_window(w: Window, clocks: Clocks) -> dict[str, list[float]]:
+    """A window's fields for the file, its times in Unix seconds."""
+    return {"times": [clocks.to_wall(t) for t in w.times], "values": list(w.values)}
+
+
 def _window_file(w: Window, clocks: Clocks) -> WindowFile:
-    return WindowFile(times=[clocks.to_wall(t) for t in w.times], values=list(w.values))
+    return WindowFile(**_wall_window(w, clocks))
 
 
 def _window(f: WindowFile, clocks: Clocks) -> Window:
@@ -177,15 +181,11 @@ def _gpu_files(gpus: GpuBrain, clocks: Clocks) -> dict[str, GpuFile]:
     keys = sorted(k for k in set(gpus.online) | set(gpus.memory) if not k.startswith(BY_INDEX))
     return {
         k: GpuFile(
-            online=_maybe_series(gpus.online.get(k), clocks),
+            online=None if k not in gpus.online else _series_file(gpus.online[k], clocks),
             memory=None if k not in gpus.memory else _window_file(gpus.memory[k], clocks),
         )
         for k in keys
     }
-
-
-def _maybe_series(s: Series | None, clocks: Clocks) -> SeriesFile | None:
-    return None if s is None else _series_file(s, clocks)
 
 
 def _gpus(files: dict[str, GpuFile], clocks: Clocks) -> GpuBrain:

@@ -5,15 +5,14 @@ CPU, pread on kept descriptors ~11.5 ms; parsing only the keys needed keeps `mem
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import resource
 
+from isolation.errors import GONE_ERRNOS
 from isolation.readings import Pressure
 
 _BUF = 8192
-_GONE = (errno.ENOENT, errno.ENODEV, errno.ENOTDIR)
 
 
 def raise_nofile_limit() -> int:
@@ -45,7 +44,7 @@ class FdCache:
         try:
             return os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except OSError as err:
-            if err.errno in _GONE:
+            if err.errno in GONE_ERRNOS:
                 return None
             raise
 
@@ -57,7 +56,7 @@ class FdCache:
             data = os.pread(fd, _BUF, 0)
         except OSError as err:
             self._close(path, fd)
-            if err.errno in _GONE:
+            if err.errno in GONE_ERRNOS:
                 return self._first_read(path)  # removed, maybe re-created: one fresh try
             raise
         return data if len(data) < _BUF else self._read_all(fd)
@@ -70,7 +69,7 @@ class FdCache:
             data = os.pread(fd, _BUF, 0)
         except OSError as err:
             os.close(fd)
-            if err.errno in _GONE:
+            if err.errno in GONE_ERRNOS:
                 return None
             raise
         if len(data) == _BUF:

@@ -20,6 +20,12 @@ IsolationError
 
 from __future__ import annotations
 
+import errno
+
+# A file under a cgroup that was removed: gone from the path (ENOENT, ENOTDIR) or, through a
+# file opened before the rmdir, ENODEV. Not an error: pods come and go.
+GONE_ERRNOS = (errno.ENOENT, errno.ENODEV, errno.ENOTDIR)
+
 
 class IsolationError(Exception):
     """Root of every error `isolation/` raises."""

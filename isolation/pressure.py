@@ -19,11 +19,11 @@ import os
 import select
 
 from isolation.cgroups import Cgroups
+from isolation.errors import GONE_ERRNOS
 
 __all__ = ["PressureTriggers"]
 
 _REFUSED = (errno.EINVAL, errno.EPERM, errno.EACCES, errno.EOPNOTSUPP)
-_ABSENT = (errno.ENOENT, errno.ENODEV, errno.ENOTDIR)
 
 
 class PressureTriggers:
@@ -59,7 +59,7 @@ class PressureTriggers:
         try:
             fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
         except OSError as err:
-            if err.errno in _ABSENT:
+            if err.errno in GONE_ERRNOS:
                 return True
             self.refused = f"open {path}: {err.strerror}"
             return False
@@ -67,7 +67,7 @@ class PressureTriggers:
             os.write(fd, self.spec.encode())
         except OSError as err:
             os.close(fd)
-            if err.errno in _ABSENT:
+            if err.errno in GONE_ERRNOS:
                 return True
             if err.errno in _REFUSED:
                 self.refused = (

@@ -10,13 +10,9 @@ import os
 from pathlib import Path
 
 from isolation.cgroups import Cgroups
-from isolation.errors import CgroupGoneError, WriteError
+from isolation.errors import GONE_ERRNOS, CgroupGoneError, WriteError
 
 __all__ = ["alive", "kill_subtree", "pids_below"]
-
-# A cgroup removed under us: gone from the path (ENOENT, ENOTDIR) or, read through a file
-# opened before the rmdir, ENODEV.
-_GONE = (errno.ENOENT, errno.ENODEV, errno.ENOTDIR)
 
 
 def pids_below(cgroups: Cgroups, cgroup: str) -> frozenset[int]:
@@ -28,7 +24,7 @@ def pids_below(cgroups: Cgroups, cgroup: str) -> frozenset[int]:
             try:
                 text = (cgroups.dir(controller, below) / "cgroup.procs").read_text()
             except OSError as err:
-                if err.errno in _GONE:
+                if err.errno in GONE_ERRNOS:
                     continue  # removed while walking or reading (the pod is going anyway)
                 raise
             pids.update(int(p) for p in text.split())

@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import CollectorRegistry, start_http_server
 
 from agent.act.events import EventRecorder
-from agent.cli_support import Reporter, parse_labels, report_policy_load
+from agent.cli_support import Reporter, format_labels, parse_labels, report_policy_load
 from agent.errors import ConfigError
 from agent.policy.crd import render_crd
 from agent.policy.load import load_policies
@@ -199,7 +199,7 @@ def _cell(value: Any) -> str:
 
 def _print_table(resolution: Resolution) -> None:
     effective = _effective(resolution)
-    labels = ",".join(f"{k}={v}" for k, v in sorted(resolution.labels.items())) or "none"
+    labels = format_labels(resolution.labels)
     applied = ", ".join(str(s) for s in resolution.applied) or "none (built-in defaults only)"
     print(f"node {resolution.node} (labels: {labels})")
     print(f"policies applied, weakest first: {applied}")

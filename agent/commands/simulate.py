@@ -12,6 +12,7 @@ from typing import NamedTuple
 from agent.cli_support import (
     Reporter,
     add_output_flag,
+    format_labels,
     parse_labels,
     report_policy_load,
     seconds_between,
@@ -200,8 +201,7 @@ def _resolved(
     if report.failed:
         raise ConfigError(f"load policy {' '.join(paths)}: invalid (above); nothing was replayed")
     resolution = resolve((p.policy for p in loaded.policies), node, labels)
-    shown = ",".join(f"{k}={v}" for k, v in sorted(labels.items())) or "none"
-    who = f"{f'node {node}' if node else 'an unnamed node'} (labels: {shown})"
+    who = f"{f'node {node}' if node else 'an unnamed node'} (labels: {format_labels(labels)})"
     for tie in resolution.ties:
         report.warning(f"resolve policy for {who}: {tie}")
     if resolution.problems:
