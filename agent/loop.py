@@ -151,7 +151,9 @@ class Loop:
         self.network = network
         self.gpus = gpus  # None: no GPU on this node (or no NVML)
         self.event = event
-        self.gpu_freezer = GpuFreezer()
+        self.gpu_freezer = GpuFreezer(
+            () if executor is None else executor.restore_writes("freeze", Level.POD)
+        )
         self._mismatches: set[tuple[int, int, str]] = set()
         # The brain's settings: from the policies in force (read each tick) or fixed.
         self._qos_source = qos

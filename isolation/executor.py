@@ -248,6 +248,14 @@ class Executor:
         except (KnobError, ValueError, IndexError):
             return None
 
+    def restore_writes(self, knob_name: str, level: int) -> list[Write]:
+        """The writes that put back every journaled original of `knob_name`."""
+        if self.journal is None:
+            return []
+        cgroups = [e.cgroup for e in self.journal if e.knob == knob_name]
+        writes = (self.restore_write(c, knob_name, level) for c in cgroups)
+        return [w for w in writes if w is not None]
+
     def _original(self, entry: Entry, level: int) -> Write:
         k = knob(entry.knob)
         binding = k.binding(self.cgroups.version)

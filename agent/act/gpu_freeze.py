@@ -3,13 +3,17 @@
 `freeze` is the knob table's (v1 `freezer.state`, v2 `cgroup.freeze`) on the pod's cgroup,
 through the executor, so the original (thawed) state is journaled and `revert` thaws. Only
 pods the topology places in the batch tier are ever frozen, whatever the plan says; a pod
-this agent froze and the plan no longer holds frozen is thawed.
+this agent froze and the plan no longer holds frozen is thawed. So is a pod an earlier run
+froze (the journal holds its original): a crash must not leave it frozen for good.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from agent.observe.topology import Topology
 from isolation.executor import Level, Write
+from isolation.layout import normalize_cgroup
 from qos.plan import Plan
 from qos.tiers import Tier
 
@@ -17,8 +21,12 @@ __all__ = ["GpuFreezer"]
 
 
 class GpuFreezer:
-    def __init__(self) -> None:
+    def __init__(self, journaled: Iterable[Write] = ()) -> None:
+        """`journaled`: the writes that restore each freeze an earlier run journaled; the
+        first tick with a GPU plan that places their pod restores those it does not hold
+        frozen."""
         self.frozen: dict[str, str] = {}  # pod key -> its cgroup, frozen by this agent
+        self.journaled = {normalize_cgroup(w.cgroup): w for w in journaled}
 
     def writes(self, plan: Plan, topo: Topology) -> list[Write]:
         """No GPU plan (NVML could not be read this tick) is no evidence that online
@@ -36,5 +44,10 @@ class GpuFreezer:
             for pod, cgroup in self.frozen.items()
             if pod not in want and topo.by_key(pod) is not None
         ]
+        if self.journaled:
+            held = {normalize_cgroup(c) for c in want.values()}
+            placed = {normalize_cgroup(p.cgroup) for p in topo.placed}
+            out += [w for c, w in self.journaled.items() if c in placed and c not in held]
+            self.journaled = {c: w for c, w in self.journaled.items() if c not in placed}
         self.frozen = want
         return out

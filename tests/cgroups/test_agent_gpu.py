@@ -289,6 +289,36 @@ def test_a_freeze_that_outlasts_its_limit_ends_in_an_eviction(gpu_node: GpuNode)
 
 
 @pytest.mark.cgroup_v1
+@pytest.mark.cgroup_v2
+def test_a_pod_frozen_when_the_agent_crashed_is_thawed_by_the_next_one(gpu_node: GpuNode) -> None:
+    """The first agent dies (no close, nothing reverted) with a batch pod frozen; the next one
+    starts with an empty brain, finds the freeze in the journal, and thaws the pod once its
+    GPU is calm. Only what the journal holds is touched: a pod frozen by someone else stays."""
+    online = gpu_node.add(web())
+    batch = gpu_node.add(job("train"))
+    gpu_node.add(job("infer"))
+    gpu = FakeGpu(uuid="GPU-0", sm_percent=95, compute=[(online, GIB), (batch, GIB)])
+    crashed = gpu_node.loop(FakeNvml([gpu]))
+    tick(crashed)
+    assert gpu_node.frozen("train")
+    other = gpu_node.cgroup("infer")
+    gpu_node.tree.cgroups.write("freeze", other, True)  # not colocd's doing
+    try:
+        gpu.sm_percent = 10
+        gpu_node.registry = CollectorRegistry()  # a new process: new metrics
+        restarted = gpu_node.loop(FakeNvml([gpu]))
+        result = tick(restarted)
+        assert not gpu_node.frozen("train")
+        assert result.plan.gpu.frozen == ()
+        assert gpu_node.frozen("infer")
+        tick(restarted)
+        assert not gpu_node.frozen("train")
+        restarted.close()
+    finally:
+        gpu_node.tree.cgroups.write("freeze", other, False)
+
+
+@pytest.mark.cgroup_v1
 def test_gpu_memory_online_would_lack_evicts_the_batch_pod_holding_it(gpu_node: GpuNode) -> None:
     online = gpu_node.add(web())
     batch = gpu_node.add(job("train"))
