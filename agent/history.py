@@ -82,6 +82,8 @@ class SeriesFile(WindowFile):
     last: Use | None = None
     first_at: float | None = None
     regime_at: float | None = None
+    changes: Annotated[int, Field(ge=0)] = 0
+    changed_at: float | None = None
 
 
 class GpuFile(_Model):
@@ -159,6 +161,8 @@ def _series_file(s: Series, clocks: Clocks) -> SeriesFile:
         last=s.last,
         first_at=_maybe(clocks.to_wall, s.first_at),
         regime_at=_maybe(clocks.to_wall, s.regime_at),
+        changes=s.changes,
+        changed_at=_maybe(clocks.to_wall, s.changed_at),
     )
 
 
@@ -204,6 +208,8 @@ def _series(f: SeriesFile, clocks: Clocks) -> Series:
         last=f.last,
         first_at=_maybe(clocks.from_wall, f.first_at),
         regime_at=_maybe(clocks.from_wall, f.regime_at),
+        changes=f.changes,
+        changed_at=_maybe(clocks.from_wall, f.changed_at),
     )
 
 

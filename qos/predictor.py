@@ -10,7 +10,11 @@ node's own readings (fading with a half-life) times a safety factor:
 Demand is the higher of the two. Until the node has been watched for a while that is not
 evidence enough, so a cold-start allowance (a share of capacity, fading linearly to 0 over
 `cold_start_seconds`) stands in on both whenever it is larger. All of it is in time, not
-samples, so it holds at a 1-s tick and at the 60-300-s rates of production traces.
+samples, so it holds at a 1-s tick and at the 60-300-s rates of production traces. For
+memory the share is sized for readings `cold_start_gap_seconds` apart and shrinks as
+(gap / that)^0.2 for closer ones: the less time between two readings, the less memory can
+step unseen (a reading repeated unchanged, as a coarse trace replayed at a finer tick
+repeats it, is no new reading).
 
 A `Window` is immutable: `add` returns a new one. It keeps the samples in time order (to
 expire the oldest) and in sorted order (to read a percentile by index); both are tuples
@@ -87,6 +91,15 @@ class Series:
     last: float | None = None  # the last reading
     first_at: float | None = None
     regime_at: float | None = None
+    changes: int = 0  # readings that differed from the one before
+    changed_at: float | None = None  # the last of them
+
+    @property
+    def gap(self) -> float | None:
+        """The mean time between readings that changed, None before the first change."""
+        if not self.changes or self.first_at is None or self.changed_at is None:
+            return None
+        return (self.changed_at - self.first_at) / self.changes
 
     def _faded(self, learned: float, at: float, half_life: float) -> float:
         if self.learned_at is None:
@@ -127,7 +140,10 @@ class Series:
             if rise > 0 and self.last is not None:
                 step = max(step, value - self.last)
         window = self.window.add(at, value, settings.window_seconds, settings.max_samples)
-        return Series(window, burst, step, at, value, first, regime_at)
+        changes, changed_at = self.changes, self.changed_at
+        if self.last is not None and value != self.last:
+            changes, changed_at = changes + 1, at
+        return Series(window, burst, step, at, value, first, regime_at, changes, changed_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +157,7 @@ class Prediction:
     burst: float = 0.0  # the allowance on the level: max(learned x factor, cold start, regime)
     learned: float = 0.0  # the largest rise seen, faded
     cold: float = 0.0  # the cold-start allowance now
+    gap: float | None = None  # the readings' gap the cold start was scaled for (if it was)
     regime: float = 0.0  # the allowance after a regime change, now
     regime_age: float = 0.0  # seconds since that regime change
     step: float = 0.0  # the largest step to a new level seen, faded
@@ -204,7 +221,12 @@ class Prediction:
                 f"all of capacity held back, fading to 0 over {hours:g} h)"
             )
         if self.cold >= allowance:
-            return f" + cold start {fmt(self.cold)} (fading to 0 over {hours:g} h)"
+            scaled = ""
+            if self.gap is not None:
+                ref = settings.cold_start_gap_seconds
+                share = _gap_scale(self.gap, ref)
+                scaled = f"{share:.0%} of it, for readings {self.gap:.3g}s apart, not {ref:g}s; "
+            return f" + cold start {fmt(self.cold)} ({scaled}fading to 0 over {hours:g} h)"
         return (
             f" + burst {fmt(allowance)} ({factor:g} x {fmt(learned)}, the largest {what} "
             f"seen, half-life {settings.burst_half_life_seconds / 3600:g} h)"
@@ -219,6 +241,15 @@ def latest(*times: float | None) -> float | None:
     """The latest of the times given, None when none is."""
     known = [t for t in times if t is not None]
     return max(known) if known else None
+
+
+# On examples/traces 0.12-0.24 won the 2-s traces' memory bars and let no step through.
+GAP_EXPONENT = 0.2
+
+
+def _gap_scale(gap: float, reference: float) -> float:
+    """The share of the cold-start allowance for readings `gap` (< `reference`) seconds apart."""
+    return (gap / reference) ** GAP_EXPONENT
 
 
 def _fade(age: float, seconds: float) -> float:
@@ -252,7 +283,10 @@ def predict(
     learned = series.burst_now(at, half_life)
     step = series.step_now(at, half_life)
     age = 0.0 if series.first_at is None else max(0.0, at - series.first_at)
-    cold = cold_start * _fade(age, settings.cold_start_seconds)
+    ref = settings.cold_start_gap_seconds
+    gap = series.gap if series.gap is not None and series.gap < ref else None
+    scale = 1.0 if gap is None else _gap_scale(gap, ref)
+    cold = cold_start * scale * _fade(age, settings.cold_start_seconds)
     last = latest(series.regime_at, regime_at)
     regime_age = 0.0 if last is None else max(0.0, at - last)
     regime = 0.0 if last is None else capacity * _fade(regime_age, settings.cold_start_seconds)
@@ -269,6 +303,7 @@ def predict(
         burst=burst,
         learned=learned,
         cold=cold,
+        gap=gap,
         regime=regime,
         regime_age=regime_age,
         step=step,

@@ -125,14 +125,32 @@ class PredictorSettings(_Section):
     cold_start_memory_fraction: Fraction = Field(
         0.1,
         description="The cold-start allowance for memory, on its peak and on its current "
-        "reading (default 10 %: after 15 min vm392 stepped by 12.8 % of the node to 5.8 % "
-        "above its peak, which 5 % lets through; 5 % would win the bars of the one- and "
-        "two-hour noisy and bursty traces).",
+        "reading, for readings cold_start_memory_gap_seconds apart (default 10 %: after "
+        "15 min vm392, read every 300 s, stepped by 12.8 % of the node to 5.8 % above its "
+        "peak, which 5 % lets through; 10 % of the node held free for the first hour costs "
+        "the 2-s noisy and bursty traces their bars, hence the scaling by gap).",
     )
     cold_start_memory_seconds: Seconds = Field(
         3600.0,
         description="The memory cold-start allowance fades linearly to 0 over this time "
         "(default 1 h: over 30 min it let early rises through on vm28 and m_1934).",
+    )
+    cold_start_memory_gap_seconds: Seconds = Field(
+        300.0,
+        description="The gap between memory readings that cold_start_memory_fraction is "
+        "sized for; readings that come closer together get (gap / this)^0.2 of it, since "
+        "memory can step less between two readings the less time lies between them "
+        "(default 300 s, the coarsest traces': readings 2 s apart get 37 %, 1 s apart "
+        "32 %; 0 = no scaling). On examples/traces an exponent of 0.12-0.24 let no step "
+        "through and won the bars of the 2-s noisy and bursty traces; 0.1 left bursty "
+        "short of Katalyst, 0.25 let a 2-s step through on it, a square root (0.5) on "
+        "noisy too.",
+    )
+    cold_start_gap_seconds: Seconds = Field(
+        0.0,
+        description="The gap between readings the cold-start share is sized for; closer "
+        "readings get (gap / this)^0.2 of it (0 = no scaling, as for CPU and GPU; memory's "
+        "is cold_start_memory_gap_seconds).",
     )
     cold_start_seconds: Seconds = Field(
         2 * 3600.0,
@@ -150,6 +168,7 @@ class PredictorSettings(_Section):
                 "burst_factor": 0.0,
                 "step_factor": self.memory_burst_factor,
                 "cold_start_seconds": self.cold_start_memory_seconds,
+                "cold_start_gap_seconds": self.cold_start_memory_gap_seconds,
             }
         )
 

@@ -55,6 +55,8 @@ def test_the_series_come_back_on_the_new_clock_and_predict_the_same(tmp_path: Pa
     assert m1.window.times == pytest.approx([t + shift for t in m0.window.times])
     assert (m1.burst, m1.step, m1.last) == (m0.burst, m0.step, m0.last)
     assert m1.first_at == pytest.approx(m0.first_at + shift)
+    # The readings' gap, which sizes memory's cold start, is the same 60 s after it.
+    assert m1.changes == m0.changes == 2 and m1.gap == pytest.approx(m0.gap) == 60.0
     assert after.regime_at == pytest.approx(940.0 + shift)
     # 30 s later by the wall, the same demand: the 9 peak held, nothing learned forgotten.
     old = predict(m0, 4.0, SAVED.monotonic + 30.0, 1.0, MEMORY)

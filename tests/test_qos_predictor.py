@@ -180,11 +180,55 @@ def test_a_step_to_a_new_peak_is_measured_from_the_reading_before_it():
 
 
 def test_memorys_cold_start_rides_on_both_the_peak_and_the_current_reading():
-    settings = PredictorSettings(cold_start_memory_seconds=100.0).for_memory()
+    settings = PredictorSettings(
+        cold_start_memory_seconds=100.0, cold_start_memory_gap_seconds=1.0
+    ).for_memory()
     series = Series().observe(0.0, 10.0, settings).observe(1.0, 4.0, settings)
     p = predict(series, 4.0, 50.0, 40.0, settings)
     assert p.cold == 20.0 and p.value == 10.0 + 20.0
-    assert "cold start 20.0" in p.describe(settings, str)
+    assert p.describe(settings, str).endswith("cold start 20.0 (fading to 0 over 0.0277778 h)")
+
+
+def _read_every(seconds: float, values, settings: PredictorSettings) -> Series:
+    series = Series()
+    for i, v in enumerate(values):
+        series = series.observe(i * seconds, v, settings)
+    return series
+
+
+@pytest.mark.parametrize(
+    ("gap", "share"), [(300.0, 1.0), (600.0, 1.0), (2.0, 0.367), (1.0, 0.3196)]
+)
+def test_memorys_cold_start_shrinks_for_readings_closer_than_the_gap_it_is_sized_for(gap, share):
+    """10 % of a node of 100 for readings 300 s apart; (gap / 300)^0.2 of it for closer
+    ones, fading as ever (at 25 % of the hour here)."""
+    m = PredictorSettings().for_memory()
+    series = _read_every(gap, [40.0, 41.0, 40.0, 41.0], m)
+    assert series.gap == gap
+    p = predict(series, 41.0, 900.0, 10.0, m)
+    assert p.cold == pytest.approx(10.0 * share * 0.75, rel=1e-3)
+    words = p.describe(m, lambda v: f"{v:.2f}")
+    if share < 1.0:
+        assert f"{share:.0%} of it, for readings {gap:g}s apart, not 300s; fading" in words
+    else:
+        assert words.endswith(f"cold start {p.cold:.2f} (fading to 0 over 1 h)")
+
+
+def test_a_reading_repeated_unchanged_is_no_new_reading_for_the_gap():
+    """A trace read every 300 s, replayed at a 1-s tick, repeats each reading: its gap is
+    still 300 s, and memory's cold start all of its share."""
+    m = PredictorSettings().for_memory()
+    series = Series()
+    for i in range(900):
+        series = series.observe(float(i), 40.0 + (i // 300), m)
+    assert series.changes == 2 and series.gap == 300.0
+    assert predict(series, 42.0, 900.0, 10.0, m).cold == pytest.approx(7.5)
+
+
+def test_cpus_cold_start_does_not_shrink_with_the_readings_gap():
+    s = PredictorSettings()
+    series = _read_every(1.0, [10.0, 11.0, 10.0, 11.0], s)
+    assert predict(series, 11.0, 3.0, 60.0, s).cold == pytest.approx(60.0 * (1 - 3 / 7200))
 
 
 def test_the_nodes_regime_change_holds_back_a_series_that_showed_none():

@@ -346,6 +346,9 @@ class PredictorSpec(Section):
     """The CPU cold-start allowance fades linearly to 0 over this long."""
     cold_start_memory_for: Duration | None = None
     """The memory cold-start allowance fades linearly to 0 over this long."""
+    cold_start_memory_gap: Duration | None = None
+    """coldStartMemoryPercent is for memory readings this far apart; closer readings get
+    (gap / this)^0.2 of it, as memory steps less in less time (0s = no scaling)."""
 
 
 class IndicatorSpec(Atomic):

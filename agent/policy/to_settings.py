@@ -110,6 +110,7 @@ FIELDS: tuple[tuple[str, str, _Conversion], ...] = (
     ("predictor.memory_window", "predictor.memory_window_seconds", _DURATION),
     ("predictor.memory_burst_factor", "predictor.memory_burst_factor", _NUMBER),
     ("predictor.cold_start_memory_for", "predictor.cold_start_memory_seconds", _DURATION),
+    ("predictor.cold_start_memory_gap", "predictor.cold_start_memory_gap_seconds", _DURATION),
     ("margin.indicator.type", "margin.indicator", _INDICATOR),
     ("margin.indicator.target", "margin.target", _SAME),
     ("margin.kp", "margin.kp", _SAME),

@@ -174,8 +174,14 @@ def test_the_mapping_table_leaves_no_field_out() -> None:
         if not f.startswith(own) and not any(m == f or m.startswith(f + ".") for m in mapped)
     ]
     assert unmapped == []
-    # Not policy knobs (step_factor is memory's rule, set from memoryBurstFactor).
-    internal = {"predictor.max_samples", "predictor.step_factor", "margin.max_dt_seconds"}
+    # Not policy knobs (step_factor and cold_start_gap_seconds are memory's rules, set from
+    # memoryBurstFactor and coldStartMemoryGap).
+    internal = {
+        "predictor.max_samples",
+        "predictor.step_factor",
+        "predictor.cold_start_gap_seconds",
+        "margin.max_dt_seconds",
+    }
     brain = {
         f"{section}.{name}"
         for section, info in QosSettings.model_fields.items()
