@@ -225,7 +225,7 @@ class Prediction:
             if self.gap is not None:
                 ref = settings.cold_start_gap_seconds
                 share = _gap_scale(self.gap, ref)
-                scaled = f"{share:.0%} of it, for readings {self.gap:.3g}s apart, not {ref:g}s; "
+                scaled = f"{share:.0%} of its size for {ref:g}s, readings {self.gap:.3g}s apart; "
             return f" + cold start {fmt(self.cold)} ({scaled}fading to 0 over {hours:g} h)"
         return (
             f" + burst {fmt(allowance)} ({factor:g} x {fmt(learned)}, the largest {what} "

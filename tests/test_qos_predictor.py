@@ -209,7 +209,7 @@ def test_memorys_cold_start_shrinks_for_readings_closer_than_the_gap_it_is_sized
     assert p.cold == pytest.approx(10.0 * share * 0.75, rel=1e-3)
     words = p.describe(m, lambda v: f"{v:.2f}")
     if share < 1.0:
-        assert f"{share:.0%} of it, for readings {gap:g}s apart, not 300s; fading" in words
+        assert f"{share:.0%} of its size for 300s, readings {gap:g}s apart; fading" in words
     else:
         assert words.endswith(f"cold start {p.cold:.2f} (fading to 0 over 1 h)")
 
