@@ -18,7 +18,9 @@ line of warning, and the node starts as a new one too.
 
 Each GPU's online SM series and its window of online GPU memory are kept too, for the GPUs
 known by UUID (one matched by its index may be another GPU after a restart): without them a
-restart would offer batch the GPU memory online held an hour before.
+restart would offer batch the GPU memory online held an hour before. So are their surges
+and the batch pods frozen on them (on those GPUs alone): a restart keeps a pod frozen
+through the thaw hysteresis, and its `maxFrozen` clock from the first freeze.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from agent.inputs import first_problem, parse_json, read_text
 from agent.state_files import replace_file
 from qos.decide import BrainState
 from qos.demand import PredictorState
-from qos.gpu import BY_INDEX, GpuBrain
+from qos.gpu import BY_INDEX, Frozen, GpuBrain, Surge
 from qos.margin import MarginState, PidState
 from qos.predictor import Series, Window
 from qos.settings import Indicator, MarginSettings
@@ -86,11 +88,29 @@ class SeriesFile(WindowFile):
     changed_at: float | None = None
 
 
+class SurgeFile(_Model):
+    """Online's surge on one GPU: since when, why, and since when it has been calm."""
+
+    since: float
+    why: str
+    calm_since: float | None = None
+
+
 class GpuFile(_Model):
-    """One GPU's online SM use and the window of online's GPU memory."""
+    """One GPU's online SM use, the window of online's GPU memory, and its surge."""
 
     online: SeriesFile | None = None
     memory: WindowFile | None = None
+    surge: SurgeFile | None = None
+
+
+class FrozenFile(_Model):
+    """A batch pod frozen off GPUs (by UUID): its UID, since when, on which, and why."""
+
+    uid: str
+    since: float
+    devices: list[str]
+    why: str
 
 
 class MarginFile(_Model):
@@ -114,6 +134,7 @@ class HistoryFile(_Model):
     regime_at: float | None = None
     margin: MarginFile | None = None  # None: the margin had not started
     gpus: dict[str, GpuFile] = Field(default_factory=dict)  # by UUID
+    frozen: dict[str, FrozenFile] = Field(default_factory=dict)  # by pod key
 
 
 class History(NamedTuple):
@@ -131,6 +152,8 @@ class History(NamedTuple):
         )
         margin = "initial" if self.margin is None else format_fraction(self.margin.fraction)
         gpus = f"; {len(self.gpus.online)} GPUs" if self.gpus.online else ""
+        if self.gpus.frozen:
+            gpus += f"; batch pods frozen: {', '.join(sorted(self.gpus.frozen))}"
         return f"saved {self.age or 0:.0f}s ago: online samples {samples}; margin {margin}{gpus}"
 
 
@@ -182,20 +205,56 @@ def _window(f: WindowFile, clocks: Clocks) -> Window:
 
 def _gpu_files(gpus: GpuBrain, clocks: Clocks) -> dict[str, GpuFile]:
     """The GPUs known by UUID: one matched by index may be another GPU after a restart."""
-    keys = sorted(k for k in set(gpus.online) | set(gpus.memory) if not k.startswith(BY_INDEX))
+    known = set(gpus.online) | set(gpus.memory) | set(gpus.surges)
     return {
         k: GpuFile(
             online=None if k not in gpus.online else _series_file(gpus.online[k], clocks),
             memory=None if k not in gpus.memory else _window_file(gpus.memory[k], clocks),
+            surge=None if k not in gpus.surges else _surge_file(gpus.surges[k], clocks),
         )
-        for k in keys
+        for k in sorted(known)
+        if not k.startswith(BY_INDEX)
     }
 
 
-def _gpus(files: dict[str, GpuFile], clocks: Clocks) -> GpuBrain:
+def _surge_file(surge: Surge, clocks: Clocks) -> SurgeFile:
+    return SurgeFile(
+        since=clocks.to_wall(surge.since),
+        why=surge.why,
+        calm_since=_maybe(clocks.to_wall, surge.calm_since),
+    )
+
+
+def _frozen_files(gpus: GpuBrain, clocks: Clocks) -> dict[str, FrozenFile]:
+    """The pods frozen on GPUs known by UUID; one frozen on none of those is left out (the
+    journal thaws it after a restart)."""
+    out = {}
+    for pod, f in sorted(gpus.frozen.items()):
+        devices = sorted(d for d in f.devices if not d.startswith(BY_INDEX))
+        if devices:
+            out[pod] = FrozenFile(
+                uid=f.uid, since=clocks.to_wall(f.since), devices=devices, why=f.why
+            )
+    return out
+
+
+def _gpus(files: dict[str, GpuFile], frozen: dict[str, FrozenFile], clocks: Clocks) -> GpuBrain:
     return GpuBrain(
         online={k: _series(f.online, clocks) for k, f in files.items() if f.online is not None},
         memory={k: _window(f.memory, clocks) for k, f in files.items() if f.memory is not None},
+        surges={
+            k: Surge(
+                clocks.from_wall(f.surge.since),
+                f.surge.why,
+                _maybe(clocks.from_wall, f.surge.calm_since),
+            )
+            for k, f in files.items()
+            if f.surge is not None
+        },
+        frozen={
+            pod: Frozen(f.uid, clocks.from_wall(f.since), frozenset(f.devices), f.why)
+            for pod, f in frozen.items()
+        },
     )
 
 
@@ -252,6 +311,7 @@ def save_history(
         regime_at=_maybe(clocks.to_wall, state.regime_at),
         margin=None if brain.margin is None else _margin_file(brain.margin, indicator, clocks),
         gpus=_gpu_files(brain.gpus, clocks),
+        frozen=_frozen_files(brain.gpus, clocks),
     )
     replace_file(state_dir, FILENAME, history.model_dump_json() + "\n")
 
@@ -285,5 +345,5 @@ def load_history(
             regime_at=_maybe(clocks.from_wall, history.regime_at),
         )
         restored_margin = _margin(history.margin, clocks, margin)
-        return History(state, restored_margin, age, _gpus(history.gpus, clocks)), ""
+        return History(state, restored_margin, age, _gpus(history.gpus, history.frozen, clocks)), ""
     return fresh, f"history {path} set aside ({why}): starting afresh"

@@ -11,7 +11,7 @@ import pytest
 from agent.history import FILENAME, MAX_AGE_S, Clocks, History, load_history, save_history
 from qos.decide import BrainState
 from qos.demand import PredictorState
-from qos.gpu import GpuBrain
+from qos.gpu import Frozen, GpuBrain, Surge
 from qos.margin import MarginState, PidState, update_margin
 from qos.predictor import Series, Window, predict
 from qos.settings import Indicator, MarginSettings, PredictorSettings
@@ -127,6 +127,32 @@ def test_the_gpus_known_by_uuid_come_back_and_those_by_index_do_not(tmp_path: Pa
     assert back.times == pytest.approx([970.0 + shift, 990.0 + shift])
     assert history.gpus.online["GPU-aa"].window.values == sm.window.values
     assert history.describe().endswith("; 1 GPUs")
+
+
+def test_a_surge_and_the_pods_frozen_on_it_come_back_with_their_clocks(tmp_path: Path) -> None:
+    """The surge keeps its calm-since (the thaw hysteresis) and each pod its freeze time (the
+    maxFrozen clock); a pod frozen only on a GPU known by index is left to the journal."""
+    gpus = GpuBrain(
+        surges={"GPU-aa": Surge(900.0, "SM 95% >= 80%", 980.0), "index-1": Surge(950.0, "x")},
+        frozen={
+            "jobs/train": Frozen("uid-1", 910.0, frozenset({"GPU-aa", "index-1"}), "SM 95%"),
+            "jobs/infer": Frozen("uid-2", 950.0, frozenset({"index-1"}), "x"),
+        },
+    )
+    save_history(
+        tmp_path, "node-a", BrainState(PredictorState(), gpus=gpus), Indicator.CPU_PSI, SAVED
+    )
+    history, why = _load(tmp_path)
+    shift = LATER.monotonic - SAVED.monotonic - 30.0
+    assert why == "" and set(history.gpus.surges) == {"GPU-aa"}
+    surge = history.gpus.surges["GPU-aa"]
+    assert (surge.since, surge.calm_since) == pytest.approx((900.0 + shift, 980.0 + shift))
+    assert surge.why == "SM 95% >= 80%"
+    (pod,) = history.gpus.frozen.items()
+    assert pod[0] == "jobs/train" and pod[1].uid == "uid-1" and pod[1].why == "SM 95%"
+    assert pod[1].since == pytest.approx(910.0 + shift)
+    assert pod[1].devices == frozenset({"GPU-aa"})
+    assert history.describe().endswith("margin initial; batch pods frozen: jobs/train")
 
 
 def test_no_file_is_a_new_node_without_a_warning(tmp_path: Path) -> None:

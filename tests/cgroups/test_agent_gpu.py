@@ -319,6 +319,35 @@ def test_a_pod_frozen_when_the_agent_crashed_is_thawed_by_the_next_one(gpu_node:
 
 
 @pytest.mark.cgroup_v1
+@pytest.mark.cgroup_v2
+def test_a_restart_keeps_the_surge_and_its_frozen_pod_from_the_history(gpu_node: GpuNode) -> None:
+    """The agent dies during a surge, after its history was saved. The next one restores the
+    surge: online at 70 % is inside the hysteresis band, so the pod stays frozen (a new agent
+    with no surge would thaw it), and it thaws once online has been calm for thawAfter."""
+    online = gpu_node.add(web())
+    batch = gpu_node.add(job("train"))
+    gpu = FakeGpu(uuid="GPU-0", sm_percent=95, compute=[(online, GIB), (batch, GIB)])
+    crashed = gpu_node.loop(FakeNvml([gpu]), thaw_after_seconds=0.3)
+    tick(crashed)
+    crashed._save_history()  # what its once-a-minute timer does
+    assert gpu_node.frozen("train")
+    gpu.sm_percent = 70
+    gpu_node.registry = CollectorRegistry()
+    restarted = gpu_node.loop(FakeNvml([gpu]), thaw_after_seconds=0.3)
+    result = tick(restarted)
+    (kept,) = result.plan.gpu.frozen
+    assert kept.pod == "jobs/train" and not kept.new and "SM 95% >= 80%" in kept.reason
+    assert gpu_node.frozen("train")
+    gpu.sm_percent = 10
+    tick(restarted)
+    time.sleep(0.4)
+    result = tick(restarted)
+    assert [t.pod for t in result.plan.gpu.thawed] == ["jobs/train"]
+    assert not gpu_node.frozen("train")
+    restarted.close()
+
+
+@pytest.mark.cgroup_v1
 def test_gpu_memory_online_would_lack_evicts_the_batch_pod_holding_it(gpu_node: GpuNode) -> None:
     online = gpu_node.add(web())
     batch = gpu_node.add(job("train"))
