@@ -240,6 +240,8 @@ def decide_gpus(
 
     pods = {p.pod.key: p for p in node.pods}
     batch = {k for k, p in pods.items() if p.tier is Tier.BATCH}
+    # A pod deleted and created again under its name is another pod: its freeze is not ours.
+    was = {k: f for k, f in state.frozen.items() if k in pods and pods[k].pod.uid == f.uid}
     frozen: dict[str, Frozen] = {}
     freezes: list[GpuFreeze] = []
     notes: list[str] = []
@@ -256,30 +258,28 @@ def decide_gpus(
                     if pod in pods:
                         notes.append(f"{pod} on surged GPU {d.index} is not batch: never frozen")
                     continue
-                old = frozen.get(pod) or state.frozen.get(pod)
+                old = frozen.get(pod) or was.get(pod)
                 since = now if old is None else old.since
                 why = old.why if old is not None else surge.why
                 devs = (old.devices if old is not None else frozenset()) | {key}
                 frozen[pod] = Frozen(pods[pod].pod.uid, since, devs, why)
     # A frozen pod stays frozen while a surged GPU holds it, or while its GPUs cannot be
     # read (no evidence of calm: fail towards online).
-    for pod, f in state.frozen.items():
+    for pod, f in was.items():
         if pod in frozen or pod not in batch:
             continue
         held = [k for k in f.devices if k in w.surges or k not in keys or _unread(devices, k)]
         if held:
             frozen[pod] = f
     for pod, f in sorted(frozen.items()):
-        new = pod not in state.frozen
+        new = pod not in was
         word = "freeze" if new else "keep frozen"
         freezes.append(
             GpuFreeze(pod, f.uid, True, new, f"{word} {pod} (batch on the GPU): {f.why}")
         )
-    for pod, f in sorted(state.frozen.items()):
+    for pod, f in sorted(was.items()):
         if pod in frozen:
             continue
-        if pod not in pods:
-            continue  # gone: nothing to thaw
         why = "; ".join(ended[k] for k in sorted(f.devices) if k in ended) or (
             "no GPU it used surges any more"
         )

@@ -3,6 +3,8 @@ frozen while online surges on its GPU, thawed with hysteresis, evicted when froz
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from qos.decide import BrainState, decide
 from qos.samples import GpuDeviceReading, GpuReading
 from qos.settings import QosSettings
@@ -105,6 +107,23 @@ def test_a_frozen_pod_stays_frozen_while_its_gpu_cannot_be_read() -> None:
     )
     assert [f.pod for f in plans[1].gpu.frozen] == ["default/job"]
     assert plans[1].gpu.devices[0].amount == 0 and "GPU is lost" in plans[1].gpu.devices[0].reason
+
+
+def test_a_pod_created_again_under_a_frozen_ones_name_is_not_held_frozen() -> None:
+    """default/job was frozen; a pod of the same name but another UID (deleted and created
+    again) is a new pod: it is neither held frozen nor 'thawed' off a GPU it never used,
+    and frozen afresh (a new clock) when it does run on the surged GPU."""
+    _, state = run([(1.0, [device(1.0, online=95.0)])])
+    (old,) = state.gpus.frozen.values()
+    assert old.uid == "uid-job"
+    gone = replace(old, uid="uid-of-the-deleted-job", since=0.0)
+    state = replace(state, gpus=replace(state.gpus, frozen={"default/job": gone}))
+    (plan,), after = run([(2.0, [device(2.0, online=95.0, batch_pods=())])], state=state)
+    assert plan.gpu.frozen == () and plan.gpu.thawed == () and not after.gpus.frozen
+    (plan,), after = run([(3.0, [device(3.0, online=95.0)])], state=state)
+    (f,) = plan.gpu.frozen
+    assert f.new and f.reason.startswith("freeze default/job")
+    assert after.gpus.frozen["default/job"].since == 3.0
 
 
 def test_frozen_past_the_limit_is_evicted_once_and_dry_run_is_honoured() -> None:
