@@ -141,7 +141,7 @@ class History(NamedTuple):
     predictor: PredictorState
     margin: MarginState | None = None  # None: the settings' initial margin
     age: float | None = None  # seconds since it was saved; None: a new node's
-    gpus: GpuBrain = GpuBrain()  # the windows of the GPUs with a UUID
+    gpus: GpuBrain = GpuBrain()  # the GPUs with a UUID: windows, surges, pods frozen
 
     def describe(self) -> str:
         """One line on what came back, for the log."""
@@ -225,6 +225,10 @@ def _surge_file(surge: Surge, clocks: Clocks) -> SurgeFile:
     )
 
 
+def _surge(f: SurgeFile, clocks: Clocks) -> Surge:
+    return Surge(clocks.from_wall(f.since), f.why, _maybe(clocks.from_wall, f.calm_since))
+
+
 def _frozen_files(gpus: GpuBrain, clocks: Clocks) -> dict[str, FrozenFile]:
     """The pods frozen on GPUs known by UUID; one frozen on none of those is left out (the
     journal thaws it after a restart)."""
@@ -242,15 +246,7 @@ def _gpus(files: dict[str, GpuFile], frozen: dict[str, FrozenFile], clocks: Cloc
     return GpuBrain(
         online={k: _series(f.online, clocks) for k, f in files.items() if f.online is not None},
         memory={k: _window(f.memory, clocks) for k, f in files.items() if f.memory is not None},
-        surges={
-            k: Surge(
-                clocks.from_wall(f.surge.since),
-                f.surge.why,
-                _maybe(clocks.from_wall, f.surge.calm_since),
-            )
-            for k, f in files.items()
-            if f.surge is not None
-        },
+        surges={k: _surge(f.surge, clocks) for k, f in files.items() if f.surge is not None},
         frozen={
             pod: Frozen(f.uid, clocks.from_wall(f.since), frozenset(f.devices), f.why)
             for pod, f in frozen.items()

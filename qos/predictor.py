@@ -284,7 +284,9 @@ def predict(
     step = series.step_now(at, half_life)
     age = 0.0 if series.first_at is None else max(0.0, at - series.first_at)
     ref = settings.cold_start_gap_seconds
-    gap = series.gap if series.gap is not None and series.gap < ref else None
+    gap = series.gap
+    if gap is not None and gap >= ref:
+        gap = None  # readings as far apart as the share is sized for, or no scaling (ref 0)
     scale = 1.0 if gap is None else _gap_scale(gap, ref)
     cold = cold_start * scale * _fade(age, settings.cold_start_seconds)
     last = latest(series.regime_at, regime_at)

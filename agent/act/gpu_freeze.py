@@ -24,7 +24,7 @@ class GpuFreezer:
     def __init__(self, journaled: Iterable[Write] = ()) -> None:
         """`journaled`: the writes that restore each freeze an earlier run journaled; the
         first tick with a GPU plan that places their pod restores those it does not hold
-        frozen."""
+        frozen. One whose pod is not placed while no pod is missing is of a pod gone."""
         self.frozen: dict[str, str] = {}  # pod key -> its cgroup, frozen by this agent
         self.journaled = {normalize_cgroup(w.cgroup): w for w in journaled}
 
@@ -48,6 +48,7 @@ class GpuFreezer:
             held = {normalize_cgroup(c) for c in want.values()}
             placed = {normalize_cgroup(p.cgroup) for p in topo.placed}
             out += [w for c, w in self.journaled.items() if c in placed and c not in held]
-            self.journaled = {c: w for c, w in self.journaled.items() if c not in placed}
+            left = {c: w for c, w in self.journaled.items() if c not in placed}
+            self.journaled = left if topo.missing else {}
         self.frozen = want
         return out
