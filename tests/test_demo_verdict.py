@@ -10,17 +10,17 @@ from lab.demo.timeline import PhaseResult
 from lab.workloads.stats import LatencySummary
 
 
-def _phase(name: str, seconds: list[list[float]]) -> PhaseResult:
+def _phase(name: str, seconds: list[list[float]], idle: float | None = None) -> PhaseResult:
     return PhaseResult(
         name=name,
-        start=0.0,
-        end=float(len(seconds)),
+        windows=((0.0, float(len(seconds))),),
         latency_us=LatencySummary.of([v for s in seconds for v in s]),
         batch_cores=1.0,
         batch_units_per_s=100.0,
         batch_cpu_milli=None,
         batch_memory_budget_bytes=None,
         other_cores=0.0,
+        idle_cores=idle,
         latency_by_second_us=tuple(tuple(s) for s in seconds),
     )
 
@@ -67,3 +67,11 @@ def test_colocd_is_also_set_against_online_alone() -> None:
     assert "x HIGHER; " in text.split(" and p99.9")[0]  # kubelet's busy node answered faster
     assert " Against online alone, its p99 " in text and "(about the same). " in text
     assert "'Online alone' is not the floor" in text
+
+
+def test_the_cpu_each_phase_left_idle_is_told() -> None:
+    draw = random.Random(5)
+    kubelet, colocd = _seconds(draw, 1.0, 1.2), _seconds(draw, 1.0, 1.2)
+    text = verdict([_phase("kubelet", kubelet, 0.02), _phase("colocd", colocd, 0.47)])
+    assert "CPU left idle (cores): kubelet's defaults 0.02, colocd 0.47;" in text
+    assert "CPU left idle" not in verdict([_phase("kubelet", kubelet), _phase("colocd", colocd)])

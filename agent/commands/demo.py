@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 HELP = "show colocation on this machine: online vs batch, kubelet's defaults vs colocd"
 DEFAULT_DURATION_S = 60.0
 MIN_PHASE_S = 3.0
-PHASE_COUNT = 3  # lab.demo.run.PHASES; a test checks they agree
+PHASE_COUNT = 5  # lab.demo.run.PHASES; a test checks they agree
 DEFAULT_PLOT = Path("colocd-demo.png")
 DESCRIPTION = """\
 Show what colocd does, on this very machine, with no Kubernetes. The demo builds a
@@ -33,15 +33,20 @@ service and batch jobs in it as "pods", and runs the real agent (`colocd run`) o
   batch    jobs/crunch-N: one CPU hog per CPU; jobs/fill: a memory hog growing to 384 MiB
            (BestEffort)
 
-Three phases, a third of --duration each:
+Five phases, a fifth of --duration each:
   1. online alone;
   2. online + batch under kubelet's defaults only (besteffort cpu.shares=2, no colocd);
-  3. online + batch under colocd (`colocd run` with its default settings).
+  3. online + batch under colocd (`colocd run` with its default settings);
+  4. kubelet's defaults again (colocd stops and writes back what it changed);
+  5. colocd again (started anew, on the history its first run left).
+kubelet's defaults and colocd take turns so that a drift of this machine's speed over
+the minute weighs on both alike; the summary pools each one's turns.
 
 Every second a line shows the elapsed time, the phase, online's p99 latency, batch's
 throughput (in cores of work) and colocd's current batch-cpu/batch-memory budgets with
-the reason. At the end: a table comparing the three phases (online p50/p99/p99.9, batch
-throughput, budgets, and the CPU other work on the machine took), a sentence reading it
+the reason. At the end: a table comparing online alone, kubelet's defaults and colocd,
+each with its turns pooled (online p50/p99/p99.9, batch throughput, budgets, and the CPU
+other work on the machine took), a sentence reading it
 (a gap in latency is called only when the run's noise, its seconds resampled, cannot
 explain it), and a PNG plot of latency, throughput and budgets over time.
 
@@ -71,7 +76,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         type=seconds_between(MIN_PHASE_S * PHASE_COUNT, 3600),
         default=DEFAULT_DURATION_S,
-        help=f"seconds for the three phases together (default {DEFAULT_DURATION_S:g})",
+        help=f"seconds for the five phases together (default {DEFAULT_DURATION_S:g})",
     )
     p.add_argument(
         "--plot",

@@ -65,6 +65,7 @@ class AgentProcess:
         self.cgroup_procs = cgroup_procs
         self.extra_args = extra_args
         self.popen: subprocess.Popen[bytes] | None = None
+        self.started_at = 0.0  # unix time of the last start
         self.pods_dir.mkdir(parents=True, exist_ok=True)
 
     # --- pods ----------------------------------------------------------------------------
@@ -87,8 +88,10 @@ class AgentProcess:
         return argv + list(self.extra_args)
 
     def start(self) -> None:
-        if self.popen is not None:
+        """Start the agent, again if it has stopped (on the state it left)."""
+        if self.alive():
             return
+        self.started_at = time.time()
         procs = self.cgroup_procs
 
         def enter() -> None:
@@ -96,7 +99,7 @@ class AgentProcess:
                 with open(procs, "w") as f:
                     f.write("0")
 
-        with self.log_path.open("wb") as log:
+        with self.log_path.open("ab") as log:
             try:
                 self.popen = subprocess.Popen(
                     self.argv(),
@@ -117,11 +120,12 @@ class AgentProcess:
         return self.popen is not None and self.popen.poll() is None
 
     def status(self) -> Status | None:
-        """The agent's last status; None until it has written one."""
+        """The agent's last status since it last started; None until it has written one."""
         try:
-            return read_status(self.state_dir)
+            status = read_status(self.state_dir)
         except StatusError:
             return None
+        return status if status.written_at >= self.started_at else None
 
     def log_tail(self, limit: int = LOG_TAIL) -> str:
         try:

@@ -6,11 +6,12 @@ extra) is imported here only, with the Agg backend, so the demo runs without a d
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from lab.demo.report import TITLES
+from lab.demo.report import SHORT
 from lab.demo.timeline import PhaseResult, Second
 from lab.errors import DemoError
 
@@ -35,16 +36,13 @@ BATCH_MEMORY = Series("batch_memory_budget_bytes", "colocd batch-memory (MiB)", 
 
 
 def _draw(ax: Any, seconds: Sequence[Second], series: Series, *, log: Any = None) -> None:
-    """One series (missing values left out) with its axis label, from 0 (or log) to above
-    its largest value, so a flat line is not hidden on the frame."""
-    points = [
-        (s.t, value * series.scale)
-        for s in seconds
-        if (value := getattr(s, series.field)) is not None
-    ]
-    ax.plot([x for x, _ in points], [y for _, y in points], color=series.color, label=series.label)
+    """One series (broken where values are missing) with its axis label, from 0 (or log)
+    to above its largest value, so a flat line is not hidden on the frame."""
+    values = [getattr(s, series.field) for s in seconds]
+    ys = [math.nan if v is None else v * series.scale for v in values]
+    ax.plot([s.t for s in seconds], ys, color=series.color, label=series.label)
     ax.set_ylabel(series.label, color=series.color)
-    top = max((y for _, y in points), default=1.0) or 1.0
+    top = max((y for y in ys if not math.isnan(y)), default=1.0) or 1.0
     if log is not None:  # a log scale, labelled in plain numbers
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(log)
@@ -53,20 +51,28 @@ def _draw(ax: Any, seconds: Sequence[Second], series: Series, *, log: Any = None
         ax.set_ylim(0, top * 1.15)
 
 
-def _shade(axes: Sequence[Any], seconds: Sequence[Second]) -> None:
-    spans: dict[str, tuple[float, float]] = {}
+def _spans(seconds: Sequence[Second]) -> list[tuple[str, float, float]]:
+    """(phase, first, last second) of each run of seconds in the same phase."""
+    spans: list[tuple[str, float, float]] = []
     for s in seconds:
-        first, last = spans.get(s.phase, (s.t, s.t))
-        spans[s.phase] = (min(first, s.t), max(last, s.t))
+        if spans and spans[-1][0] == s.phase:
+            spans[-1] = (s.phase, spans[-1][1], s.t)
+        else:
+            spans.append((s.phase, s.t, s.t))
+    return spans
+
+
+def _shade(axes: Sequence[Any], seconds: Sequence[Second]) -> None:
+    spans = _spans(seconds)
     for ax in axes:
-        for name, (a, b) in spans.items():
+        for name, a, b in spans:
             ax.axvspan(a - 0.5, b + 0.5, color=SHADES.get(name, "#eeeeee"), zorder=0)
         ax.grid(alpha=0.3)
-    for name, (a, b) in spans.items():
+    for name, a, b in spans:
         axes[0].text(
             (a + b) / 2,
             1.02,
-            TITLES.get(name, name),
+            SHORT.get(name, name),
             transform=axes[0].get_xaxis_transform(),
             ha="center",
             va="bottom",
@@ -90,20 +96,16 @@ def write_plot(
     fig, (lat, work, budgets) = plt.subplots(3, 1, sharex=True, figsize=(10, 8))
     _shade((lat, work, budgets), seconds)
     _draw(lat, seconds, LATENCY, log=FuncFormatter(lambda y, _: f"{y:g}"))
-    for p in phases:  # each phase's p99 over its measured window
-        if p.latency_us.p99 is not None:
+    for p in phases:  # each kind of phase's p99, pooled over its measured windows
+        for start, end in p.windows if p.latency_us.p99 is not None else ():
             lat.hlines(
-                p.latency_us.p99 / 1000,
-                p.start - t0,
-                p.end - t0,
-                colors="#7f0000",
-                linestyles="dashed",
+                p.latency_us.p99 / 1000, start - t0, end - t0, colors="#7f0000", linestyles="dashed"
             )
     _draw(work, seconds, BATCH_CPU_USED)
     _draw(work.twinx(), seconds, MEMORY_HOG)
     _draw(budgets, seconds, BATCH_CPU)
     _draw(budgets.twinx(), seconds, BATCH_MEMORY)
-    budgets.set_xlabel("seconds (dashed: each phase's p99 over its measured window)")
+    budgets.set_xlabel("seconds (dashed: the p99 of each kind of phase, its turns pooled)")
     fig.suptitle("colocd demo: online latency, batch throughput and colocd's budgets")
     fig.tight_layout()
     try:

@@ -9,13 +9,14 @@ from lab.demo.timeline import PhaseResult, Second
 from lab.workloads.stats import ratio_intervals
 from qos.units import Unit, format_amount
 
-__all__ = ["TITLES", "live_line", "summary_table", "verdict"]
+__all__ = ["SHORT", "TITLES", "live_line", "summary_table", "verdict"]
 
 TITLES = {
     "alone": "online alone",
     "kubelet": "online + batch, kubelet defaults",
     "colocd": "online + batch, colocd",
 }
+SHORT = {"alone": "online alone", "kubelet": "kubelet's defaults", "colocd": "colocd"}
 COLUMNS = (
     ("PHASE", "phase"),
     ("ONLINE P50", "p50"),
@@ -25,6 +26,7 @@ COLUMNS = (
     ("BATCH WORK", "work"),
     ("BATCH-CPU", "batch_cpu"),
     ("BATCH-MEMORY", "batch_memory"),
+    ("IDLE", "idle"),
     ("OTHER LOAD (cores)", "other"),
 )
 
@@ -80,6 +82,7 @@ def summary_table(results: Sequence[PhaseResult]) -> str:
             "work": _work(r, kubelet),
             "batch_cpu": _milli(r.batch_cpu_milli),
             "batch_memory": _bytes(r.batch_memory_budget_bytes),
+            "idle": "-" if r.idle_cores is None else f"{r.idle_cores:.2f}",
             "other": "-" if r.other_cores is None else f"{r.other_cores:.2f}",
         }
         for r in results
@@ -119,6 +122,17 @@ def _compare(
     return f"{text} ({ratio:.1f}x HIGHER{noise})"
 
 
+def _idle_sentence(results: Sequence[PhaseResult]) -> str:
+    """How much CPU each phase left idle (an idle vCPU wakes late: see the verdict)."""
+    idle = [(SHORT.get(r.name, r.name), r.idle_cores) for r in results]
+    if any(cores is None for _, cores in idle):
+        return ""
+    each = ", ".join(f"{title} {cores:.2f}" for title, cores in idle)
+    return (
+        f" CPU left idle (cores): {each}; colocd keeps that room free for online's bursts."
+    )
+
+
 def verdict(results: Sequence[PhaseResult]) -> str:
     """The result in plain words: colocd against kubelet's defaults and against online
     alone, and what 'alone' means."""
@@ -149,8 +163,9 @@ def verdict(results: Sequence[PhaseResult]) -> str:
             " Against online alone, its "
             + _compare("p99", lat_c.p99, alone.latency_us.p99, spread)
             + ". 'Online alone' is not the floor: on this machine idle vCPUs halt and take"
-            " longer to wake, so a busy node can answer faster than an idle one."
+            " longer to wake, so a busy node can answer faster than one with CPUs idle."
         )
+    words.append(_idle_sentence(results))
     other = [r.other_cores for r in results if r.other_cores is not None]
     if other and max(other) > 0.25:
         words.append(

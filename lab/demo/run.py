@@ -1,17 +1,21 @@
-"""The demo from start to end: set up, three phases with a live line per second, clean up.
+"""The demo from start to end: set up, five phases with a live line per second, clean up.
 
     set-up    the tree and its pods (`scenario`), every workload behind its gate
     alone     the latency probe runs on its own
     kubelet   the batch pods start: CPU hogs and a memory hog under kubelet's defaults
               (besteffort cpu.shares=2, nothing else)
     colocd    the real agent starts (`colocd run` as a child, `agent_child`) and enforces
+    kubelet   the agent stops and writes back every value it changed: kubelet's defaults
+    colocd    the agent starts again (on the history the first run left) and enforces
     clean-up  the agent stops and writes back every value it changed, the workloads stop,
               the tree is removed
 
-Each phase lasts a third of the duration (colocd's starts at its first tick); its first
-`SETTLE_S` seconds are shown but not counted in the summary. SIGINT and SIGTERM only set a
-flag, checked at every step, so the clean-up always runs, in that order, and a second
-Ctrl-C cannot cut it short.
+kubelet's defaults and colocd take turns, so the drift of this machine's speed over a
+minute weighs on both alike (run one after the other, the later one takes it alone). Each
+phase lasts a fifth of the duration (colocd's starts at its first tick); its first
+`SETTLE_S` seconds are shown but not counted in the summary, which pools each kind's
+phases. SIGINT and SIGTERM only set a flag, checked at every step, so the clean-up always
+runs, in that order, and a second Ctrl-C cannot cut it short.
 """
 
 from __future__ import annotations
@@ -34,17 +38,19 @@ from lab.workloads.spin import iterations_per_ms
 
 __all__ = ["PHASES", "DemoOutcome", "run_demo"]
 
-PHASES = ("alone", "kubelet", "colocd")
+PHASES = ("alone", "kubelet", "colocd", "kubelet", "colocd")
 SETTLE_S = 2.0
 LINE_EVERY_S = 1.0
 AGENT_START_TIMEOUT_S = 30.0
 WHY = {"alone": "colocd not running", "kubelet": "colocd not running: kubelet defaults"}
-BANNERS = {
-    "alone": "phase 1/3: the online service alone",
-    "kubelet": "phase 2/3: batch starts (CPU hogs and a memory hog) under kubelet's defaults:"
-    " besteffort cpu.shares=2, no colocd",
-    "colocd": "phase 3/3: colocd starts (`colocd run`, default settings) and enforces",
-}
+BANNERS = (
+    "the online service alone",
+    "batch starts (CPU hogs and a memory hog) under kubelet's defaults: besteffort"
+    " cpu.shares=2, no colocd",
+    "colocd starts (`colocd run`, default settings) and enforces",
+    "colocd stops and writes back every value it changed: kubelet's defaults again",
+    "colocd starts again, on the history its first run left, and enforces",
+)
 
 
 class Interrupted(Exception):
@@ -114,14 +120,15 @@ class _Demo:
         self.workdir = workdir
         self.agent: AgentProcess | None = None
         self.outcome = DemoOutcome()
-        self.windows: dict[str, tuple[float, float]] = {}
+        self.windows: dict[str, list[tuple[float, float]]] = {}
 
     def run(self) -> None:
         tree = self.node.build()
         self.say(
             f"colocd demo: a node of {self.cpus} CPUs and {NODE_MEMORY_BYTES >> 20} MiB"
             f" (kubepods' limit), built beneath this process's own cgroups ({tree.root});"
-            f" 3 phases of {self.duration_s / len(PHASES):.0f} s"
+            f" {len(PHASES)} phases of {self.duration_s / len(PHASES):.0f} s, kubelet's"
+            " defaults and colocd taking turns"
         )
         self.signals.check()
         agent = AgentProcess(
@@ -134,28 +141,29 @@ class _Demo:
             agent.publish(pod)
         self.agent = agent
         follower: Follower | None = None
-        for phase in PHASES:
-            self.say(BANNERS[phase])
+        for i, (phase, banner) in enumerate(zip(PHASES, BANNERS, strict=True)):
+            self.say(f"phase {i + 1}/{len(PHASES)}: {banner}")
             if phase == "alone":
                 self.node.start_online()
                 self.outcome.t0 = time.monotonic()
                 follower = Follower(self.node, self.outcome.t0)
             elif phase == "kubelet":
-                self.node.start_batch()
+                self._stop_agent_between()
+                if PHASES.index("kubelet") == i:
+                    self.node.start_batch()
             else:
                 agent.start()
                 agent.wait_ticks(1, AGENT_START_TIMEOUT_S, lambda: self.signals.caught is not None)
-                assert follower is not None
-                follower.agent = agent
             self.signals.check()
             assert follower is not None
+            follower.agent = agent if phase == "colocd" else None
             self._phase(phase, follower)
         self.outcome.phases = self._results()
 
     def _phase(self, phase: str, follower: Follower) -> None:
         start = time.monotonic()
         end = start + self.duration_s / len(PHASES)
-        self.windows[phase] = (start + SETTLE_S, end)
+        self.windows.setdefault(phase, []).append((start + SETTLE_S, end))
         while (now := time.monotonic()) < end:
             self.signals.sleep(min(LINE_EVERY_S, end - now))
             second = follower.second(phase, time.monotonic(), WHY.get(phase, ""))
@@ -172,13 +180,26 @@ class _Demo:
         return [
             phase_result(
                 name,
-                (a, b),
+                windows,
                 self.node,
-                [(s.arrival_t, s.latency_us) for s in samples if a <= s.arrival_t <= b],
+                [
+                    (s.arrival_t, s.latency_us)
+                    for s in samples
+                    if any(a <= s.arrival_t <= b for a, b in windows)
+                ],
                 self.outcome.seconds,
             )
-            for name, (a, b) in self.windows.items()
+            for name, windows in self.windows.items()
         ]
+
+    def _stop_agent_between(self) -> None:
+        """Stop the agent, if it runs, before a kubelet phase: its writes must be gone."""
+        agent = self.agent
+        if agent is None or not agent.alive():
+            return
+        code = agent.stop()
+        if code != 0:
+            raise DemoError(f"stop colocd: it exited with status {code}: {agent.log_tail()}")
 
     def _stop_agent(self) -> None:
         agent = self.agent

@@ -2,9 +2,10 @@
 
 A `Second` is read from what the workloads report (the probe's interval p99, the hogs'
 units of work, the memory hog's size), from the agent's status file (its budgets) and from
-cpuacct (CPU used in the tree and on the whole machine). A `PhaseResult` covers a phase's
-measured window: online latency percentiles from every request the probe served in it,
-batch throughput from the hogs' reports bracketing it, and the budgets colocd published.
+cpuacct (CPU used in the tree and on the whole machine). A `PhaseResult` covers one kind of
+phase, pooling the measured windows of its turns: online latency percentiles from every
+request the probe served in them, batch throughput from the hogs' reports bracketing each
+(weighted by its length), and the budgets colocd published.
 
 Batch is shown as the CPU its hogs got (cores), and its throughput as units of work done
 per second, compared between phases (this machine's CPU speed varies too much over a
@@ -14,7 +15,7 @@ minute for a unit to stand for a fixed amount of CPU).
 from __future__ import annotations
 
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 from agent.report.status import Status
@@ -47,15 +48,15 @@ class Second(NamedTuple):
 
 class PhaseResult(NamedTuple):
     name: str
-    start: float  # the measured window (monotonic), after the phase settled
-    end: float
+    windows: tuple[tuple[float, float], ...]  # measured (monotonic), each after it settled
     latency_us: LatencySummary
     batch_cores: float | None  # the CPU the hogs got
     batch_units_per_s: float | None  # the work they did
     batch_cpu_milli: int | None  # median over the window; None: colocd did not run
     batch_memory_budget_bytes: int | None
     other_cores: float | None  # CPU used outside the demo's tree (other work on the machine)
-    latency_by_second_us: tuple[tuple[float, ...], ...] = ()  # the window's, second by second
+    idle_cores: float | None  # CPU nothing used (the machine's CPUs less all it used)
+    latency_by_second_us: tuple[tuple[float, ...], ...] = ()  # the windows', second by second
 
 
 def budget(status: Status | None, name: str) -> int | None:
@@ -123,48 +124,75 @@ def _median_int(values: Sequence[int | None]) -> int | None:
     return round(statistics.median(present)) if present else None
 
 
-def _other_cores(seconds: Sequence[Second]) -> float | None:
-    """CPU used outside the tree between the first and last of `seconds`, in cores."""
+def _cores(seconds: Sequence[Second], counter: Callable[[Second], float | None]) -> float | None:
+    """The CPU a cumulative counter of `Second` grew by between the first and last of
+    `seconds`, in cores (None: fewer than two seconds, or not read)."""
     if len(seconds) < 2:
         return None
-    a, b = seconds[0], seconds[-1]
-    if None in (a.machine_cpu_s, b.machine_cpu_s, a.tree_cpu_s, b.tree_cpu_s):
+    a, b = counter(seconds[0]), counter(seconds[-1])
+    if a is None or b is None:
         return None
-    assert a.machine_cpu_s is not None and b.machine_cpu_s is not None
-    assert a.tree_cpu_s is not None and b.tree_cpu_s is not None
-    outside = (b.machine_cpu_s - a.machine_cpu_s) - (b.tree_cpu_s - a.tree_cpu_s)
-    return max(0.0, outside) / (b.at - a.at)
+    return max(0.0, b - a) / (seconds[-1].at - seconds[0].at)
+
+
+def _machine(s: Second) -> float | None:
+    return s.machine_cpu_s
+
+
+def _idle(cpus: int, used: float | None) -> float | None:
+    return None if used is None else max(0.0, cpus - used)
+
+
+def _outside(s: Second) -> float | None:
+    """CPU seconds used outside the tree, so far."""
+    if s.machine_cpu_s is None or s.tree_cpu_s is None:
+        return None
+    return s.machine_cpu_s - s.tree_cpu_s
 
 
 def phase_result(
     name: str,
-    window: tuple[float, float],
+    windows: Sequence[tuple[float, float]],
     node: DemoNode,
     requests: Sequence[tuple[float, float]],
     seconds: Sequence[Second],
 ) -> PhaseResult:
-    """The phase's figures over its measured window [start, end] (monotonic); `requests`
-    are (arrival time, latency in us) of those the probe served in it."""
-    start, end = window
-    inside = [s for s in seconds if start <= s.at <= end]
-    by_second: dict[int, list[float]] = {}
+    """The figures of one kind of phase over its measured windows [start, end] (monotonic);
+    `requests` are (arrival time, latency in us) of those the probe served in them."""
+    by_second: dict[tuple[int, int], list[float]] = {}
     for at, latency in requests:
-        by_second.setdefault(int(at - start), []).append(latency)
+        w = next(i for i, (a, b) in enumerate(windows) if a <= at <= b)
+        by_second.setdefault((w, int(at - windows[w][0])), []).append(latency)
 
-    def total(cpu: bool) -> float | None:
-        rates = [units_per_second(h.reports, start, end, cpu=cpu) for h in node.hogs]
-        present = [r for r in rates if r is not None]
-        return sum(present) if present and len(present) == len(rates) else None
+    def inside(start: float, end: float) -> list[Second]:
+        return [s for s in seconds if start <= s.at <= end]
 
+    def per_window(rate: Callable[[float, float], float | None]) -> float | None:
+        """The rate over all the windows, each weighted by its length."""
+        rates = [r for a, b in windows if (r := rate(a, b)) is not None]
+        if not windows or len(rates) < len(windows):
+            return None
+        spans = [b - a for a, b in windows]
+        return sum(r * t for r, t in zip(rates, spans, strict=True)) / sum(spans)
+
+    def total(cpu: bool) -> Callable[[float, float], float | None]:
+        def rate(start: float, end: float) -> float | None:
+            rates = [units_per_second(h.reports, start, end, cpu=cpu) for h in node.hogs]
+            present = [r for r in rates if r is not None]
+            return sum(present) if present and len(present) == len(rates) else None
+
+        return rate
+
+    every = [s for a, b in windows for s in inside(a, b)]
     return PhaseResult(
         name=name,
-        start=start,
-        end=end,
+        windows=tuple(windows),
         latency_us=LatencySummary.of([latency for _, latency in requests]),
-        batch_cores=total(cpu=True),
-        batch_units_per_s=total(cpu=False),
-        batch_cpu_milli=_median_int([s.batch_cpu_milli for s in inside]),
-        batch_memory_budget_bytes=_median_int([s.batch_memory_budget_bytes for s in inside]),
-        other_cores=_other_cores(inside),
+        batch_cores=per_window(total(cpu=True)),
+        batch_units_per_s=per_window(total(cpu=False)),
+        batch_cpu_milli=_median_int([s.batch_cpu_milli for s in every]),
+        batch_memory_budget_bytes=_median_int([s.batch_memory_budget_bytes for s in every]),
+        other_cores=per_window(lambda a, b: _cores(inside(a, b), _outside)),
+        idle_cores=per_window(lambda a, b: _idle(node.cpus, _cores(inside(a, b), _machine))),
         latency_by_second_us=tuple(tuple(v) for _, v in sorted(by_second.items())),
     )
