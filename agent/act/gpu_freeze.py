@@ -3,8 +3,10 @@
 `freeze` is the knob table's (v1 `freezer.state`, v2 `cgroup.freeze`) on the pod's cgroup,
 through the executor, so the original (thawed) state is journaled and `revert` thaws. Only
 pods the topology places in the batch tier are ever frozen, whatever the plan says; a pod
-this agent froze and the plan no longer holds frozen is thawed. So is a pod an earlier run
-froze (the journal holds its original): a crash must not leave it frozen for good.
+this agent froze and the plan no longer holds frozen is thawed while its cgroup is still
+placed (a pod deleted and created again under its name has a new cgroup). So is a pod an
+earlier run froze (the journal holds its original): a crash must not leave it frozen for
+good.
 """
 
 from __future__ import annotations
@@ -25,29 +27,28 @@ class GpuFreezer:
         """`journaled`: the writes that restore each freeze an earlier run journaled; the
         first tick with a GPU plan that places their pod restores those it does not hold
         frozen. One whose pod is not placed while no pod is missing is of a pod gone."""
-        self.frozen: dict[str, str] = {}  # pod key -> its cgroup, frozen by this agent
+        self.frozen: set[str] = set()  # the pod cgroups this agent froze
         self.journaled = {normalize_cgroup(w.cgroup): w for w in journaled}
 
     def writes(self, plan: Plan, topo: Topology) -> list[Write]:
         """No GPU plan (NVML could not be read this tick) is no evidence that online
         receded: what is frozen stays frozen."""
         if plan.gpu is None:
-            return [Write("freeze", cgroup, True, Level.POD) for cgroup in self.frozen.values()]
-        want: dict[str, str] = {}
+            return [Write("freeze", cgroup, True, Level.POD) for cgroup in sorted(self.frozen)]
+        want: set[str] = set()
         for f in plan.gpu.frozen:
             place = topo.by_key(f.pod)
             if place is not None and place.tier is Tier.BATCH:
-                want[f.pod] = place.cgroup
-        out = [Write("freeze", cgroup, True, Level.POD) for cgroup in want.values()]
+                want.add(normalize_cgroup(place.cgroup))
+        placed = {normalize_cgroup(p.cgroup) for p in topo.placed}
+        out = [Write("freeze", cgroup, True, Level.POD) for cgroup in sorted(want)]
         out += [
             Write("freeze", cgroup, False, Level.POD)
-            for pod, cgroup in self.frozen.items()
-            if pod not in want and topo.by_key(pod) is not None
+            for cgroup in sorted(self.frozen - want)
+            if cgroup in placed
         ]
         if self.journaled:
-            held = {normalize_cgroup(c) for c in want.values()}
-            placed = {normalize_cgroup(p.cgroup) for p in topo.placed}
-            out += [w for c, w in self.journaled.items() if c in placed and c not in held]
+            out += [w for c, w in self.journaled.items() if c in placed and c not in want]
             left = {c: w for c, w in self.journaled.items() if c not in placed}
             self.journaled = left if topo.missing else {}
         self.frozen = want
