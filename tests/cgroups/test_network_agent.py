@@ -56,6 +56,7 @@ pytestmark = [
 
 M = 1_000_000
 LINK, ONLINE_RATE, BATCH_RATE, BATCH_CEIL, MARGIN = 200, 100, 10, 100, 20
+STANDING_QUEUE_MS = 20.0  # batch's 256 kB fifo drained at BATCH_CEIL Mbit/s
 # The interleaved RTT measurement: windows alternate flood / alone; the first SETTLE_S of
 # each is not counted (queued batch data drains after a pause, TCP ramps after a resume).
 RTT_SECONDS, RTT_INTERVAL_MS, RTT_WINDOW_S, RTT_SETTLE_S = 12, 3, 2.0, 0.6
@@ -282,9 +283,12 @@ def test_agent_shapes_the_uplink_by_tier(kind: str, tree: KubeletTree, tmp_path:
                   f"Mbit/s {rates}; batch alone up/down {alone_batch.mean_between(2, 5):.1f}/"
                   f"{alone_down.mean_between(2, 5):.1f}")  # fmt: skip
             # A standing queue behind batch (its 256 kB fifo at its ceiling: >= 20 ms) is
-            # what shaping removes.
+            # what shaping removes. The bound is a quarter of that queue over online's RTT
+            # alone, not a ratio of the two: alone is ~0.2 ms, and the scheduling jitter of
+            # a busy 2-CPU host moved a shaped p99 from 0.21 to 0.36 ms under coverage.
             for direction, (alone, flooded) in rtts.items():
-                assert flooded["p99_ms"] <= 1.5 * alone["p99_ms"], (direction, alone, flooded)
+                bound = alone["p99_ms"] + STANDING_QUEUE_MS / 4
+                assert flooded["p99_ms"] <= bound, (direction, alone, flooded)
             online_mbit, online_down = rates["up"][0], rates["down"][0]
             assert online_mbit >= 0.95 * ONLINE_RATE, online_mbit
             assert online_down >= 0.95 * ONLINE_RATE, online_down
