@@ -52,7 +52,7 @@ class PhaseResult(NamedTuple):
     latency_us: LatencySummary
     batch_cores: float | None  # the CPU the hogs got
     batch_units_per_s: float | None  # the work they did
-    batch_cpu_milli: int | None  # median over the window; None: colocd did not run
+    batch_cpu_milli: int | None  # median over the windows; None: colocd did not run
     batch_memory_budget_bytes: int | None
     other_cores: float | None  # CPU used outside the demo's tree (other work on the machine)
     idle_cores: float | None  # CPU nothing used (the machine's CPUs less all it used)
