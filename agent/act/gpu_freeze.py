@@ -39,17 +39,16 @@ class GpuFreezer:
         for f in plan.gpu.frozen:
             place = topo.by_key(f.pod)
             if place is not None and place.tier is Tier.BATCH:
-                want.add(normalize_cgroup(place.cgroup))
-        placed = {normalize_cgroup(p.cgroup) for p in topo.placed}
+                want.add(place.cgroup)
         out = [Write("freeze", cgroup, True, Level.POD) for cgroup in sorted(want)]
-        out += [
-            Write("freeze", cgroup, False, Level.POD)
-            for cgroup in sorted(self.frozen - want)
-            if cgroup in placed
-        ]
-        if self.journaled:
-            out += [w for c, w in self.journaled.items() if c in placed and c not in want]
-            left = {c: w for c, w in self.journaled.items() if c not in placed}
+        if released := self.frozen - want:  # only then is the set of placed cgroups needed
+            placed = {p.cgroup for p in topo.placed}
+            out += [Write("freeze", c, False, Level.POD) for c in sorted(released) if c in placed]
+        if self.journaled:  # the journal's cgroups are normalized: compare like with like
+            held = {normalize_cgroup(c) for c in want}
+            normal = {normalize_cgroup(p.cgroup) for p in topo.placed}
+            out += [w for c, w in self.journaled.items() if c in normal and c not in held]
+            left = {c: w for c, w in self.journaled.items() if c not in normal}
             self.journaled = left if topo.missing else {}
         self.frozen = want
         return out

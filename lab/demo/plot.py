@@ -97,7 +97,9 @@ def write_plot(
     _shade((lat, work, budgets), seconds)
     _draw(lat, seconds, LATENCY, log=FuncFormatter(lambda y, _: f"{y:g}"))
     for p in phases:  # each kind of phase's p99, pooled over its measured windows
-        for start, end in p.windows if p.latency_us.p99 is not None else ():
+        if p.latency_us.p99 is None:
+            continue
+        for start, end in p.windows:
             lat.hlines(
                 p.latency_us.p99 / 1000, start - t0, end - t0, colors="#7f0000", linestyles="dashed"
             )

@@ -135,6 +135,14 @@ def _cores(seconds: Sequence[Second], counter: Callable[[Second], float | None])
     return max(0.0, b - a) / (seconds[-1].at - seconds[0].at)
 
 
+def _hogs(node: DemoNode, start: float, end: float, *, cpu: bool) -> float | None:
+    """What the CPU hogs got together in [start, end]: cores (`cpu`) or units of work a
+    second; None unless every hog reported over it."""
+    rates = [units_per_second(h.reports, start, end, cpu=cpu) for h in node.hogs]
+    present = [r for r in rates if r is not None]
+    return sum(present) if present and len(present) == len(rates) else None
+
+
 def _machine(s: Second) -> float | None:
     return s.machine_cpu_s
 
@@ -175,21 +183,13 @@ def phase_result(
         spans = [b - a for a, b in windows]
         return sum(r * t for r, t in zip(rates, spans, strict=True)) / sum(spans)
 
-    def total(cpu: bool) -> Callable[[float, float], float | None]:
-        def rate(start: float, end: float) -> float | None:
-            rates = [units_per_second(h.reports, start, end, cpu=cpu) for h in node.hogs]
-            present = [r for r in rates if r is not None]
-            return sum(present) if present and len(present) == len(rates) else None
-
-        return rate
-
     every = [s for a, b in windows for s in inside(a, b)]
     return PhaseResult(
         name=name,
         windows=tuple(windows),
         latency_us=LatencySummary.of([latency for _, latency in requests]),
-        batch_cores=per_window(total(cpu=True)),
-        batch_units_per_s=per_window(total(cpu=False)),
+        batch_cores=per_window(lambda a, b: _hogs(node, a, b, cpu=True)),
+        batch_units_per_s=per_window(lambda a, b: _hogs(node, a, b, cpu=False)),
         batch_cpu_milli=_median_int([s.batch_cpu_milli for s in every]),
         batch_memory_budget_bytes=_median_int([s.batch_memory_budget_bytes for s in every]),
         other_cores=per_window(lambda a, b: _cores(inside(a, b), _outside)),
