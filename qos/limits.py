@@ -5,7 +5,7 @@ batch cannot take their working set (measured here: without it, batch evicted on
 cache and online's p99 rose about 9x). Batch pods get memory.max from their
 `colocd.io/batch-memory` request and memory.high below it, so the kernel throttles them by
 reclaim before it kills them. The batch tier as a whole gets memory.high at its budget and
-memory.max at the line online's real use must not be pushed below.
+memory.max at the line online's real use must not be pushed below, both in whole steps.
 """
 
 from __future__ import annotations
@@ -19,9 +19,18 @@ from qos.state import NodeState
 from qos.tiers import Tier
 from qos.units import Unit, format_amount
 
+# The batch tier's limits move in whole 2-MiB steps (a huge page, the largest charge the
+# kernel makes), rounded down, towards online: a budget that drifts by some KiB a tick, as
+# memory use does on a quiet node, then rewrites nothing.
+LIMIT_STEP_BYTES = 2 << 20
+
 
 def _mi(v: float) -> str:
     return format_amount(v, Unit.BYTES)
+
+
+def _step_down(amount: int) -> int:
+    return amount // LIMIT_STEP_BYTES * LIMIT_STEP_BYTES
 
 
 def online_pods(node: NodeState, settings: MemoryQosSettings) -> tuple[OnlinePodPlan, ...]:
@@ -65,7 +74,8 @@ def batch_pods(node: NodeState, settings: MemoryQosSettings) -> tuple[BatchPodPl
 
 def batch_tier(budget: Budget, terms: Terms | None) -> MemoryLimits:
     """memory.high at the memory budget; memory.max at capacity - system - online (the hard
-    line, without max_fraction or margin), or left alone when the terms are not fresh.
+    line, without max_fraction or margin), or left alone when the terms are not fresh. Both
+    are rounded down to a whole LIMIT_STEP_BYTES.
 
     A degraded budget (stale or missing readings) leaves both alone: it stops offering new
     memory (the published batch-memory decays to 0), but lowering the limits on no
@@ -79,18 +89,20 @@ def batch_tier(budget: Budget, terms: Terms | None) -> MemoryLimits:
             f"memory.high and memory.max left alone: {budget.reason} (stale readings stop "
             "new offers, never squeeze what batch holds)",
         )
-    high = budget.amount
+    high = _step_down(budget.amount)
+    steps = f"rounded down to {_mi(LIMIT_STEP_BYTES)} steps"
     if terms is None:
         return MemoryLimits(
             high,
             None,
-            f"memory.high {_mi(high)} = batch-memory; memory.max left alone "
+            f"memory.high {_mi(high)} = batch-memory, {steps}; memory.max left alone "
             "(no fresh online memory reading)",
         )
-    hard = clamp_amount(terms.capacity - terms.system - terms.online, budget.capacity)
+    hard = _step_down(clamp_amount(terms.capacity - terms.system - terms.online, budget.capacity))
     top = max(high, hard)
     why = (
         f"memory.high {_mi(high)} = batch-memory; memory.max {_mi(top)} = capacity "
-        f"{_mi(terms.capacity)} - system {_mi(terms.system)} - online {_mi(terms.online)}"
+        f"{_mi(terms.capacity)} - system {_mi(terms.system)} - online {_mi(terms.online)}; "
+        f"both {steps}"
     )
     return MemoryLimits(high, top, why)

@@ -9,6 +9,7 @@ import pytest
 
 from qos.cpus import format_cpus
 from qos.decide import BrainState, cpu_mechanism, decide
+from qos.limits import LIMIT_STEP_BYTES
 from qos.plan import CpusetCap, QuotaCap
 from qos.samples import LatencyReading, ThrottleReading
 from qos.settings import CpuMechanism, QosSettings
@@ -136,9 +137,26 @@ def test_batch_pods_get_limits_from_their_batch_requests_with_high_below_max():
 def test_batch_tier_memory_high_is_the_budget_below_a_hard_max():
     plan, _ = decide(snapshot(1.0), BrainState(), FIXED, 1.0)
     mem = plan.batch_tier.memory
-    assert mem.high_bytes == plan.budgets.memory.amount
+    amount = plan.budgets.memory.amount
+    assert amount - LIMIT_STEP_BYTES < mem.high_bytes <= amount  # rounded down to a step
+    assert mem.high_bytes % LIMIT_STEP_BYTES == 0
     assert mem.max_bytes == 16 * GIB - 1 * GIB - 4 * GIB
     assert mem.high_bytes < mem.max_bytes
+
+
+def test_batch_tier_memory_limits_hold_still_while_use_drifts_by_kib():
+    """A quiet node's memory moves by some KiB a tick: the limits, in whole steps rounded
+    down (towards online), stay where they are, so nothing is rewritten."""
+    state = BrainState()
+    limits = []
+    for i, drift in enumerate((0, 40 << 10, -10 << 10, 90 << 10, -30 << 10)):
+        online = 4.0 * GIB + LIMIT_STEP_BYTES // 2 + drift
+        plan, state = decide(snapshot(1.0 + i, online_ws=online), state, FIXED, 1.0 + i)
+        mem = plan.batch_tier.memory
+        limits.append((mem.high_bytes, mem.max_bytes))
+        assert mem.max_bytes <= 11 * GIB - online + 4.0 * GIB  # never above the line
+    assert len(set(limits)) == 1, limits
+    assert "both rounded down to 2Mi steps" in plan.batch_tier.memory.reason
 
 
 def test_extended_resources_are_the_budgets_with_their_reasons():
