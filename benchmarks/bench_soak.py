@@ -13,9 +13,9 @@ ColocationPolicy in force and the Node from there too. Meanwhile:
 - every `--surge-every` s two online surge workers spin for 2 s: the fast path fires.
 
 Reported: the agent's RSS (first sample after `--warmup`, last, max, and the slope of a
-least-squares line in MiB/hour; target flat), tick p50/p99/max from its log, fast-path
-clamps, journal entries of cgroups gone for 2 of its ticks or more while it runs (target
-0: the sweep drops them within a tick), journal
+least-squares line in MiB/hour; target flat; the JSON keeps every sample), tick
+p50/p99/max from its log, fast-path clamps, journal entries of cgroups gone for 2 of its
+ticks or more while it runs (target 0: the sweep drops them within a tick), journal
 entries and pod cgroups left after it stops (target 0), and its open descriptors.
 
 `--duration` (or $COLOCD_SOAK_S) sets the length; `make bench` runs the default 30 min.
@@ -358,6 +358,8 @@ def run(args: argparse.Namespace, scratch: Path) -> dict[str, Any]:
         "result": result,
         "targets": {k: {"value": result[k], "target": t, "met": met[k]} for k, t in checks.items()}
         | {"all_met": all(met.values())},
+        # Whether RSS levels off or keeps climbing, which the slope alone does not say.
+        "rss_mib_by_second": [[round(t), round(v / MIB, 1)] for t, v in rss],
     }
 
 

@@ -142,6 +142,8 @@ def test_soak_churns_pods_edits_policies_and_leaks_nothing(tmp_path: Path) -> No
     gone = (result["gone_entries"], result["gone_entries_log"])
     assert result["journal_entries_of_gone_cgroups"] == 0, gone
     assert result["journal_entries_after_stop"] == 0 and result["leaked_pod_cgroups"] == 0
+    series = out["rss_mib_by_second"]
+    assert len(series) >= 2 and all(mib > 10 for _, mib in series), series
 
 
 def test_footprint_compares_the_dry_run_agent_with_no_agent(tmp_path: Path) -> None:
