@@ -135,8 +135,6 @@ class _Item:
         return (-level, -depth, -order)
 
 
-# Checked writes remembered (a few ticks' worth on a big node); forgotten all at once beyond.
-MAX_PREPARED = 20_000
 # knob -> the knob that pins it (cpu.shares -> cpu.idle)
 _PINNED_BY = {p: k.name for k in map(knob, ORDER) for p in k.pins}
 
@@ -158,7 +156,7 @@ class Executor:
         self._clock = clock
         self._cache: dict[tuple[str, str], tuple[Any, float]] = {}
         self._journaling = journal is not None
-        self._prepared: dict[Write, _Item | Result] = {}  # writes checked before
+        self._prepared: dict[Write, _Item | Result] = {}  # the last batch's writes, checked
         # Cumulative outcomes since start (for metrics): Outcome -> count.
         self.totals: Counter[Outcome] = Counter()
 
@@ -186,12 +184,14 @@ class Executor:
         writes = list(writes)
         results: dict[int, Result] = {}
         items: dict[int, _Item] = {}
+        checked: dict[Write, _Item | Result] = {}
         for i, w in enumerate(writes):
-            prepared = self._prepare(w)
+            prepared = self._prepare(w, checked)
             if isinstance(prepared, Result):
                 results[i] = prepared
             else:
                 items[i] = prepared
+        self._prepared = checked
         self._dedupe(items)
         self._pin(items)
         live = [it for it in items.values() if it.result is None and it.held_by is None]
@@ -265,17 +265,17 @@ class Executor:
 
     # --- preparation -------------------------------------------------------------------------
 
-    def _prepare(self, w: Write) -> _Item | Result:
-        """The checked write; the same write in the next batch (most of a tick's) reuses
-        this one's checks instead of redoing them."""
+    def _prepare(self, w: Write, checked: dict[Write, _Item | Result]) -> _Item | Result:
+        """The checked write, remembered in `checked` (this batch's); a write the last batch
+        had too (most of a tick's) reuses its checks. Only the last batch is kept: a memo of
+        every write ever made would grow with each new value and each pod churned."""
         try:
-            known = self._prepared.get(w)
+            known = checked.get(w) or self._prepared.get(w)
         except TypeError:  # a value that cannot be hashed: checked every time
             return self._check(w)
         if known is None:
-            if len(self._prepared) >= MAX_PREPARED:
-                self._prepared.clear()
-            known = self._prepared[w] = self._check(w)
+            known = self._check(w)
+        checked[w] = known
         if isinstance(known, Result):
             return known
         return _Item(w, known.knob, known.cgroup, known.desired)
