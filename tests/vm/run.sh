@@ -14,7 +14,9 @@
 #
 # Environment: COLOCD_VM_KERNEL=/boot/vmlinuz-..., COLOCD_VM_MEM (default 2G),
 # COLOCD_VM_VERBOSE=1 (kernel log), COLOCD_VM_CMD (a command to run instead of pytest,
-# given the same arguments: for debugging in the VM).
+# given the same arguments: for debugging in the VM), COLOCD_VM_TIMEOUT_S (default 2700:
+# the VM and everything it started are killed after that, exit 124; a hung guest kernel
+# would otherwise hold CI until its own limit).
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/../.." && pwd -P)
@@ -57,13 +59,20 @@ verbose=(); [[ ${COLOCD_VM_VERBOSE:-0} == 1 ]] && verbose=(-v)
 echo "test-vm: booting $kernel (${accel[*]:-kvm}), running pytest ${args[*]}" >&2
 # QEMU opens stdout/stderr as files (separate offsets): hand it pipes so output interleaves.
 set +e
-PATH="$venv/bin:$PATH" "$venv/bin/vng" --run "$kernel" "${accel[@]}" --cpus 2 \
+# timeout signals its whole process group, so QEMU (not vng's direct child) goes too.
+limit=${COLOCD_VM_TIMEOUT_S:-2700} started=$SECONDS
+PATH="$venv/bin:$PATH" timeout --kill-after=30 "$limit" \
+    "$venv/bin/vng" --run "$kernel" "${accel[@]}" --cpus 2 \
     --memory "${COLOCD_VM_MEM:-2G}" --force-9p --rwdir="$(q "$repo")" --cwd "$(q "$repo")" \
     --append "cgroup_no_v1=all systemd.unified_cgroup_hierarchy=1 psi=1" "${verbose[@]}" \
     --exec "$cmd" </dev/null 2> >(cat >&2) | cat
 rc=${PIPESTATUS[0]}
 wait 2>/dev/null
 booted=0; [[ -e $marker ]] && booted=1; rm -f "$marker"
+if (( SECONDS - started >= limit )); then
+    echo "test-vm: FAILED: the VM ran past $limit s and was killed (vng status $rc)" >&2
+    exit 124
+fi
 (( booted )) || skip "the VM did not boot (vng status $rc; COLOCD_VM_VERBOSE=1 shows the kernel log)"
 if (( rc == 5 )); then echo "test-vm: pytest collected no tests in the VM" >&2; exit 1; fi
 exit "$rc"
