@@ -128,9 +128,7 @@ def _idle_sentence(results: Sequence[PhaseResult]) -> str:
     if any(cores is None for _, cores in idle):
         return ""
     each = ", ".join(f"{title} {cores:.2f}" for title, cores in idle)
-    return (
-        f" CPU left idle (cores): {each}; colocd keeps that room free for online's bursts."
-    )
+    return f" CPU left idle (cores): {each}; colocd keeps that room free for online's bursts."
 
 
 def verdict(results: Sequence[PhaseResult]) -> str:
