@@ -84,7 +84,10 @@ class Hindsight(NamedTuple):
 
 
 def smallest_safe(rows: list[TraceRow], window: float, held: float = 0.0) -> Hindsight | None:
-    """The smallest reserve (to RESOLUTION) with no memory violation, by bisection."""
+    """The smallest reserve (to RESOLUTION) with no memory violation, by bisection; None
+    where the rule offers nothing even with no reserve (a trace that ends while held)."""
+    if replay(rows, FixedReserve(window, 0.0, held)).reclaimed_gib_hours == 0:
+        return None
     lo, hi = 0.0, 1.0
     best = replay(rows, FixedReserve(window, hi, held))
     if best.memory.seconds > 0:
@@ -144,10 +147,8 @@ class TraceVerdict:
         for held in HELD:
             rules = [h for h in self.hindsight if h.held_s == held]
             start = f"{held / 3600:g} h held" if held else "from the start"
-            out.append(
-                f"    {start:15s}"
-                + "  ".join(f"{h.level} {h.reserve:.1%}/{h.gib_hours:.0f}" for h in rules)
-            )
+            found = "  ".join(f"{h.level} {h.reserve:.1%}/{h.gib_hours:.0f}" for h in rules)
+            out.append(f"    {start:15s}{found or 'nothing offered before the trace ends'}")
         return "\n".join(out)
 
 

@@ -43,6 +43,11 @@ def test_holding_the_first_hour_spares_the_reserve_for_the_leap_within_it() -> N
     assert from_start.reserve > 0.30
 
 
+def test_a_rule_held_past_the_end_of_the_trace_has_no_reserve_to_find() -> None:
+    rows = read_trace(STEP)
+    assert bench.smallest_safe(rows, 0.0, rows[-1].t - rows[0].t + 60.0) is None
+
+
 def test_a_longer_peak_never_needs_a_larger_reserve() -> None:
     rows = read_trace(STEP)
     reserves = [bench.smallest_safe(rows, w).reserve for w in bench.LEVELS.values()]
