@@ -9,12 +9,12 @@ bisection: a larger reserve only lowers every offer, so violations only fall). E
 runs twice: offering from the first reading, and offering nothing for the first hour (the
 length of colocd's memory cold start, `cold_start_memory_seconds`), so the rises above a
 window too young to hold the peak need no reserve. No causal rule of that form can do
-better on that trace. Printed per trace: colocd's reclaim, the
-most any peer with no memory violation reclaimed (what a rule with none must reach), and
-each hindsight rule's reserve and reclaim; where no rule reaches the peer's figure, the bar
-is out of reach for the whole family. colocd's own memory rule is outside it (the higher of
-the 24-h peak and the current reading plus a learned step), which is how it passes Katalyst
-on m_1934 and m_1942, where no rule of the family does.
+better on that trace. Printed per trace: colocd's reclaim, the most any peer with no memory
+violation reclaimed (what a rule with none must reach), and each hindsight rule's reserve
+and reclaim; where no rule reaches the peer's figure, the bar is out of reach for the whole
+family. colocd's own memory rule is outside it (the higher of the 24-h peak and the current
+reading plus a learned step), which is how it passes Katalyst on m_1934 and m_1942, where no
+rule of the family does.
 
 Pure computation over `colocd simulate`'s replay (qos/replay.py); writes
 benchmarks/results/memory_hindsight.json.
